@@ -1,0 +1,94 @@
+"""Store-and-forward contract between a gateway and the cloud.
+
+The gateway ``POST``s a :class:`SyncBatch` (JSON, ``Content-Encoding: gzip``) to
+``/api/v1/sync`` with ``Authorization: Bearer <gateway token>``. Every record has a stable
+``id`` (see :func:`record_id`), so the cloud stores each record at most once however often a
+batch is retried. The cloud answers with a :class:`SyncAck` naming the ids it stored now
+and those it already had; the gateway deletes exactly those from its outbox. Ids listed in
+``rejected`` were refused for good (with the reason): the gateway keeps them aside and alerts.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final, Literal, TypeAlias
+
+from pydantic import Field
+
+from protocols.gateway import AlertPayload, ForecastPayload
+from protocols.messages import Frozen, Ident, ScanMessage, StatusMessage, TelemetryMessage, TsMs
+
+MAX_BATCH_RECORDS: Final = 5000
+RecordId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,200}$")]
+
+
+def record_id(kind: str, device_id: str, boot_id: str, seq: int) -> str:
+    """Stable id of a device message as a sync record: same message, same id, on any gateway."""
+    return f"{kind}:{device_id}:{boot_id}:{seq}"
+
+
+class TelemetryRecord(Frozen):
+    kind: Literal["telemetry"] = "telemetry"
+    id: RecordId
+    received_ts: TsMs
+    msg: TelemetryMessage
+
+
+class ScanRecord(Frozen):
+    kind: Literal["scan"] = "scan"
+    id: RecordId
+    received_ts: TsMs
+    msg: ScanMessage
+
+
+class DeviceStatusRecord(Frozen):
+    kind: Literal["device_status"] = "device_status"
+    id: RecordId
+    received_ts: TsMs
+    msg: StatusMessage
+
+
+class AlertRecord(Frozen):
+    kind: Literal["alert"] = "alert"
+    id: RecordId
+    alert: AlertPayload
+
+
+class ForecastRecord(Frozen):
+    kind: Literal["forecast"] = "forecast"
+    id: RecordId
+    forecast: ForecastPayload
+
+
+SyncRecord: TypeAlias = Annotated[
+    TelemetryRecord | ScanRecord | DeviceStatusRecord | AlertRecord | ForecastRecord,
+    Field(discriminator="kind"),
+]
+
+
+class SyncBatch(Frozen):
+    schema_: Literal["edgehouse.sync_batch"] = Field("edgehouse.sync_batch", alias="schema")
+    v: Literal[1] = 1
+    gateway_id: Ident
+    batch_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
+    sent_ts: TsMs
+    agent_version: Annotated[str, Field(min_length=1, max_length=32)]
+    records: Annotated[tuple[SyncRecord, ...], Field(min_length=1, max_length=MAX_BATCH_RECORDS)]
+
+
+class RejectedRecord(Frozen):
+    id: RecordId
+    reason: Annotated[str, Field(max_length=500)]
+
+
+class SyncAck(Frozen):
+    schema_: Literal["edgehouse.sync_ack"] = Field("edgehouse.sync_ack", alias="schema")
+    v: Literal[1] = 1
+    batch_id: str
+    stored: tuple[RecordId, ...] = ()
+    duplicates: tuple[RecordId, ...] = ()
+    rejected: tuple[RejectedRecord, ...] = ()
+
+    @property
+    def settled(self) -> set[str]:
+        """Ids the gateway may delete from its outbox (stored now or already stored)."""
+        return set(self.stored) | set(self.duplicates)
