@@ -1,0 +1,172 @@
+"""MQTT brokers the demo can start: Mosquitto (preferred) or an embedded amqtt broker.
+
+Mosquitto runs with the broker config the gateway ships (``edge_agent/broker/mosquitto.conf``),
+adapted to a private port and a private persistence directory. amqtt is a pure-Python MQTT
+3.1.1 broker used only when no Mosquitto binary is installed, so that ``make demo`` works on
+a machine with nothing but Python.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Protocol
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout_s} s")
+
+
+class Broker(Protocol):
+    host: str
+    port: int
+    name: str
+    mqtt_protocol: str  # "v5" or "v311"
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+def shipped_mosquitto_conf() -> str:
+    return resources.files("edge_agent.broker").joinpath("mosquitto.conf").read_text()
+
+
+def private_mosquitto_conf(base: str, port: int, data_dir: Path) -> str:
+    """The shipped config with its listener and persistence moved to a private port and folder."""
+    keep = []
+    for line in base.splitlines():
+        key = line.strip().split(" ", 1)[0] if line.strip() and not line.lstrip().startswith("#") else ""
+        if key in {"listener", "persistence_location", "log_dest", "pid_file", "user"}:
+            continue
+        keep.append(line)
+    keep += [
+        f"listener {port} 127.0.0.1",
+        f"persistence_location {data_dir}/",
+        f"log_dest file {data_dir}/mosquitto.log",
+    ]
+    return "\n".join(keep) + "\n"
+
+
+@dataclass
+class MosquittoBroker:
+    data_dir: Path
+    port: int = 0
+    host: str = "127.0.0.1"
+    binary: str = "mosquitto"
+    name: str = "mosquitto"
+    mqtt_protocol: str = "v5"
+    _proc: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def available() -> str | None:
+        return shutil.which("mosquitto") or next(
+            (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None
+        )
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.chmod(0o777)  # mosquitto drops to its own user when started as root
+        self.port = self.port or free_port(self.host)
+        conf = self.data_dir / "mosquitto.conf"
+        conf.write_text(private_mosquitto_conf(shipped_mosquitto_conf(), self.port, self.data_dir))
+        self._proc = subprocess.Popen(
+            [self.available() or self.binary, "-c", str(conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            wait_for_port(self.host, self.port)
+        except TimeoutError:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            self._proc = None
+
+
+class EmbeddedBroker:
+    """amqtt in a thread with its own event loop (MQTT 3.1.1 only, memory-only sessions)."""
+
+    name = "amqtt (embedded)"
+    mqtt_protocol = "v311"
+
+    def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.port = port
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._broker: object | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    def start(self) -> None:
+        self.port = self.port or free_port(self.host)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="amqtt-broker", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(15) or self._error is not None:
+            raise RuntimeError(f"embedded broker failed to start: {self._error!r}")
+        wait_for_port(self.host, self.port)
+
+    def _run(self) -> None:
+        from amqtt.broker import Broker as AmqttBroker
+
+        assert self._loop is not None
+        asyncio.set_event_loop(self._loop)
+        config = {
+            "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
+            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+        }
+        try:
+            self._broker = AmqttBroker(config, loop=self._loop)
+            self._loop.run_until_complete(self._broker.start())  # type: ignore[attr-defined]
+        except BaseException as exc:  # reported to start()
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        self._loop.run_forever()
+
+    def stop(self) -> None:
+        if self._loop is None or self._broker is None:
+            return
+        fut = asyncio.run_coroutine_threadsafe(self._broker.shutdown(), self._loop)  # type: ignore[attr-defined]
+        with contextlib.suppress(Exception):
+            fut.result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._loop = None
+        self._broker = None
+
+
+def pick_broker(data_dir: Path, prefer_embedded: bool = False) -> Broker:
+    if not prefer_embedded and MosquittoBroker.available():
+        return MosquittoBroker(data_dir=data_dir)
+    return EmbeddedBroker()
