@@ -146,7 +146,7 @@ class EmbeddedBroker:
         try:
             self._broker = AmqttBroker(config, loop=self._loop)
             self._loop.run_until_complete(self._broker.start())  # type: ignore[attr-defined]
-        except BaseException as exc:  # reported to start()
+        except Exception as exc:  # noqa: BLE001 - any start failure is reported to start()
             self._error = exc
             self._ready.set()
             return

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -37,12 +38,13 @@ def _mount(name: str, module: str, extra: str, help_text: str) -> None:
     except ImportError as exc:
         if (exc.name or "").split(".")[0] in _OURS and exc.name != module:
             raise  # a bug in our own code, not a missing extra
-        missing = typer.Typer(help=f"{help_text} (unavailable: {exc})")
+        reason = str(exc)
+        missing = typer.Typer(help=f"{help_text} (unavailable: {reason})")
 
         @missing.callback(invoke_without_command=True)
         def _explain() -> None:
             Console(stderr=True).print(
-                f"[red]`edgehouse {name}` needs the `{extra}` extra:[/] pip install 'edgehouse[{extra}]' ({exc})"
+                f"[red]`edgehouse {name}` needs the `{extra}` extra:[/] pip install 'edgehouse[{extra}]' ({reason})"
             )
             raise typer.Exit(2)
 
@@ -57,8 +59,8 @@ for _part in _PARTS:
 
 @protocols_app.command("schema")
 def protocols_schema(
-    out: Path = typer.Option(None, help="Folder to write into (default: the package's schemas/ folder)."),
-    check: bool = typer.Option(False, help="Only check the committed schemas; exit 1 on drift."),
+    out: Annotated[Path | None, typer.Option(help="Folder to write into (default: protocols/schemas/).")] = None,
+    check: Annotated[bool, typer.Option(help="Only check the committed schemas; exit 1 on drift.")] = False,
 ) -> None:
     """Export every wire contract as JSON Schema, one file per (name, version)."""
     from protocols import schemas
@@ -75,13 +77,17 @@ def protocols_schema(
 
 @app.command("demo")
 def demo(
-    duration: float = typer.Option(90.0, help="Seconds the simulated fleet publishes."),
-    fleet: Path = typer.Option(None, help="Fleet file (default: the bundled demo fleet)."),
-    broker_url: str = typer.Option(None, envvar="EDGEHOUSE_DEMO_BROKER_URL",
-                                   help="Use this broker (mqtt://host:port) instead of starting one."),
-    embedded_broker: bool = typer.Option(False, help="Use the embedded Python broker even if Mosquitto exists."),
-    workdir: Path = typer.Option(Path("var/demo"), help="Where the demo keeps its databases and logs."),
-    live: bool = typer.Option(True, help="Show the live view."),
+    duration: Annotated[float, typer.Option(help="Seconds the simulated fleet publishes.")] = 90.0,
+    fleet: Annotated[Path | None, typer.Option(help="Fleet file (default: the bundled demo fleet).")] = None,
+    broker_url: Annotated[
+        str | None,
+        typer.Option(envvar="EDGEHOUSE_DEMO_BROKER_URL", help="Use this broker (mqtt://host:port) instead."),
+    ] = None,
+    embedded_broker: Annotated[
+        bool, typer.Option(help="Use the embedded Python broker even if Mosquitto is installed.")
+    ] = False,
+    workdir: Annotated[Path, typer.Option(help="Where the demo keeps its databases and logs.")] = Path("var/demo"),
+    live: Annotated[bool, typer.Option(help="Show the live view.")] = True,
 ) -> None:
     """Run a broker, the cloud, two gateway agents and a simulated fleet; print a summary."""
     from edgehouse_cli.demo import DemoOptions, run_demo

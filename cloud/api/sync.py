@@ -1,0 +1,67 @@
+"""``POST /api/v1/sync``: a gateway's (gzip) batch of outbox records in, a SyncAck out."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from cloud.auth import GatewayDep
+from cloud.deps import EngineDep, SettingsDep
+from cloud.errors import ErrorBody, validation_error_response
+from cloud.services import sync as sync_service
+from cloud.services.errors import BadRequest, PayloadTooLarge
+from protocols import SyncAck
+
+router = APIRouter(prefix="/api/v1", tags=["sync"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (400, 401, 403, 404, 413, 415, 422)
+}
+
+
+async def read_limited_body(request: Request, settings: SettingsDep) -> bytes:
+    """The raw request body, refused with 413 as soon as it exceeds ``max_body_bytes``."""
+    limit = settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise BadRequest("Content-Length is not a number", "content-length")
+        if int(declared) > limit:
+            raise PayloadTooLarge(f"body of {declared} bytes exceeds {limit}", "body")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"body exceeds {limit} bytes", "body")
+    return bytes(body)
+
+
+RawBody = Annotated[bytes, Depends(read_limited_body)]
+
+
+@router.post(
+    "/sync",
+    response_model=SyncAck,
+    responses=_ERRORS,
+    openapi_extra={"requestBody": {"required": True, "description": "A protocols.SyncBatch as JSON, "
+                                   "optionally with Content-Encoding: gzip",
+                                   "content": {"application/json": {"schema": {
+                                       "$ref": "#/components/schemas/SyncBatch"}}}}},
+)
+def post_sync(
+    principal: GatewayDep,
+    raw: RawBody,
+    engine: EngineDep,
+    settings: SettingsDep,
+    content_encoding: Annotated[str | None, Header()] = None,
+) -> SyncAck | JSONResponse:
+    """Store every record of the batch at most once; the ack lists the ids stored now and those already held."""
+    assert principal.gateway_id is not None, "gateway tokens are bound to a gateway"
+    try:
+        return sync_service.ingest(engine, raw, content_encoding, principal.gateway_id,
+                                   settings.max_decompressed_bytes)
+    except ValidationError as exc:
+        return validation_error_response(exc)

@@ -1,0 +1,76 @@
+"""The app factory: ``create_app(settings)`` wires routers, error handlers and a lifespan.
+
+The lifespan builds the database engine, creates missing tables, and disposes of the engine on
+shutdown; nothing lives at module level, so several apps (tests, replicas) can coexist.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from cloud.api import gateways, health, records, sync, tokens
+from cloud.db.engine import build_engine, create_tables
+from cloud.deps import CloudState
+from cloud.errors import install_error_handlers
+from cloud.settings import CloudSettings
+from protocols import SyncBatch
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: CloudSettings) -> FastAPI:
+    """A new cloud API app for ``settings``; its database is opened when the app starts."""
+    state = CloudState(settings=settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        engine = build_engine(settings.database_url, pool_size=settings.db_pool_size)
+        try:
+            create_tables(engine)
+            state.engine = engine
+            log.info("cloud API ready on %s (%s)", settings.backend, engine.url.render_as_string(hide_password=True))
+            yield
+        finally:
+            state.engine = None
+            engine.dispose()
+
+    app = FastAPI(
+        title="Edgehouse cloud",
+        version="0.1.0",
+        description="Sync ingest from gateways, gateway registry and synced alerts/forecasts.",
+        lifespan=lifespan,
+        docs_url="/docs",
+    )
+    app.state.cloud = state
+    install_error_handlers(app)
+    for router in (health.router, sync.router, gateways.router, tokens.router, records.router):
+        app.include_router(router)
+    _document_sync_batch(app)
+    return app
+
+
+def _document_sync_batch(app: FastAPI) -> None:
+    """Publish ``protocols.SyncBatch`` in the OpenAPI document.
+
+    ``POST /api/v1/sync`` reads and validates its (usually gzip) body itself, so FastAPI cannot
+    derive the request schema; the route refers to ``#/components/schemas/SyncBatch``, added here.
+    """
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            batch = SyncBatch.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = doc.setdefault("components", {}).setdefault("schemas", {})
+            for name, schema in batch.pop("$defs", {}).items():
+                components.setdefault(name, schema)
+            components["SyncBatch"] = batch
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

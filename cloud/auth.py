@@ -1,0 +1,102 @@
+"""Bearer-token authentication and role checks.
+
+Tokens are random secrets; only their sha256 is stored, with a role: ``admin``, ``planner`` or
+``gateway`` (bound to one gateway id). The admin token from the settings is always an admin.
+Use ``Depends(require_role("admin", "planner"))`` on any route that needs a role.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Final, Literal, get_args
+
+from fastapi import Depends
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine
+
+from cloud.db import repo
+from cloud.db.engine import reader
+from cloud.deps import EngineDep, SettingsDep
+from cloud.errors import ApiError
+
+Role = Literal["admin", "planner", "gateway"]
+ROLES: Final[tuple[str, ...]] = get_args(Role)
+_CHALLENGE: Final = {"WWW-Authenticate": "Bearer"}
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: a role, and for gateway tokens the one gateway they speak for."""
+
+    role: Role
+    gateway_id: str | None = None
+    token_id: int | None = None
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    """A fresh random secret (256 bits, URL-safe)."""
+    return secrets.token_urlsafe(32)
+
+
+def reserved_token_hashes(admin_token: str) -> frozenset[str]:
+    """Hashes of secrets that must never be issued as stored tokens (they would shadow the admin)."""
+    return frozenset({hash_token(admin_token)})
+
+
+def principal_for(token: str, admin_token: str, engine: Engine) -> Principal | None:
+    """The principal a bearer token stands for, or None when it is unknown."""
+    digest = hash_token(token)
+    if hmac.compare_digest(digest, hash_token(admin_token)):
+        return Principal(role="admin")
+    with reader(engine) as conn:
+        row = repo.find_token(conn, digest)
+    if row is None or row.role not in ROLES:
+        return None
+    role: Role = row.role  # type: ignore[assignment]  # checked against ROLES above
+    return Principal(role=role, gateway_id=row.gateway_id, token_id=row.token_id)
+
+
+_bearer_scheme = HTTPBearer(auto_error=False, description="Bearer token (admin, planner or gateway)")
+
+
+def authenticate(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)],
+    engine: EngineDep,
+    settings: SettingsDep,
+) -> Principal:
+    """The caller's principal; 401 when the token is missing or unknown."""
+    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+        raise ApiError(401, "missing bearer token", field="authorization", headers=_CHALLENGE)
+    principal = principal_for(credentials.credentials, settings.admin_token.get_secret_value(), engine)
+    if principal is None:
+        raise ApiError(401, "unknown token", field="authorization", headers=_CHALLENGE)
+    return principal
+
+
+def require_role(*roles: Role) -> Callable[[Principal], Principal]:
+    """A dependency that admits only callers with one of ``roles`` (403 otherwise)."""
+    if not roles or any(r not in ROLES for r in roles):
+        raise ValueError(f"roles must be among {ROLES}, got {roles}")
+    allowed = frozenset(roles)
+
+    def _check(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+        if principal.role not in allowed:
+            raise ApiError(403, f"role {principal.role!r} may not do this (needs {' or '.join(roles)})",
+                           field="authorization")
+        return principal
+
+    return _check
+
+
+AdminDep = Annotated[Principal, Depends(require_role("admin"))]
+ReaderDep = Annotated[Principal, Depends(require_role("admin", "planner"))]
+GatewayDep = Annotated[Principal, Depends(require_role("gateway"))]
+AnyRoleDep = Annotated[Principal, Depends(authenticate)]

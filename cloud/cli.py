@@ -1,0 +1,155 @@
+"""``edgehouse-cloud``: serve the API, register gateways and issue tokens.
+
+Settings come from ``EDGEHOUSE_CLOUD_*`` variables and optionally ``--config FILE`` (TOML).
+The admin commands work on the database directly, so they also provision a fresh install.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+import uvicorn
+from sqlalchemy import Engine
+
+from cloud.app import create_app
+from cloud.auth import reserved_token_hashes
+from cloud.db.engine import build_engine, create_tables
+from cloud.schemas import GatewayCreate, TokenCreate
+from cloud.services import gateways as gateway_service
+from cloud.services.errors import ServiceError
+from cloud.settings import CloudSettings, SettingsError, load_settings
+
+app = typer.Typer(help="Edgehouse cloud service.", no_args_is_help=True, add_completion=False)
+gateway_app = typer.Typer(help="Register and list gateways.", no_args_is_help=True)
+token_app = typer.Typer(help="Issue API tokens.", no_args_is_help=True)
+app.add_typer(gateway_app, name="gateway")
+app.add_typer(token_app, name="token")
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="TOML settings file (env variables override it)")
+]
+
+
+def _settings(config: Path | None, **overrides: object) -> CloudSettings:
+    try:
+        return load_settings(config, **{k: v for k, v in overrides.items() if v is not None})
+    except SettingsError as exc:
+        typer.echo(f"configuration error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@contextmanager
+def _engine(settings: CloudSettings) -> Iterator[Engine]:
+    engine = build_engine(settings.database_url, pool_size=1)
+    try:
+        create_tables(engine)
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def _reserved(settings: CloudSettings) -> frozenset[str]:
+    return reserved_token_hashes(settings.admin_token.get_secret_value())
+
+
+def _fail(exc: ServiceError) -> typer.Exit:
+    typer.echo(f"error: {exc.field + ': ' if exc.field else ''}{exc.message}", err=True)
+    return typer.Exit(1)
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[str | None, typer.Option(help="Overrides the host setting")] = None,
+    port: Annotated[int | None, typer.Option(help="Overrides the port setting")] = None,
+) -> None:
+    """Run the API with uvicorn until SIGINT/SIGTERM."""
+    settings = _settings(config, host=host, port=port)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+
+
+@app.command("check-config")
+def check_config(config: ConfigOption = None) -> None:
+    """Validate the settings and exit (0 when they are good)."""
+    settings = _settings(config)
+    typer.echo(f"ok: {settings.backend} database, listening on {settings.host}:{settings.port}")
+
+
+@gateway_app.command("add")
+def gateway_add(
+    gateway_id: Annotated[str, typer.Argument(help="Gateway id, e.g. gw-berlin-1")],
+    site: Annotated[str, typer.Option(help="Site the gateway serves")],
+    token: Annotated[str | None, typer.Option(help="Use this secret instead of a random one")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Register a gateway and print its token (shown only now)."""
+    settings = _settings(config)
+    try:
+        req = GatewayCreate(gateway_id=gateway_id, site=site, token=token)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    with _engine(settings) as engine:
+        try:
+            created = gateway_service.register_gateway(engine, req, _reserved(settings))
+        except ServiceError as exc:
+            raise _fail(exc) from None
+    typer.echo(created.token)
+
+
+@gateway_app.command("list")
+def gateway_list(
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
+) -> None:
+    """List gateways with their last sync time and stored record counts."""
+    settings = _settings(config)
+    with _engine(settings) as engine:
+        rows = gateway_service.list_gateways(engine)
+    if as_json:
+        typer.echo(json.dumps([r.model_dump() for r in rows], indent=2))
+        return
+    typer.echo(f"{'gateway_id':<24} {'site':<16} {'last_seen_ts':>14}  counts")
+    for r in rows:
+        counts = " ".join(f"{k}={v}" for k, v in r.counts.items())
+        typer.echo(f"{r.gateway_id:<24} {r.site:<16} {r.last_seen_ts or '-':>14}  {counts}")
+
+
+@token_app.command("create")
+def token_create(
+    role: Annotated[str, typer.Option(help="admin, planner or gateway")],
+    gateway_id: Annotated[str | None, typer.Option(help="The gateway, for gateway tokens")] = None,
+    label: Annotated[str | None, typer.Option(help="What the token is for")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Issue a token and print it (shown only now)."""
+    settings = _settings(config)
+    if role not in ("admin", "planner", "gateway"):
+        typer.echo("error: role: must be admin, planner or gateway", err=True)
+        raise typer.Exit(2)
+    checked_role: Literal["admin", "planner", "gateway"] = role  # type: ignore[assignment]
+    try:
+        req = TokenCreate(role=checked_role, gateway_id=gateway_id, label=label)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    with _engine(settings) as engine:
+        try:
+            created = gateway_service.create_token(engine, req, _reserved(settings))
+        except ServiceError as exc:
+            raise _fail(exc) from None
+    typer.echo(created.token)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``python -m cloud``: no arguments means ``serve``."""
+    args = sys.argv[1:] if argv is None else argv
+    app(args=args or ["serve"], prog_name="edgehouse-cloud")

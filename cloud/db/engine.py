@@ -1,0 +1,76 @@
+"""Engine construction for SQLite (one file, WAL) and PostgreSQL (psycopg 3)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
+
+from cloud.db.tables import metadata
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: Execution option marking a connection that only reads (SQLite then begins DEFERRED, sharing the file).
+READ_ONLY_OPTION = "edgehouse_read_only"
+
+
+def build_engine(database_url: str, pool_size: int = 5) -> Engine:
+    """An engine for ``database_url``; for SQLite the parent directory is created."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        if url.database:
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            pool_size=pool_size,
+            max_overflow=pool_size * 2,
+        )
+        _configure_sqlite(engine)
+        return engine
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """WAL, foreign keys, and ``BEGIN IMMEDIATE`` for every transaction that may write.
+
+    A deferred transaction that reads and later writes can fail at once with SQLITE_BUSY when
+    another writer committed meanwhile (the busy timeout does not help then). Taking the write
+    lock at BEGIN makes writers queue on the busy timeout instead. Connections from
+    :func:`reader` begin deferred, so reads run beside a writer (WAL).
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: object) -> None:
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        read_only = conn.get_execution_options().get(READ_ONLY_OPTION, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def create_tables(engine: Engine) -> None:
+    """Create every table and index that does not exist yet (safe to run from many replicas)."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            # Replicas starting together would race on CREATE TABLE; a transaction lock serialises them.
+            conn.execute(text("SELECT pg_advisory_xact_lock(7263512001)"))
+        metadata.create_all(conn)
+
+
+def reader(engine: Engine) -> Connection:
+    """A connection for reads only (use as a context manager); writes go through ``engine.begin()``."""
+    return engine.connect().execution_options(**{READ_ONLY_OPTION: True})
+
+
+def ping(engine: Engine) -> None:
+    """Raise if the database cannot answer a trivial query."""
+    with reader(engine) as conn:
+        conn.execute(text("SELECT 1"))

@@ -1,0 +1,164 @@
+"""Repository functions over a SQLAlchemy Core connection; the caller owns the transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Select, Table, and_, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from cloud.db.tables import RECORD_KINDS, alerts, forecasts, gateways, tokens
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayRow:
+    gateway_id: str
+    site: str
+    created_ts: int
+    last_seen_ts: int | None
+    last_batch_id: str | None
+    agent_version: str | None
+    counts: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRow:
+    token_id: int
+    role: str
+    gateway_id: str | None
+
+
+def _insert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """The dialect's INSERT (for ON CONFLICT); only SQLite and PostgreSQL are supported."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def insert_new(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]], key: str = "id") -> set[str]:
+    """Insert the rows whose ``key`` is not stored yet; return the keys inserted now.
+
+    One ``INSERT ... ON CONFLICT DO NOTHING RETURNING key`` run as an executemany, which
+    SQLAlchemy batches into multi-row statements. A concurrent transaction inserting the same
+    key makes this one wait for it and then skip the row, so each key is stored exactly once.
+    """
+    if not rows:
+        return set()
+    stmt = _insert(conn, table).on_conflict_do_nothing(index_elements=[key]).returning(table.c[key])
+    return {row[0] for row in conn.execute(stmt, list(rows))}
+
+
+def insert_ignore(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert rows, skipping those whose primary key is already stored."""
+    if rows:
+        conn.execute(_insert(conn, table).on_conflict_do_nothing(), list(rows))
+
+
+def insert_gateway(conn: Connection, gateway_id: str, site: str, now_ms: int) -> bool:
+    """Register a gateway; False when the id is taken."""
+    return bool(insert_new(conn, gateways, [{"gateway_id": gateway_id, "site": site, "created_ts": now_ms}],
+                           key="gateway_id"))
+
+
+def insert_token(
+    conn: Connection, token_sha256: str, role: str, gateway_id: str | None, label: str | None, now_ms: int
+) -> bool:
+    """Store a token hash; False when the same secret is already registered."""
+    row = {"token_sha256": token_sha256, "role": role, "gateway_id": gateway_id, "label": label,
+           "created_ts": now_ms}
+    return bool(insert_new(conn, tokens, [row], key="token_sha256"))
+
+
+def find_token(conn: Connection, token_sha256: str) -> TokenRow | None:
+    row = conn.execute(
+        select(tokens.c.token_id, tokens.c.role, tokens.c.gateway_id).where(tokens.c.token_sha256 == token_sha256)
+    ).first()
+    return None if row is None else TokenRow(token_id=row.token_id, role=row.role, gateway_id=row.gateway_id)
+
+
+def _gateway_row(row: Any) -> GatewayRow:
+    return GatewayRow(
+        gateway_id=row.gateway_id,
+        site=row.site,
+        created_ts=row.created_ts,
+        last_seen_ts=row.last_seen_ts,
+        last_batch_id=row.last_batch_id,
+        agent_version=row.agent_version,
+        counts={kind: int(getattr(row, f"n_{kind}")) for kind in RECORD_KINDS},
+    )
+
+
+def get_gateway(conn: Connection, gateway_id: str) -> GatewayRow | None:
+    row = conn.execute(select(gateways).where(gateways.c.gateway_id == gateway_id)).first()
+    return None if row is None else _gateway_row(row)
+
+
+def list_gateways(conn: Connection) -> list[GatewayRow]:
+    return [_gateway_row(row) for row in conn.execute(select(gateways).order_by(gateways.c.gateway_id))]
+
+
+def touch_gateway(conn: Connection, gateway_id: str, now_ms: int, batch_id: str, agent_version: str) -> bool:
+    """Record that the gateway synced now. Also locks its row, serialising its concurrent batches."""
+    result = conn.execute(
+        update(gateways)
+        .where(gateways.c.gateway_id == gateway_id)
+        .values(last_seen_ts=now_ms, last_batch_id=batch_id, agent_version=agent_version)
+    )
+    return result.rowcount == 1
+
+
+def add_counts(conn: Connection, gateway_id: str, counts: Mapping[str, int]) -> None:
+    """Add newly stored records per kind to the gateway's counters."""
+    values = {f"n_{kind}": gateways.c[f"n_{kind}"] + n for kind, n in counts.items() if n}
+    if values:
+        conn.execute(update(gateways).where(gateways.c.gateway_id == gateway_id).values(**values))
+
+
+@dataclass(frozen=True, slots=True)
+class PageQuery:
+    """Filters and keyset position of a listing ordered by (time, id)."""
+
+    limit: int
+    gateway_id: str | None = None
+    since_ts: int | None = None
+    after: tuple[int, str] | None = None
+
+
+def _page(stmt: Select[Any], ts_col: Any, id_col: Any, gw_col: Any, query: PageQuery) -> Select[Any]:
+    conds = []
+    if query.gateway_id is not None:
+        conds.append(gw_col == query.gateway_id)
+    if query.since_ts is not None:
+        conds.append(ts_col >= query.since_ts)
+    if query.after is not None:
+        ts, rid = query.after
+        conds.append(or_(ts_col > ts, and_(ts_col == ts, id_col > rid)))
+    if conds:
+        stmt = stmt.where(*conds)
+    return stmt.order_by(ts_col, id_col).limit(query.limit)
+
+
+def list_alerts(conn: Connection, query: PageQuery, device_id: str | None = None) -> list[Any]:
+    stmt = select(alerts.c.id, alerts.c.gateway_id, alerts.c.ts, alerts.c.stored_ts, alerts.c.payload)
+    if device_id is not None:
+        stmt = stmt.where(alerts.c.device_id == device_id)
+    return list(conn.execute(_page(stmt, alerts.c.ts, alerts.c.id, alerts.c.gateway_id, query)))
+
+
+def list_forecasts(conn: Connection, query: PageQuery, sku: str | None = None) -> list[Any]:
+    stmt = select(
+        forecasts.c.id, forecasts.c.gateway_id, forecasts.c.created_ts.label("ts"), forecasts.c.stored_ts,
+        forecasts.c.payload,
+    )
+    if sku is not None:
+        stmt = stmt.where(forecasts.c.sku == sku)
+    return list(conn.execute(_page(stmt, forecasts.c.created_ts, forecasts.c.id, forecasts.c.gateway_id, query)))
+
+
+__all__ = [
+    "GatewayRow", "PageQuery", "TokenRow", "add_counts", "find_token", "get_gateway",
+    "insert_gateway", "insert_ignore", "insert_new", "insert_token", "list_alerts", "list_forecasts",
+    "list_gateways", "touch_gateway",
+]

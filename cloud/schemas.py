@@ -1,0 +1,89 @@
+"""Request and response bodies of the REST API (separate from the tables and the wire contracts)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from protocols import AlertPayload, ForecastPayload
+
+#: Tokens given by provisioning scripts: long enough to be secrets, printable without quoting.
+TOKEN_PATTERN = r"^[A-Za-z0-9_.~+/=-]{20,256}$"
+GatewayIdStr = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
+Kind = Literal["telemetry", "scan", "device_status", "alert", "forecast"]
+T = TypeVar("T")
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GatewayCreate(_Request):
+    gateway_id: GatewayIdStr
+    site: GatewayIdStr
+    token: Annotated[str | None, Field(pattern=TOKEN_PATTERN, description="Provisioned secret; random if absent")] = None
+
+
+class GatewayCreated(BaseModel):
+    gateway_id: str
+    site: str
+    created_ts: int
+    token: str = Field(description="Shown once; only its hash is stored")
+
+
+class GatewayOut(BaseModel):
+    gateway_id: str
+    site: str
+    created_ts: int
+    last_seen_ts: int | None
+    last_batch_id: str | None
+    agent_version: str | None
+    counts: dict[Kind, int]
+
+
+class TokenCreate(_Request):
+    role: Literal["admin", "planner", "gateway"]
+    gateway_id: Annotated[GatewayIdStr | None, Field(description="Required for (and only for) gateway tokens")] = None
+    label: Annotated[str | None, Field(max_length=200)] = None
+    token: Annotated[str | None, Field(pattern=TOKEN_PATTERN, description="Provisioned secret; random if absent")] = None
+
+
+class TokenCreated(BaseModel):
+    token_id: int
+    role: str
+    gateway_id: str | None
+    label: str | None
+    token: str = Field(description="Shown once; only its hash is stored")
+
+
+class AlertOut(BaseModel):
+    id: str
+    gateway_id: str
+    stored_ts: int
+    alert: AlertPayload
+
+
+class ForecastOut(BaseModel):
+    id: str
+    gateway_id: str
+    stored_ts: int
+    forecast: ForecastPayload
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end")
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    database: Literal["sqlite", "postgresql"]
+    detail: str | None = None
+
+
+def payload_dict(value: Any) -> dict[str, Any]:
+    """A JSON column's value as a dict (drivers return dicts; be explicit for the type checker)."""
+    if not isinstance(value, dict):
+        raise TypeError(f"expected a JSON object, got {type(value).__name__}")
+    return value

@@ -1,0 +1,146 @@
+"""Settings of the cloud service: environment variables ``EDGEHOUSE_CLOUD_*`` and an optional TOML file.
+
+Precedence, highest first: keyword arguments, environment variables, the TOML file, defaults.
+Everything is validated at start-up; an error names the offending key.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Final, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX: Final = "EDGEHOUSE_CLOUD_"
+MIN_ADMIN_TOKEN_CHARS: Final = 20
+MIN_DISTINCT_TOKEN_CHARS: Final = 8
+#: Values (and their obvious variants) that must never protect a production service.
+WEAK_TOKENS: Final = frozenset(
+    {"admin", "administrator", "change", "me", "changeme", "default", "dev", "development", "password",
+     "secret", "test", "token", "edgehouse", "letmein", "root", "qwerty"}
+)
+
+_WEAK_PATTERN: Final = re.compile("(?:" + "|".join(sorted(WEAK_TOKENS, key=len, reverse=True)) + ")*")
+
+Environment = Literal["development", "test", "production"]
+
+
+def weak_token_reason(token: str) -> str | None:
+    """Why ``token`` is too weak to guard a service, or None when it is acceptable."""
+    if len(token) < MIN_ADMIN_TOKEN_CHARS:
+        return f"must be at least {MIN_ADMIN_TOKEN_CHARS} characters"
+    letters = re.sub(r"[^a-z]", "", token.lower())
+    if _WEAK_PATTERN.fullmatch(letters):
+        return "is a well-known default value"
+    if len(set(token)) < MIN_DISTINCT_TOKEN_CHARS:
+        return f"must use at least {MIN_DISTINCT_TOKEN_CHARS} distinct characters"
+    return None
+
+
+class CloudSettings(BaseSettings):
+    """Validated configuration of one cloud API process."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    environment: Environment = "production"
+    database_url: Annotated[str, Field(min_length=1)] = "sqlite:///var/cloud/edgehouse.db"
+    admin_token: SecretStr
+    host: Annotated[str, Field(min_length=1)] = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    #: Largest request body accepted as sent (compressed), in bytes.
+    max_body_bytes: Annotated[int, Field(ge=1024, le=1 << 30)] = 16 * 1024 * 1024
+    #: Largest sync batch accepted after decompression, in bytes.
+    max_decompressed_bytes: Annotated[int, Field(ge=1024, le=1 << 31)] = 64 * 1024 * 1024
+    db_pool_size: Annotated[int, Field(ge=1, le=200)] = 5
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_backend(cls, url: str) -> str:
+        if url.startswith("sqlite:///"):
+            path = url.removeprefix("sqlite:///").split("?", 1)[0]
+            if path in ("", ":memory:"):
+                raise ValueError("an in-memory SQLite database cannot be shared by the API's threads; give a file")
+            return url
+        if url.startswith("postgresql+psycopg://"):
+            return url
+        raise ValueError("must start with 'sqlite:///' (a file) or 'postgresql+psycopg://'")
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> CloudSettings:
+        token = self.admin_token.get_secret_value()
+        if not token.strip():
+            raise _key_error("admin_token", "must not be empty")
+        reason = weak_token_reason(token)
+        if reason is not None and self.environment != "development":
+            raise _key_error("admin_token", f"{reason} (allowed only with environment='development')")
+        if self.max_decompressed_bytes < self.max_body_bytes:
+            raise _key_error("max_decompressed_bytes", "must be at least max_body_bytes")
+        return self
+
+    @property
+    def backend(self) -> Literal["sqlite", "postgresql"]:
+        return "sqlite" if self.database_url.startswith("sqlite") else "postgresql"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+class SettingsError(ValueError):
+    """A configuration that cannot start the service; ``key`` names the setting."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        self.key = key
+        self.reason = reason
+        super().__init__(f"{key}: {reason}")
+
+
+def _key_error(key: str, reason: str) -> ValueError:
+    # Raised inside a model validator: pydantic reports it at the model level, so the key goes in the text.
+    return ValueError(f"{key}: {reason}")
+
+
+def load_settings(config_file: Path | None = None, **overrides: object) -> CloudSettings:
+    """Build settings from the environment and optionally a TOML file; raise :class:`SettingsError`."""
+    if config_file is not None and not config_file.is_file():
+        raise SettingsError("config", f"file {config_file} does not exist")
+    cls: type[CloudSettings] = CloudSettings
+    if config_file is not None:
+        cls = type(
+            "CloudSettingsFromFile",
+            (CloudSettings,),
+            {"model_config": SettingsConfigDict(toml_file=config_file), "__module__": __name__},
+        )
+    try:
+        return cls(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise settings_error(exc) from None
+    except ValueError as exc:  # a malformed TOML file
+        raise SettingsError("config", str(exc)) from None
+
+
+def settings_error(exc: ValidationError) -> SettingsError:
+    """The first problem of a settings validation error, with the key it concerns."""
+    err = exc.errors(include_url=False)[0]
+    loc = ".".join(str(p) for p in err.get("loc", ()))
+    msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+    if not loc and ": " in msg:
+        loc, msg = msg.split(": ", 1)
+    if err.get("type") == "missing":
+        msg = f"is required (set {ENV_PREFIX}{loc.upper()})"
+    return SettingsError(loc or "settings", msg)

@@ -1,0 +1,227 @@
+"""``edgehouse demo``: broker, cloud, two gateway agents and a simulated fleet, end to end.
+
+Everything runs on this machine on private ports under ``workdir``: a Mosquitto started
+with the shipped config (or the embedded Python broker when Mosquitto is not installed),
+the cloud on SQLite, one agent per gateway of the fleet file, and the simulator with its
+faults switched on. A live Rich view shows rates, outbox depth and dead letters; the run
+ends with a summary that reconciles what was published with what the edge and the cloud
+stored, and succeeds only when nothing was lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+
+from edgehouse_cli.broker import Broker, EmbeddedBroker, MosquittoBroker
+from edgehouse_cli.stack import AgentProcess, CloudProcess
+from firmware_sim.config import Fleet
+from firmware_sim.faults import FaultConfig
+from firmware_sim.runner import RunStats, SimRunner
+from firmware_sim.truth import Summary
+
+DEFAULT_FLEET = Path(__file__).resolve().parent.parent / "firmware_sim" / "fleets" / "demo.toml"
+#: Faults the demo injects on top of the fleet's own settings, so the summary has something to reconcile.
+DEMO_FAULTS = "duplicates=0.02,reorder=0.02,late=0.01,malformed=0.005,reboots=0.0005,clock_skew=0.001,disconnects=0.0005"
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    duration_s: float = 90.0
+    fleet_path: Path | None = None
+    broker_url: str | None = None
+    embedded_broker: bool = False
+    workdir: Path = Path("var/demo")
+    live: bool = True
+    drain_timeout_s: float = 60.0
+
+
+@dataclass
+class _External:
+    """A broker the user already runs (``--broker-url``)."""
+
+    host: str
+    port: int
+    name: str = "external"
+    mqtt_protocol: str = "v5"
+
+    def start(self) -> None:
+        return None
+
+    def stop(self) -> None:
+        return None
+
+
+@dataclass
+class _Totals:
+    edge: dict[str, dict[str, object]] = field(default_factory=dict)
+    cloud: dict[str, int] = field(default_factory=dict)
+
+
+def _broker(opts: DemoOptions) -> Broker:
+    if opts.broker_url:
+        url = urlparse(opts.broker_url)
+        return _External(url.hostname or "127.0.0.1", url.port or 1883)
+    if not opts.embedded_broker and MosquittoBroker.available():
+        return MosquittoBroker(data_dir=opts.workdir / "broker")
+    logging.getLogger("amqtt").setLevel(logging.CRITICAL)
+    return EmbeddedBroker()
+
+
+def _num(value: object) -> int:
+    return int(value) if isinstance(value, int | float) else 0
+
+
+def _view(broker: Broker, stats: RunStats | None, totals: _Totals, phase: str) -> Group:
+    head = Table.grid(padding=(0, 2))
+    head.add_row(
+        f"[b]phase[/] {phase}",
+        f"[b]broker[/] {broker.name} {broker.host}:{broker.port}",
+        f"[b]sim time[/] {stats.sim_time:%Y-%m-%d %H:%M}" if stats else "",
+    )
+    sim = Table(title="simulated fleet", expand=True)
+    for col in ("published", "msgs/s", "telemetry", "scan", "status", "duplicates", "malformed", "in flight"):
+        sim.add_column(col, justify="right")
+    if stats is not None:
+        sim.add_row(
+            f"{stats.published:,}", f"{stats.msgs_per_s:,.0f}", f"{stats.by_kind.get('telemetry', 0):,}",
+            f"{stats.by_kind.get('scan', 0):,}", f"{stats.by_kind.get('status', 0):,}",
+            f"{stats.duplicates:,}", f"{stats.malformed:,}", f"{stats.in_flight:,}",
+        )
+    gws = Table(title="gateways", expand=True)
+    for col in ("gateway", "mqtt", "in", "telemetry", "scans", "dups", "rfid burst", "dead letters",
+                "outbox", "synced", "oldest unsynced s"):
+        gws.add_column(col, justify="right")
+    for gw, st in totals.edge.items():
+        stored = st.get("stored") if isinstance(st.get("stored"), dict) else {}
+        assert isinstance(stored, dict)
+        gws.add_row(
+            gw, "up" if st.get("mqtt_connected") else "[red]down[/]", f"{_num(st.get('messages_in')):,}",
+            f"{_num(stored.get('telemetry')):,}", f"{_num(stored.get('scan')):,}",
+            f"{_num(st.get('duplicates')):,}", f"{_num(st.get('rfid_burst_dropped')):,}",
+            f"{_num(st.get('dead_letters')):,}", f"{_num(st.get('outbox_depth')):,}", f"{_num(st.get('synced')):,}",
+            f"{float(st.get('oldest_unsynced_age_s') or 0.0):.1f}",  # type: ignore[arg-type]
+        )
+    cloud = Table(title="cloud", expand=True)
+    for col in ("telemetry", "scan", "device status", "alerts", "forecasts"):
+        cloud.add_column(col, justify="right")
+    c = totals.cloud
+    cloud.add_row(*(f"{c.get(k, 0):,}" for k in ("telemetry", "scan", "device_status", "alert", "forecast")))
+    return Group(Panel(head, title="Edgehouse demo"), sim, gws, cloud)
+
+
+def _poll(agents: list[AgentProcess], cloud: CloudProcess, totals: _Totals) -> None:
+    for agent in agents:
+        try:
+            totals.edge[agent.gateway_id] = agent.status()
+        except (httpx.HTTPError, OSError, ValueError) as exc:  # restarting or busy: keep its last state
+            totals.edge.setdefault(agent.gateway_id, {})["error"] = str(exc)
+    try:
+        totals.cloud = cloud.counts()
+    except (httpx.HTTPError, OSError, ValueError) as exc:
+        logging.getLogger(__name__).debug("cloud not answering: %s", exc)
+
+
+def _summary(console: Console, summary: Summary, totals: _Totals, rcs: dict[str, int | None]) -> bool:
+    exp = summary.expected_stored
+    edge_t = sum(_num((s.get("stored") or {}).get("telemetry")) for s in totals.edge.values())  # type: ignore[union-attr]
+    edge_s = sum(_num((s.get("stored") or {}).get("scan")) for s in totals.edge.values())  # type: ignore[union-attr]
+    dups = sum(_num(s.get("duplicates")) for s in totals.edge.values())
+    bursts = sum(_num(s.get("rfid_burst_dropped")) for s in totals.edge.values())
+    dead = sum(_num(s.get("dead_letters")) for s in totals.edge.values())
+    cloud_t, cloud_s = totals.cloud.get("telemetry", 0), totals.cloud.get("scan", 0)
+    lost = max(0, exp.telemetry - cloud_t) + max(0, exp.scan - cloud_s)
+    extra = max(0, cloud_t - exp.telemetry) + max(0, cloud_s - exp.scan)
+    table = Table(title="demo summary", show_header=True)
+    table.add_column("")
+    table.add_column("telemetry", justify="right")
+    table.add_column("scans", justify="right")
+    table.add_column("total", justify="right")
+    table.add_row("published (incl. duplicates, malformed)", "", "", f"{summary.published:,}")
+    table.add_row("expected (unique, valid, after RFID burst dedup)", f"{exp.telemetry:,}", f"{exp.scan:,}",
+                  f"{exp.telemetry + exp.scan:,}")
+    table.add_row("stored at the edge", f"{edge_t:,}", f"{edge_s:,}", f"{edge_t + edge_s:,}")
+    table.add_row("stored in the cloud", f"{cloud_t:,}", f"{cloud_s:,}", f"{cloud_t + cloud_s:,}")
+    table.add_row("duplicates dropped (injected)", "", "", f"{dups:,} ({summary.duplicates:,})")
+    table.add_row("RFID burst repeats dropped (injected)", "", "", f"{bursts:,} ({summary.rfid_burst_repeats:,})")
+    table.add_row("dead-lettered (malformed injected)", "", "", f"{dead:,} ({summary.malformed:,})")
+    table.add_row("[b]lost[/]", "", "", f"[b]{lost}[/]")
+    table.add_row("stored twice", "", "", f"{extra}")
+    table.add_row("agents' exit codes (SIGTERM)", "", "", ", ".join(f"{k}={v}" for k, v in rcs.items()))
+    console.print(table)
+    ok = lost == 0 and extra == 0 and all(rc == 0 for rc in rcs.values())
+    console.print("[green]OK: nothing lost, nothing stored twice[/]" if ok else "[red]FAILED[/]")
+    return ok
+
+
+def run_demo(opts: DemoOptions) -> bool:
+    console = Console()
+    fleet = Fleet.load(opts.fleet_path or DEFAULT_FLEET)
+    if opts.workdir.exists():
+        shutil.rmtree(opts.workdir)
+    opts.workdir.mkdir(parents=True)
+    broker = _broker(opts)
+    cloud = CloudProcess(workdir=opts.workdir / "cloud")
+    agents: list[AgentProcess] = []
+    totals = _Totals()
+    rcs: dict[str, int | None] = {}
+    runner: SimRunner | None = None
+    try:
+        console.print("starting broker …")
+        broker.start()
+        console.print(f"broker: {broker.name} on {broker.host}:{broker.port}; starting cloud …")
+        cloud.start()
+        for gw in fleet.gateway_ids:
+            token = cloud.register_gateway(gw, fleet.site_of(gw))
+            agent = AgentProcess(
+                gateway_id=gw, site=fleet.site_of(gw), workdir=opts.workdir / "agents",
+                mqtt_host=broker.host, mqtt_port=broker.port, filters=fleet.topic_filters(gw),
+                cloud_url=cloud.url, cloud_token=token, mqtt_protocol=broker.mqtt_protocol,
+            )
+            console.print(f"starting agent {gw} …")
+            agent.start()
+            agents.append(agent)
+        faults = fleet.config.faults if fleet.config.faults.any else FaultConfig().with_overrides(DEMO_FAULTS)
+        runner = SimRunner(
+            fleet, broker.host, broker.port, ground_truth_path=opts.workdir / "truth.jsonl",
+            faults=faults, duration_s=opts.duration_s, mqtt_protocol=broker.mqtt_protocol,
+        )
+        runner.start()
+        with Live(_view(broker, None, totals, "publishing"), console=console, refresh_per_second=4,
+                  transient=not opts.live, auto_refresh=opts.live) as live:
+            while not runner.done:
+                _poll(agents, cloud, totals)
+                live.update(_view(broker, runner.stats(), totals, "publishing"))
+                time.sleep(0.5)
+            summary = runner.join()
+            assert summary is not None
+            deadline = time.monotonic() + opts.drain_timeout_s
+            exp = summary.expected_stored
+            while time.monotonic() < deadline:
+                _poll(agents, cloud, totals)
+                live.update(_view(broker, runner.stats(), totals, "draining to the cloud"))
+                if totals.cloud.get("telemetry", 0) >= exp.telemetry and totals.cloud.get("scan", 0) >= exp.scan \
+                        and all(_num(s.get("outbox_depth")) == 0 for s in totals.edge.values()):
+                    break
+                time.sleep(0.5)
+        _poll(agents, cloud, totals)
+        for agent in agents:
+            rcs[agent.gateway_id] = agent.stop()
+        return _summary(console, summary, totals, rcs)
+    finally:
+        if runner is not None and not runner.done:
+            runner.stop(force=True)
+        for agent in agents:
+            agent.stop()
+        cloud.stop()
+        broker.stop()
