@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -58,6 +59,10 @@ def private_mosquitto_conf(base: str, port: int, data_dir: Path) -> str:
         if key in {"listener", "persistence_location", "log_dest", "pid_file", "user"}:
             continue
         keep.append(line)
+    if os.geteuid() == 0:
+        # Started as root, Mosquitto drops to the `mosquitto` user, which cannot reach a private
+        # folder under a root-only parent (pytest's tmp, a user's home): persistence would fail.
+        keep.append("user root")
     keep += [
         f"listener {port} 127.0.0.1",
         f"persistence_location {data_dir}/",
@@ -84,7 +89,6 @@ class MosquittoBroker:
 
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.data_dir.chmod(0o777)  # mosquitto drops to its own user when started as root
         self.port = self.port or free_port(self.host)
         conf = self.data_dir / "mosquitto.conf"
         conf.write_text(private_mosquitto_conf(shipped_mosquitto_conf(), self.port, self.data_dir))

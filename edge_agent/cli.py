@@ -1,0 +1,108 @@
+"""``edgehouse-agent``: run the gateway agent, validate its config, show a running agent's state."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from edge_agent import runtime
+from edge_agent.config import AgentConfig, ConfigError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Edgehouse gateway agent.")
+
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Agent TOML config file.")]
+
+
+def _load(config: Path, err: Console) -> AgentConfig:
+    try:
+        return AgentConfig.load(config)
+    except ConfigError as exc:
+        err.print(f"[red]config error[/red]: {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def install_stop_signals(stop: threading.Event) -> None:
+    """Map SIGTERM and SIGINT to one stop event (the only place signals are handled)."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+@app.command()
+def run(
+    config: ConfigOption,
+    validate_config: Annotated[
+        bool,
+        typer.Option("--validate-config", help="Check the config, print OK or the error, start nothing."),
+    ] = False,
+) -> None:
+    """Run the agent until SIGTERM/SIGINT (exit 0 after a graceful stop)."""
+    err = Console(stderr=True)
+    cfg = _load(config, err)
+    if validate_config:
+        typer.echo("OK")
+        raise typer.Exit(0)
+    logging.basicConfig(
+        level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    from edge_agent.app import Agent  # the heavy imports only when actually running
+
+    stop = threading.Event()
+    install_stop_signals(stop)
+    Agent(cfg).run_until(stop)
+
+
+@app.command()
+def status(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Agent TOML config file.")] = None,
+    url: Annotated[
+        str | None, typer.Option("--url", help="Agent status URL, e.g. http://127.0.0.1:9100")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON.")] = False,
+) -> None:
+    """Print the state of a running agent (found via its runtime file, or --url)."""
+    err = Console(stderr=True)
+    if url is None:
+        if config is None:
+            err.print("give --config or --url")
+            raise typer.Exit(2)
+        cfg = _load(config, err)
+        try:
+            url = runtime.read(cfg.runtime_path).url
+        except (OSError, ValueError):
+            err.print(f"no running agent: {cfg.runtime_path} is missing or unreadable")
+            raise typer.Exit(1) from None
+    try:
+        response = httpx.get(f"{url.rstrip('/')}/status", timeout=5.0)
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        err.print(f"cannot reach the agent at {url}: {exc}")
+        raise typer.Exit(1) from None
+    data = response.json()
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    table = Table(title=f"edge agent {data.get('gateway_id', '?')}", show_header=True)
+    table.add_column("field")
+    table.add_column("value", justify="right")
+    for key, value in data.items():
+        if isinstance(value, dict):
+            for sub, subval in value.items():
+                table.add_row(f"{key}.{sub}", str(subval))
+        else:
+            table.add_row(key, "-" if value is None else str(value))
+    Console().print(table)

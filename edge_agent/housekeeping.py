@@ -1,0 +1,158 @@
+"""The housekeeping thread: retention, the disk quota, and backpressure when unsynced data fills it.
+
+When unsynced data alone exceeds the quota, it pauses intake (ingest stops taking messages,
+so they stay unacknowledged and the broker keeps them), sets ``quota_exceeded``, and raises one
+system alert. Intake resumes, and the alert is cleared, once usage is back under 90 % of
+the quota (retention drops synced history down to that mark while paused).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+
+from edge_agent.config import StoreConfig
+from edge_agent.metrics import AgentMetrics
+from edge_agent.store import Retention, RetentionResult, Store
+from protocols import AlertPayload
+
+log = logging.getLogger(__name__)
+
+RESUME_FRACTION = 0.9
+_PAUSED_CHECK_S = 1.0
+_DAY_MS = 86_400_000
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Housekeeper:
+    def __init__(
+        self,
+        config: StoreConfig,
+        gateway_id: str,
+        store: Store,
+        metrics: AgentMetrics,
+        paused: threading.Event,
+        raise_alert: Callable[[AlertPayload], None],
+        clock_ms: Callable[[], int] = now_ms,
+    ) -> None:
+        self._config = config
+        self._gateway_id = gateway_id
+        self._store = store
+        self._metrics = metrics
+        self._paused = paused
+        self._raise_alert = raise_alert
+        self._clock_ms = clock_ms
+        self._quota = int(config.quota_mb * 1024 * 1024)
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._alert_id: str | None = None
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("housekeeper already started")
+        self._thread = threading.Thread(target=self._run, name="edge-housekeeping", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def check_soon(self) -> None:
+        self._wake.set()
+
+    def retention(self, conn: sqlite3.Connection) -> Retention:
+        age = self._config.history_max_age_days
+        dl_age = self._config.dead_letter_max_age_days
+        return Retention(
+            conn,
+            self._quota,
+            history_max_age_ms=None if age is None else int(age * _DAY_MS),
+            dead_letter_max_age_ms=None if dl_age is None else int(dl_age * _DAY_MS),
+        )
+
+    def _run(self) -> None:
+        conn = self._store.connect()
+        try:
+            retention = self.retention(conn)
+            while not self._stop.is_set():
+                try:
+                    self.run_once(retention)
+                except sqlite3.Error as exc:
+                    log.error("retention failed: %s", exc)
+                interval = _PAUSED_CHECK_S if self._paused.is_set() else self._config.retention_interval_s
+                if self._wake.wait(interval):
+                    self._wake.clear()
+        finally:
+            conn.close()
+
+    def run_once(self, retention: Retention) -> RetentionResult:
+        paused = self._paused.is_set()
+        resume_mark = int(self._quota * RESUME_FRACTION)
+        result = retention.enforce(self._clock_ms(), target_bytes=resume_mark if paused else None)
+        self._metrics.db_used_bytes.set(result.used_bytes)
+        for table, n in result.deleted.items():
+            self._metrics.retention_deleted.labels(table).inc(n)
+        if result.over_quota and not paused:
+            self._pause(result)
+        elif paused and result.used_bytes <= resume_mark:
+            self._resume(result)
+        return result
+
+    def _pause(self, result: RetentionResult) -> None:
+        self._paused.set()
+        self._metrics.quota_exceeded.set(1)
+        log.error(
+            "unsynced data uses %.1f MB, over the %.1f MB quota: intake paused until the cloud catches up",
+            result.used_bytes / 1e6,
+            result.quota_bytes / 1e6,
+        )
+        if self._alert_id is None:
+            now = self._clock_ms()
+            self._alert_id = f"quota.{self._gateway_id}.{now}"
+            self._alert(
+                "raised",
+                "critical",
+                now,
+                (
+                    f"unsynced data ({result.used_bytes // 1_000_000} MB) exceeds the disk quota "
+                    f"({result.quota_bytes // 1_000_000} MB): intake paused, broker is holding new messages"
+                ),
+            )
+
+    def _resume(self, result: RetentionResult) -> None:
+        self._paused.clear()
+        self._metrics.quota_exceeded.set(0)
+        log.warning("database back to %.1f MB: intake resumed", result.used_bytes / 1e6)
+        if self._alert_id is not None:
+            self._alert("cleared", "info", self._clock_ms(), "unsynced data is back under the disk quota")
+            self._alert_id = None
+
+    def _alert(self, state: str, severity: str, now: int, message: str) -> None:
+        assert self._alert_id is not None
+        alert = AlertPayload(
+            alert_id=f"{self._alert_id}.{state}",
+            gateway_id=self._gateway_id,
+            kind="system",
+            state=state,  # type: ignore[arg-type]
+            severity=severity,  # type: ignore[arg-type]
+            ts=now,
+            message=message[:500],
+        )
+        try:
+            self._raise_alert(alert)
+        except Exception:
+            log.exception("could not raise the quota alert")

@@ -1,0 +1,94 @@
+"""Prometheus metrics of one agent, on its own registry (never the process-global one)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+PREFIX = "edgehouse_agent"
+STORED_KINDS = ("telemetry", "scan", "device_status")
+
+
+class AgentMetrics:
+    """Every metric the agent exports. Components get this object, never a global."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.messages_in = Counter(f"{PREFIX}_messages_in", "MQTT messages taken from the broker", registry=r)
+        self.stored = Counter(f"{PREFIX}_stored", "Device messages stored (new)", ["kind"], registry=r)
+        for kind in STORED_KINDS:
+            self.stored.labels(kind)
+        self.duplicates = Counter(
+            f"{PREFIX}_duplicates", "Messages dropped as duplicates of (device_id, boot_id, seq)", registry=r
+        )
+        self.rfid_burst_dropped = Counter(
+            f"{PREFIX}_rfid_burst_dropped", "RFID reads dropped inside the burst window", registry=r
+        )
+        self.dead_letters = Counter(f"{PREFIX}_dead_letters", "Messages dead-lettered", registry=r)
+        self.queue_overflow = Counter(
+            f"{PREFIX}_queue_overflow", "QoS 0 messages dropped because the ingest queue was full", registry=r
+        )
+        self.ingest_batch_seconds = Histogram(
+            f"{PREFIX}_ingest_batch_seconds",
+            "Time to decode, store and commit one ingest batch",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=r,
+        )
+        self.ingest_errors = Counter(f"{PREFIX}_ingest_errors", "Failed ingest transactions", registry=r)
+        self.mqtt_connected = Gauge(f"{PREFIX}_mqtt_connected", "1 while connected to the broker", registry=r)
+        self.mqtt_connects = Counter(f"{PREFIX}_mqtt_connects", "Successful broker connections", registry=r)
+        self.mqtt_connect_failures = Counter(
+            f"{PREFIX}_mqtt_connect_failures", "Failed broker connection attempts", registry=r
+        )
+        self.synced = Counter(f"{PREFIX}_synced_records", "Outbox records settled by the cloud", registry=r)
+        self.sync_rejected = Counter(
+            f"{PREFIX}_sync_rejected_records", "Outbox records the cloud refused for good", registry=r
+        )
+        self.sync_failures = Counter(
+            f"{PREFIX}_sync_failures", "Failed sync requests", ["reason"], registry=r
+        )
+        self.last_sync_success = Gauge(
+            f"{PREFIX}_last_sync_success_timestamp_seconds", "Time of the last successful sync", registry=r
+        )
+        self.sync_lag = Gauge(
+            f"{PREFIX}_sync_lag_seconds",
+            "At the last successful sync: age of the oldest record it settled",
+            registry=r,
+        )
+        self.quota_exceeded = Gauge(
+            f"{PREFIX}_quota_exceeded",
+            "1 while unsynced data alone exceeds the disk quota (intake paused)",
+            registry=r,
+        )
+        self.db_used_bytes = Gauge(f"{PREFIX}_db_used_bytes", "Live bytes of the database", registry=r)
+        self.retention_deleted = Counter(
+            f"{PREFIX}_retention_deleted_rows", "Rows dropped by retention", ["table"], registry=r
+        )
+        self.outbox_depth = Gauge(f"{PREFIX}_outbox_depth", "Records waiting in the outbox", registry=r)
+        self.oldest_unsynced_age = Gauge(
+            f"{PREFIX}_oldest_unsynced_age_seconds", "Age of the oldest record in the outbox", registry=r
+        )
+        self.uptime = Gauge(f"{PREFIX}_uptime_seconds", "Seconds since the agent started", registry=r)
+        self.ingest_queue_depth = Gauge(
+            f"{PREFIX}_ingest_queue_depth", "Messages received, waiting for the ingest thread", registry=r
+        )
+
+    def bind_live(
+        self,
+        outbox_depth: Callable[[], float],
+        oldest_unsynced_age: Callable[[], float],
+        uptime: Callable[[], float],
+        ingest_queue_depth: Callable[[], float],
+    ) -> None:
+        """Compute these gauges when scraped instead of pushing them."""
+        self.ingest_queue_depth.set_function(ingest_queue_depth)
+        self.outbox_depth.set_function(outbox_depth)
+        self.oldest_unsynced_age.set_function(oldest_unsynced_age)
+        self.uptime.set_function(uptime)
+
+    def value(self, name: str, labels: dict[str, str] | None = None) -> float:
+        """Current value of a sample (``name`` without the prefix), 0 when absent."""
+        sample = self.registry.get_sample_value(f"{PREFIX}_{name}", labels or {})
+        return 0.0 if sample is None else float(sample)

@@ -1,0 +1,324 @@
+"""The broker link: MQTT v5, persistent session, QoS 1, manual acknowledgement.
+
+paho's network thread only runs while a connection is up (``reconnect_on_failure=False``);
+a supervisor thread owns connecting and reconnecting, with exponential backoff and jitter
+reset after every successful CONNACK. ``on_message`` only hands the message to the ingest
+queue and never raises (an exception there silently kills paho's thread). Acknowledgements
+come from the ingest thread through :meth:`MqttLink.ack` once the message is committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from edge_agent import __version__
+from edge_agent.backoff import Backoff
+from edge_agent.config import AgentConfig
+from edge_agent.inbound import Inbound, InboundQueue
+from edge_agent.metrics import AgentMetrics
+from protocols import GatewayStatusPayload, GatewayTopicKind, encode, gateway_topic
+
+log = logging.getLogger(__name__)
+
+_PUT_RETRY_S = 0.5
+_STATUS_PUBLISH_TIMEOUT_S = 2.0
+
+
+def _status_payload(gateway_id: str, state: str) -> bytes:
+    payload = GatewayStatusPayload(
+        gateway_id=gateway_id,
+        state=state,  # type: ignore[arg-type]
+        agent_version=__version__,
+        ts=time.time_ns() // 1_000_000,
+    )
+    return encode(payload)
+
+
+class MqttLink:
+    """Connect with :meth:`start`, subscribe with :meth:`subscribe`, leave with :meth:`stop`."""
+
+    def __init__(self, config: AgentConfig, inbox: InboundQueue, metrics: AgentMetrics) -> None:
+        self._config = config
+        self._mqtt = config.mqtt
+        self._inbox = inbox
+        self._metrics = metrics
+        self._status_topic = gateway_topic(config.site, config.gateway_id, GatewayTopicKind.STATUS)
+        self._stop = threading.Event()
+        self._intake_open = threading.Event()
+        self._intake_open.set()
+        self._connected = threading.Event()
+        self._disconnected = threading.Event()
+        self._connection = 0  # incremented at every successful CONNACK
+        self._filters: dict[str, None] = {}  # insertion-ordered set
+        self._filters_lock = threading.Lock()
+        self._supervisor: threading.Thread | None = None
+        self._backoff = Backoff(self._mqtt.reconnect_min_s, self._mqtt.reconnect_max_s)
+        self._client = self._build_client()
+
+    def _build_client(self) -> paho.Client:
+        cfg = self._mqtt
+        v5 = cfg.protocol == "v5"
+        client = paho.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=self._config.client_id,
+            protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
+            clean_session=None if v5 else False,
+            reconnect_on_failure=False,
+            manual_ack=True,
+        )
+        if cfg.username is not None:
+            password = cfg.password.get_secret_value() if cfg.password is not None else None
+            client.username_pw_set(cfg.username, password)
+        if cfg.tls is not None:
+            client.tls_set(
+                ca_certs=str(cfg.tls.ca_file),
+                certfile=str(cfg.tls.cert_file) if cfg.tls.cert_file else None,
+                keyfile=str(cfg.tls.key_file) if cfg.tls.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+        client.will_set(
+            self._status_topic, _status_payload(self._config.gateway_id, "offline"), qos=1, retain=True
+        )
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        return client
+
+    def _connect_properties(self) -> Properties:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self._mqtt.session_expiry_s
+        props.ReceiveMaximum = self._config.receive_maximum
+        return props
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        if self._supervisor is not None:
+            raise RuntimeError("MQTT link already started")
+        self._supervisor = threading.Thread(target=self._supervise, name="edge-mqtt", daemon=True)
+        self._supervisor.start()
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        return self._connected.wait(timeout_s)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def close_intake(self) -> None:
+        """Stop handing messages to ingest; later deliveries stay unacknowledged at the broker."""
+        self._intake_open.clear()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Publish the retained offline status, disconnect cleanly and end both threads."""
+        self.close_intake()
+        self._stop.set()
+        if self._connected.is_set():
+            try:
+                info = self._client.publish(
+                    self._status_topic,
+                    _status_payload(self._config.gateway_id, "offline"),
+                    qos=1,
+                    retain=True,
+                )
+                info.wait_for_publish(_STATUS_PUBLISH_TIMEOUT_S)
+            except (RuntimeError, ValueError) as exc:
+                log.warning("could not publish the offline status: %s", exc)
+        # The supervisor sends DISCONNECT and ends paho's thread.
+        if self._supervisor is not None:
+            self._supervisor.join(timeout_s)
+            if self._supervisor.is_alive():
+                log.error("MQTT supervisor did not stop within %.1fs", timeout_s)
+            self._supervisor = None
+        self._client.loop_stop()
+        self._connected.clear()
+        self._metrics.mqtt_connected.set(0)
+
+    # ----------------------------------------------------------------- subscriptions / output
+
+    def subscribe(self, topic_filter: str) -> Callable[[], None]:
+        """Subscribe at QoS 1 now and after every reconnect; return the cleanup.
+
+        The cleanup stops resubscribing this filter but sends no UNSUBSCRIBE: the broker must
+        keep the subscription in our persistent session, so messages published while the agent
+        is down are queued for it rather than lost.
+        """
+        with self._filters_lock:
+            self._filters[topic_filter] = None
+        if self._connected.is_set():
+            self._client.subscribe([(topic_filter, self._subscribe_options())])
+
+        def cleanup() -> None:
+            with self._filters_lock:
+                self._filters.pop(topic_filter, None)
+
+        return cleanup
+
+    def ack(self, item: Inbound) -> None:
+        """Acknowledge one delivered message (from the ingest thread, after commit).
+
+        A message delivered on an earlier connection is not acknowledged: the broker redelivers
+        it on the current one (same session), and that copy gets the ack. Acking the old packet
+        id could instead acknowledge a different message the broker has since given that id.
+        """
+        if item.qos == 0 or item.connection != self._connection:
+            return
+        rc = self._client.ack(item.mid, item.qos)
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            # Not connected any more: the broker redelivers it and dedup absorbs the copy.
+            log.debug("ack of mid %d not sent (%s)", item.mid, rc)
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> bool:
+        """Publish best-effort; False when not connected (the outbox carries the data anyway)."""
+        if not self._connected.is_set():
+            return False
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    @staticmethod
+    def _subscribe_options() -> SubscribeOptions:
+        # Retained messages only on a new subscription: a resumed session needs none resent.
+        return SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
+
+    # ----------------------------------------------------------------- supervisor
+
+    def _supervise(self) -> None:
+        client = self._client
+        first = True
+        while not self._stop.is_set():
+            self._disconnected.clear()
+            try:
+                if first:
+                    if self._mqtt.protocol == "v5":
+                        client.connect(
+                            self._mqtt.host,
+                            self._mqtt.port,
+                            keepalive=self._mqtt.keepalive,
+                            clean_start=False,
+                            properties=self._connect_properties(),
+                        )
+                    else:
+                        client.connect(self._mqtt.host, self._mqtt.port, keepalive=self._mqtt.keepalive)
+                    first = False
+                else:
+                    client.reconnect()
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                self._metrics.mqtt_connect_failures.inc()
+                delay = self._backoff.next_delay()
+                log.warning(
+                    "MQTT connect to %s:%d failed (%s); retry in %.1fs",
+                    self._mqtt.host,
+                    self._mqtt.port,
+                    exc,
+                    delay,
+                )
+                self._stop.wait(delay)
+                continue
+            client.loop_start()
+            while not self._stop.is_set() and not self._disconnected.wait(0.5):
+                pass
+            if self._stop.is_set():
+                if not self._disconnected.is_set():
+                    # A normal DISCONNECT: the broker keeps our session and does not send the will.
+                    client.disconnect()
+                    self._disconnected.wait(_STATUS_PUBLISH_TIMEOUT_S)
+                client.loop_stop()
+                return
+            client.loop_stop()
+            delay = self._backoff.next_delay()
+            log.warning("MQTT connection lost; reconnecting in %.1fs", delay)
+            self._stop.wait(delay)
+
+    # ----------------------------------------------------------------- paho callbacks (network thread)
+
+    def _on_connect(
+        self, client: paho.Client, userdata: Any, flags: Any, reason_code: ReasonCode, properties: Any
+    ) -> None:
+        try:
+            if reason_code.is_failure:
+                self._metrics.mqtt_connect_failures.inc()
+                log.error("broker refused the connection: %s", reason_code)
+                return
+            self._backoff.reset()
+            self._connection += 1
+            self._connected.set()
+            self._metrics.mqtt_connected.set(1)
+            self._metrics.mqtt_connects.inc()
+            log.info(
+                "connected to MQTT %s:%d (session present: %s)",
+                self._mqtt.host,
+                self._mqtt.port,
+                getattr(flags, "session_present", None),
+            )
+            client.publish(
+                self._status_topic, _status_payload(self._config.gateway_id, "online"), qos=1, retain=True
+            )
+            with self._filters_lock:
+                filters = list(self._filters)
+            if filters:
+                client.subscribe([(f, self._subscribe_options()) for f in filters])
+        except Exception:
+            log.exception("error in on_connect")
+
+    def _on_disconnect(
+        self, client: paho.Client, userdata: Any, flags: Any, reason_code: ReasonCode, properties: Any
+    ) -> None:
+        try:
+            self._connected.clear()
+            self._metrics.mqtt_connected.set(0)
+            if not self._stop.is_set():
+                log.warning("disconnected from MQTT: %s", reason_code)
+        except Exception:
+            log.exception("error in on_disconnect")
+        finally:
+            self._disconnected.set()
+
+    def _on_subscribe(
+        self, client: paho.Client, userdata: Any, mid: int, reason_codes: list[ReasonCode], properties: Any
+    ) -> None:
+        try:
+            for rc in reason_codes:
+                if rc.is_failure:
+                    log.error("subscription refused by the broker: %s", rc)
+        except Exception:
+            log.exception("error in on_subscribe")
+
+    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        try:
+            if not self._intake_open.is_set():
+                return  # not acked: the broker redelivers it in the next session
+            try:
+                topic = message.topic
+            except UnicodeDecodeError:
+                topic = message._topic.decode("utf-8", "replace")
+            item = Inbound(topic, message.payload, message.mid, message.qos, self._connection)
+            if message.qos == 0:
+                try:
+                    self._inbox.put_nowait(item)
+                except queue.Full:
+                    self._metrics.queue_overflow.inc()
+                return
+            # Receive Maximum bounds unacknowledged QoS 1 deliveries to the queue's size, so this
+            # rarely waits; if it does, waiting here is backpressure on the socket, not loss.
+            while self._intake_open.is_set():
+                try:
+                    self._inbox.put(item, timeout=_PUT_RETRY_S)
+                    return
+                except queue.Full:
+                    continue
+        except Exception:
+            log.exception("error in on_message (message left unacknowledged)")

@@ -1,0 +1,135 @@
+"""The agent's state as one JSON-able snapshot (``GET /status``) and its health (``/healthz``)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict
+
+from edge_agent import __version__
+from edge_agent.metrics import AgentMetrics
+from edge_agent.store import Store
+from edge_agent.store import outbox as ob
+
+
+class StoredCounts(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    telemetry: int
+    scan: int
+    device_status: int
+
+
+class AgentStatus(BaseModel):
+    """``GET /status``. Counters count since this agent process started."""
+
+    model_config = ConfigDict(extra="forbid")
+    gateway_id: str
+    agent_version: str
+    mqtt_connected: bool
+    intake_paused: bool
+    messages_in: int
+    stored: StoredCounts
+    duplicates: int
+    rfid_burst_dropped: int
+    dead_letters: int
+    outbox_depth: int
+    synced: int
+    sync_rejected: int
+    oldest_unsynced_age_s: float | None
+    sync_lag_s: float | None
+    last_sync_ts: float | None
+    uptime_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class _DbStats:
+    outbox_depth: int
+    oldest_created_ts: int | None
+    at: float
+
+
+class StatusProbe:
+    """Reads counters from the metrics and outbox figures from the database (cached ~1 s)."""
+
+    def __init__(
+        self,
+        gateway_id: str,
+        store: Store,
+        metrics: AgentMetrics,
+        mqtt_connected: Callable[[], bool],
+        intake_paused: Callable[[], bool],
+        stopped_components: Callable[[], list[str]] = list,
+        cache_s: float = 1.0,
+    ) -> None:
+        self._gateway_id = gateway_id
+        self._store = store
+        self._metrics = metrics
+        self._mqtt_connected = mqtt_connected
+        self._intake_paused = intake_paused
+        self._stopped_components = stopped_components
+        self._cache_s = cache_s
+        self._started = time.monotonic()
+        self._lock = threading.Lock()
+        self._db: _DbStats | None = None
+
+    def uptime_s(self) -> float:
+        return time.monotonic() - self._started
+
+    def _db_stats(self) -> _DbStats:
+        with self._lock:
+            now = time.monotonic()
+            if self._db is None or now - self._db.at > self._cache_s:
+                conn = sqlite3.connect(str(self._store.path), timeout=5.0)
+                try:
+                    self._db = _DbStats(ob.depth(conn), ob.oldest_created_ts(conn), now)
+                finally:
+                    conn.close()
+            return self._db
+
+    def outbox_depth(self) -> float:
+        return float(self._db_stats().outbox_depth)
+
+    def oldest_unsynced_age_s(self) -> float | None:
+        oldest = self._db_stats().oldest_created_ts
+        return None if oldest is None else max(0.0, time.time() - oldest / 1000.0)
+
+    def snapshot(self) -> AgentStatus:
+        m = self._metrics
+        last_sync = m.value("last_sync_success_timestamp_seconds") or None
+        return AgentStatus(
+            gateway_id=self._gateway_id,
+            agent_version=__version__,
+            mqtt_connected=self._mqtt_connected(),
+            intake_paused=self._intake_paused(),
+            messages_in=int(m.value("messages_in_total")),
+            stored=StoredCounts(
+                telemetry=int(m.value("stored_total", {"kind": "telemetry"})),
+                scan=int(m.value("stored_total", {"kind": "scan"})),
+                device_status=int(m.value("stored_total", {"kind": "device_status"})),
+            ),
+            duplicates=int(m.value("duplicates_total")),
+            rfid_burst_dropped=int(m.value("rfid_burst_dropped_total")),
+            dead_letters=int(m.value("dead_letters_total")),
+            outbox_depth=int(self.outbox_depth()),
+            synced=int(m.value("synced_records_total")),
+            sync_rejected=int(m.value("sync_rejected_records_total")),
+            oldest_unsynced_age_s=self.oldest_unsynced_age_s(),
+            sync_lag_s=m.value("sync_lag_seconds") if last_sync is not None else None,
+            last_sync_ts=last_sync,
+            uptime_s=round(self.uptime_s(), 3),
+        )
+
+    def health(self) -> list[str]:
+        """Reasons the agent is unhealthy; empty when healthy."""
+        reasons = []
+        if not self._mqtt_connected():
+            reasons.append("mqtt not connected")
+        db_problem = self._store.check_writable()
+        if db_problem is not None:
+            reasons.append(db_problem)
+        reasons.extend(f"{name} thread not running" for name in self._stopped_components())
+        return reasons

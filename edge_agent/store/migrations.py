@@ -1,0 +1,145 @@
+"""Named schema migrations, applied once each and recorded in ``schema_migrations``.
+
+Append new migrations to :data:`MIGRATIONS`; never edit or reorder one that has shipped.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+
+from edge_agent.store.db import transaction
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    name: str
+    sql: str
+
+
+_INITIAL = """
+CREATE TABLE telemetry (
+    device_id   TEXT    NOT NULL,
+    boot_id     TEXT    NOT NULL,
+    seq         INTEGER NOT NULL,
+    ts          INTEGER NOT NULL,          -- device clock, ms
+    received_ts INTEGER NOT NULL,          -- gateway clock, ms
+    msg_id      TEXT    NOT NULL,
+    readings    TEXT    NOT NULL,          -- JSON object {metric: value}
+    PRIMARY KEY (device_id, boot_id, seq)
+);
+CREATE TABLE scans (
+    device_id   TEXT    NOT NULL,
+    boot_id     TEXT    NOT NULL,
+    seq         INTEGER NOT NULL,
+    ts          INTEGER NOT NULL,
+    received_ts INTEGER NOT NULL,
+    msg_id      TEXT    NOT NULL,
+    code_type   TEXT    NOT NULL,
+    sku         TEXT    NOT NULL,
+    location    TEXT    NOT NULL,
+    direction   TEXT    NOT NULL,
+    qty         INTEGER NOT NULL,
+    reader_id   TEXT    NOT NULL,
+    tag_id      TEXT,
+    PRIMARY KEY (device_id, boot_id, seq)
+);
+CREATE INDEX scans_rfid_ts ON scans (ts) WHERE code_type = 'rfid';
+CREATE TABLE device_status_history (
+    device_id   TEXT    NOT NULL,
+    boot_id     TEXT    NOT NULL,
+    seq         INTEGER NOT NULL,
+    ts          INTEGER NOT NULL,
+    received_ts INTEGER NOT NULL,
+    msg_id      TEXT    NOT NULL,
+    state       TEXT    NOT NULL,
+    fw_version  TEXT    NOT NULL,
+    uptime_s    REAL    NOT NULL,
+    reason      TEXT,
+    PRIMARY KEY (device_id, boot_id, seq)
+);
+CREATE TABLE device_status (               -- latest status per device (by device clock)
+    device_id   TEXT    PRIMARY KEY,
+    boot_id     TEXT    NOT NULL,
+    seq         INTEGER NOT NULL,
+    ts          INTEGER NOT NULL,
+    received_ts INTEGER NOT NULL,
+    state       TEXT    NOT NULL,
+    fw_version  TEXT    NOT NULL,
+    uptime_s    REAL    NOT NULL,
+    reason      TEXT
+);
+CREATE TABLE dead_letters (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_ts   INTEGER NOT NULL,
+    topic         TEXT    NOT NULL,
+    reason        TEXT    NOT NULL,
+    field         TEXT,
+    payload       BLOB    NOT NULL,        -- truncated to ingest.dead_letter_max_bytes
+    payload_bytes INTEGER NOT NULL         -- original size
+);
+CREATE TABLE outbox (                      -- rowid order = oldest first
+    id         TEXT    PRIMARY KEY,        -- protocols.record_id / alert_id / forecast_id
+    kind       TEXT    NOT NULL,
+    created_ts INTEGER NOT NULL,           -- gateway clock, ms
+    payload    TEXT    NOT NULL            -- JSON of a protocols SyncRecord
+);
+CREATE TABLE sync_rejected (
+    id          TEXT    PRIMARY KEY,
+    kind        TEXT    NOT NULL,
+    created_ts  INTEGER NOT NULL,
+    rejected_ts INTEGER NOT NULL,
+    reason      TEXT    NOT NULL,
+    payload     TEXT    NOT NULL
+);
+CREATE TABLE alerts (
+    alert_id TEXT    PRIMARY KEY,
+    ts       INTEGER NOT NULL,
+    kind     TEXT    NOT NULL,
+    state    TEXT    NOT NULL,
+    severity TEXT    NOT NULL,
+    device_id TEXT,
+    payload  TEXT    NOT NULL
+);
+CREATE TABLE forecasts (
+    forecast_id TEXT    PRIMARY KEY,
+    created_ts  INTEGER NOT NULL,
+    sku         TEXT    NOT NULL,
+    origin      TEXT    NOT NULL,
+    payload     TEXT    NOT NULL
+);
+"""
+
+MIGRATIONS: tuple[Migration, ...] = (Migration("0001_initial", _INITIAL),)
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a migration into statements (our migrations hold no ';' inside literals)."""
+    lines = [line.split("--", 1)[0] for line in sql.splitlines()]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def applied(conn: sqlite3.Connection) -> list[str]:
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_ts INTEGER NOT NULL)"
+    )
+    return [row[0] for row in conn.execute("SELECT name FROM schema_migrations ORDER BY rowid")]
+
+
+def migrate(conn: sqlite3.Connection, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[str]:
+    """Apply the migrations not yet recorded, each in its own transaction; return their names."""
+    done = set(applied(conn))
+    newly = []
+    for migration in migrations:
+        if migration.name in done:
+            continue
+        with transaction(conn):
+            for statement in _statements(migration.sql):
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_migrations (name, applied_ts) VALUES (?, ?)",
+                (migration.name, int(time.time() * 1000)),
+            )
+        newly.append(migration.name)
+    return newly

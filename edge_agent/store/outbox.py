@@ -1,0 +1,66 @@
+"""The outbox: sync records waiting for the cloud, oldest first (rowid order)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+_CHUNK = 500  # ids per statement, well under SQLite's host-parameter limit
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: str
+    kind: str
+    created_ts: int
+    payload: str
+
+
+def read_oldest(conn: sqlite3.Connection, limit: int) -> list[OutboxRow]:
+    rows = conn.execute(
+        "SELECT id, kind, created_ts, payload FROM outbox ORDER BY rowid LIMIT ?", (limit,)
+    ).fetchall()
+    return [OutboxRow(*row) for row in rows]
+
+
+def _chunks(ids: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(ids), _CHUNK):
+        yield ids[start : start + _CHUNK]
+
+
+def delete(conn: sqlite3.Connection, ids: Iterable[str]) -> int:
+    """Delete exactly these ids (call inside a transaction); return how many existed."""
+    deleted = 0
+    for chunk in _chunks(sorted(set(ids))):
+        marks = ",".join("?" * len(chunk))
+        deleted += conn.execute(f"DELETE FROM outbox WHERE id IN ({marks})", tuple(chunk)).rowcount
+    return deleted
+
+
+def move_to_rejected(conn: sqlite3.Connection, rejected: Iterable[tuple[str, str]], now_ms: int) -> int:
+    """Move ``(id, reason)`` pairs from the outbox to ``sync_rejected`` (inside a transaction)."""
+    moved = 0
+    for rid, reason in rejected:
+        cur = conn.execute(
+            "INSERT OR REPLACE INTO sync_rejected (id, kind, created_ts, rejected_ts, reason, payload) "
+            "SELECT id, kind, created_ts, ?, ?, payload FROM outbox WHERE id = ?",
+            (now_ms, reason[:500], rid),
+        )
+        if cur.rowcount:
+            conn.execute("DELETE FROM outbox WHERE id = ?", (rid,))
+            moved += 1
+    return moved
+
+
+def depth(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+
+def oldest_created_ts(conn: sqlite3.Connection) -> int | None:
+    row = conn.execute("SELECT created_ts FROM outbox ORDER BY rowid LIMIT 1").fetchone()
+    return None if row is None else int(row[0])
+
+
+def rejected_count(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT COUNT(*) FROM sync_rejected").fetchone()[0])

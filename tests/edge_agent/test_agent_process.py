@@ -1,0 +1,155 @@
+"""The agent as a real process: CLI, SIGKILL mid-stream without loss or duplicates, SIGTERM exits 0."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+from agent_testkit import SITE, telemetry, write_toml
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge_agent import runtime
+from edge_agent.config import AgentConfig
+from protocols import device_topic, encode
+from tests.helpers.mosquitto import Mosquitto
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def agent_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "edge_agent", *args]
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("EDGEHOUSE_AGENT_")}
+
+
+def start_agent(config_path: Path, cfg: AgentConfig, log: Path) -> subprocess.Popen[bytes]:
+    if cfg.runtime_path.exists():
+        cfg.runtime_path.unlink()
+    proc = subprocess.Popen(
+        agent_cmd("run", "--config", str(config_path)),
+        cwd=REPO,
+        env=clean_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("ab"),
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if cfg.runtime_path.exists() and runtime.read(cfg.runtime_path).pid == proc.pid:
+            return proc
+        if proc.poll() is not None:
+            raise AssertionError(f"agent exited {proc.returncode}: {log.read_text()[-3000:]}")
+        time.sleep(0.05)
+    raise AssertionError("agent did not start")
+
+
+def count(db: Path) -> tuple[int, int]:
+    conn = sqlite3.connect(str(db), timeout=5)
+    try:
+        total = conn.execute("SELECT COUNT(*) FROM telemetry").fetchone()[0]
+        distinct = conn.execute("SELECT COUNT(DISTINCT seq) FROM telemetry").fetchone()[0]
+        return int(total), int(distinct)
+    except sqlite3.OperationalError:
+        return 0, 0
+    finally:
+        conn.close()
+
+
+def wait_for(cond: Any, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return bool(cond())
+
+
+def test_validate_config(tmp_path: Path) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text('gateway_id = "gw"\nsite = "s"\ndata_dir = "d"\n')
+    out = subprocess.run(  # noqa: PLW1510 (return codes are asserted)
+        agent_cmd("run", "--config", str(good), "--validate-config"),
+        cwd=REPO,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "OK"
+    assert not (tmp_path / "d").exists()  # nothing started
+    bad = tmp_path / "bad.toml"
+    bad.write_text('gateway_id = "gw"\nsite = "s"\ndata_dir = "d"\n[ingest]\nbatch_maxx = 3\n')
+    out = subprocess.run(  # noqa: PLW1510 (return codes are asserted)
+        agent_cmd("run", "--config", str(bad), "--validate-config"),
+        cwd=REPO,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2 and "ingest.batch_maxx" in out.stderr
+
+
+def test_sigkill_mid_stream_then_restart_stores_everything_once(
+    make_config: Any, broker: Mosquitto, tmp_path: Path
+) -> None:
+    cfg = make_config(mqtt={"port": broker.port, "reconnect_min_s": 0.05, "reconnect_max_s": 0.5})
+    config_path = write_toml(tmp_path / "agent.toml", cfg)
+    log = tmp_path / "agent.log"
+    total = 4000
+    first = start_agent(config_path, cfg, log)
+    time.sleep(0.5)  # connected and subscribed
+
+    pub = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="pub", protocol=paho.MQTTv5)
+    pub.max_inflight_messages_set(200)
+    pub.connect("127.0.0.1", broker.port)
+    pub.loop_start()
+    topic = device_topic(SITE, "dev-1", "telemetry")
+
+    def stream() -> None:
+        for i in range(total):
+            pub.publish(topic, encode(telemetry(i)), qos=1)
+            if i % 200 == 0:
+                time.sleep(0.02)
+
+    sender = threading.Thread(target=stream)
+    sender.start()
+    try:
+        assert wait_for(lambda: count(cfg.db_path)[0] >= 800, 20)
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        assert count(cfg.db_path)[0] < total  # really killed mid-stream
+        sender.join(60)
+        second = start_agent(config_path, cfg, log)
+        try:
+            assert wait_for(lambda: count(cfg.db_path)[0] >= total, 30), count(cfg.db_path)
+            time.sleep(0.5)
+            assert count(cfg.db_path) == (total, total)
+            conn = sqlite3.connect(str(cfg.db_path))
+            assert conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == total
+            conn.close()
+            status = subprocess.run(  # noqa: PLW1510 (return codes are asserted)
+                agent_cmd("status", "--config", str(config_path)),
+                cwd=REPO,
+                env=clean_env(),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert status.returncode == 0 and "messages_in" in status.stdout, status.stderr
+        finally:
+            second.send_signal(signal.SIGTERM)
+            assert second.wait(30) == 0, log.read_text()[-3000:]
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+    assert not cfg.runtime_path.exists()

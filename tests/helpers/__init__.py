@@ -1,0 +1,1 @@
+"""Shared test helpers (private brokers, scenario builders) reused across test suites."""
