@@ -189,8 +189,9 @@ class MqttLink:
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
 
-    @staticmethod
-    def _subscribe_options() -> SubscribeOptions:
+    def _subscribe_options(self) -> SubscribeOptions | int:
+        if self._mqtt.protocol != "v5":
+            return 1  # MQTT 3.1.1: a bare QoS
         # Retained messages only on a new subscription: a resumed session needs none resent.
         return SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
 

@@ -167,7 +167,7 @@ class AgentProcess:
         doc: dict[str, Any] = {
             "gateway_id": self.gateway_id,
             "site": self.site,
-            "data_dir": str(self.data_dir),
+            "data_dir": str(self.data_dir.resolve()),
             "mqtt": {"host": self.mqtt_host, "port": self.mqtt_port, "filters": list(self.filters),
                      "protocol": self.mqtt_protocol},
             "cloud": {"url": self.cloud_url, "token": self.cloud_token},

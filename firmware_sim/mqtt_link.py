@@ -45,6 +45,7 @@ class DeviceLink:
         max_inflight: int = 20,
         max_queued: int = 2000,
         keepalive: int = 30,
+        protocol: Literal["v5", "v311"] = "v5",
     ) -> None:
         self.client_id = client_id
         self.host = host
@@ -57,7 +58,12 @@ class DeviceLink:
         self.refused: str | None = None
         self.retry_at = 0.0
         self._backoff = 0.1
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5)
+        self.v5 = protocol == "v5"
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=MQTTProtocolVersion.MQTTv5 if self.v5 else MQTTProtocolVersion.MQTTv311,
+        )
         self.client.max_inflight_messages_set(max_inflight)
         self.client.max_queued_messages_set(max_queued)
         self.client.on_connect = self._on_connect
@@ -87,7 +93,10 @@ class DeviceLink:
         self.refused = None
         self.state = "connecting"
         try:
-            self.client.connect(self.host, self.port, keepalive=self.keepalive, clean_start=True)
+            if self.v5:
+                self.client.connect(self.host, self.port, keepalive=self.keepalive, clean_start=True)
+            else:
+                self.client.connect(self.host, self.port, keepalive=self.keepalive)
         except OSError:
             self.state = "idle"
             raise
@@ -125,7 +134,13 @@ class DeviceLink:
 
     def drop(self) -> None:
         """Go away like a lost device: the broker publishes the will."""
-        self.client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, "Disconnect with will message"))
+        if self.v5:
+            self.client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, "Disconnect with will message"))
+        else:
+            # MQTT 3.1.1 has no "disconnect with will": close the socket without DISCONNECT.
+            sock = self.client.socket()
+            if sock is not None:
+                sock.close()
         self.state = "closed"
 
     def close(self) -> None:

@@ -55,6 +55,8 @@ class RunOptions(BaseModel):
     ack_timeout_s: Annotated[float, Field(gt=0)] = 60.0
     connect_timeout_s: Annotated[float, Field(gt=0)] = 30.0
     client_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,32}$")] = "sim"
+    #: MQTT protocol version; "v311" for brokers that only speak 3.1.1 (the demo's embedded broker).
+    mqtt_protocol: Literal["v5", "v311"] = "v5"
 
     @model_validator(mode="after")
     def _qos0_only_for_rate(self) -> RunOptions:
@@ -121,7 +123,7 @@ class _Partition:
         self.links = {
             d.device_id: DeviceLink(
                 f"{o.client_prefix}-{d.device_id}-{self.sh.run_tag}"[:64], o.broker_host, o.broker_port, o.qos,
-                o.max_inflight, o.max_queued,
+                o.max_inflight, o.max_queued, protocol=o.mqtt_protocol,
             )
             for d in self.devices
         }
