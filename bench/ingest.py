@@ -1,29 +1,37 @@
 """Gateway ingest throughput: the agent on a sustained QoS 1 stream vs a bare paho subscriber.
 
-    python bench/ingest.py [--count 60000] [--rate 12000] [--publishers 4]
+    python bench/ingest.py [--count 60000] [--rate 20000] [--publishers 2]
 
-A private Mosquitto (the shipped config) receives a realistic simulated stream from several
-publisher clients at QoS 1. First a bare paho subscriber that only counts (auto-ack) takes
-the stream: the ceiling. Then the same stream (same seed) goes to the edge agent, pinned to
-one core, which decodes, validates, de-duplicates, commits to SQLite and only then acks.
-Both rates are measured from the first to the last message received. ``lost`` is what the
-ground truth expected minus what the agent stored. No cloud runs: the outbox just grows.
+A private Mosquitto (the shipped config) receives a realistic simulated stream (every device
+kind, 24 devices) from several publisher clients at QoS 1. The publishers and the broker are
+pinned to the first core, the consumer under test to the second:
+
+1. a bare paho subscriber that only counts (auto-ack) takes the stream: the ceiling;
+2. the same stream (same seed) goes to the edge agent, which decodes, validates,
+   de-duplicates, commits to SQLite and only then acknowledges;
+3. capacity: the agent is stopped, the stream is queued at the broker in its persistent
+   session, and the agent is started again and drains the backlog on its core alone.
+
+Rates are measured from the first to the last message received. ``lost`` is what the ground
+truth expected minus what the agent stored (over runs 2 and 3). RSS is the agent's peak
+(VmHWM). No cloud runs: the outbox just grows.
 
 Last line: ``ingest: msgs_per_s=<n> raw_paho_msgs_per_s=<n> ratio=<r> rss_mb=<m> lost=<k>``
+(``msgs_per_s`` from run 2, the live stream).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
+import subprocess
+import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import _stack
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -31,110 +39,156 @@ from edgehouse_cli.broker import MosquittoBroker, free_port
 from edgehouse_cli.stack import AgentProcess
 from firmware_sim.faults import FaultConfig
 from firmware_sim.runner import SimRunner
+from firmware_sim.truth import Summary
+
+PUB_CORE, CONSUMER_CORE = {0}, {(os.cpu_count() or 1) - 1}
 
 
-def _publish(fleet, broker, count: int, rate: float, publishers: int, truth: Path | None = None):  # type: ignore[no-untyped-def]
+def _publish(fleet, broker, args, seed_offset: int = 0, truth: Path | None = None) -> SimRunner:  # type: ignore[no-untyped-def]
     runner = SimRunner(fleet, broker.host, broker.port, ground_truth_path=truth, faults=FaultConfig(),
-                       count=count, rate=rate, publishers=publishers)
+                       count=args.count, rate=args.rate, publishers=args.publishers,
+                       client_prefix=f"pub{seed_offset}")
     runner.start()
     return runner
 
 
-def raw_paho(fleet, broker, count: int, rate: float, publishers: int, progress: Progress) -> float:  # type: ignore[no-untyped-def]
-    """msgs/s of a subscriber that only counts what it receives (auto-ack, QoS 1)."""
-    received = 0
-    first = last = 0.0
-    lock = threading.Lock()
-
-    def on_message(client, userdata, msg) -> None:  # type: ignore[no-untyped-def]
-        nonlocal received, first, last
-        with lock:
-            now = time.perf_counter()
-            if received == 0:
-                first = now
-            received += 1
-            last = now
-
-    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-raw", protocol=MQTTProtocolVersion.MQTTv5)
-    sub.on_message = on_message
-    sub.connect(broker.host, broker.port)
-    sub.subscribe("edgehouse/v1/#", qos=1)
-    sub.loop_start()
+def raw_paho(fleet, broker, args, progress: Progress) -> float:  # type: ignore[no-untyped-def]
+    """msgs/s of a subscriber process that only counts (auto-ack, QoS 1), on the consumer core."""
+    sub = subprocess.Popen([sys.executable, str(Path(__file__).with_name("_raw_sub.py")), broker.host,
+                            str(broker.port), str(10**9)], stdout=subprocess.PIPE, text=True)
+    assert sub.stdout is not None
+    os.sched_setaffinity(sub.pid, CONSUMER_CORE)
+    assert sub.stdout.readline().strip() == "ready"
     time.sleep(0.5)
-    task = progress.add_task("bare paho subscriber", total=count)
-    runner = _publish(fleet, broker, count, rate, publishers)
-    summary = runner.join()
-    assert summary is not None
-    target = summary.published
-    _stack.wait_until(lambda: (progress.update(task, completed=received) or received >= target), 60)
-    sub.disconnect()
-    sub.loop_stop()
-    return (received - 1) / (last - first) if last > first else 0.0
+    task = progress.add_task("bare paho subscriber", total=args.count)
+    runner = _publish(fleet, broker, args)
+    while not runner.done:
+        progress.update(task, completed=runner.stats().published)
+        time.sleep(0.2)
+    runner.join()
+    progress.update(task, completed=args.count)
+    _received, rate = sub.stdout.readline().split()
+    sub.wait()
+    return float(rate)
 
 
-def agent_run(fleet, broker, workdir: Path, count: int, rate: float, publishers: int,  # type: ignore[no-untyped-def]
-              progress: Progress) -> tuple[float, float, int, int]:
+class _Watch:
+    """Polls the agent's /status: its message count over time, and its peak RSS.
+
+    The rate is measured between the first poll that saw the count above ``base`` and the last
+    poll at which it still grew, so it is not diluted by idle time on either side.
+    """
+
+    def __init__(self, agent: AgentProcess, base: int | None = None) -> None:
+        self.agent = agent
+        self.base = int(agent.status()["messages_in"]) if base is None else base
+        self.n = self.base
+        self.t_first = self.t_last = 0.0
+        self.n_first = self.n_last = 0
+        self.peak_rss = 0.0
+
+    def poll(self) -> int:
+        n = int(self.agent.status()["messages_in"])
+        now = time.perf_counter()
+        if n > self.n:
+            if not self.t_first:
+                self.t_first, self.n_first = now, n
+            self.t_last, self.n_last = now, n
+        self.n = n
+        assert self.agent.pid is not None
+        self.peak_rss = max(self.peak_rss, _stack.rss_mb(self.agent.pid)[1])
+        return n - self.base
+
+    @property
+    def rate(self) -> float:
+        span = self.t_last - self.t_first
+        return (self.n_last - self.n_first) / span if span > 0 else 0.0
+
+
+def _start_agent(agent: AgentProcess) -> None:
+    agent.start()
+    assert agent.pid is not None
+    os.sched_setaffinity(agent.pid, CONSUMER_CORE)
+
+
+def _drain(watch: _Watch, target: int, progress: Progress, task: int, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and watch.poll() < target:
+        progress.update(task, completed=watch.n - watch.base)
+        time.sleep(0.02)
+    progress.update(task, completed=watch.n - watch.base)
+    if watch.n - watch.base < target:
+        raise SystemExit(f"agent received {watch.n - watch.base} of {target} messages in {timeout_s} s")
+
+
+def agent_runs(fleet, backlog_fleet, broker, workdir: Path, args, progress: Progress) -> tuple[float, float, float, int]:  # type: ignore[no-untyped-def]
     gw = fleet.gateway_ids[0]
     agent = AgentProcess(
         gateway_id=gw, site=fleet.site_of(gw), workdir=workdir, mqtt_host=broker.host, mqtt_port=broker.port,
         filters=fleet.topic_filters(gw), cloud_url=f"http://127.0.0.1:{free_port()}", cloud_token="bench-token",
     )
-    agent.start()
-    assert agent.pid is not None
-    os.sched_setaffinity(agent.pid, {os.cpu_count() - 1 if os.cpu_count() else 0})
-    task = progress.add_task("edge agent (1 core)", total=count)
-    first = last = 0.0
-    stored = 0
-    runner = _publish(fleet, broker, count, rate, publishers, truth=workdir / "truth.jsonl")
-    summary = None
-    peak = 0.0
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        st = agent.status()
-        now = time.perf_counter()
-        n = int(st["messages_in"])
-        if n and not first:
-            first = now
-        if n > stored:
-            last = now
-        stored = n
-        peak = max(peak, _stack.rss_mb(agent.pid)[1])
-        progress.update(task, completed=n)
-        if summary is None and runner.done:
-            summary = runner.join()
-        if summary is not None and n >= summary.published:
-            break
+    _start_agent(agent)
+    # run 2: the live stream
+    watch = _Watch(agent)
+    task = progress.add_task("edge agent, live stream", total=args.count)
+    runner = _publish(fleet, broker, args, seed_offset=1, truth=workdir / "truth-live.jsonl")
+    summaries: list[Summary] = []
+    while not runner.done:
+        watch.poll()
+        progress.update(task, completed=watch.n - watch.base)
         time.sleep(0.02)
-    assert summary is not None, "the simulator did not finish"
-    st = agent.status()
-    kept = int(st["stored"]["telemetry"]) + int(st["stored"]["scan"])
-    expected = summary.expected_stored.telemetry + summary.expected_stored.scan
-    rate_out = (stored - 1) / (last - first) if last > first else 0.0
+    live_summary = runner.join()
+    assert live_summary is not None
+    summaries.append(live_summary)
+    _drain(watch, live_summary.published, progress, task)
+    live_rate, peak = watch.rate, watch.peak_rss
+    # run 3: backlog queued at the broker while the agent is down, then drained
     agent.stop()
-    return rate_out, peak, expected - kept, summary.published
+    task = progress.add_task("queue at the broker (agent down)", total=args.count)
+    runner = _publish(backlog_fleet, broker, args, seed_offset=2, truth=workdir / "truth-backlog.jsonl")
+    while not runner.done:
+        progress.update(task, completed=runner.stats().published)
+        time.sleep(0.2)
+    backlog_summary = runner.join()
+    assert backlog_summary is not None
+    summaries.append(backlog_summary)
+    _start_agent(agent)
+    watch = _Watch(agent, base=0)  # counters start with the process; the backlog flows at once
+    task = progress.add_task("edge agent, draining the backlog", total=backlog_summary.published)
+    _drain(watch, backlog_summary.published, progress, task)
+    drain_rate, peak = watch.rate, max(peak, watch.peak_rss)
+    agent.stop()
+    with sqlite3.connect(f"file:{agent.data_dir / 'agent.db'}?mode=ro", uri=True) as db:
+        stored = sum(db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("telemetry", "scans"))
+    expected = sum(s.expected_stored.telemetry + s.expected_stored.scan for s in summaries)
+    return live_rate, drain_rate, peak, expected - stored
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--count", type=int, default=60_000)
-    ap.add_argument("--rate", type=float, default=12_000.0, help="offered load, msgs/s over all publishers")
-    ap.add_argument("--publishers", type=int, default=4)
+    ap.add_argument("--rate", type=float, default=20_000.0, help="offered load, msgs/s over all publishers")
+    ap.add_argument("--publishers", type=int, default=2)
     args = ap.parse_args()
     console = Console()
-    fleet = _stack.bench_fleet()
+    os.sched_setaffinity(0, PUB_CORE)  # the publishers, and the broker started below, share core 0
+    # Two fleets with different seeds, so the three runs publish different messages (no dedup across runs).
+    fleets = [_stack.bench_fleet(seed=s) for s in (1, 2, 3)]
     with tempfile.TemporaryDirectory(prefix="eh-bench-ingest-") as tmp:
         broker = MosquittoBroker(data_dir=Path(tmp) / "broker")
         broker.start()
         try:
             with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,}"),
                           TimeElapsedColumn(), console=console) as progress:
-                raw = raw_paho(fleet, broker, args.count, args.rate, args.publishers, progress)
-                agent_rate, rss, lost, sent = agent_run(fleet, broker, Path(tmp) / "agent", args.count, args.rate,
-                                                        args.publishers, progress)
+                raw = raw_paho(fleets[0], broker, args, progress)
+                live, drain, rss, lost = agent_runs(fleets[1], fleets[2], broker, Path(tmp) / "agent",
+                                                    args, progress)
         finally:
             broker.stop()
-    console.print(f"offered {args.rate:,.0f} msgs/s from {args.publishers} publishers, {sent:,} messages, QoS 1")
-    print(f"ingest: msgs_per_s={agent_rate:.0f} raw_paho_msgs_per_s={raw:.0f} ratio={agent_rate / raw:.2f} "
+    console.print(f"{args.count:,} messages per run, QoS 1, offered {args.rate:,.0f} msgs/s from "
+                  f"{args.publishers} publishers (core 0 with the broker; consumer on core {CONSUMER_CORE})")
+    console.print(f"agent capacity, draining a {args.count:,}-message backlog on one core: {drain:,.0f} msgs/s")
+    print(f"ingest: msgs_per_s={live:.0f} raw_paho_msgs_per_s={raw:.0f} ratio={live / raw:.2f} "
           f"rss_mb={rss:.1f} lost={lost}")
 
 

@@ -154,6 +154,8 @@ class AgentProcess:
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)
     _proc: subprocess.Popen[bytes] | None = None
     _log: Any = None
+    _http: httpx.Client | None = None
+    _http_port: int = 0
 
     @property
     def data_dir(self) -> Path:
@@ -205,7 +207,13 @@ class AgentProcess:
         return int(runtime["http_port"])
 
     def status(self) -> dict[str, Any]:
-        resp = httpx.get(f"http://127.0.0.1:{self.http_port()}/status", timeout=2.0)
+        port = self.http_port()
+        if self._http is None or self._http_port != port:
+            if self._http is not None:
+                self._http.close()
+            self._http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=2.0)
+            self._http_port = port
+        resp = self._http.get("/status")
         resp.raise_for_status()
         return dict(resp.json())
 
