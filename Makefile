@@ -3,40 +3,49 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 PIP     = $(VENV)/bin/pip
-STAMP   = $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+HASH   := $(shell sha1sum pyproject.toml | cut -c1-12)
+# The demo needs no TensorFlow; the tests need every extra (training tests included).
+DEMO_STAMP = $(VENV)/.demo-$(HASH)
+TEST_STAMP = $(VENV)/.test-$(HASH)
 
-.PHONY: demo test test-slow bench lint schemas clean venv
+.PHONY: demo test test-slow bench lint schemas clean
 
-$(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e ".[edge,cloud,sim,demo,dev,routing]"
-	rm -f $(VENV)/.installed-*; touch $(STAMP)
 
-venv: $(STAMP)
+$(DEMO_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -q -e ".[edge,cloud,sim,demo]"
+	touch $@
+
+$(TEST_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -q -e ".[edge,cloud,sim,demo,routing,train,dev]"
+	touch $@ $(DEMO_STAMP)
 
 ## Run broker, cloud, two gateways and a simulated fleet for about two minutes.
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(VENV)/bin/edgehouse demo
 
-## The default test run (what CI runs): unit, contract, integration against real Mosquitto and PostgreSQL.
-test: $(STAMP)
+## The default test run (what CI runs): unit, contract and end-to-end tests against real
+## Mosquitto and PostgreSQL. Slow soak/fault suites are excluded (see test-slow).
+test: $(TEST_STAMP)
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
-## Slow soak/fault suites (kill -9 at scale, long outages); not part of `make test`.
-test-slow: $(STAMP)
+## Slow soak/fault suites; not part of `make test`.
+test-slow: $(TEST_STAMP)
 	$(PY) -m pytest -q -m slow
 
-bench: $(STAMP)
+## Benchmarks of the backbone (each prints its figures; see README "Benchmarks").
+bench: $(TEST_STAMP)
 	$(PY) bench/ingest.py
 	$(PY) bench/faults.py
 
-schemas: $(STAMP)
-	$(VENV)/bin/edgehouse protocols schema --out protocols/schemas
+schemas: $(TEST_STAMP)
+	$(VENV)/bin/edgehouse protocols schema
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) var out build *.egg-info
+	rm -rf $(VENV) var build *.egg-info

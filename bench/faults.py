@@ -35,12 +35,13 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=3_000.0)
     ap.add_argument("--kill-every", type=float, default=2.5, help="mean seconds between kill -9s")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--keep", type=Path, default=None, help="keep the stores, logs and ground truth here")
     args = ap.parse_args()
     console = Console()
     rng = random.Random(args.seed)
     fleet = _stack.bench_fleet(gateways=2, per_kind=3, seed=args.seed)
     with tempfile.TemporaryDirectory(prefix="eh-bench-faults-") as tmp_s:
-        tmp = Path(tmp_s)
+        tmp = args.keep or Path(tmp_s)
         broker = MosquittoBroker(data_dir=tmp / "broker")
         cloud = CloudProcess(workdir=tmp / "cloud")
         agents: list[AgentProcess] = []
@@ -110,6 +111,9 @@ def main() -> None:
                 a.stop()
             cloud.stop()
             broker.stop()
+    exp_t, exp_s = summary.expected_stored.telemetry, summary.expected_stored.scan
+    console.print(f"cloud telemetry {counts.get('telemetry', 0):,} (expected {exp_t:,}), "
+                  f"scans {counts.get('scan', 0):,} (expected {exp_s:,})")
     console.print(f"published {summary.published:,} (incl. {summary.duplicates:,} duplicates, "
                   f"{summary.malformed:,} malformed); expected unique {exp:,}; agents' exit codes {rcs}; "
                   f"{time.monotonic() - t0:.0f} s")

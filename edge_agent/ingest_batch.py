@@ -47,6 +47,10 @@ _INSERT_SCAN: Final = (
     "INSERT OR IGNORE INTO scans (device_id, boot_id, seq, ts, received_ts, msg_id, code_type, sku, "
     "location, direction, qty, reader_id, tag_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_INSERT_BURST_REPEAT: Final = (
+    "INSERT OR IGNORE INTO rfid_burst_repeats (device_id, boot_id, seq, ts, received_ts, reader_id, tag_id) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 _INSERT_STATUS: Final = (
     "INSERT OR IGNORE INTO device_status_history (device_id, boot_id, seq, ts, received_ts, msg_id, "
     "state, fw_version, uptime_s, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -173,10 +177,12 @@ class BatchWriter:
                 if not bucket:
                     continue
                 existing = self._existing(TABLE[kind], list(bucket))
+                if kind == "scan":  # a copy of a dropped burst repeat is a duplicate too
+                    existing |= self._existing("rfid_burst_repeats", [k for k in bucket if k not in existing])
                 result.duplicates += len(existing)
                 fresh = [msg for key, msg in bucket.items() if key not in existing]
                 if kind == "scan":
-                    fresh = self._drop_rfid_bursts(fresh, pending_rfid, result)
+                    fresh = self._drop_rfid_bursts(fresh, pending_rfid, result, received_ts)
                 result.stored[kind] = self._insert(kind, fresh, received_ts, outbox)
             if outbox:
                 self._conn.executemany(_INSERT_OUTBOX, outbox)
@@ -193,9 +199,14 @@ class BatchWriter:
             self._conn.execute(_INSERT_DEAD, self._dead_row(dead, received_ts))
 
     def _drop_rfid_bursts(
-        self, scans: list[DeviceMessage], pending: dict[tuple[str, str], int], result: BatchResult
+        self,
+        scans: list[DeviceMessage],
+        pending: dict[tuple[str, str], int],
+        result: BatchResult,
+        received_ts: int,
     ) -> list[DeviceMessage]:
         kept: list[DeviceMessage] = []
+        repeats: list[tuple[str, str, int, int, int, str, str]] = []
         for msg in scans:
             if not isinstance(msg, ScanMessage) or msg.body.code_type != "rfid" or msg.body.tag_id is None:
                 kept.append(msg)
@@ -203,9 +214,12 @@ class BatchWriter:
             key = (msg.body.reader_id, msg.body.tag_id)
             if self.rfid.is_burst(key, msg.ts, pending):
                 result.rfid_burst_dropped += 1
+                repeats.append((msg.device_id, msg.boot_id, msg.seq, msg.ts, received_ts, *key))
                 continue
             pending[key] = max(msg.ts, pending.get(key, msg.ts))
             kept.append(msg)
+        if repeats:
+            self._conn.executemany(_INSERT_BURST_REPEAT, repeats)
         return kept
 
     def _insert(

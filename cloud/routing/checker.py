@@ -82,7 +82,9 @@ class _RouteChecker:
             distance += leg
             busy = sum(b.departure - b.start for b in gap_breaks)
             if stop.arrival < prev.departure + travel + busy - EPS:
-                self.r.add(f"{label}: arrives at {stop.arrival:g}, earliest possible {prev.departure + travel + busy:g}")
+                self.r.add(
+                    f"{label}: arrives at {stop.arrival:g}, earliest possible {prev.departure + travel + busy:g}"
+                )
             t = prev.departure
             for b in gap_breaks:
                 if b.start < t - EPS:
@@ -104,14 +106,20 @@ class _RouteChecker:
             self.r.add(f"{where}: distance {route.distance:g} != sum of legs {distance:g}")
         if not _close(route.duration, end - stops[0].departure):
             self.r.add(f"{where}: duration {route.duration:g} != {end - stops[0].departure:g}")
-        cost = vehicle.fixed_cost + vehicle.cost_per_km * distance + vehicle.cost_per_hour * route.duration / 3600
+        cost = (
+            vehicle.fixed_cost
+            + vehicle.cost_per_km * distance
+            + vehicle.cost_per_hour * route.duration / 3600
+        )
         if not _close(route.cost, cost):
             self.r.add(f"{where}: cost {route.cost:g} != {cost:g}")
 
     def _service(self, stop: Stop, label: str) -> None:
         order = self.p.orders[self.index[stop.order_id or ""]]
         if stop.start < stop.arrival - EPS or not _close(stop.wait, stop.start - stop.arrival):
-            self.r.add(f"{label}: wait {stop.wait:g} does not match arrival {stop.arrival:g} / start {stop.start:g}")
+            self.r.add(
+                f"{label}: wait {stop.wait:g} does not match arrival {stop.arrival:g} / start {stop.start:g}"
+            )
         if order.time_windows and not any(
             w.start - EPS <= stop.start <= w.end + EPS for w in order.time_windows
         ):
@@ -207,7 +215,9 @@ def _totals(problem: Problem, plan: Plan, report: CheckReport) -> None:
         "total_distance": sum(r.distance for r in plan.routes),
         "total_duration": sum(r.duration for r in plan.routes),
         "route_cost": sum(r.cost for r in plan.routes),
-        "penalty_cost": sum(problem.orders[index[u.order_id]].penalty or 0.0 for u in plan.unserved if u.order_id in index),
+        "penalty_cost": sum(
+            problem.orders[index[u.order_id]].penalty or 0.0 for u in plan.unserved if u.order_id in index
+        ),
         "vehicles_used": len(plan.routes),
     }
     for name, value in checks.items():
@@ -215,7 +225,9 @@ def _totals(problem: Problem, plan: Plan, report: CheckReport) -> None:
             report.add(f"plan.{name}: {getattr(plan, name)} != {value}")
     if not _close(plan.total_cost, plan.route_cost + plan.penalty_cost):
         report.add("plan.total_cost: != route_cost + penalty_cost")
-    required_missing = any(problem.orders[index[u.order_id]].penalty is None for u in plan.unserved if u.order_id in index)
+    required_missing = any(
+        problem.orders[index[u.order_id]].penalty is None for u in plan.unserved if u.order_id in index
+    )
     if plan.status == "feasible" and required_missing:
         report.add("plan.status: 'feasible' although required orders are unserved")
 

@@ -32,7 +32,9 @@ def _summary(plan: Plan) -> Table:
         table.add_column(col, justify="right" if col != "vehicle" else "left")
     for r in plan.routes:
         stops = sum(1 for s in r.stops if s.kind == "order")
-        table.add_row(r.vehicle_id, str(stops), f"{r.distance:.1f}", f"{r.duration / 3600:.2f}", f"{r.cost:.2f}")
+        table.add_row(
+            r.vehicle_id, str(stops), f"{r.distance:.1f}", f"{r.duration / 3600:.2f}", f"{r.cost:.2f}"
+        )
     table.add_section()
     table.add_row(
         f"total ({plan.vehicles_used} used)",
@@ -50,7 +52,9 @@ def solve_cmd(
     time_limit: Annotated[float, typer.Option("--time-limit", min=0.01, help="seconds")] = 10.0,
     engine: Annotated[str, typer.Option("--engine", help="auto, ortools or pyvrp")] = "auto",
     seed: Annotated[int, typer.Option("--seed")] = 0,
-    out: Annotated[Path | None, typer.Option("--out", help="plan JSON path (default: <problem>.plan.json)")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="plan JSON path (default: <problem>.plan.json)")
+    ] = None,
 ) -> None:
     """Solve a routing problem and write the plan (JSON, GeoJSON and a PNG when possible)."""
     console = Console()

@@ -70,10 +70,10 @@ def compile_problem(problem: Problem, matrix: TravelMatrix | None = None) -> Com
         CVehicle(
             start=depot[v.start_depot],
             end=None if v.end_depot is None else depot[v.end_depot],
-            capacity=tuple(int(round(c * s)) for c, s in zip(v.capacity, scale)),
+            capacity=tuple(round(c * s) for c, s in zip(v.capacity, scale)),
             shift=(tick(v.shift.start), tick(v.shift.end)),
             max_duration=None if v.max_duration is None else tick(v.max_duration),
-            max_distance=None if v.max_distance is None else int(round(v.max_distance * m.dist_per_unit)),
+            max_distance=None if v.max_distance is None else round(v.max_distance * m.dist_per_unit),
             breaks=tuple(
                 sorted((tick(b.window.start), tick(b.window.end), tick(b.duration)) for b in v.breaks)
             ),
@@ -88,7 +88,7 @@ def compile_problem(problem: Problem, matrix: TravelMatrix | None = None) -> Com
         role[d] = ("drop", p)
     orders = []
     for i, o in enumerate(problem.orders):
-        demand = tuple(int(round(x * s)) for x, s in zip(o.demand, scale)) if o.demand else (0,) * dims
+        demand = tuple(round(x * s) for x, s in zip(o.demand, scale)) if o.demand else (0,) * dims
         r, partner = role.get(i, ("delivery", None))
         orders.append(
             COrder(

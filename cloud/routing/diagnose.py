@@ -5,6 +5,11 @@ from __future__ import annotations
 from cloud.routing.compiled import Compiled
 from cloud.routing.plan import Unserved, UnservedReason
 
+# Reasons that hold for the order on its own, whatever else the fleet does.
+IMPOSSIBLE: frozenset[UnservedReason] = frozenset(
+    {"no_vehicle_with_skills", "exceeds_capacity", "time_window_unreachable", "exceeds_route_limits"}
+)
+
 
 def _fits_capacity(c: Compiled, order: int, vehicle: int) -> bool:
     cap = c.vehicles[vehicle].capacity

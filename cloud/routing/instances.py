@@ -56,7 +56,7 @@ def read_vrplib(path: str | Path, fleet: int | None = None, decimals: int | None
             fleet = int(header["VEHICLES"])
         else:
             total = sum(demand[n] for n in customers)
-            fleet = int(math.ceil(1.15 * total / capacity)) + 2
+            fleet = math.ceil(1.15 * total / capacity) + 2
     depot = depot_ids[0]
     horizon = windows.get(depot, (0.0, 1e9))
     shift = TimeWindow(start=horizon[0], end=horizon[1])

@@ -7,14 +7,14 @@ most of its time crossing into Python.
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 from dataclasses import dataclass, replace
 
 import numpy as np
-
-from ortools.constraint_solver import pywrapcp, routing_enums_pb2
-from ortools.util.optional_boolean_pb2 import BOOL_FALSE, BOOL_TRUE
+from ortools.constraint_solver import pywrapcp, routing_enums_pb2, routing_parameters_pb2
+from ortools.util.optional_boolean_pb2 import BOOL_FALSE
 
 from cloud.routing.compiled import Compiled
 from cloud.routing.engine import EngineResult, Progress
@@ -29,28 +29,18 @@ LSM = routing_enums_pb2.LocalSearchMetaheuristic.Value
 
 @dataclass(frozen=True)
 class OrtoolsConfig:
-    first_solution: str = "PARALLEL_CHEAPEST_INSERTION"
+    """Search settings; the defaults were picked by measurement on Solomon (see bench/vrp.py)."""
+
+    first_solution: str = "LOCAL_CHEAPEST_INSERTION"
     metaheuristic: str = "GUIDED_LOCAL_SEARCH"
-    gls_lambda: float = 0.1
-    neighbors_ratio: float = 1.0
-    min_neighbors: int = 1
-    extra_operators: bool = True
-    lns_time_limit_ms: int = 100
-    finalizers: bool = True
-    bandit: bool = False
-    gls_penalties_in_operators: bool = False
-    lean_operators: bool = False
-    heuristic_lns: bool = True
-    gls_share: float = 1.0  # the rest of the time goes to ruin-and-recreate restarts
-    ruin_min: int = 5
+    gls_lambda: float = 0.3
+    heuristic_lns: bool = False  # insertion-heuristic LNS operators (slow; GLS needs many cheap steps)
+    gls_share: float = 0.3  # share of the time for GLS; the rest goes to ruin-and-recreate restarts
+    ruin_min: int = 5  # orders removed per restart: a random cluster of this many nearest orders
     ruin_max: int = 15
-    accept_worse: float = 0.01  # restart acceptance threshold at the start, relative, decays to 0
-    descent_limit_s: float = 2.0
-    iterated_local_search: bool = False
-    sisr_avg_removed: int = 10
-    sisr_max_sequence: int = 10
-    ils_improve: bool = True
-    ils_initial_temperature: float = 0.0  # 0: let OR-Tools pick the temperatures
+    accept_worse: float = 0.01  # restart acceptance threshold (relative) at the start, decays to 0
+    descent_limit_s: float = 2.0  # cap on one restart's descent
+    lean_descent: bool = False  # restarts: skip the costliest operators, for more restarts per second
 
 
 @dataclass
@@ -82,7 +72,7 @@ def _nodes_and_matrices(c: Compiled) -> tuple[int, list[list[int]], list[list[in
 
 
 def _scaled(matrix: list[list[int]], coef: float) -> list[list[int]]:
-    return [[int(round(x * coef)) for x in row] for row in matrix]
+    return [[round(x * coef) for x in row] for row in matrix]
 
 
 def _add_costs(c: Compiled, mdl: _Model, dist: list[list[int]]) -> None:
@@ -93,10 +83,10 @@ def _add_costs(c: Compiled, mdl: _Model, dist: list[list[int]]) -> None:
         if coef not in by_coef:
             by_coef[coef] = routing.RegisterTransitMatrix(_scaled(dist, coef))
         routing.SetArcCostEvaluatorOfVehicle(by_coef[coef], v)
-        routing.SetFixedCostOfVehicle(int(round(spec.fixed_cost * COST_SCALE)), v)
+        routing.SetFixedCostOfVehicle(round(spec.fixed_cost * COST_SCALE), v)
         per_tick = spec.cost_per_hour * COST_SCALE / 3600 / c.matrix.ticks_per_second
         if per_tick > 0:
-            mdl.time.SetSpanCostCoefficientForVehicle(max(1, int(round(per_tick))), v)
+            mdl.time.SetSpanCostCoefficientForVehicle(max(1, round(per_tick)), v)
 
 
 def _add_capacities(c: Compiled, mdl: _Model, n_nodes: int) -> None:
@@ -123,20 +113,20 @@ def _add_time(c: Compiled, mdl: _Model) -> None:
         time_dim.CumulVar(routing.End(v)).SetRange(*veh.shift)
         if veh.max_duration is not None:
             time_dim.SetSpanUpperBoundForVehicle(veh.max_duration, v)
+    horizon = max(v.shift[1] for v in c.vehicles)
     for o in c.orders:
         if not o.windows:
             continue
-        var = time_dim.CumulVar(manager.NodeToIndex(o.node))
-        var.SetRange(o.windows[0][0], o.windows[-1][1])
-        for (_, end), (nxt, _) in zip(o.windows, o.windows[1:]):
+        index = manager.NodeToIndex(o.node)
+        windows = [(lo, min(hi, horizon)) for lo, hi in o.windows if lo <= horizon]
+        if not windows:  # after every shift: it can only stay unserved (an empty domain would fail the model)
+            routing.ActiveVar(index).SetValue(0)
+            continue
+        var = time_dim.CumulVar(index)
+        var.SetRange(windows[0][0], windows[-1][1])
+        for (_, end), (nxt, _) in itertools.pairwise(windows):
             if nxt - end > 1:
                 var.RemoveInterval(end + 1, nxt - 1)
-
-def _add_finalizers(c: Compiled, mdl: _Model) -> None:
-    routing, time_dim = mdl.routing, mdl.time
-    for v in range(len(c.vehicles)):
-        routing.AddVariableMinimizedByFinalizer(time_dim.CumulVar(routing.End(v)))
-        routing.AddVariableMaximizedByFinalizer(time_dim.CumulVar(routing.Start(v)))
 
 
 def _add_breaks(c: Compiled, mdl: _Model) -> None:
@@ -158,7 +148,7 @@ def _add_breaks(c: Compiled, mdl: _Model) -> None:
         mdl.breaks[v] = intervals
 
 
-def _add_orders(c: Compiled, mdl: _Model, dist_dim: pywrapcp.RoutingDimension | None) -> None:
+def _add_orders(c: Compiled, mdl: _Model) -> None:
     routing, manager, solver = mdl.routing, mdl.manager, mdl.routing.solver()
     all_vehicles = list(range(len(c.vehicles)))
     for i, o in enumerate(c.orders):
@@ -166,7 +156,7 @@ def _add_orders(c: Compiled, mdl: _Model, dist_dim: pywrapcp.RoutingDimension | 
         penalty = (
             REQUIRED_PENALTY * c.problem.orders[i].priority
             if o.required
-            else int(round(o.penalty_cost * COST_SCALE))
+            else round(o.penalty_cost * COST_SCALE)
         )
         routing.AddDisjunction([index], penalty)
         allowed = [v for v in all_vehicles if c.allowed(i, v)]
@@ -180,7 +170,7 @@ def _add_orders(c: Compiled, mdl: _Model, dist_dim: pywrapcp.RoutingDimension | 
             solver.Add(mdl.time.CumulVar(index) <= mdl.time.CumulVar(drop))
 
 
-def _build(c: Compiled, cfg: OrtoolsConfig) -> tuple[_Model, int | None]:
+def _build(c: Compiled) -> _Model:
     n_nodes, dist, dur, open_end = _nodes_and_matrices(c)
     starts = [v.start for v in c.vehicles]
     ends = [v.end if v.end is not None else open_end for v in c.vehicles]
@@ -193,74 +183,64 @@ def _build(c: Compiled, cfg: OrtoolsConfig) -> tuple[_Model, int | None]:
     _add_costs(c, mdl, dist)
     _add_capacities(c, mdl, n_nodes)
     _add_time(c, mdl)
-    if cfg.finalizers:
-        _add_finalizers(c, mdl)
-    dist_dim = None
     if any(v.max_distance is not None for v in c.vehicles):
         big = int(sum(max(row) for row in dist)) + 1
         caps = [v.max_distance if v.max_distance is not None else big for v in c.vehicles]
-        routing.AddDimensionWithVehicleCapacity(routing.RegisterTransitMatrix(dist), 0, caps, True, "distance")
-        dist_dim = routing.GetDimensionOrDie("distance")
+        routing.AddDimensionWithVehicleCapacity(
+            routing.RegisterTransitMatrix(dist), 0, caps, True, "distance"
+        )
     _add_breaks(c, mdl)
-    _add_orders(c, mdl, dist_dim)
-    return mdl, open_end
+    _add_orders(c, mdl)
+    return mdl
 
 
-def _ils(params, cfg: OrtoolsConfig) -> None:
-    ils = params.iterated_local_search_parameters
-    rr = ils.ruin_recreate_parameters
-    sisr = rr.ruin_strategies.add().sisr
-    sisr.max_removed_sequence_size = cfg.sisr_max_sequence
-    sisr.avg_num_removed_visits = cfg.sisr_avg_removed
-    sisr.bypass_factor = 0.01
-    ils.improve_perturbed_solution = cfg.ils_improve
-    sa = ils.reference_solution_acceptance_strategy.simulated_annealing
-    if cfg.ils_initial_temperature > 0:
-        sa.initial_temperature = cfg.ils_initial_temperature
-        sa.final_temperature = cfg.ils_initial_temperature / 1000
-        sa.automatic_temperatures = False
-    else:
-        sa.automatic_temperatures = True
+HEURISTIC_LNS = (
+    "use_global_cheapest_insertion_path_lns",
+    "use_local_cheapest_insertion_path_lns",
+    "use_relocate_path_global_cheapest_insertion_insert_unperformed",
+    "use_global_cheapest_insertion_visit_types_lns",
+    "use_local_cheapest_insertion_visit_types_lns",
+)
 
 
-def search_parameters(cfg: OrtoolsConfig, time_limit_s: float, solution_limit: int | None):
+COSTLY_OPERATORS = (
+    "use_lin_kernighan",
+    "use_relocate_expensive_chain",
+    "use_shortest_path_swap_active",
+    "use_shortest_path_two_opt",
+    "use_swap_active_chain",
+    "use_make_chain_inactive",
+)
+PAIR_OPERATORS = (
+    "use_relocate_pair",
+    "use_light_relocate_pair",
+    "use_exchange_pair",
+    "use_relocate_subtrip",
+    "use_exchange_subtrip",
+)
+
+
+def search_parameters(
+    cfg: OrtoolsConfig,
+    time_limit_s: float,
+    solution_limit: int | None,
+    lean: tuple[str, ...] = (),
+) -> routing_parameters_pb2.RoutingSearchParameters:
     params = pywrapcp.DefaultRoutingSearchParameters()
     params.first_solution_strategy = FSS.Value(cfg.first_solution)
     params.local_search_metaheuristic = LSM.Value(cfg.metaheuristic)
     params.guided_local_search_lambda_coefficient = cfg.gls_lambda
-    params.ls_operator_neighbors_ratio = cfg.neighbors_ratio
-    params.ls_operator_min_neighbors = cfg.min_neighbors
-    params.lns_time_limit.FromMilliseconds(cfg.lns_time_limit_ms)
-    if cfg.extra_operators:
-        ops = params.local_search_operators
-        ops.use_relocate_neighbors = BOOL_TRUE
-        ops.use_cross_exchange = BOOL_TRUE
-        ops.use_extended_swap_active = BOOL_TRUE
-    if not cfg.heuristic_lns:  # insertion-heuristic LNS: ~100 ms per call, GLS needs many cheap steps
-        ops = params.local_search_operators
-        for name in ("use_global_cheapest_insertion_path_lns", "use_local_cheapest_insertion_path_lns",
-                     "use_relocate_path_global_cheapest_insertion_insert_unperformed",
-                     "use_global_cheapest_insertion_visit_types_lns", "use_local_cheapest_insertion_visit_types_lns"):
-            setattr(ops, name, BOOL_FALSE)
-    if cfg.lean_operators:  # every order is required: moves that drop or swap in orders are wasted
-        ops = params.local_search_operators
-        for name in ("use_make_inactive", "use_make_chain_inactive", "use_swap_active", "use_extended_swap_active",
-                     "use_shortest_path_swap_active", "use_swap_active_chain", "use_relocate_and_make_active",
-                     "use_exchange_and_make_active", "use_node_pair_swap_active", "use_inactive_lns",
-                     "use_relocate_path_global_cheapest_insertion_insert_unperformed"):
-            setattr(ops, name, BOOL_FALSE)
-    params.use_iterated_local_search = cfg.iterated_local_search
-    params.use_multi_armed_bandit_concatenate_operators = cfg.bandit
-    params.use_guided_local_search_penalties_in_local_search_operators = cfg.gls_penalties_in_operators
-    if cfg.iterated_local_search:
-        _ils(params, cfg)
+    for name in (*(() if cfg.heuristic_lns else HEURISTIC_LNS), *lean):
+        setattr(params.local_search_operators, name, BOOL_FALSE)
     params.time_limit.FromMilliseconds(max(1, int(time_limit_s * 1000)))
     if solution_limit is not None:
         params.solution_limit = solution_limit
     return params
 
 
-def _extract(c: Compiled, mdl: _Model, solution: pywrapcp.Assignment) -> tuple[list[RouteSolution], list[int]]:
+def _extract(
+    c: Compiled, mdl: _Model, solution: pywrapcp.Assignment
+) -> tuple[list[RouteSolution], list[int]]:
     routing, manager = mdl.routing, mdl.manager
     node_to_order = {o.node: i for i, o in enumerate(c.orders)}
     routes: list[RouteSolution] = []
@@ -296,7 +276,7 @@ def solve_ortools(
 ) -> EngineResult:
     t0 = time.perf_counter()
     cfg = config or OrtoolsConfig()
-    mdl, _ = _build(c, cfg)
+    mdl = _build(c)
     routing = mdl.routing
     if progress is not None:
         routing.AddAtSolutionCallback(
@@ -350,22 +330,29 @@ def _ruin_recreate(
     nodes = np.array([o.node for o in c.orders])
     near = np.argsort(c.matrix.distance[np.ix_(nodes, nodes)], axis=1, kind="stable")
     descent = replace(cfg, metaheuristic="GREEDY_DESCENT")
+    has_pairs = any(o.partner is not None for o in c.orders)
+    lean = (*COSTLY_OPERATORS, *(() if has_pairs else PAIR_OPERATORS)) if cfg.lean_descent else ()
     best = current = start
     t_begin = time.perf_counter()
     span = max(1e-3, deadline - t_begin)
     restarts = 0
-    while (left := deadline - time.perf_counter()) > 0.01 and (max_restarts is None or restarts < max_restarts):
+    while (left := deadline - time.perf_counter()) > 0.01 and (
+        max_restarts is None or restarts < max_restarts
+    ):
         restarts += 1
         k = min(len(c.orders), rng.randint(cfg.ruin_min, cfg.ruin_max))
         removed = {int(nodes[j]) for j in near[rng.randrange(len(c.orders))][:k]}
         partial = [
-            [i for i in r if mdl.manager.IndexToNode(i) not in removed] for r in _index_routes(c, mdl, current[1])
+            [i for i in r if mdl.manager.IndexToNode(i) not in removed]
+            for r in _index_routes(c, mdl, current[1])
         ]
-        init = routing.ReadAssignmentFromRoutes(partial, True)
-        if init is None:
+        # RoutesToAssignment only fills next-variables; ReadAssignmentFromRoutes would run the
+        # solver under the previous search's (by then expired) time limit and fail.
+        init = routing.solver().Assignment()
+        if not routing.RoutesToAssignment(partial, True, True, init):
             continue
         sol = routing.SolveFromAssignmentWithParameters(
-            init, search_parameters(descent, min(left, cfg.descent_limit_s), None)
+            init, search_parameters(descent, min(left, cfg.descent_limit_s), None, lean)
         )
         if sol is None:
             continue

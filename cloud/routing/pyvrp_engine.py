@@ -1,16 +1,16 @@
 """PyVRP engine (iterated local search) for the problems it models.
 
-Supported: capacities in several dimensions, one time window per order, shifts, fixed and
-per-distance/per-duration costs, route duration/distance limits, open routes, optional
-orders with a penalty, several depots. Not supported (use OR-Tools): breaks, skills,
-pickup-delivery pairs, several time windows per order.
+Supported: capacities in several dimensions, time windows (several per order become a
+client group of which one is visited), shifts, fixed and per-distance/per-duration costs,
+route duration/distance limits, open routes, optional orders with a penalty, several depots.
+Not supported (use OR-Tools): breaks, skills, pickup-delivery pairs.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pyvrp
@@ -21,6 +21,7 @@ from cloud.routing.schedule import RouteSolution
 
 COST_SCALE = 10_000  # integer cost units per currency unit, before dividing by the common gcd
 INF = 2**53
+MAX_PENALTY = 1e9
 
 
 def unsupported_reason(c: Compiled) -> str | None:
@@ -30,39 +31,33 @@ def unsupported_reason(c: Compiled) -> str | None:
         return "skills"
     if any(o.role != "delivery" for o in c.orders):
         return "pickup-delivery pairs"
-    if any(len(o.windows) > 1 for o in c.orders):
-        return "several time windows per order"
     return None
 
 
 @dataclass
 class _Stop:
-    """PyVRP stopping criterion: deadline, optional iteration cap, progress and give-up rule."""
+    """PyVRP stopping criterion: deadline, optional iteration cap, and progress reports."""
 
     deadline: float
     t0: float
     budget: float
     max_iterations: int | None
-    give_up_fraction: float | None
     progress: Progress | None
     cost_unit: float
     iterations: int = 0
     last_best: float | None = None
-    gave_up: bool = False
 
     def __call__(self, best_cost: float) -> bool:
         now = time.perf_counter()
         feasible = best_cost < INF
         frac = min(1.0, (now - self.t0) / self.budget)
-        if feasible and best_cost != self.last_best and self.progress is not None:
-            self.progress(best_cost * self.cost_unit, frac)
+        improved = feasible and best_cost != self.last_best
+        if self.progress is not None and (improved or self.iterations % 64 == 0):
+            self.progress(best_cost * self.cost_unit if feasible else None, frac)
         if feasible:
             self.last_best = best_cost
         self.iterations += 1
         if self.max_iterations is not None and self.iterations > self.max_iterations:
-            return True
-        if not feasible and self.give_up_fraction is not None and frac >= self.give_up_fraction:
-            self.gave_up = True
             return True
         return now >= self.deadline
 
@@ -73,9 +68,9 @@ def _types(c: Compiled, depot_of: dict[int, int], open_end: int | None) -> tuple
     raw = []
     for v, veh in enumerate(c.vehicles):
         spec = specs[v]
-        dist_cost = int(round(spec.cost_per_km * COST_SCALE / dpu))
-        dur_cost = int(round(spec.cost_per_hour * COST_SCALE / 3600 / tps))
-        raw.append((v, veh, dist_cost, dur_cost, int(round(spec.fixed_cost * COST_SCALE))))
+        dist_cost = round(spec.cost_per_km * COST_SCALE / dpu)
+        dur_cost = round(spec.cost_per_hour * COST_SCALE / 3600 / tps)
+        raw.append((v, veh, dist_cost, dur_cost, round(spec.fixed_cost * COST_SCALE)))
     unit = 0
     for _, _, a, b, f in raw:
         unit = math.gcd(unit, math.gcd(a, math.gcd(b, f)))
@@ -117,57 +112,76 @@ def _types(c: Compiled, depot_of: dict[int, int], open_end: int | None) -> tuple
     return types, members, unit
 
 
-def _data(c: Compiled) -> tuple[pyvrp.ProblemData, list[list[int]], list[int], float]:
-    m = c.matrix
-    depot_nodes = sorted({v.start for v in c.vehicles} | {v.end for v in c.vehicles if v.end is not None})
-    open_route = any(v.end is None for v in c.vehicles)
+@dataclass(frozen=True)
+class _Data:
+    data: pyvrp.ProblemData
+    members: list[list[int]]  # per vehicle type: our vehicle indices
+    client_order: list[int]  # per PyVRP client: our order index
+    cost_unit: float  # currency per PyVRP cost unit
+
+
+def _matrices(c: Compiled, depot_nodes: list[int], open_route: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Depots, then one location per order; an open-route end depot is reached at no cost."""
     nodes = depot_nodes + [o.node for o in c.orders]
-    dist = m.distance[np.ix_(nodes, nodes)]
-    dur = m.duration[np.ix_(nodes, nodes)]
-    open_end = None
-    if open_route:  # a free end depot: zero distance and time to it
-        open_end = len(depot_nodes)
-        n = len(nodes)
-        dist = np.insert(np.insert(dist, open_end, 0, axis=0), open_end, 0, axis=1)
-        dur = np.insert(np.insert(dur, open_end, 0, axis=0), open_end, 0, axis=1)
-        dist[open_end, :] = INF // 4
-        dur[open_end, :] = INF // 4
-        dist[:, open_end] = 0
-        dur[:, open_end] = 0
-        dist[open_end, open_end] = 0
-        dur[open_end, open_end] = 0
-        del n
-    n_depots = len(depot_nodes) + (1 if open_route else 0)
-    depot_of = {node: k for k, node in enumerate(depot_nodes)}
-    types, members, unit = _types(c, depot_of, open_end)
-    locations = [pyvrp.Location(0, 0) for _ in range(n_depots + len(c.orders))]
-    depots = [pyvrp.Depot(location=k) for k in range(n_depots)]
+    dist = c.matrix.distance[np.ix_(nodes, nodes)]
+    dur = c.matrix.duration[np.ix_(nodes, nodes)]
+    if open_route:
+        end = len(depot_nodes)
+        dist = np.insert(np.insert(dist, end, INF // 4, axis=0), end, 0, axis=1)
+        dur = np.insert(np.insert(dur, end, INF // 4, axis=0), end, 0, axis=1)
+        dist[end, end] = dur[end, end] = 0
+    return np.ascontiguousarray(dist), np.ascontiguousarray(dur)
+
+
+def _clients(c: Compiled, n_depots: int, unit: int) -> tuple[list, list, list[int]]:
+    """One client per order window; an order with several windows becomes a group (visit one)."""
     dims = len(c.demand_scale)
     capped = any(v.capacity for v in c.vehicles)
-    clients = []
+    clients, groups, client_order = [], [], []
     for k, o in enumerate(c.orders):
-        window = o.windows[0] if o.windows else (0, INF)
-        clients.append(
-            pyvrp.Client(
-                location=n_depots + k,
-                delivery=list(o.demand) if capped else [0] * dims,
-                service_duration=o.service,
-                tw_early=window[0],
-                tw_late=window[1],
-                prize=0 if o.required else max(1, int(round(o.penalty_cost * COST_SCALE / unit))),
-                required=o.required,
+        windows = o.windows or ((0, INF),)
+        group = len(groups) if len(windows) > 1 else None
+        prize = 0 if o.required else max(1, round(o.penalty_cost * COST_SCALE / unit))
+        for early, late in windows:
+            clients.append(
+                pyvrp.Client(
+                    location=n_depots + k,
+                    delivery=list(o.demand) if capped else [0] * dims,
+                    service_duration=o.service,
+                    tw_early=early,
+                    tw_late=late,
+                    prize=prize,
+                    required=o.required and group is None,
+                    group=group,
+                )
             )
-        )
-    if not capped:
-        types = [_uncapped(t, dims) for t in types]
+            client_order.append(k)
+        if group is not None:
+            members = list(range(len(clients) - len(windows), len(clients)))
+            groups.append(pyvrp.ClientGroup(members, required=o.required))
+    return clients, groups, client_order
+
+
+def _data(c: Compiled) -> _Data:
+    depot_nodes = sorted({v.start for v in c.vehicles} | {v.end for v in c.vehicles if v.end is not None})
+    open_route = any(v.end is None for v in c.vehicles)
+    dist, dur = _matrices(c, depot_nodes, open_route)
+    n_depots = len(depot_nodes) + (1 if open_route else 0)
+    depot_of = {node: k for k, node in enumerate(depot_nodes)}
+    types, members, unit = _types(c, depot_of, len(depot_nodes) if open_route else None)
+    if not any(v.capacity for v in c.vehicles):
+        types = [t.replace(capacity=[INF] * len(c.demand_scale)) for t in types]
+    clients, groups, client_order = _clients(c, n_depots, unit)
     data = pyvrp.ProblemData(
-        locations, clients, depots, types, [np.ascontiguousarray(dist)], [np.ascontiguousarray(dur)]
+        [pyvrp.Location(0, 0) for _ in range(n_depots + len(c.orders))],
+        clients,
+        [pyvrp.Depot(location=k) for k in range(n_depots)],
+        types,
+        [dist],
+        [dur],
+        groups,
     )
-    return data, members, list(range(n_depots)), unit / COST_SCALE
-
-
-def _uncapped(t: pyvrp.VehicleType, dims: int) -> pyvrp.VehicleType:
-    return t.replace(capacity=[INF] * dims)
+    return _Data(data, members, client_order, unit / COST_SCALE)
 
 
 def solve_pyvrp(
@@ -177,26 +191,30 @@ def solve_pyvrp(
     seed: int = 0,
     progress: Progress | None = None,
     max_iterations: int | None = None,
-    give_up_fraction: float | None = None,
+    skip: frozenset[int] = frozenset(),
 ) -> EngineResult:
+    """Solve with PyVRP; orders in ``skip`` (known to be unservable) are left out of the model."""
     t0 = time.perf_counter()
     reason = unsupported_reason(c)
     if reason is not None:
         raise ValueError(f"the pyvrp engine does not support {reason}")
-    data, members, depots, cost_unit = _data(c)
-    stop = _Stop(t0 + time_limit_s, t0, time_limit_s, max_iterations, give_up_fraction, progress, cost_unit)
-    result = pyvrp.solve(data, stop=stop, seed=seed, collect_stats=False, display=False)
+    keep = [i for i in range(len(c.orders)) if i not in skip]
+    d = _data(replace(c, orders=tuple(c.orders[i] for i in keep)))
+    stop = _Stop(t0 + time_limit_s, t0, time_limit_s, max_iterations, progress, d.cost_unit)
+    # Our integer costs can be large (currency * COST_SCALE); let penalties grow beyond PyVRP's
+    # default cap so infeasible candidates never look cheap.
+    params = pyvrp.SolveParams(penalty=pyvrp.PenaltyParams(max_penalty=MAX_PENALTY))
+    result = pyvrp.solve(d.data, stop=stop, seed=seed, collect_stats=False, display=False, params=params)
     elapsed = time.perf_counter() - t0
     best = result.best
     if not best.is_feasible():
         return EngineResult("pyvrp", False, (), tuple(range(len(c.orders))), elapsed)
-    n_depots = len(depots)
-    free = [list(vs) for vs in members]
+    free = [list(vs) for vs in d.members]
     routes: list[RouteSolution] = []
     served: set[int] = set()
     for route in best.routes():
         vehicle = free[route.vehicle_type()].pop(0)
-        seq = tuple(int(a.idx) for a in route if a.is_client())
+        seq = tuple(keep[d.client_order[int(a.idx)]] for a in route if a.is_client())
         served.update(seq)
         routes.append(RouteSolution(vehicle, seq))
     dropped = tuple(i for i in range(len(c.orders)) if i not in served)

@@ -70,7 +70,9 @@ def _walk(c: Compiled, rs: RouteSolution, depart: int) -> tuple[list[Stop], int,
     by_gap: dict[int, list[int]] = {}
     for b, g in enumerate(rs.break_gaps):
         by_gap.setdefault(g, []).append(b)
-    clock = _Clock(depart, [Stop(kind="start", arrival=s(depart), start=s(depart), departure=s(depart), load=loads[0])])
+    clock = _Clock(
+        depart, [Stop(kind="start", arrival=s(depart), start=s(depart), departure=s(depart), load=loads[0])]
+    )
     prev, dist = veh.start, 0
     for k, i in enumerate(rs.orders):
         o = c.orders[i]
@@ -97,8 +99,14 @@ def _walk(c: Compiled, rs: RouteSolution, depart: int) -> tuple[list[Stop], int,
         leg = int(m.distance[prev, veh.end])
         dist += leg
         clock.stops.append(
-            Stop(kind="end", arrival=s(arrival), start=s(arrival), departure=s(arrival), load=loads[-1],
-                 distance_from_previous=m.to_units(leg))
+            Stop(
+                kind="end",
+                arrival=s(arrival),
+                start=s(arrival),
+                departure=s(arrival),
+                load=loads[-1],
+                distance_from_previous=m.to_units(leg),
+            )
         )
         clock.t = arrival
     else:
@@ -106,12 +114,36 @@ def _walk(c: Compiled, rs: RouteSolution, depart: int) -> tuple[list[Stop], int,
     return clock.stops, clock.t, dist
 
 
+def _departure_delay(c: Compiled, rs: RouteSolution, stops: list[Stop]) -> int:
+    """Ticks the vehicle can leave later without ending later or missing a window.
+
+    Leaving later by D shifts stop k by max(0, D - waits up to k): it must stay inside the
+    window used, and D beyond the total waiting would only push the end. With breaks, only the
+    wait at the first stop is absorbed (later stops are then unchanged).
+    """
+    tick = c.matrix.to_ticks
+    visits = [s for s in stops if s.kind == "order"]
+    if not visits:
+        return 0
+    if rs.break_gaps:
+        return 0 if 0 in rs.break_gaps else tick(visits[0].wait)
+    waited, delay = 0, None
+    for i, stop in zip(rs.orders, visits, strict=True):
+        waited += tick(stop.wait)
+        start = tick(stop.start)
+        window_end = next((hi for lo, hi in c.orders[i].windows if lo <= start <= hi), None)
+        if window_end is not None:
+            slack = waited + window_end - start
+            delay = slack if delay is None else min(delay, slack)
+    return min(waited, delay) if delay is not None else waited
+
+
 def build_route(c: Compiled, rs: RouteSolution) -> Route:
     veh = c.vehicles[rs.vehicle]
     stops, end, dist = _walk(c, rs, veh.shift[0])
-    # Leave the depot later instead of waiting at the first stop (same service times).
-    if rs.orders and 0 not in rs.break_gaps and stops[1].wait > 0:
-        stops, end, dist = _walk(c, rs, veh.shift[0] + c.matrix.to_ticks(stops[1].wait))
+    delay = _departure_delay(c, rs, stops)
+    if delay > 0:
+        stops, end, dist = _walk(c, rs, veh.shift[0] + delay)
     spec = c.problem.vehicles[rs.vehicle]
     duration = c.matrix.to_seconds(end) - stops[0].departure
     km = c.matrix.to_units(dist)

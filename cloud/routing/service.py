@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from cloud.routing.compiled import Compiled, compile_problem
-from cloud.routing.diagnose import unserved_list
+from cloud.routing.diagnose import IMPOSSIBLE, reason_for, unserved_list
 from cloud.routing.engine import EngineResult, Progress
 from cloud.routing.isolation import ortools_unsafe_here, solve_in_subprocess
 from cloud.routing.plan import Plan
@@ -39,7 +39,9 @@ class _Reporter:
         if improved:
             self.best = cost
         now = time.perf_counter()
-        if self.sink is not None and (improved or now - self.last_sent >= PROGRESS_INTERVAL_S or fraction >= 1.0):
+        if self.sink is not None and (
+            improved or now - self.last_sent >= PROGRESS_INTERVAL_S or fraction >= 1.0
+        ):
             self.last_sent = now
             self.sink(self.best, min(1.0, self.offset + self.share * fraction))
 
@@ -48,7 +50,14 @@ def _to_plan(c: Compiled, r: EngineResult, engine: str, limit: float, seed: int,
     if not r.found:
         unserved = unserved_list(c, list(range(len(c.orders))), "time_limit_no_solution")
         return build_plan(
-            c, [], unserved, engine=engine, solve_time_s=elapsed, time_limit_s=limit, seed=seed, no_solution=True
+            c,
+            [],
+            unserved,
+            engine=engine,
+            solve_time_s=elapsed,
+            time_limit_s=limit,
+            seed=seed,
+            no_solution=True,
         )
     unserved = unserved_list(c, list(r.dropped))
     return build_plan(
@@ -71,19 +80,28 @@ def _ortools(
     return solve_ortools(c, limit, progress=progress, solution_limit=max_iterations, seed=seed)
 
 
-def _pyvrp(c: Compiled, limit: float, seed: int, progress: Progress, max_iterations: int | None) -> EngineResult:
+def _pyvrp(
+    c: Compiled, limit: float, seed: int, progress: Progress, max_iterations: int | None
+) -> EngineResult:
     from cloud.routing.pyvrp_engine import solve_pyvrp
 
-    return solve_pyvrp(c, limit, seed=seed, progress=progress, max_iterations=max_iterations)
+    # PyVRP must serve every required order to call a solution feasible: leave out the ones
+    # no vehicle can serve even alone (they stay unserved, with their reason).
+    skip = frozenset(i for i in range(len(c.orders)) if reason_for(c, i) in IMPOSSIBLE)
+    return solve_pyvrp(c, limit, seed=seed, progress=progress, max_iterations=max_iterations, skip=skip)
 
 
-def _auto(c: Compiled, limit: float, seed: int, report: _Reporter, max_iterations: int | None, t0: float) -> Plan:
+def _auto(
+    c: Compiled, limit: float, seed: int, report: _Reporter, max_iterations: int | None, t0: float
+) -> Plan:
     from cloud.routing.pyvrp_engine import unsupported_reason
 
     if unsupported_reason(c) is not None or limit < AUTO_MIN_RACE_S:
         r = _ortools(c, limit, seed, report, max_iterations)
         return _to_plan(c, r, "auto:ortools", limit, seed, time.perf_counter() - t0)
-    first = _ortools(c, limit * AUTO_ORTOOLS_SHARE, seed, report.slice(0.0, AUTO_ORTOOLS_SHARE), max_iterations)
+    first = _ortools(
+        c, limit * AUTO_ORTOOLS_SHARE, seed, report.slice(0.0, AUTO_ORTOOLS_SHARE), max_iterations
+    )
     rest = max(0.05, limit - (time.perf_counter() - t0))
     second = _pyvrp(c, rest, seed, report.slice(1.0 - rest / limit, rest / limit), max_iterations)
     elapsed = time.perf_counter() - t0

@@ -8,7 +8,6 @@ checker use these same integers, so what the solver optimises is what the checke
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,7 +33,7 @@ class TravelMatrix:
         return self.num_depots + order_idx
 
     def to_ticks(self, seconds: float) -> int:
-        return int(round(seconds * self.ticks_per_second))
+        return round(seconds * self.ticks_per_second)
 
     def to_seconds(self, ticks: int) -> float:
         return ticks / self.ticks_per_second
@@ -85,13 +84,3 @@ def build_matrix(problem: Problem) -> TravelMatrix:
     full_d = np.rint(np.array(travel.distances_m, dtype=float)).astype(np.int64)
     full_t = np.rint(np.array(travel.durations_s, dtype=float)).astype(np.int64)
     return TravelMatrix(full_d[np.ix_(idx, idx)], full_t[np.ix_(idx, idx)], 1000, 1, len(problem.depots))
-
-
-def great_circle_km(a: Location, b: Location) -> float:
-    """Plain great-circle distance, for plots and sanity checks."""
-    if a.lat is None or a.lon is None or b.lat is None or b.lon is None:
-        raise ValueError("great_circle_km needs lat/lon locations")
-    p1, p2 = math.radians(a.lat), math.radians(b.lat)
-    dl = math.radians(b.lon - a.lon)
-    h = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(min(1.0, h))) / 1000

@@ -111,7 +111,26 @@ CREATE TABLE forecasts (
 );
 """
 
-MIGRATIONS: tuple[Migration, ...] = (Migration("0001_initial", _INITIAL),)
+# RFID reads dropped as burst repeats are kept (never synced) so that a later redelivery or
+# duplicate of one is recognised by its key, like any other duplicate, instead of passing the
+# burst filter once the filter has forgotten that (reader, tag) pair.
+_RFID_BURST_REPEATS = """
+CREATE TABLE rfid_burst_repeats (
+    device_id   TEXT    NOT NULL,
+    boot_id     TEXT    NOT NULL,
+    seq         INTEGER NOT NULL,
+    ts          INTEGER NOT NULL,
+    received_ts INTEGER NOT NULL,
+    reader_id   TEXT    NOT NULL,
+    tag_id      TEXT    NOT NULL,
+    PRIMARY KEY (device_id, boot_id, seq)
+);
+"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration("0001_initial", _INITIAL),
+    Migration("0002_rfid_burst_repeats", _RFID_BURST_REPEATS),
+)
 
 
 def _statements(sql: str) -> list[str]:

@@ -28,6 +28,8 @@ HISTORY: Final[dict[str, tuple[str, str]]] = {
     ),
     "alerts": ("'alert:' || t.alert_id", "ts"),
     "forecasts": ("'forecast:' || t.forecast_id", "created_ts"),
+    # local only (never in the outbox): droppable like synced history
+    "rfid_burst_repeats": ("'rfid_burst:' || t.device_id || ':' || t.boot_id || ':' || t.seq", "received_ts"),
 }
 
 

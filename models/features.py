@@ -1,0 +1,326 @@
+"""Feature extraction shared by training and the gateway, so the two cannot drift.
+
+Sensors: per-stream causal state (online normalisation + rolling window + one-day-ago window).
+Demand: per-SKU daily counts turned into a scale-free vector with calendar and promotion features.
+
+Everything here is numpy only; nothing imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+# ---------------------------------------------------------------------------------------------
+# Sensors
+# ---------------------------------------------------------------------------------------------
+
+
+class SensorFeatureConfig(BaseModel):
+    """Shape of the sensor feature vector; stored in the anomaly manifest."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    window: int = Field(default=24, ge=4, le=256, description="recent readings in the window")
+    seasonal_half_width: int = Field(default=3, ge=0, le=16, description="readings each side of t+1-day")
+    norm_horizon: int = Field(default=2000, ge=10, description="readings the running mean/var average over")
+    max_seasonal_lag: int = Field(default=1500, ge=1, description="longest daily lag kept in memory")
+    interval_probe: int = Field(default=16, ge=2, description="readings used to estimate the sample interval")
+    clip: float = Field(default=8.0, gt=0.0, description="features are clipped to +-clip std units")
+    history_keep: int = Field(
+        default=2100, ge=1, description="readings kept per stream (a week of 5-minute readings)"
+    )
+
+    @property
+    def n_inputs(self) -> int:
+        return (self.window - 1) + (2 * self.seasonal_half_width + 1) + 1
+
+
+@dataclass(frozen=True, slots=True)
+class SensorStep:
+    """What one reading turned into: model input for the next reading and the normalisation used."""
+
+    features: np.ndarray  # float32 [n_inputs]; predicts (x[t+1] - x[t]) / std
+    last_value: float  # x[t]
+    mean: float
+    std: float
+    ready: bool  # window full
+
+
+class _Ring:
+    """Fixed-capacity float64 history (index 0 = oldest kept reading)."""
+
+    __slots__ = ("_buf", "_count", "_head")
+
+    def __init__(self, capacity: int) -> None:
+        self._buf = np.zeros(capacity)
+        self._head = 0  # next write position
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def capacity(self) -> int:
+        return int(self._buf.shape[0])
+
+    def append(self, value: float) -> None:
+        self._buf[self._head] = value
+        self._head = (self._head + 1) % self._buf.shape[0]
+        self._count = min(self._count + 1, self._buf.shape[0])
+
+    def take(self, idx: np.ndarray) -> np.ndarray:
+        """Values at positions `idx` (0 = oldest kept), vectorised."""
+        cap = self._buf.shape[0]
+        return self._buf[(self._head - self._count + idx) % cap]
+
+    def at(self, i: int) -> float:
+        cap = self._buf.shape[0]
+        return float(self._buf[(self._head - self._count + i) % cap])
+
+
+class SensorFeatureState:
+    """Causal per-stream state. `push(ts_ms, value)` folds in one reading and returns the features
+    that predict the *next* reading; it never looks ahead."""
+
+    def __init__(self, config: SensorFeatureConfig) -> None:
+        self._cfg = config
+        self._n = 0
+        self._mean = 0.0
+        self._var = 0.0
+        self._first_ts: int | None = None
+        self._probe: list[int] = []
+        self._lag: int | None = None  # readings per day, once known (0 = unusable)
+        keep = config.max_seasonal_lag + config.seasonal_half_width + 2
+        self._hist = _Ring(max(keep, config.window, config.history_keep))
+
+    @property
+    def count(self) -> int:
+        return self._n
+
+    @property
+    def seasonal_lag(self) -> int | None:
+        return self._lag
+
+    @property
+    def mean(self) -> float:
+        return self._mean
+
+    @property
+    def std(self) -> float:
+        return self._std()
+
+    def _std(self) -> float:
+        return math.sqrt(self._var) if self._var > 1e-12 else 1.0
+
+    def _update_interval(self, ts_ms: int) -> None:
+        if self._lag is not None:
+            return
+        self._probe.append(ts_ms)
+        if len(self._probe) <= self._cfg.interval_probe:
+            return
+        diffs = sorted(b - a for a, b in zip(self._probe, self._probe[1:], strict=False) if b > a)
+        if not diffs:
+            self._lag = 0
+            return
+        interval = diffs[len(diffs) // 2]
+        lag = round(86_400_000 / interval)
+        self._lag = lag if 2 <= lag <= self._cfg.max_seasonal_lag else 0
+
+    def _update_norm(self, value: float) -> None:
+        self._n += 1
+        alpha = 1.0 / min(self._n, self._cfg.norm_horizon)
+        delta = value - self._mean
+        self._mean += alpha * delta
+        self._var = (1.0 - alpha) * (self._var + alpha * delta * delta)
+
+    def days_ago(self, days: int = 1) -> float | None:
+        """The reading `days` daily lags before the reading about to be pushed (None if unknown
+        or not kept)."""
+        lag = self._lag or 0
+        idx = len(self._hist) - days * lag
+        if not lag or idx < 0:
+            return None
+        return self._hist.at(idx)
+
+    def keeps_days(self, days: int) -> bool:
+        """Whether `days` days of readings fit into the kept history once the lag is known."""
+        lag = self._lag or 0
+        return bool(lag) and days * lag <= self._hist.capacity
+
+    def normalise(self, value: float) -> float:
+        """Value in std units relative to the current running mean (before folding it in)."""
+        return (value - self._mean) / self._std()
+
+    def push(self, ts_ms: int, value: float) -> SensorStep:
+        self._update_interval(ts_ms)
+        self._update_norm(value)
+        self._hist.append(value)
+        return self._features(value)
+
+    def _features(self, last: float) -> SensorStep:
+        cfg = self._cfg
+        std = self._std()
+        hist = self._hist
+        n_hist = len(hist)
+        out = np.zeros(cfg.n_inputs, dtype=np.float32)
+        w = cfg.window - 1
+        take = min(w, n_hist - 1)
+        # recent window, oldest first, relative to the last value; missing history stays 0
+        if take:
+            out[w - take : w] = (hist.take(np.arange(n_hist - 1 - take, n_hist - 1)) - last) / std
+        lag = self._lag or 0
+        h = cfg.seasonal_half_width
+        # readings around t+1-lag; index of x[t] is n_hist-1, so x[t+1-lag+j] is at n_hist-lag+j
+        if lag and n_hist - lag - h >= 0:
+            idx = n_hist - lag + np.arange(-h, h + 1)
+            valid = idx <= n_hist - 1
+            out[w : w + 2 * h + 1][valid] = (hist.take(idx[valid]) - last) / std
+            out[-1] = 1.0
+        np.clip(out, -cfg.clip, cfg.clip, out=out)
+        return SensorStep(features=out, last_value=last, mean=self._mean, std=std, ready=n_hist >= cfg.window)
+
+
+def sensor_training_pairs(
+    ts_ms: Sequence[int] | np.ndarray, values: Sequence[float] | np.ndarray, config: SensorFeatureConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run the edge state machine over one series; return (X[t], y[t]) with y the next reading's
+    change in std units of time t. Same code path the gateway runs, one reading at a time."""
+    state = SensorFeatureState(config)
+    xs: list[np.ndarray] = []
+    ys: list[float] = []
+    prev: SensorStep | None = None
+    for t, v in zip(ts_ms, values, strict=True):
+        if prev is not None and prev.ready:
+            xs.append(prev.features)
+            ys.append((float(v) - prev.last_value) / prev.std)
+        prev = state.push(int(t), float(v))
+    if not xs:
+        return np.zeros((0, config.n_inputs), np.float32), np.zeros((0,), np.float32)
+    y = np.clip(np.asarray(ys, np.float32), -config.clip, config.clip)
+    return np.stack(xs).astype(np.float32), y
+
+
+# ---------------------------------------------------------------------------------------------
+# Demand
+# ---------------------------------------------------------------------------------------------
+
+
+class DemandFeatureConfig(BaseModel):
+    """Shape of the demand feature vector; stored in the demand manifest."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    history: int = Field(default=56, ge=7, description="days of history fed to the model")
+    horizon: int = Field(default=28, ge=1)
+    scale_window: int = Field(default=56, ge=7, description="days whose mean is the series scale")
+    min_scale: float = Field(default=0.05, gt=0.0)
+    clip: float = Field(default=12.0, gt=0.0, description="scaled counts are clipped to [0, clip]")
+
+    summary_windows: tuple[int, ...] = (7, 28, 112, 364)
+    smoothing_alphas: tuple[float, ...] = (0.03, 0.1, 0.3)
+    smoothing_span: int = Field(default=364, ge=7, description="days the smoothed levels look back")
+    year_lag: int = Field(default=364, ge=28, description="days back to the same period last year")
+    seasonal: bool = Field(default=False, description="feed day-of-year and last year's level (else zeros)")
+
+    @property
+    def n_inputs(self) -> int:
+        # scaled history, history promo, future promo, future weekday one-hot, future
+        # day-of-year sin/cos, summaries (promo response on/off/share, window means, smoothed
+        # levels, last year + flag), log scale
+        summaries = len(self.summary_windows) + len(self.smoothing_alphas) + 2 + 3
+        return 2 * self.history + self.horizon + 7 * self.horizon + 2 * self.horizon + summaries + 1
+
+    @property
+    def max_lookback(self) -> int:
+        """Days of history that can influence the features."""
+        return max(self.history, self.scale_window, self.smoothing_span, self.year_lag, *self.summary_windows)
+
+
+def series_scale(history: np.ndarray, config: DemandFeatureConfig) -> float:
+    """Mean of the recent history (falls back to the whole history), floored: the unit of the model."""
+    recent = history[-config.scale_window :]
+    s = float(np.mean(recent)) if recent.size else 0.0
+    if s <= 0.0 and history.size:
+        s = float(np.mean(history))
+    return max(s, config.min_scale)
+
+
+def _promo_response(
+    hist: np.ndarray, promo: np.ndarray, scale: float, config: DemandFeatureConfig
+) -> list[float]:
+    """How this SKU reacted to promotions over the last year: mean units on promo days and on
+    other days (in scale units) and the share of promo days; 1, 1, 0 without promo history."""
+    h, p = hist[-config.year_lag :], promo[-config.year_lag :] > 0.5
+    on = float(np.mean(h[p])) / scale if np.any(p) else 1.0
+    off = float(np.mean(h[~p])) / scale if np.any(~p) else 1.0
+    return [on, off, float(np.mean(p)) if p.size else 0.0]
+
+
+def _summaries(hist: np.ndarray, promo: np.ndarray, scale: float, config: DemandFeatureConfig) -> list[float]:
+    out = _promo_response(hist, promo, scale, config)
+    for w in config.summary_windows:
+        out.append(float(np.mean(hist[-w:])) / scale if hist.size else 1.0)
+    recent = hist[-config.smoothing_span :]
+    for alpha in config.smoothing_alphas:
+        if recent.size:
+            weights = alpha * (1.0 - alpha) ** np.arange(recent.size - 1, -1, -1)
+            weights[0] = (1.0 - alpha) ** (recent.size - 1)  # the oldest reading seeds the level
+            out.append(float(np.dot(weights, recent)) / scale)
+        else:
+            out.append(1.0)
+    lag, h = config.year_lag, config.horizon
+    if config.seasonal and hist.size >= lag:
+        out.extend([float(np.mean(hist[hist.size - lag : hist.size - lag + h])) / scale, 1.0])
+    else:
+        out.extend([1.0, 0.0])
+    return [min(v, config.clip) for v in out]
+
+
+def demand_features(
+    history: np.ndarray,
+    history_promo: np.ndarray,
+    future_dates: Sequence[date],
+    future_promo: np.ndarray,
+    config: DemandFeatureConfig,
+) -> tuple[np.ndarray, float]:
+    """Build the model input for one SKU at one origin. `history` ends the day before
+    `future_dates[0]`; shorter histories are left-padded with their own mean."""
+    if len(future_dates) != config.horizon or future_promo.shape[0] != config.horizon:
+        raise ValueError(f"need exactly {config.horizon} future dates and promo flags")
+    if history_promo.shape[0] != history.shape[0]:
+        raise ValueError("history and history_promo differ in length")
+    hist = np.asarray(history, dtype=np.float64)
+    scale = series_scale(hist, config)
+    h = config.history
+    window = np.full(h, min(np.mean(hist) if hist.size else 0.0, config.clip * scale) / scale)
+    promo_hist = np.zeros(h)
+    take = min(h, hist.size)
+    if take:
+        window[h - take :] = hist[-take:] / scale
+        promo_hist[h - take :] = history_promo[-take:]
+    window = np.clip(window, 0.0, config.clip)
+    dow = np.zeros((config.horizon, 7))
+    doy = np.zeros((config.horizon, 2))
+    for i, d in enumerate(future_dates):
+        dow[i, d.weekday()] = 1.0
+        angle = 2.0 * math.pi * (d.timetuple().tm_yday - 1) / 365.25
+        if config.seasonal:
+            doy[i] = (math.sin(angle), math.cos(angle))
+    feats = np.concatenate(
+        [
+            window,
+            promo_hist,
+            np.asarray(future_promo, dtype=np.float64),
+            dow.reshape(-1),
+            doy.T.reshape(-1),
+            _summaries(hist, np.asarray(history_promo, dtype=np.float64), scale, config),
+            [math.log1p(scale) / 3.0],
+        ]
+    ).astype(np.float32)
+    return feats, scale
