@@ -14,10 +14,11 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from cloud.api import gateways, health, records, sync, tokens
+from cloud.api import gateways, health, records, routes, sync, tokens
 from cloud.db.engine import build_engine, create_tables
 from cloud.deps import CloudState
 from cloud.errors import install_error_handlers
+from cloud.services.route_jobs import RouteJobs
 from cloud.settings import CloudSettings
 from protocols import SyncBatch
 
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 def create_app(settings: CloudSettings) -> FastAPI:
     """A new cloud API app for ``settings``; its database is opened when the app starts."""
     state = CloudState(settings=settings)
+    route_jobs = RouteJobs()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -34,9 +36,11 @@ def create_app(settings: CloudSettings) -> FastAPI:
         try:
             create_tables(engine)
             state.engine = engine
+            route_jobs.start()
             log.info("cloud API ready on %s (%s)", settings.backend, engine.url.render_as_string(hide_password=True))
             yield
         finally:
+            route_jobs.stop()
             state.engine = None
             engine.dispose()
 
@@ -48,8 +52,9 @@ def create_app(settings: CloudSettings) -> FastAPI:
         docs_url="/docs",
     )
     app.state.cloud = state
+    app.state.route_jobs = route_jobs
     install_error_handlers(app)
-    for router in (health.router, sync.router, gateways.router, tokens.router, records.router):
+    for router in (health.router, sync.router, gateways.router, tokens.router, records.router, routes.router):
         app.include_router(router)
     _document_sync_batch(app)
     return app
