@@ -9,6 +9,6 @@ guards this.
 """
 
 try:  # pragma: no cover - depends on the installed extras
-    from ortools.constraint_solver import pywrapcp as _pywrapcp  # noqa: F401
+    from ortools.constraint_solver import pywrapcp as _pywrapcp
 except ImportError:  # routing extra not installed: nothing to guard
     _pywrapcp = None

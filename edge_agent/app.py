@@ -1,8 +1,9 @@
 """Composition root: builds the components and owns the start and stop order.
 
-Start: store (+ WAL checkpointer) -> housekeeping -> http -> ingest -> sync -> mqtt
-(subscriptions last, so nothing arrives before it can be stored). Stop: close MQTT intake ->
-drain, commit and ack the queue -> one last sync round (bounded) -> offline status + clean
+Start: store (+ WAL checkpointer) -> housekeeping -> models (anomaly scoring, forecasts) ->
+http -> ingest -> sync -> mqtt (subscriptions last, so nothing arrives before it can be stored).
+Stop: close MQTT intake -> drain, commit and ack the queue -> score what was committed, stop the
+forecasts -> one last sync round (bounded) -> offline status + clean
 MQTT disconnect -> housekeeping -> checkpointer -> http -> runtime file. Each component opens
 and closes its own database connection.
 """
@@ -18,9 +19,11 @@ from collections.abc import Callable
 
 from edge_agent import runtime
 from edge_agent.config import AgentConfig
+from edge_agent.forecasting import ForecastWorker
 from edge_agent.housekeeping import Housekeeper
 from edge_agent.http import StatusServer
 from edge_agent.inbound import Inbound
+from edge_agent.inference import InferenceWorker
 from edge_agent.ingest import Ingest
 from edge_agent.ingest_batch import BatchResult
 from edge_agent.metrics import AgentMetrics
@@ -53,6 +56,19 @@ class Agent:
             )
             if config.cloud.enabled
             else None
+        )
+        # Anomaly scoring of committed telemetry on its own thread (never on MQTT's or ingest's).
+        self.inference = InferenceWorker(
+            config.models, config.gateway_id, self.store, self.metrics, self.enqueue_alert
+        )
+        self.forecaster = ForecastWorker(
+            config.models,
+            config.gateway_id,
+            config.site,
+            self.store,
+            self.metrics,
+            self.inference.model_loaded,
+            self.enqueue_forecast,
         )
         self.ingest = Ingest(
             config.ingest,
@@ -110,6 +126,8 @@ class Agent:
             log.info("database %s: applied migrations %s", self.store.path, ", ".join(applied))
         self.checkpointer.start()
         self.housekeeper.start()
+        self.inference.start()  # a model that does not load is logged; the agent runs without it
+        self.forecaster.start()
         if self.http is not None:
             self.http.start()
             runtime.write(
@@ -143,6 +161,8 @@ class Agent:
             cleanup()
         self._cleanups.clear()
         self.ingest.stop()
+        self.inference.stop()  # scores what ingest committed; its alerts join the last sync round
+        self.forecaster.stop()
         if self.sync is not None:
             self.sync.stop(flush=True)
         self.mqtt.stop()
@@ -205,9 +225,15 @@ class Agent:
             stopped.append("housekeeping")
         if not self.checkpointer.running:
             stopped.append("checkpoint")
+        if self.inference.should_run and not self.inference.running:
+            stopped.append("inference")
+        if self.forecaster.should_run and not self.forecaster.running:
+            stopped.append("forecast")
         return stopped
 
     def _on_stored(self, result: BatchResult) -> None:
+        if result.stored["telemetry"]:
+            self.inference.notify()
         self._on_outbox()
 
     def _on_outbox(self) -> None:

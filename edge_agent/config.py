@@ -140,6 +140,36 @@ class HttpConfig(Section):
     port: Port = 0
 
 
+class ModelsConfig(Section):
+    """On-gateway models (``edge_agent/inference.py``): streaming anomaly scoring of telemetry."""
+
+    enabled: bool = True
+    #: The int8 LiteRT anomaly model; its ``.json`` manifest must sit next to it. None: the
+    #: shipped ``models/default/anomaly.tflite``. A relative path is relative to the working dir.
+    anomaly_model: Path | None = None
+    #: Raise an alert when a stream's score reaches this. None: the model manifest's threshold.
+    threshold: Annotated[float, Field(gt=0, le=1)] | None = None
+    #: Hysteresis: a raised alert clears once the score falls below ``clear_ratio * threshold``.
+    clear_ratio: Annotated[float, Field(gt=0, le=1)] = 0.5
+    #: After an alert is raised, the same (device_id, metric) raises no new one for this long
+    #: (device time).
+    cooldown_s: Annotated[float, Field(ge=0)] = 300.0
+    #: Committed telemetry messages the scorer may fall behind by; beyond that the oldest are
+    #: skipped and counted (``edgehouse_agent_inference_dropped_messages_total``), never ingest slowed.
+    queue_size: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
+    #: At start, the last this many stored telemetry messages are scored without alerting, so a
+    #: restart does not cost each stream its warm-up (no score before 150 readings of a stream).
+    warmup_messages: Annotated[int, Field(ge=0, le=1_000_000)] = 20_000
+    #: Daily per-SKU demand forecasts (``edge_agent/forecasting.py``), made once per UTC day.
+    forecast_enabled: bool = True
+    #: The int8 LiteRT demand model (+ ``.json`` manifest). None: the shipped ``demand.tflite``.
+    demand_model: Path | None = None
+    #: Scans of this direction are the demand (units per SKU per UTC day).
+    demand_direction: Literal["pick", "outbound"] = "pick"
+    #: A SKU is forecast once this many days have passed since its first scan.
+    forecast_min_history_days: Annotated[int, Field(ge=7, le=3650)] = 28
+
+
 class AgentConfig(BaseSettings):
     """The whole agent configuration. Build it with :meth:`load` (file + environment)."""
 
@@ -161,6 +191,7 @@ class AgentConfig(BaseSettings):
     store: StoreConfig = StoreConfig()
     cloud: CloudConfig = CloudConfig()
     http: HttpConfig = HttpConfig()
+    models: ModelsConfig = ModelsConfig()
 
     @classmethod
     def settings_customise_sources(

@@ -17,9 +17,10 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, Self
+
+from edge_agent.broker import shipped_config
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -47,10 +48,6 @@ class Broker(Protocol):
     def stop(self) -> None: ...
 
 
-def shipped_mosquitto_conf() -> str:
-    return resources.files("edge_agent.broker").joinpath("mosquitto.conf").read_text()
-
-
 def private_mosquitto_conf(base: str, port: int, data_dir: Path) -> str:
     """The shipped config with its listener and persistence moved to a private port and folder."""
     keep = []
@@ -73,10 +70,17 @@ def private_mosquitto_conf(base: str, port: int, data_dir: Path) -> str:
 
 @dataclass
 class MosquittoBroker:
+    """A private Mosquitto with the shipped config on a free port, persisting into ``data_dir``.
+
+    The demo, the end-to-end tests and the benchmarks all use this one launcher, so they all
+    run the broker config a gateway ships with. ``extra_config`` lines are appended.
+    """
+
     data_dir: Path
     port: int = 0
     host: str = "127.0.0.1"
-    binary: str = "mosquitto"
+    extra_config: str = ""
+    binary: str | None = None
     name: str = "mosquitto"
     mqtt_protocol: str = "v5"
     _proc: subprocess.Popen[bytes] | None = None
@@ -87,31 +91,80 @@ class MosquittoBroker:
             (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None
         )
 
-    def start(self) -> None:
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "mosquitto.log"
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        if self.running:
+            return
+        binary = self.binary or self.available()
+        if binary is None:
+            raise FileNotFoundError("mosquitto is not installed (apt-get install mosquitto)")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port(self.host)
         conf = self.data_dir / "mosquitto.conf"
-        conf.write_text(private_mosquitto_conf(shipped_mosquitto_conf(), self.port, self.data_dir))
-        self._proc = subprocess.Popen(
-            [self.available() or self.binary, "-c", str(conf)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        try:
-            wait_for_port(self.host, self.port)
-        except TimeoutError:
-            self.stop()
-            raise
+        conf.write_text(private_mosquitto_conf(shipped_config(), self.port, self.data_dir) + self.extra_config)
+        with open(self.data_dir / "mosquitto.out", "ab") as out:
+            self._proc = subprocess.Popen([binary, "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"mosquitto exited with {self._proc.returncode}: {self.log()}")
+            with contextlib.suppress(OSError), socket.create_connection((self.host, self.port), timeout=0.2):
+                return
+            time.sleep(0.02)
+        self.stop()
+        raise TimeoutError(f"mosquitto did not listen on {self.port} within {timeout_s} s: {self.log()}")
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM (Mosquitto saves its persistence file), then SIGKILL; idempotent."""
         if self._proc is not None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+            if self._proc.poll() is None:
+                self._proc.terminate()
+                try:
+                    self._proc.wait(timeout=timeout_s)
+                except subprocess.TimeoutExpired:
+                    self._proc.kill()
+                    self._proc.wait()
             self._proc = None
+
+    def kill(self) -> None:
+        """SIGKILL, as in a crash (nothing saved since the last autosave)."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait(5)
+        self._proc = None
+
+    def restart(self, down_s: float = 0.0) -> None:
+        """Stop and start again on the same port, with the same persistence."""
+        self.stop()
+        if down_s > 0:
+            time.sleep(down_s)
+        self.start()
+
+    def log(self) -> str:
+        """The end of the broker's log and console output (for failure messages)."""
+        parts = []
+        for path in (self.data_dir / "mosquitto.out", self.log_path):
+            with contextlib.suppress(OSError):
+                parts.append(path.read_text(encoding="utf-8", errors="replace")[-2000:])
+        return "\n".join(parts)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 class EmbeddedBroker:

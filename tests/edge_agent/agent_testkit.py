@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from edge_agent.broker import shipped_config
 from edge_agent.config import AgentConfig
 from edge_agent.inbound import Inbound
 from protocols import (
@@ -39,7 +38,7 @@ from protocols import (
 _REPO_ROOT = str(Path(__file__).resolve().parents[2])
 if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
-from tests.helpers.mosquitto import Mosquitto, mosquitto_available
+from tests.helpers.mosquitto import Mosquitto
 
 SITE = "site-1"
 GATEWAY = "gw-test"
@@ -158,32 +157,10 @@ def write_toml(path: Path, config: AgentConfig) -> Path:
 
 # --------------------------------------------------------------------------- private mosquitto
 
-#: Options the shared helper writes itself (port, persistence dir, logging); the rest of the
-#: shipped edge_agent/broker/mosquitto.conf is appended unchanged.
-_HELPER_OWNED = {
-    "listener",
-    "allow_anonymous",
-    "max_queued_messages",
-    "persistence",
-    "persistence_location",
-    "autosave_interval",
-    "log_dest",
-    "log_type",
-}
-
-
-def shipped_broker_options() -> str:
-    shipped = shipped_config()
-    lines = [line for line in shipped.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    return "\n".join(line for line in lines if line.split()[0] not in _HELPER_OWNED) + "\n"
-
-
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    """A private Mosquitto on a free port, configured like the shipped one, persisting into tmp_path."""
-    if not mosquitto_available():
-        pytest.skip("mosquitto is not installed")
-    b = Mosquitto(extra_config=shipped_broker_options(), persistence_dir=tmp_path / "broker")
+    """A private Mosquitto on a free port with the shipped config, persisting into tmp_path."""
+    b = Mosquitto(persistence_dir=tmp_path / "broker")
     b.start()
     try:
         yield b

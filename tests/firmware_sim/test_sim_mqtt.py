@@ -20,9 +20,7 @@ from firmware_sim.emission import Emission
 from firmware_sim.faults import FaultConfig
 from firmware_sim.runner import SimRunner
 from firmware_sim.truth import read_truth
-from tests.helpers.mosquitto import Mosquitto, free_port, mosquitto_available
-
-pytestmark = pytest.mark.skipif(not mosquitto_available(), reason="mosquitto is not installed")
+from tests.helpers.mosquitto import Mosquitto, free_port
 
 DEMO = Path(__file__).resolve().parents[2] / "firmware_sim" / "fleets" / "demo.toml"
 

@@ -1,0 +1,476 @@
+"""Anomaly scoring of committed telemetry on its own thread, with hysteresis and a cool-down.
+
+The ingest thread only sets an event after a batch commits (:meth:`InferenceWorker.notify`); it
+never waits for the model. The inference thread reads the telemetry committed since its last
+pass (by ``rowid``, on its own read connection), scores every reading per ``(device_id,
+metric)`` stream with :class:`models.anomaly.AnomalyScorer` (int8 LiteRT) and turns the scores
+into raised / cleared :class:`~protocols.AlertPayload` objects with :class:`AlertHysteresis`.
+Each alert goes through ``emit`` (``Agent.enqueue_alert``: store + outbox in one transaction,
+then MQTT publish; offline, the outbox syncs later).
+
+Scoring may fall behind by at most ``queue_size`` committed messages; beyond that the oldest
+are skipped and counted, so a slow gateway loses scores, never ingest throughput. A model that
+does not load leaves the agent running without scoring: the error is logged, kept for
+``status()`` and shown as ``edgehouse_agent_model_loaded{task="anomaly"} 0``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from edge_agent.config import ModelsConfig
+from edge_agent.metrics import PREFIX, AgentMetrics
+from edge_agent.store import Store
+from models.anomaly import AnomalyResult, AnomalyScorer, AnomalyScorerConfig
+from models.runtime import ModelLoadError, default_model_path, load_model
+from protocols import AlertPayload
+
+log = logging.getLogger(__name__)
+
+#: Telemetry rows read (and scored) per pass; the thread re-checks its stop event in between.
+_CHUNK_ROWS = 500
+#: Poll interval when no commit notified us (the notification is the fast path).
+_IDLE_POLL_S = 1.0
+_ERROR_PAUSE_S = 1.0
+
+AlertState = Literal["raised", "cleared"]
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One committed telemetry reading."""
+
+    device_id: str
+    metric: str
+    ts: int
+    value: float
+
+
+@dataclass(slots=True)
+class _StreamAlert:
+    window: deque[int]
+    active: bool = False
+    raised_ts: int | None = None
+    peak: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class HysteresisConfig:
+    threshold: float
+    clear_ratio: float
+    cooldown_ms: int
+    window: int
+    max_streams: int
+
+    @property
+    def clear_below(self) -> float:
+        return self.threshold * self.clear_ratio
+
+
+class AlertHysteresis:
+    """Per-stream alert state: raise at ``threshold``, clear below ``clear_ratio * threshold``.
+
+    A stream raises again only ``cooldown_ms`` (device time) after its last raise. No I/O; the
+    caller stores and publishes what :meth:`observe` returns.
+    """
+
+    def __init__(self, gateway_id: str, config: HysteresisConfig, model_version: int) -> None:
+        self._gateway_id = gateway_id
+        self.config = config
+        self._model_version = model_version
+        self._streams: OrderedDict[tuple[str, str], _StreamAlert] = OrderedDict()
+        self.suppressed = 0
+
+    def _stream(self, key: tuple[str, str]) -> _StreamAlert:
+        st = self._streams.get(key)
+        if st is None:
+            st = _StreamAlert(deque(maxlen=self.config.window))
+            self._streams[key] = st
+            if len(self._streams) > self.config.max_streams:
+                self._streams.popitem(last=False)
+        else:
+            self._streams.move_to_end(key)
+        return st
+
+    def active(self, device_id: str, metric: str) -> bool:
+        st = self._streams.get((device_id, metric))
+        return st is not None and st.active
+
+    def observe(self, reading: Reading, result: AnomalyResult) -> AlertPayload | None:
+        cfg = self.config
+        st = self._stream((reading.device_id, reading.metric))
+        st.window.append(reading.ts)
+        score = result.score
+        if st.active:
+            st.peak = max(st.peak, score)
+            if score < cfg.clear_below:
+                st.active = False
+                start = st.raised_ts if st.raised_ts is not None else st.window[0]
+                return self._payload("cleared", reading, result, start)
+            return None
+        if score < cfg.threshold:
+            return None
+        if st.raised_ts is not None and reading.ts - st.raised_ts < cfg.cooldown_ms:
+            self.suppressed += 1
+            return None
+        st.active = True
+        st.raised_ts = reading.ts
+        st.peak = score
+        return self._payload("raised", reading, result, st.window[0])
+
+    def _payload(
+        self, state: AlertState, reading: Reading, result: AnomalyResult, window_start: int
+    ) -> AlertPayload:
+        cfg = self.config
+        expected = "n/a" if result.expected is None else f"{result.expected:.4g}"
+        if state == "raised":
+            message = (
+                f"{reading.metric} of {reading.device_id}: anomaly score {result.score:.2f} >= "
+                f"{cfg.threshold:.2f} (observed {result.observed:.4g}, expected {expected})"
+            )
+        else:
+            message = (
+                f"{reading.metric} of {reading.device_id}: anomaly score back to {result.score:.2f} "
+                f"< {cfg.clear_below:.2f} (observed {result.observed:.4g}, expected {expected})"
+            )
+        return AlertPayload(
+            alert_id=alert_id(self._gateway_id, reading.device_id, reading.metric, reading.ts, state),
+            gateway_id=self._gateway_id,
+            kind="anomaly",
+            state=state,
+            severity="warning",
+            ts=reading.ts,
+            message=message,
+            device_id=reading.device_id,
+            metric=reading.metric,
+            score=result.score,
+            threshold=cfg.threshold,
+            expected=result.expected,
+            observed=result.observed,
+            window_start_ts=min(window_start, reading.ts),
+            window_end_ts=reading.ts,
+            model_version=self._model_version,
+        )
+
+
+def alert_id(gateway_id: str, device_id: str, metric: str, ts: int, state: AlertState) -> str:
+    """Deterministic, so re-scoring the same reading cannot store a second alert."""
+    readable = f"anomaly:{device_id}:{metric}:{ts}:{state}"
+    if len(readable) <= 128:
+        return readable
+    digest = hashlib.sha256(f"{gateway_id}|{device_id}|{metric}|{ts}|{state}".encode()).hexdigest()[:32]
+    return f"anomaly:{digest}:{state}"
+
+
+def readings_of(device_id: str, ts: int, readings_json: str) -> list[Reading]:
+    """The readings of one stored telemetry row (``readings`` is a JSON object metric -> value)."""
+    values = json.loads(readings_json)
+    return [Reading(device_id, str(metric), int(ts), float(value)) for metric, value in values.items()]
+
+
+class InferenceMetrics:
+    """The inference counters, registered on the agent's registry."""
+
+    def __init__(self, metrics: AgentMetrics) -> None:
+        r = metrics.registry
+        self.model_loaded = Gauge(
+            f"{PREFIX}_model_loaded", "1 when the model is loaded and its task runs", ["task"], registry=r
+        )
+        self.scored = Counter(f"{PREFIX}_inference_scored_readings", "Readings scored", registry=r)
+        self.warmup = Counter(
+            f"{PREFIX}_inference_warmup_readings",
+            "Stored readings scored at start to warm the streams up (never alerted on)",
+            registry=r,
+        )
+        self.dropped = Counter(
+            f"{PREFIX}_inference_dropped_messages",
+            "Committed telemetry messages not scored because scoring was more than queue_size behind",
+            registry=r,
+        )
+        self.alerts = Counter(f"{PREFIX}_inference_alerts", "Anomaly alerts emitted", ["state"], registry=r)
+        for state in ("raised", "cleared"):
+            self.alerts.labels(state)
+        self.suppressed = Counter(
+            f"{PREFIX}_inference_alerts_suppressed",
+            "Raises suppressed by the per-stream cool-down",
+            registry=r,
+        )
+        self.errors = Counter(f"{PREFIX}_inference_errors", "Readings or passes that failed", registry=r)
+        self.backlog = Gauge(
+            f"{PREFIX}_inference_backlog_messages", "Committed telemetry messages not yet scored", registry=r
+        )
+        self.score_seconds = Histogram(
+            f"{PREFIX}_inference_score_seconds",
+            "Time to score one reading (features + LiteRT + tails)",
+            buckets=(0.00002, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.005),
+            registry=r,
+        )
+
+
+@dataclass(slots=True)
+class ModelsStatus:
+    enabled: bool
+    anomaly_loaded: bool
+    anomaly_model: str | None
+    anomaly_version: int | None
+    anomaly_error: str | None
+    threshold: float | None
+    scored: int
+    dropped: int
+    alerts_raised: int
+    alerts_cleared: int
+
+
+class InferenceWorker:
+    """Owns the anomaly scorer and its thread. :meth:`start` / :meth:`stop`; :meth:`notify` after commits."""
+
+    def __init__(
+        self,
+        config: ModelsConfig,
+        gateway_id: str,
+        store: Store,
+        metrics: AgentMetrics,
+        emit: Callable[[AlertPayload], bool],
+    ) -> None:
+        self._config = config
+        self._gateway_id = gateway_id
+        self._store = store
+        self._agent_metrics = metrics
+        self._metrics = InferenceMetrics(metrics)
+        #: ``edgehouse_agent_model_loaded{task}``, shared with the forecast worker.
+        self.model_loaded = self._metrics.model_loaded
+        self._emit = emit
+        self._model_path = (
+            Path(config.anomaly_model) if config.anomaly_model else default_model_path("anomaly")
+        )
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._scorer: AnomalyScorer | None = None
+        self._alerts: AlertHysteresis | None = None
+        self._cursor = 0
+        #: Rows up to here were stored before start: scored to warm the streams up, never alerted on.
+        self._live_from = 0
+        self.error: str | None = None
+        self._metrics.model_loaded.labels("anomaly").set(0)
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        """Load the model and start scoring; a model that fails to load is logged, not raised."""
+        if self._thread is not None:
+            raise RuntimeError("inference already started")
+        if not self._config.enabled:
+            log.info("models disabled: no anomaly scoring")
+            return
+        if not self._load():
+            return
+        conn = self._store.connect()
+        try:
+            self._live_from = _max_rowid(conn)
+            self._cursor = _warmup_start(conn, self._config.warmup_messages)
+        finally:
+            conn.close()
+        if self._cursor < self._live_from:
+            log.info("anomaly scoring: warming up on %d stored messages", self._live_from - self._cursor)
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="edge-inference", daemon=True)
+        self._thread.start()
+
+    def _load(self) -> bool:
+        try:
+            model = load_model(self._model_path)
+            threshold = self._config.threshold
+            if threshold is None:
+                defaults = model.manifest.anomaly_defaults
+                threshold = defaults.threshold if defaults is not None else AnomalyScorerConfig().threshold
+            scorer = AnomalyScorer(model, AnomalyScorerConfig(threshold=threshold))
+        except (ModelLoadError, OSError, ValueError) as exc:
+            self.error = str(exc)
+            log.error("anomaly model %s not loaded, anomaly scoring is off: %s", self._model_path, exc)
+            return False
+        self._scorer = scorer
+        self._alerts = AlertHysteresis(
+            self._gateway_id,
+            HysteresisConfig(
+                threshold=threshold,
+                clear_ratio=self._config.clear_ratio,
+                cooldown_ms=int(self._config.cooldown_s * 1000),
+                window=scorer.features.window,
+                max_streams=scorer.config.max_streams,
+            ),
+            model.manifest.version,
+        )
+        self.error = None
+        self._metrics.model_loaded.labels("anomaly").set(1)
+        log.info(
+            "anomaly model %s v%d loaded (threshold %.3f, clear below %.3f)",
+            self._model_path,
+            model.manifest.version,
+            threshold,
+            self._alerts.config.clear_below,
+        )
+        return True
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Score what was committed before the call (bounded by ``timeout_s``), then end the thread."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                log.error("inference thread did not stop within %.1fs", timeout_s)
+            self._thread = None
+
+    def notify(self) -> None:
+        """Telemetry was committed (called on the ingest thread: sets an event, nothing more)."""
+        self._wake.set()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def should_run(self) -> bool:
+        """Enabled and loaded: a stopped thread then is a fault (for ``/healthz``)."""
+        return self._config.enabled and self._scorer is not None
+
+    def status(self) -> ModelsStatus:
+        a = self._agent_metrics
+        return ModelsStatus(
+            enabled=self._config.enabled,
+            anomaly_loaded=self._scorer is not None,
+            anomaly_model=str(self._model_path) if self._config.enabled else None,
+            anomaly_version=self._scorer.model.manifest.version if self._scorer is not None else None,
+            anomaly_error=self.error,
+            threshold=self._alerts.config.threshold if self._alerts is not None else None,
+            scored=int(a.value("inference_scored_readings_total")),
+            dropped=int(a.value("inference_dropped_messages_total")),
+            alerts_raised=int(a.value("inference_alerts_total", {"state": "raised"})),
+            alerts_cleared=int(a.value("inference_alerts_total", {"state": "cleared"})),
+        )
+
+    # ----------------------------------------------------------------- the thread
+
+    def _run(self) -> None:
+        conn: sqlite3.Connection | None = None
+        try:
+            while True:
+                stopping = self._stop.is_set()
+                if not stopping:
+                    self._wake.wait(_IDLE_POLL_S)
+                    self._wake.clear()
+                try:
+                    if conn is None:
+                        conn = self._store.connect()
+                    # While stopping: a final drain, bounded by queue_size (run_pass skips the rest).
+                    while self.run_pass(conn) and (stopping or not self._stop.is_set()):
+                        pass
+                except sqlite3.Error as exc:
+                    self._metrics.errors.inc()
+                    log.warning("inference read failed (%s); retrying", exc)
+                    if conn is not None:
+                        conn.close()
+                        conn = None
+                    if stopping or self._stop.wait(_ERROR_PAUSE_S):
+                        return
+                if stopping:
+                    return
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def run_pass(self, conn: sqlite3.Connection) -> bool:
+        """Score up to one chunk of newly committed telemetry; True when more is waiting."""
+        scorer, alerts, m = self._scorer, self._alerts, self._metrics
+        if scorer is None or alerts is None:
+            return False
+        newest = _max_rowid(conn)
+        warming = self._cursor < self._live_from
+        if not warming and newest - self._cursor > self._config.queue_size:
+            skip_to = newest - self._config.queue_size
+            (skipped,) = conn.execute(
+                "SELECT count(*) FROM telemetry WHERE rowid > ? AND rowid <= ?", (self._cursor, skip_to)
+            ).fetchone()
+            if skipped:
+                m.dropped.inc(skipped)
+                log.warning(
+                    "anomaly scoring %d messages behind: skipped the oldest %d",
+                    newest - self._cursor,
+                    skipped,
+                )
+            self._cursor = skip_to
+        rows = conn.execute(
+            "SELECT rowid, device_id, ts, readings FROM telemetry WHERE rowid > ? ORDER BY rowid LIMIT ?",
+            (self._cursor, _CHUNK_ROWS),
+        ).fetchall()
+        for rowid, device_id, ts, readings_json in rows:
+            self._cursor = rowid
+            try:
+                readings = readings_of(device_id, ts, readings_json)
+            except (ValueError, TypeError, AttributeError) as exc:
+                m.errors.inc()
+                log.warning("telemetry row %d unreadable for scoring: %s", rowid, exc)
+                continue
+            mute = rowid <= self._live_from
+            for reading in readings:
+                self._score(scorer, alerts, reading, mute)
+            # Hand the GIL over after every message: the ingest thread, back from SQLite, must not
+            # wait out a whole switch interval (5 ms) behind pure-Python scoring.
+            time.sleep(0)
+        m.backlog.set(max(0, newest - self._cursor))
+        return len(rows) == _CHUNK_ROWS
+
+    def _score(self, scorer: AnomalyScorer, alerts: AlertHysteresis, reading: Reading, mute: bool) -> None:
+        m = self._metrics
+        started = time.perf_counter()
+        try:
+            result = scorer.score(f"{reading.device_id}/{reading.metric}", reading.ts, reading.value)
+        except Exception as exc:  # noqa: BLE001 (one bad reading must not stop scoring)
+            m.errors.inc()
+            log.warning("scoring %s/%s at %d failed: %s", reading.device_id, reading.metric, reading.ts, exc)
+            return
+        m.score_seconds.observe(time.perf_counter() - started)
+        (m.warmup if mute else m.scored).inc()
+        suppressed = alerts.suppressed
+        alert = alerts.observe(reading, result)
+        if alerts.suppressed != suppressed:
+            m.suppressed.inc()
+        if alert is None or mute:
+            return
+        try:
+            new = self._emit(alert)
+        except Exception as exc:  # noqa: BLE001 (storage trouble: logged, scoring goes on)
+            m.errors.inc()
+            log.error("anomaly alert %s not stored: %s", alert.alert_id, exc)
+            return
+        if new:
+            m.alerts.labels(alert.state).inc()
+            log.info("anomaly alert %s: %s", alert.state, alert.message)
+
+
+def _max_rowid(conn: sqlite3.Connection) -> int:
+    (newest,) = conn.execute("SELECT coalesce(max(rowid), 0) FROM telemetry").fetchone()
+    return int(newest)
+
+
+def _warmup_start(conn: sqlite3.Connection, messages: int) -> int:
+    """The rowid after which the last ``messages`` stored telemetry rows begin."""
+    if messages <= 0:
+        return _max_rowid(conn)
+    (first,) = conn.execute(
+        "SELECT min(rowid) FROM (SELECT rowid FROM telemetry ORDER BY rowid DESC LIMIT ?)", (messages,)
+    ).fetchone()
+    return 0 if first is None else int(first) - 1
