@@ -155,6 +155,8 @@ def _summary(console: Console, summary: Summary, totals: _Totals, rcs: dict[str,
     table.add_row("duplicates dropped (injected)", "", "", f"{dups:,} ({summary.duplicates:,})")
     table.add_row("RFID burst repeats dropped (injected)", "", "", f"{bursts:,} ({summary.rfid_burst_repeats:,})")
     table.add_row("dead-lettered (malformed injected)", "", "", f"{dead:,} ({summary.malformed:,})")
+    table.add_row("anomaly alerts / forecasts in the cloud", "", "",
+                  f"{totals.cloud.get('alert', 0):,} / {totals.cloud.get('forecast', 0):,}")
     table.add_row("[b]lost[/]", "", "", f"[b]{lost}[/]")
     table.add_row("stored twice", "", "", f"{extra}")
     table.add_row("agents' exit codes (SIGTERM)", "", "", ", ".join(f"{k}={v}" for k, v in rcs.items()))
