@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import socket
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -38,17 +37,11 @@ from protocols import (
 _REPO_ROOT = str(Path(__file__).resolve().parents[2])
 if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
-from tests.helpers.mosquitto import Mosquitto
+from tests.helpers.mosquitto import Mosquitto, free_port  # noqa: F401 - re-exported to the test modules
 
 SITE = "site-1"
 GATEWAY = "gw-test"
 BASE_TS = 1_700_000_000_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --------------------------------------------------------------------------- messages
