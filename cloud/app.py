@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from cloud.api import gateways, health, records, routes, sync, tokens
+from cloud.api import gateways, health, records, replenishment, routes, sync, tokens
 from cloud.db.engine import build_engine, create_tables
 from cloud.deps import CloudState
 from cloud.errors import install_error_handlers
@@ -54,7 +54,8 @@ def create_app(settings: CloudSettings) -> FastAPI:
     app.state.cloud = state
     app.state.route_jobs = route_jobs
     install_error_handlers(app)
-    for router in (health.router, sync.router, gateways.router, tokens.router, records.router, routes.router):
+    for router in (health.router, sync.router, gateways.router, tokens.router, records.router, routes.router,
+                   replenishment.router):
         app.include_router(router)
     _document_sync_batch(app)
     return app

@@ -129,6 +129,8 @@ def solve(
         raise ValueError("time_limit_s: must be positive")
     if engine not in ("auto", "ortools", "pyvrp"):
         raise ValueError(f"engine: unknown engine {engine!r}; choose auto, ortools or pyvrp")
+    if not problem.orders:  # nothing to route: the empty plan is feasible and optimal
+        return Plan(problem=problem.name, status="feasible", engine=engine, time_limit_s=time_limit_s, seed=seed)
     if ortools_unsafe_here():
         return solve_in_subprocess(problem, time_limit_s, engine, seed, progress, max_iterations)
     t0 = time.perf_counter()

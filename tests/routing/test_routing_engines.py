@@ -207,3 +207,11 @@ def test_two_depots_and_an_open_route(engine: str) -> None:
             assert route.stops[-1].kind != "end"
         else:
             assert route.stops[-1].kind == "end"
+
+
+@pytest.mark.parametrize("engine", ["auto", "ortools", "pyvrp"])
+def test_no_orders_is_an_empty_feasible_plan(engine: str) -> None:
+    problem = small_problem(orders=[])
+    plan = solve(problem, 1.0, engine)  # type: ignore[arg-type]
+    assert plan.status == "feasible" and plan.routes == () and plan.unserved == ()
+    assert check_plan(problem, plan).ok

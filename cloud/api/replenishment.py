@@ -1,0 +1,64 @@
+"""Replenishment planning for planners: delivery orders from the latest forecasts, routed in one call.
+
+See :mod:`cloud.services.replenishment` for how quantities are computed (P90 over the lead time
+minus stock on hand, rounded up). Validation errors answer 422 naming the request field at fault
+(``stores.2.location``, ``lead_time_days``, ``vehicles.0.start_depot``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Body
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+
+from cloud.api.routes import JobsDep, PlannerDep
+from cloud.deps import EngineDep
+from cloud.errors import ErrorBody
+from cloud.services import replenishment as service
+from cloud.services.replenishment import ReplenishmentPlan, ReplenishmentRequest
+
+router = APIRouter(prefix="/api/v1", tags=["replenishment"])
+_ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 403, 422, 429)}
+
+#: A leading ``path: `` in a validator's message, e.g. ``vehicles[3].start_depot: ...``.
+_MESSAGE_PATH: Final = re.compile(r"^([A-Za-z_]\w*(?:\[\d+\]|\.[A-Za-z_]\w*)*): (.+)$", re.DOTALL)
+_PATH_PART: Final = re.compile(r"[A-Za-z_]\w*|\d+")
+
+RequestBody = Annotated[dict[str, Any],
+                        Body(description="a ReplenishmentRequest (cloud.services.replenishment)")]
+
+
+def _located(err: Any) -> dict[str, Any]:
+    """One pydantic error, its location completed from the message's leading path."""
+    loc = list(err["loc"])
+    message = str(err["msg"]).removeprefix("Value error, ")
+    match = _MESSAGE_PATH.match(message)
+    if match is not None:
+        loc += [int(p) if p.isdigit() else p for p in _PATH_PART.findall(match.group(1))]
+        message = match.group(2)
+    return {"loc": ("body", *loc), "msg": message, "type": err["type"]}
+
+
+def _validated(exc: ValidationError) -> RequestValidationError:
+    return RequestValidationError([_located(e) for e in exc.errors(include_url=False)])
+
+
+@router.post("/replenishment-plan", response_model=ReplenishmentPlan, responses=_ERRORS)
+def replenishment_plan(body: RequestBody, _planner: PlannerDep, engine: EngineDep,
+                       jobs: JobsDep) -> ReplenishmentPlan:
+    """Order quantities per store and SKU from the latest forecasts, and the delivery routes."""
+    try:
+        request = ReplenishmentRequest.model_validate(body)
+    except ValidationError as exc:
+        raise _validated(exc) from exc
+    stores = service.plan_stores(engine, request)
+    try:
+        problem = service.build_problem(request, stores)
+    except ValidationError as exc:
+        raise _validated(exc) from exc
+    plan = jobs.solve_now(problem, request.time_limit_s, request.engine, request.seed)
+    return ReplenishmentPlan(lead_time_days=request.lead_time_days, dimensions=request.dimensions,
+                             stores=stores, problem=problem, plan=plan)
