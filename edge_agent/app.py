@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 
 from edge_agent import runtime
+from edge_agent.clock import now_ms
 from edge_agent.config import AgentConfig
 from edge_agent.forecasting import ForecastWorker
 from edge_agent.housekeeping import Housekeeper
@@ -34,10 +35,6 @@ from edge_agent.sync import SyncWorker
 from protocols import AlertPayload, ForecastPayload, GatewayTopicKind, encode, gateway_topic
 
 log = logging.getLogger(__name__)
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class Agent:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from prometheus_client import Counter, Gauge
 
+from edge_agent.clock import now_ms
 from edge_agent.config import ModelsConfig
 from edge_agent.metrics import PREFIX, AgentMetrics
 from edge_agent.store import Store
@@ -39,10 +40,6 @@ _RETRY_S = 300.0
 
 def utc_today() -> date:
     return datetime.now(UTC).date()
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def daily_units(

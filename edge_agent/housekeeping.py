@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-import time
 from collections.abc import Callable
 
+from edge_agent.clock import now_ms
 from edge_agent.config import StoreConfig
 from edge_agent.metrics import AgentMetrics
 from edge_agent.store import Retention, RetentionResult, Store
@@ -24,10 +24,6 @@ log = logging.getLogger(__name__)
 RESUME_FRACTION = 0.9
 _PAUSED_CHECK_S = 1.0
 _DAY_MS = 86_400_000
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class Housekeeper:

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from edge_agent.clock import now_ms
 from edge_agent.config import IngestConfig
 from edge_agent.inbound import Acker, Inbound, InboundQueue
 from edge_agent.ingest_batch import BatchResult, BatchWriter
@@ -29,10 +30,6 @@ _RETRY_MAX_S = 5.0
 #: The ingest connection leaves checkpoints to the Checkpointer thread; this is a safety net
 #: (about 40 MB of WAL) should that thread fall behind.
 _INGEST_AUTOCHECKPOINT_PAGES = 10_000
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class Ingest:

@@ -28,6 +28,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from edge_agent import __version__
 from edge_agent.backoff import Backoff
+from edge_agent.clock import now_ms
 from edge_agent.config import CloudConfig
 from edge_agent.metrics import AgentMetrics
 from edge_agent.store import Store, transaction
@@ -62,10 +63,6 @@ class RoundResult:
     rejected: int = 0
     more: bool = False
     retry_after_s: float | None = None
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class SyncWorker:

@@ -59,6 +59,21 @@ def _wait(predicate: Any, timeout_s: float, what: str, interval_s: float = 0.1) 
     raise TimeoutError(f"{what} not ready after {timeout_s} s ({last_exc!r})")
 
 
+def _end(proc: subprocess.Popen[bytes] | None, log: Any, sig: int, timeout_s: float) -> int | None:
+    """Signal a child, wait (SIGKILL after ``timeout_s``), close its log; its exit code."""
+    if proc is None:
+        return None
+    proc.send_signal(sig)
+    try:
+        rc = proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        rc = proc.wait()
+    if log is not None:
+        log.close()
+    return rc
+
+
 @dataclass
 class CloudProcess:
     """``python -m cloud serve`` on a private port."""
@@ -97,21 +112,8 @@ class CloudProcess:
         return httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200
 
     def stop(self, kill: bool = False) -> int | None:
-        if self._proc is None:
-            return None
-        if kill:
-            self._proc.kill()
-        else:
-            self._proc.terminate()
-        try:
-            rc = self._proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            rc = self._proc.wait()
-        self._proc = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        rc = _end(self._proc, self._log, signal.SIGKILL if kill else signal.SIGTERM, 15.0)
+        self._proc = self._log = None
         return rc
 
     def admin(self) -> httpx.Client:
@@ -218,23 +220,12 @@ class AgentProcess:
         return dict(resp.json())
 
     def kill9(self) -> None:
-        if self._proc is not None:
-            self._proc.send_signal(signal.SIGKILL)
-            self._proc.wait()
-            self._proc = None
+        """``kill -9``: no chance to commit, ack or flush anything."""
+        _end(self._proc, self._log, signal.SIGKILL, 5.0)
+        self._proc = self._log = None
 
     def stop(self, timeout_s: float = 30.0) -> int | None:
         """SIGTERM and wait; returns the exit code (0 on a graceful stop)."""
-        if self._proc is None:
-            return None
-        self._proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self._proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            rc = self._proc.wait()
-        self._proc = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        rc = _end(self._proc, self._log, signal.SIGTERM, timeout_s)
+        self._proc = self._log = None
         return rc

@@ -7,14 +7,13 @@ minus stock on hand, rounded up). Validation errors answer 422 naming the reques
 
 from __future__ import annotations
 
-import re
-from typing import Annotated, Any, Final
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from cloud.api.routes import JobsDep, PlannerDep
+from cloud.api.routes import JobsDep, PlannerDep, located_error
 from cloud.deps import EngineDep
 from cloud.errors import ErrorBody
 from cloud.services import replenishment as service
@@ -23,27 +22,12 @@ from cloud.services.replenishment import ReplenishmentPlan, ReplenishmentRequest
 router = APIRouter(prefix="/api/v1", tags=["replenishment"])
 _ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 403, 422, 429)}
 
-#: A leading ``path: `` in a validator's message, e.g. ``vehicles[3].start_depot: ...``.
-_MESSAGE_PATH: Final = re.compile(r"^([A-Za-z_]\w*(?:\[\d+\]|\.[A-Za-z_]\w*)*): (.+)$", re.DOTALL)
-_PATH_PART: Final = re.compile(r"[A-Za-z_]\w*|\d+")
-
 RequestBody = Annotated[dict[str, Any],
                         Body(description="a ReplenishmentRequest (cloud.services.replenishment)")]
 
 
-def _located(err: Any) -> dict[str, Any]:
-    """One pydantic error, its location completed from the message's leading path."""
-    loc = list(err["loc"])
-    message = str(err["msg"]).removeprefix("Value error, ")
-    match = _MESSAGE_PATH.match(message)
-    if match is not None:
-        loc += [int(p) if p.isdigit() else p for p in _PATH_PART.findall(match.group(1))]
-        message = match.group(2)
-    return {"loc": ("body", *loc), "msg": message, "type": err["type"]}
-
-
 def _validated(exc: ValidationError) -> RequestValidationError:
-    return RequestValidationError([_located(e) for e in exc.errors(include_url=False)])
+    return RequestValidationError([located_error(e) for e in exc.errors(include_url=False)])
 
 
 @router.post("/replenishment-plan", response_model=ReplenishmentPlan, responses=_ERRORS)

@@ -46,8 +46,8 @@ def get_route_jobs(request: Request) -> RouteJobs:
 JobsDep = Annotated[RouteJobs, Depends(get_route_jobs)]
 
 
-def _problem_error(err: dict[str, Any]) -> dict[str, Any]:
-    """One pydantic error on the problem, its location completed from the message's leading path."""
+def located_error(err: Any) -> dict[str, Any]:
+    """One pydantic error on a planner request (routing problem, replenishment request), its location completed from the message's leading path."""
     loc = [p for i, p in enumerate(err["loc"]) if not (i == 1 and err["loc"][0] == "travel" and p in _TRAVEL_KINDS)]
     message = str(err["msg"]).removeprefix("Value error, ")
     match = _MESSAGE_PATH.match(message)
@@ -61,7 +61,7 @@ def parse_problem(body: dict[str, Any]) -> Problem:
     try:
         return Problem.model_validate(body)
     except ValidationError as exc:
-        raise RequestValidationError([_problem_error(e) for e in exc.errors(include_url=False)]) from exc
+        raise RequestValidationError([located_error(e) for e in exc.errors(include_url=False)]) from exc
 
 
 @router.post("/routes", response_model=Plan, responses=_ERRORS)
