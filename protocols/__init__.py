@@ -1,4 +1,4 @@
-"""Edgehouse wire contracts: topics, device messages, gateway output, sync batches.
+"""Edgehouse wire contracts: topics, device messages, gateway output, sync batches, model updates.
 
 Pure data: this package imports nothing else of Edgehouse.
 """
@@ -16,6 +16,26 @@ from protocols.messages import (
     TelemetryMessage,
     decode_device_message,
     encode,
+)
+from protocols.model_update import (
+    ARTIFACT_PATH,
+    DESIRED_PATH,
+    MODEL_TASKS,
+    REPORT_PATH,
+    ArtifactRef,
+    DesiredModel,
+    DesiredModels,
+    KeyRotation,
+    ModelRelease,
+    ModelReport,
+    ModelStats,
+    ModelTask,
+    PublicKey,
+    RejectCode,
+    Signature,
+    SignedKeyRotation,
+    SignedRelease,
+    TaskReport,
 )
 from protocols.sync import (
     AlertRecord,
@@ -41,6 +61,9 @@ from protocols.topics import (
 )
 
 __all__ = [
+    "ARTIFACT_PATH", "DESIRED_PATH", "MODEL_TASKS", "REPORT_PATH", "ArtifactRef", "DesiredModel", "DesiredModels",
+    "KeyRotation", "ModelRelease", "ModelReport", "ModelStats", "ModelTask", "PublicKey", "RejectCode", "Signature",
+    "SignedKeyRotation", "SignedRelease", "TaskReport",
     "METRIC_RANGES", "AlertPayload", "AlertRecord", "DecodeError", "DeviceStatusRecord", "DeviceTopic",
     "DeviceTopicKind", "ForecastPayload", "ForecastRecord", "GatewayCommand", "GatewayStatusPayload",
     "GatewayTopic", "GatewayTopicKind", "Reading", "RejectedRecord", "ScanBody", "ScanMessage", "ScanRecord",

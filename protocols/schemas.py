@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from protocols.gateway import AlertPayload, ForecastPayload, GatewayCommand, GatewayStatusPayload
 from protocols.messages import ScanMessage, StatusMessage, TelemetryMessage
+from protocols.model_update import DesiredModels, KeyRotation, ModelReport, ModelRelease
 from protocols.sync import SyncAck, SyncBatch
 
 CONTRACTS: Final[tuple[type[BaseModel], ...]] = (
@@ -27,6 +28,10 @@ CONTRACTS: Final[tuple[type[BaseModel], ...]] = (
     GatewayCommand,
     SyncBatch,
     SyncAck,
+    ModelRelease,
+    KeyRotation,
+    DesiredModels,
+    ModelReport,
 )
 SCHEMA_DIR: Final = Path(__file__).with_name("schemas")
 
