@@ -185,9 +185,13 @@ class TaskReport(Frozen):
     rejected_reason: Annotated[str, Field(max_length=500)] | None = None
     rejected_ts: TsMs | None = None
     rollout_id: Annotated[int, Field(ge=1)] | None = None
-    #: The running model since it was installed; the shadow candidate; the model it replaced.
+    #: The running model since it became active.
     active_stats: ModelStats | None = None
+    #: The shadow candidate since its shadow run began, and the running model over exactly the
+    #: same readings/days (so the two compare like for like).
     shadow_stats: ModelStats | None = None
+    shadow_baseline_stats: ModelStats | None = None
+    #: The model the running one replaced, over its last active period.
     previous_stats: ModelStats | None = None
 
 
