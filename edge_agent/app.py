@@ -1,11 +1,12 @@
 """Composition root: builds the components and owns the start and stop order.
 
-Start: store (+ WAL checkpointer) -> housekeeping -> models (anomaly scoring, forecasts) ->
-http -> ingest -> sync -> mqtt (subscriptions last, so nothing arrives before it can be stored).
-Stop: close MQTT intake -> drain, commit and ack the queue -> score what was committed, stop the
-forecasts -> one last sync round (bounded) -> offline status + clean
-MQTT disconnect -> housekeeping -> checkpointer -> http -> runtime file. Each component opens
-and closes its own database connection.
+Start: store (+ WAL checkpointer) -> housekeeping -> models (anomaly scoring, forecasts; the
+installed update first) -> model updater -> http -> ingest -> sync -> commands -> mqtt
+(subscriptions last, so nothing arrives before it can be stored or dispatched).
+Stop: close MQTT intake -> commands -> model updater (an interrupted download resumes at the next
+start) -> drain, commit and ack the queue -> score what was committed, stop the forecasts -> one
+last sync round (bounded) -> offline status + clean MQTT disconnect -> housekeeping ->
+checkpointer -> http -> runtime file. Each component opens and closes its own database connection.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable
 
 from edge_agent import runtime
 from edge_agent.clock import now_ms
+from edge_agent.commands import CommandHandler
 from edge_agent.config import AgentConfig
 from edge_agent.forecasting import ForecastWorker
 from edge_agent.housekeeping import Housekeeper
@@ -32,6 +34,8 @@ from edge_agent.mqtt import MqttLink
 from edge_agent.status import AgentStatus, StatusProbe
 from edge_agent.store import Checkpointer, Store, gateway_output
 from edge_agent.sync import SyncWorker
+from edge_agent.updates import InstallState, StateFile, startup_models
+from edge_agent.updates.updater import ModelUpdater
 from protocols import AlertPayload, ForecastPayload, GatewayTopicKind, encode, gateway_topic
 
 log = logging.getLogger(__name__)
@@ -54,9 +58,20 @@ class Agent:
             if config.cloud.enabled
             else None
         )
+        # Models installed by updates (only while updates are on; else the configured/shipped ones).
+        state_file = StateFile(config.updates_dir)
+        install_state = state_file.load() if config.updates_enabled else InstallState()
+        anomaly_installed, anomaly_shadow = startup_models(install_state, "anomaly")
+        demand_installed, demand_shadow = startup_models(install_state, "demand")
         # Anomaly scoring of committed telemetry on its own thread (never on MQTT's or ingest's).
         self.inference = InferenceWorker(
-            config.models, config.gateway_id, self.store, self.metrics, self.enqueue_alert
+            config.models,
+            config.gateway_id,
+            self.store,
+            self.metrics,
+            self.enqueue_alert,
+            installed=anomaly_installed,
+            installed_shadow=anomaly_shadow,
         )
         self.forecaster = ForecastWorker(
             config.models,
@@ -66,7 +81,22 @@ class Agent:
             self.metrics,
             self.inference.model_loaded,
             self.enqueue_forecast,
+            installed=demand_installed,
+            installed_shadow=demand_shadow,
         )
+        self.updater = ModelUpdater(
+            config,
+            {"anomaly": self.inference, "demand": self.forecaster},
+            self.metrics,
+            state_file,
+            install_state,
+        )
+        # Commands on our own cmd topic: routed past ingest, dispatched on their own thread.
+        self.commands = CommandHandler(
+            {"check_models": self.updater.check_now, "sync_now": self._sync_now}, self.mqtt.ack, self.metrics
+        )
+        self.command_topic = gateway_topic(config.site, config.gateway_id, GatewayTopicKind.CMD)
+        self.mqtt.route(self.command_topic, self.commands.submit)
         self.ingest = Ingest(
             config.ingest,
             config.site,
@@ -87,6 +117,7 @@ class Agent:
             mqtt_connected=lambda: self.mqtt.connected,
             intake_paused=self.intake_paused.is_set,
             stopped_components=self._stopped_components,
+            models=self.updater.status,
         )
         self.metrics.bind_live(
             outbox_depth=self.probe.outbox_depth,
@@ -125,6 +156,7 @@ class Agent:
         self.housekeeper.start()
         self.inference.start()  # a model that does not load is logged; the agent runs without it
         self.forecaster.start()
+        self.updater.start()  # its own thread: the first check runs there, never delays start-up
         if self.http is not None:
             self.http.start()
             runtime.write(
@@ -142,8 +174,10 @@ class Agent:
             self.sync.start()
         else:
             log.warning("cloud.url not set: sync disabled, the outbox only grows")
+        self.commands.start()
         for topic_filter in self.config.topic_filters:
             self._cleanups.append(self.mqtt.subscribe(topic_filter))
+        self._cleanups.append(self.mqtt.subscribe(self.command_topic))
         self.mqtt.start()
         log.info("agent %s started (site %s)", self.config.gateway_id, self.config.site)
 
@@ -157,6 +191,8 @@ class Agent:
         for cleanup in self._cleanups:
             cleanup()
         self._cleanups.clear()
+        self.commands.stop()
+        self.updater.stop()  # before the workers: an install in progress needs their threads
         self.ingest.stop()
         self.inference.stop()  # scores what ingest committed; its alerts join the last sync round
         self.forecaster.stop()
@@ -226,7 +262,17 @@ class Agent:
             stopped.append("inference")
         if self.forecaster.should_run and not self.forecaster.running:
             stopped.append("forecast")
+        if self.updater.enabled and not self.updater.running:
+            stopped.append("model-updates")
+        if not self.commands.running:
+            stopped.append("commands")
         return stopped
+
+    def _sync_now(self) -> None:
+        if self.sync is None:
+            log.info("sync_now: sync is disabled (no cloud.url)")
+            return
+        self.sync.notify()
 
     def _on_stored(self, result: BatchResult) -> None:
         if result.stored["telemetry"]:

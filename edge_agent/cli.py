@@ -100,9 +100,27 @@ def status(
     table.add_column("field")
     table.add_column("value", justify="right")
     for key, value in data.items():
-        if isinstance(value, dict):
+        if key == "models" and isinstance(value, dict):
+            for task, line in value.items():
+                table.add_row(f"models.{task}", model_line(line))
+        elif isinstance(value, dict):
             for sub, subval in value.items():
                 table.add_row(f"{key}.{sub}", str(subval))
         else:
             table.add_row(key, "-" if value is None else str(value))
     Console().print(table)
+
+
+def model_line(line: dict[str, object]) -> str:
+    """One task of the status ``models`` block: version, sha256 prefix, state, pending/shadow, refusal."""
+    parts = []
+    if line.get("version") is not None:
+        parts.append(f"v{line['version']} {line.get('sha256') or ''}".strip())
+    parts.append(str(line.get("state", "?")))
+    if line.get("pending_version") is not None:
+        parts.append(f"downloading v{line['pending_version']}")
+    if line.get("shadow_version") is not None:
+        parts.append(f"shadow v{line['shadow_version']}")
+    if line.get("rejected_code"):
+        parts.append(f"rejected {line['rejected_code']}: {line.get('rejected_reason') or ''}".rstrip(": "))
+    return ", ".join(parts)

@@ -11,10 +11,19 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from protocols import TopicError, device_filter
+from protocols.signing import decode_public_key
 from protocols.topics import check_id
 
 ENV_PREFIX = "EDGEHOUSE_AGENT_"
@@ -170,6 +179,65 @@ class ModelsConfig(Section):
     forecast_min_history_days: Annotated[int, Field(ge=7, le=3650)] = 28
 
 
+def _key_file_entries(path: Path) -> list[str]:
+    """The keys in a trusted-key file: one base64 (or ``ed25519:base64``) key per line, ``#`` comments."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    keys = [line.split("#", 1)[0].strip() for line in text.splitlines()]
+    return [k for k in keys if k]
+
+
+class UpdatesConfig(Section):
+    """Signed model updates from the cloud (``edge_agent/updates/``)."""
+
+    #: None: on when ``cloud.url`` is set.
+    enabled: bool | None = None
+    #: Ed25519 public keys (base64 of the raw 32 bytes, or ``ed25519:<base64>``) whose
+    #: signatures this gateway accepts on releases and key rotations.
+    trusted_keys: list[str] = []
+    #: Files holding more such keys, one per line (``#`` comments).
+    trusted_key_files: list[Path] = []
+    #: Installed models, staging and install state. None: ``{data_dir}/models``; relative: to data_dir.
+    dir: Path | None = None
+    poll_interval_s: PositiveFloat = 300.0
+    report_interval_s: PositiveFloat = 60.0
+    chunk_bytes: Annotated[int, Field(ge=1024, le=16 << 20)] = 64 << 10
+    #: Failed attempts in a row (without progress) before a download gives up (``download_failed``).
+    download_retries: Annotated[int, Field(ge=0, le=100)] = 5
+    #: Free space that must remain after staging an artifact (else ``disk_full``).
+    min_free_bytes: Annotated[int, Field(ge=0)] = 64 << 20
+
+    @field_validator("trusted_keys")
+    @classmethod
+    def _keys(cls, keys: list[str]) -> list[str]:
+        for i, key in enumerate(keys):
+            try:
+                decode_public_key(key)
+            except ValueError as exc:
+                raise ValueError(f"entry {i}: {exc}") from None
+        return keys
+
+    @field_validator("trusted_key_files")
+    @classmethod
+    def _key_files(cls, files: list[Path]) -> list[Path]:
+        for path in files:
+            for key in _key_file_entries(path):
+                try:
+                    decode_public_key(key)
+                except ValueError as exc:
+                    raise ValueError(f"{path}: {exc}") from None
+        return files
+
+    def all_trusted_keys(self) -> list[str]:
+        """The configured keys plus those in ``trusted_key_files``."""
+        keys = list(self.trusted_keys)
+        for path in self.trusted_key_files:
+            keys.extend(_key_file_entries(path))
+        return keys
+
+
 class AgentConfig(BaseSettings):
     """The whole agent configuration. Build it with :meth:`load` (file + environment)."""
 
@@ -192,6 +260,7 @@ class AgentConfig(BaseSettings):
     cloud: CloudConfig = CloudConfig()
     http: HttpConfig = HttpConfig()
     models: ModelsConfig = ModelsConfig()
+    updates: UpdatesConfig = UpdatesConfig()
 
     @classmethod
     def settings_customise_sources(
@@ -212,7 +281,20 @@ class AgentConfig(BaseSettings):
             check_id(self.site, "site")
         except TopicError as exc:
             raise ValueError(str(exc)) from None
+        if self.updates.enabled and not self.cloud.enabled:
+            raise ValueError("updates.enabled = true needs cloud.url")
         return self
+
+    @property
+    def updates_enabled(self) -> bool:
+        return self.cloud.enabled if self.updates.enabled is None else self.updates.enabled
+
+    @property
+    def updates_dir(self) -> Path:
+        """Installed models and the install state: ``updates.dir`` (relative to data_dir) or ``{data_dir}/models``."""
+        if self.updates.dir is None:
+            return self.data_dir / "models"
+        return self.updates.dir if self.updates.dir.is_absolute() else self.data_dir / self.updates.dir
 
     @property
     def client_id(self) -> str:

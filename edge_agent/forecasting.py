@@ -16,7 +16,8 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -26,9 +27,10 @@ from edge_agent.clock import now_ms
 from edge_agent.config import ModelsConfig
 from edge_agent.metrics import PREFIX, AgentMetrics
 from edge_agent.store import Store
+from edge_agent.updates.slot import InstallMode, ModelInfo, SlotStats, StatsCounter
 from models.demand import DemandForecaster
 from models.runtime import ModelLoadError, default_model_path, load_model
-from protocols import ForecastPayload
+from protocols import ForecastPayload, ModelStats
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +67,64 @@ def history_of(per_day: dict[int, float], origin: date) -> list[float]:
     return [per_day.get(day, 0.0) for day in range(first, end_day)]
 
 
+def forecast_accuracy(
+    conn: sqlite3.Connection,
+    direction: str,
+    forecasts: Iterable[tuple[str, date, Sequence[float]]],
+    today: date,
+) -> tuple[float, float]:
+    """Sum of |P50 - actual| and of actual daily units over the forecast days before ``today``.
+
+    ``forecasts``: (sku, origin, P50 per day). A day without scans counts as 0 units. WAPE is
+    the first over the second.
+    """
+    items = [(sku, (origin - date(1970, 1, 1)).days, p50) for sku, origin, p50 in forecasts]
+    today_day = (today - date(1970, 1, 1)).days
+    items = [it for it in items if it[1] < today_day]
+    if not items:
+        return 0.0, 0.0
+    first = min(day for _, day, _ in items)
+    units = daily_units(conn, direction, today, today_day - first)
+    abs_error = actual = 0.0
+    for sku, origin_day, p50 in items:
+        per_day = units.get(sku, {})
+        for i, p in enumerate(p50):
+            day = origin_day + i
+            if day >= today_day:
+                break
+            a = per_day.get(day, 0.0)
+            abs_error += abs(float(p) - a)
+            actual += a
+    return abs_error, actual
+
+
+@dataclass(slots=True)
+class _Forecasting:
+    forecaster: DemandForecaster
+    info: ModelInfo
+
+
+@dataclass(slots=True)
+class _ShadowForecasts:
+    """A candidate forecasting next to the running model; its forecasts stay in memory."""
+
+    model: _Forecasting
+    stats: StatsCounter
+    baseline: StatsCounter
+    #: (sku, origin) -> P50 of the shadow, and of the running model for the same SKU and day.
+    p50: dict[tuple[str, date], tuple[float, ...]] = field(default_factory=dict)
+    baseline_p50: dict[tuple[str, date], tuple[float, ...]] = field(default_factory=dict)
+
+
 class ForecastWorker:
-    """Owns the demand forecaster and its thread; :meth:`start` / :meth:`stop`."""
+    """Owns the demand forecaster and its thread; :meth:`start` / :meth:`stop`.
+
+    Also the demand :class:`~edge_agent.updates.slot.ModelSlot`: a daily run reads the forecaster
+    reference once, so a swap takes effect at the next run (a forecast for a day already made is
+    kept: its id is per SKU and day).
+    """
+
+    task = "demand"
 
     def __init__(
         self,
@@ -79,6 +137,8 @@ class ForecastWorker:
         emit: Callable[[ForecastPayload], bool],
         today: Callable[[], date] = utc_today,
         clock_ms: Callable[[], int] = now_ms,
+        installed: Sequence[ModelInfo] = (),
+        installed_shadow: ModelInfo | None = None,
     ) -> None:
         self._config = config
         self._gateway_id = gateway_id
@@ -88,7 +148,10 @@ class ForecastWorker:
         self._today = today
         self._clock_ms = clock_ms
         self._model_path = Path(config.demand_model) if config.demand_model else default_model_path("demand")
+        self._installed = list(installed)
+        self._installed_shadow = installed_shadow
         r = metrics.registry
+        self._agent_metrics = metrics
         self._loaded = model_loaded
         self._forecasts = Counter(f"{PREFIX}_forecasts", "Demand forecasts stored (new)", registry=r)
         self._errors = Counter(f"{PREFIX}_forecast_errors", "SKUs or runs whose forecast failed", registry=r)
@@ -96,33 +159,86 @@ class ForecastWorker:
             f"{PREFIX}_forecast_last_run_timestamp_seconds", "End of the last forecast run", registry=r
         )
         self._loaded.labels("demand").set(0)
-        self._forecaster: DemandForecaster | None = None
+        self._active: _Forecasting | None = None
+        self._shadow: _ShadowForecasts | None = None
+        self._stats: StatsCounter | None = None
+        self._previous_stats: ModelStats | None = None
+        self._lock = threading.Lock()
         self._done: date | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: str | None = None
 
     @property
+    def _forecaster(self) -> DemandForecaster | None:
+        return self._active.forecaster if self._active is not None else None
+
+    @property
     def enabled(self) -> bool:
         return self._config.enabled and self._config.forecast_enabled
 
     def start(self) -> None:
-        """Load the model and start the daily runs; a model that fails to load is logged, not raised."""
+        """Load the model and start the daily runs; a model that fails to load is logged, not raised.
+
+        Tried in order: the installed current model, the installed previous one, then
+        ``models.demand_model`` (or the shipped one).
+        """
         if self._thread is not None:
             raise RuntimeError("forecasting already started")
         if not self.enabled:
             return
-        try:
-            self._forecaster = DemandForecaster(load_model(self._model_path))
-        except (ModelLoadError, OSError, ValueError) as exc:
-            self.error = str(exc)
-            log.error("demand model %s not loaded, forecasting is off: %s", self._model_path, exc)
+        errors = []
+        for candidate in [*self._installed, self._model_path]:
+            try:
+                self._activate(self._load(candidate))
+                break
+            except (ModelLoadError, OSError, ValueError) as exc:
+                path = candidate.path if isinstance(candidate, ModelInfo) else candidate
+                errors.append(str(exc))
+                self._agent_metrics.model_load_failures.labels("demand").inc()
+                log.error("demand model %s not loaded: %s", path, exc)
+        if self._active is None:
+            self.error = "; ".join(errors)
+            log.error("no demand model loaded, forecasting is off")
             return
+        if self._installed_shadow is not None:
+            try:
+                self._shadow = self._new_shadow(self._load(self._installed_shadow))
+            except (ModelLoadError, OSError, ValueError) as exc:
+                self._agent_metrics.model_load_failures.labels("demand").inc()
+                log.error("demand shadow model %s not loaded: %s", self._installed_shadow.path, exc)
         self.error = None
-        self._loaded.labels("demand").set(1)
+        self._start_thread()
+
+    def _start_thread(self) -> None:
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="edge-forecast", daemon=True)
         self._thread.start()
+
+    def _load(self, source: ModelInfo | Path) -> _Forecasting:
+        path = source.path if isinstance(source, ModelInfo) else source
+        model = load_model(path)
+        man = model.manifest
+        if isinstance(source, ModelInfo) and (man.sha256 != source.sha256 or man.version != source.version):
+            raise ModelLoadError(f"{path}: manifest v{man.version} is not the installed v{source.version}")
+        info = source if isinstance(source, ModelInfo) else ModelInfo("demand", man.version, man.sha256, path)
+        return _Forecasting(DemandForecaster(model), info)
+
+    def _activate(self, model: _Forecasting) -> None:
+        with self._lock:
+            if self._stats is not None:
+                self._previous_stats = self._stats.snapshot()
+            self._active = model
+            self._stats = StatsCounter(model.info.version, self._clock_ms())
+        self._loaded.labels("demand").set(1)
+        self._agent_metrics.model_version.labels("demand").set(model.info.version)
+
+    def _new_shadow(self, model: _Forecasting) -> _ShadowForecasts:
+        assert self._active is not None
+        now = self._clock_ms()
+        return _ShadowForecasts(
+            model, StatsCounter(model.info.version, now), StatsCounter(self._active.info.version, now)
+        )
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
@@ -138,7 +254,98 @@ class ForecastWorker:
 
     @property
     def should_run(self) -> bool:
-        return self.enabled and self._forecaster is not None
+        return self.enabled and self._active is not None
+
+    # ----------------------------------------------------------------- the model slot (updater thread)
+
+    @property
+    def accepts_models(self) -> bool:
+        return self.enabled
+
+    def running_model(self) -> ModelInfo | None:
+        active = self._active
+        return active.info if active is not None else None
+
+    def shadow_model(self) -> ModelInfo | None:
+        shadow = self._shadow
+        return shadow.model.info if shadow is not None else None
+
+    def prepare(self, info: ModelInfo) -> _Forecasting:
+        return self._load(info)
+
+    def install(self, prepared: object, mode: InstallMode, timeout_s: float = 30.0) -> bool:
+        assert isinstance(prepared, _Forecasting)
+        if mode == "shadow":
+            if self._active is None:
+                raise ModelLoadError("forecasting is not running: nothing to compare a shadow with")
+            with self._lock:
+                self._shadow = self._new_shadow(prepared)
+            return True
+        self._activate(prepared)  # one reference: the next daily run uses it
+        with self._lock:
+            self._shadow = None
+        self._agent_metrics.model_swaps.labels("demand").inc()
+        self.error = None
+        if not self.running:
+            self._start_thread()
+        return True
+
+    def promote_shadow(self, info: ModelInfo, timeout_s: float = 30.0) -> bool:
+        with self._lock:
+            shadow, self._shadow = self._shadow, None
+        if shadow is None:
+            return False
+        shadow.model.info = info
+        self._activate(shadow.model)
+        self._agent_metrics.model_swaps.labels("demand").inc()
+        return True
+
+    def drop_shadow(self) -> None:
+        with self._lock:
+            self._shadow = None
+
+    def relabel(self, info: ModelInfo) -> None:
+        active = self._active
+        if active is not None and active.info.sha256 == info.sha256:
+            active.info = info
+
+    def model_stats(self) -> SlotStats:
+        """Counts, plus P50 error against the daily units scanned since (days before today)."""
+        with self._lock:
+            stats, shadow, previous = self._stats, self._shadow, self._previous_stats
+        if stats is None:
+            return SlotStats(previous=previous)
+        today = self._today()
+        direction = self._config.demand_direction
+        conn = self._store.connect()
+        try:
+            active = _with_error(stats, forecast_accuracy(conn, direction, self._stored(conn, stats), today))
+            if shadow is None:
+                return SlotStats(active=active, previous=previous)
+            shadow_fc = [(sku, origin, p50) for (sku, origin), p50 in list(shadow.p50.items())]
+            base_fc = [(sku, origin, p50) for (sku, origin), p50 in list(shadow.baseline_p50.items())]
+            return SlotStats(
+                active=active,
+                shadow=_with_error(shadow.stats, forecast_accuracy(conn, direction, shadow_fc, today)),
+                baseline=_with_error(shadow.baseline, forecast_accuracy(conn, direction, base_fc, today)),
+                previous=previous,
+            )
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _stored(conn: sqlite3.Connection, stats: StatsCounter) -> list[tuple[str, date, tuple[float, ...]]]:
+        """The stored forecasts of ``stats.model_version`` made since ``stats.since_ts``."""
+        out = []
+        for (payload,) in conn.execute(
+            "SELECT payload FROM forecasts WHERE created_ts >= ?", (stats.since_ts,)
+        ):
+            fc = ForecastPayload.model_validate_json(payload)
+            if fc.model_version == stats.model_version:
+                out.append((fc.sku, date.fromisoformat(fc.origin), fc.p50))
+        return out
+
+    # ----------------------------------------------------------------- the thread
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -156,9 +363,10 @@ class ForecastWorker:
 
     def run_once(self, origin: date) -> int:
         """Forecast every SKU with enough history from ``origin``; return the forecasts stored."""
-        forecaster = self._forecaster
-        if forecaster is None:
+        active, shadow, stats = self._active, self._shadow, self._stats
+        if active is None:
             return 0
+        forecaster = active.forecaster
         cfg = self._config
         lookback = max(forecaster.features.year_lag, forecaster.features.smoothing_span) + 28
         conn = self._store.connect()
@@ -166,7 +374,7 @@ class ForecastWorker:
             per_sku = daily_units(conn, cfg.demand_direction, origin, lookback)
         finally:
             conn.close()
-        version = forecaster.model.manifest.version
+        version = active.info.version
         stored = 0
         for sku in sorted(per_sku):
             if self._stop.is_set():
@@ -191,9 +399,36 @@ class ForecastWorker:
                 if self._emit(payload):
                     stored += 1
                     self._forecasts.inc()
+                    if stats is not None:
+                        stats.forecasts += 1
+                if shadow is not None:
+                    self._forecast_shadow(shadow, sku, history, origin, p50)
             except Exception as exc:  # noqa: BLE001 (one SKU must not stop the others)
                 self._errors.inc()
                 log.warning("demand forecast of %s from %s failed: %s", sku, origin, exc)
         self._last_run.set(time.time())
         log.info("demand forecasts from %s: %d stored (%d SKUs scanned)", origin, stored, len(per_sku))
         return stored
+
+    @staticmethod
+    def _forecast_shadow(
+        shadow: _ShadowForecasts, sku: str, history: list[float], origin: date, active_p50: tuple[float, ...]
+    ) -> None:
+        key = (sku, origin)
+        if key in shadow.p50:
+            return
+        try:
+            fc = shadow.model.forecaster.forecast(history, origin)
+        except Exception as exc:  # noqa: BLE001 (the shadow must never disturb the running model)
+            log.debug("shadow demand forecast of %s failed: %s", sku, exc)
+            return
+        shadow.p50[key] = tuple(round(max(0.0, v), 3) for v in fc.p50)
+        shadow.baseline_p50[key] = active_p50
+        shadow.stats.forecasts += 1
+        shadow.baseline.forecasts += 1
+
+
+def _with_error(stats: StatsCounter, accuracy: tuple[float, float]) -> ModelStats:
+    return stats.snapshot().model_copy(
+        update={"forecast_abs_error": round(accuracy[0], 6), "forecast_actual_units": round(accuracy[1], 6)}
+    )

@@ -16,6 +16,7 @@ does not load leaves the agent running without scoring: the error is logged, kep
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -23,19 +24,21 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from edge_agent.clock import now_ms
 from edge_agent.config import ModelsConfig
 from edge_agent.metrics import PREFIX, AgentMetrics
 from edge_agent.store import Store
+from edge_agent.updates.slot import InstallMode, ModelInfo, SlotStats, StatsCounter
 from models.anomaly import AnomalyResult, AnomalyScorer, AnomalyScorerConfig
 from models.runtime import ModelLoadError, default_model_path, load_model
-from protocols import AlertPayload
+from protocols import AlertPayload, ModelStats
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +106,14 @@ class AlertHysteresis:
         else:
             self._streams.move_to_end(key)
         return st
+
+    def retarget(self, config: HysteresisConfig, model_version: int) -> None:
+        """A new model took over: its threshold and version from now on; stream states stay."""
+        self.config = config
+        self._model_version = model_version
+        for st in self._streams.values():
+            if st.window.maxlen != config.window:
+                st.window = deque(st.window, maxlen=config.window)
 
     def active(self, device_id: str, metric: str) -> bool:
         st = self._streams.get((device_id, metric))
@@ -233,8 +244,54 @@ class ModelsStatus:
     alerts_cleared: int
 
 
+@dataclass(slots=True)
+class _Scoring:
+    """A loaded scorer with what its alerts need."""
+
+    scorer: AnomalyScorer
+    threshold: float
+    info: ModelInfo
+
+
+@dataclass(slots=True)
+class _Shadow:
+    """A candidate scored next to the running model; its alerts are counted, never emitted."""
+
+    scoring: _Scoring
+    alerts: AlertHysteresis
+    stats: StatsCounter
+    #: The running model over exactly the readings the shadow scored.
+    baseline: StatsCounter
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """A model loaded and warmed up (on the updater's thread) on the stored rows up to ``warmed_to``."""
+
+    scoring: _Scoring
+    warmed_to: int
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A swap for the inference thread to make at its next row boundary."""
+
+    kind: Literal["active", "shadow", "promote", "drop_shadow"]
+    prepared: _Prepared | None = None
+    info: ModelInfo | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+
 class InferenceWorker:
-    """Owns the anomaly scorer and its thread. :meth:`start` / :meth:`stop`; :meth:`notify` after commits."""
+    """Owns the anomaly scorer and its thread. :meth:`start` / :meth:`stop`; :meth:`notify` after commits.
+
+    Also the anomaly :class:`~edge_agent.updates.slot.ModelSlot`: a new model is loaded and warmed
+    up on the updater's thread (:meth:`prepare`), then swapped in by the inference thread between
+    two telemetry rows (:meth:`install`): every stored reading is scored by exactly one active
+    model, none is skipped or waits for a model load.
+    """
+
+    task = "anomaly"
 
     def __init__(
         self,
@@ -243,6 +300,9 @@ class InferenceWorker:
         store: Store,
         metrics: AgentMetrics,
         emit: Callable[[AlertPayload], bool],
+        installed: Sequence[ModelInfo] = (),
+        installed_shadow: ModelInfo | None = None,
+        clock_ms: Callable[[], int] = now_ms,
     ) -> None:
         self._config = config
         self._gateway_id = gateway_id
@@ -252,24 +312,41 @@ class InferenceWorker:
         #: ``edgehouse_agent_model_loaded{task}``, shared with the forecast worker.
         self.model_loaded = self._metrics.model_loaded
         self._emit = emit
+        self._clock_ms = clock_ms
         self._model_path = (
             Path(config.anomaly_model) if config.anomaly_model else default_model_path("anomaly")
         )
+        self._installed = list(installed)
+        self._installed_shadow = installed_shadow
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        self._scorer: AnomalyScorer | None = None
+        self._active: _Scoring | None = None
         self._alerts: AlertHysteresis | None = None
+        self._shadow: _Shadow | None = None
+        self._pending: _Pending | None = None
+        self._swap_lock = threading.Lock()
+        self._stats: StatsCounter | None = None
+        self._previous_stats: ModelStats | None = None
         self._cursor = 0
         #: Rows up to here were stored before start: scored to warm the streams up, never alerted on.
         self._live_from = 0
         self.error: str | None = None
         self._metrics.model_loaded.labels("anomaly").set(0)
 
+    @property
+    def _scorer(self) -> AnomalyScorer | None:
+        return self._active.scorer if self._active is not None else None
+
     # ----------------------------------------------------------------- lifecycle
 
     def start(self) -> None:
-        """Load the model and start scoring; a model that fails to load is logged, not raised."""
+        """Load the model and start scoring; a model that fails to load is logged, not raised.
+
+        Tried in order: the installed current model, the installed previous one, then
+        ``models.anomaly_model`` (or the shipped one); each failure is logged and counted
+        (``edgehouse_agent_model_load_failures_total{task="anomaly"}``).
+        """
         if self._thread is not None:
             raise RuntimeError("inference already started")
         if not self._config.enabled:
@@ -277,6 +354,16 @@ class InferenceWorker:
             return
         if not self._load():
             return
+        if self._installed_shadow is not None:
+            try:
+                scoring = self._scoring(self._installed_shadow)
+                self._shadow = self._new_shadow(scoring)
+            except (ModelLoadError, OSError, ValueError) as exc:
+                self._agent_metrics.model_load_failures.labels("anomaly").inc()
+                log.error("anomaly shadow model %s not loaded: %s", self._installed_shadow.path, exc)
+        self._start_thread()
+
+    def _start_thread(self) -> None:
         conn = self._store.connect()
         try:
             self._live_from = _max_rowid(conn)
@@ -289,40 +376,85 @@ class InferenceWorker:
         self._thread = threading.Thread(target=self._run, name="edge-inference", daemon=True)
         self._thread.start()
 
+    def _candidates(self) -> list[ModelInfo | Path]:
+        return [*self._installed, self._model_path]
+
     def _load(self) -> bool:
-        try:
-            model = load_model(self._model_path)
-            threshold = self._config.threshold
-            if threshold is None:
-                defaults = model.manifest.anomaly_defaults
-                threshold = defaults.threshold if defaults is not None else AnomalyScorerConfig().threshold
-            scorer = AnomalyScorer(model, AnomalyScorerConfig(threshold=threshold))
-        except (ModelLoadError, OSError, ValueError) as exc:
-            self.error = str(exc)
-            log.error("anomaly model %s not loaded, anomaly scoring is off: %s", self._model_path, exc)
-            return False
-        self._scorer = scorer
-        self._alerts = AlertHysteresis(
-            self._gateway_id,
-            HysteresisConfig(
-                threshold=threshold,
-                clear_ratio=self._config.clear_ratio,
-                cooldown_ms=int(self._config.cooldown_s * 1000),
-                window=scorer.features.window,
-                max_streams=scorer.config.max_streams,
-            ),
-            model.manifest.version,
+        errors = []
+        for candidate in self._candidates():
+            try:
+                scoring = self._scoring(candidate)
+            except (ModelLoadError, OSError, ValueError) as exc:
+                path = candidate.path if isinstance(candidate, ModelInfo) else candidate
+                errors.append(str(exc))
+                self._agent_metrics.model_load_failures.labels("anomaly").inc()
+                log.error("anomaly model %s not loaded: %s", path, exc)
+                continue
+            self._activate(scoring)
+            self.error = None
+            log.info(
+                "anomaly model %s v%d loaded (threshold %.3f, clear below %.3f)",
+                scoring.info.path,
+                scoring.info.version,
+                scoring.threshold,
+                self._alerts.config.clear_below if self._alerts else 0.0,
+            )
+            return True
+        self.error = "; ".join(errors)
+        log.error("no anomaly model loaded, anomaly scoring is off")
+        return False
+
+    def _scoring(self, source: ModelInfo | Path) -> _Scoring:
+        """Load a model and build its scorer (any thread)."""
+        path = source.path if isinstance(source, ModelInfo) else source
+        model = load_model(path)
+        man = model.manifest
+        if isinstance(source, ModelInfo) and (man.sha256 != source.sha256 or man.version != source.version):
+            raise ModelLoadError(f"{path}: manifest v{man.version} is not the installed v{source.version}")
+        threshold = self._config.threshold
+        if threshold is None:
+            defaults = man.anomaly_defaults
+            threshold = defaults.threshold if defaults is not None else AnomalyScorerConfig().threshold
+        scorer = AnomalyScorer(model, AnomalyScorerConfig(threshold=threshold))
+        info = (
+            source if isinstance(source, ModelInfo) else ModelInfo("anomaly", man.version, man.sha256, path)
         )
-        self.error = None
+        return _Scoring(scorer, threshold, info)
+
+    def _hysteresis_config(self, scoring: _Scoring) -> HysteresisConfig:
+        return HysteresisConfig(
+            threshold=scoring.threshold,
+            clear_ratio=self._config.clear_ratio,
+            cooldown_ms=int(self._config.cooldown_s * 1000),
+            window=scoring.scorer.features.window,
+            max_streams=scoring.scorer.config.max_streams,
+        )
+
+    def _activate(self, scoring: _Scoring) -> None:
+        """Make ``scoring`` the active model (on the inference thread once it runs)."""
+        if self._stats is not None:
+            self._previous_stats = self._stats.snapshot()
+        self._active = scoring
+        if self._alerts is None:
+            self._alerts = AlertHysteresis(
+                self._gateway_id, self._hysteresis_config(scoring), scoring.info.version
+            )
+        else:  # raised alerts stay raised; the new model clears them
+            self._alerts.retarget(self._hysteresis_config(scoring), scoring.info.version)
+        self._stats = StatsCounter(scoring.info.version, self._clock_ms())
         self._metrics.model_loaded.labels("anomaly").set(1)
-        log.info(
-            "anomaly model %s v%d loaded (threshold %.3f, clear below %.3f)",
-            self._model_path,
-            model.manifest.version,
-            threshold,
-            self._alerts.config.clear_below,
+        self._agent_metrics.model_version.labels("anomaly").set(scoring.info.version)
+
+    def _new_shadow(self, scoring: _Scoring) -> _Shadow:
+        active = self._active
+        assert active is not None
+        now = self._clock_ms()
+        return _Shadow(
+            scoring,
+            AlertHysteresis(self._gateway_id, self._hysteresis_config(scoring), scoring.info.version),
+            StatsCounter(scoring.info.version, now),
+            StatsCounter(active.info.version, now),
         )
-        return True
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Score what was committed before the call (bounded by ``timeout_s``), then end the thread."""
@@ -345,15 +477,18 @@ class InferenceWorker:
     @property
     def should_run(self) -> bool:
         """Enabled and loaded: a stopped thread then is a fault (for ``/healthz``)."""
-        return self._config.enabled and self._scorer is not None
+        return self._config.enabled and self._active is not None
 
     def status(self) -> ModelsStatus:
         a = self._agent_metrics
+        active = self._active
         return ModelsStatus(
             enabled=self._config.enabled,
-            anomaly_loaded=self._scorer is not None,
-            anomaly_model=str(self._model_path) if self._config.enabled else None,
-            anomaly_version=self._scorer.model.manifest.version if self._scorer is not None else None,
+            anomaly_loaded=active is not None,
+            anomaly_model=(str(active.info.path) if active else str(self._model_path))
+            if self._config.enabled
+            else None,
+            anomaly_version=active.info.version if active is not None else None,
             anomaly_error=self.error,
             threshold=self._alerts.config.threshold if self._alerts is not None else None,
             scored=int(a.value("inference_scored_readings_total")),
@@ -361,6 +496,80 @@ class InferenceWorker:
             alerts_raised=int(a.value("inference_alerts_total", {"state": "raised"})),
             alerts_cleared=int(a.value("inference_alerts_total", {"state": "cleared"})),
         )
+
+    # ----------------------------------------------------------------- the model slot (updater thread)
+
+    @property
+    def accepts_models(self) -> bool:
+        return self._config.enabled
+
+    def running_model(self) -> ModelInfo | None:
+        active = self._active
+        return active.info if active is not None else None
+
+    def shadow_model(self) -> ModelInfo | None:
+        shadow = self._shadow
+        pending = self._pending
+        if pending is not None and pending.kind == "shadow" and pending.prepared is not None:
+            return pending.prepared.scoring.info
+        return shadow.scoring.info if shadow is not None else None
+
+    def prepare(self, info: ModelInfo) -> _Prepared:
+        """Load ``info`` and warm its streams up on the stored rows the running model has seen."""
+        scoring = self._scoring(info)
+        warmed_to = self._cursor
+        if self._config.warmup_messages > 0 and warmed_to > 0:
+            conn = self._store.connect()
+            try:
+                start = _warmup_start(conn, self._config.warmup_messages, upto=warmed_to)
+                n = _replay(conn, scoring.scorer, start, warmed_to)
+            finally:
+                conn.close()
+            log.info("anomaly model v%d warmed up on %d stored readings", info.version, n)
+        return _Prepared(scoring, warmed_to)
+
+    def install(self, prepared: object, mode: InstallMode, timeout_s: float = 30.0) -> bool:
+        assert isinstance(prepared, _Prepared)
+        if not self.running:
+            if mode == "shadow":
+                raise ModelLoadError("anomaly scoring is not running: nothing to compare a shadow with")
+            # Nothing scores yet (no model loaded at start): this model starts the thread.
+            self._activate(prepared.scoring)
+            self._shadow = None
+            self.error = None
+            self._agent_metrics.model_swaps.labels("anomaly").inc()
+            self._start_thread()
+            return True
+        return self._hand_over(_Pending(mode, prepared=prepared), timeout_s)
+
+    def promote_shadow(self, info: ModelInfo, timeout_s: float = 30.0) -> bool:
+        return self._hand_over(_Pending("promote", info=info), timeout_s)
+
+    def drop_shadow(self) -> None:
+        if self.running:
+            self._hand_over(_Pending("drop_shadow"), 10.0)
+        else:
+            self._shadow = None
+
+    def relabel(self, info: ModelInfo) -> None:
+        active = self._active
+        if active is not None and active.info.sha256 == info.sha256:
+            active.info = info
+
+    def model_stats(self) -> SlotStats:
+        stats, shadow = self._stats, self._shadow
+        return SlotStats(
+            active=stats.snapshot() if stats is not None else None,
+            shadow=shadow.stats.snapshot() if shadow is not None else None,
+            baseline=shadow.baseline.snapshot() if shadow is not None else None,
+            previous=self._previous_stats,
+        )
+
+    def _hand_over(self, pending: _Pending, timeout_s: float) -> bool:
+        with self._swap_lock:
+            self._pending = pending
+        self._wake.set()
+        return pending.done.wait(timeout_s)
 
     # ----------------------------------------------------------------- the thread
 
@@ -392,10 +601,41 @@ class InferenceWorker:
             if conn is not None:
                 conn.close()
 
+    def _apply_pending(self, conn: sqlite3.Connection) -> None:
+        """Make the requested swap (inference thread, between two rows)."""
+        with self._swap_lock:
+            pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        try:
+            prepared = pending.prepared
+            if prepared is not None and prepared.warmed_to < self._cursor:
+                # Rows the running model scored while the new one was warming up.
+                _replay(conn, prepared.scoring.scorer, prepared.warmed_to, self._cursor)
+            if pending.kind == "active" and prepared is not None:
+                self._activate(prepared.scoring)
+                self._shadow = None
+                self._agent_metrics.model_swaps.labels("anomaly").inc()
+            elif pending.kind == "shadow" and prepared is not None:
+                self._shadow = self._new_shadow(prepared.scoring)
+            elif pending.kind == "promote" and self._shadow is not None:
+                scoring = self._shadow.scoring
+                if pending.info is not None:
+                    scoring.info = pending.info
+                self._shadow = None
+                self._activate(scoring)
+                self._agent_metrics.model_swaps.labels("anomaly").inc()
+            elif pending.kind == "drop_shadow":
+                self._shadow = None
+        finally:
+            pending.done.set()
+
     def run_pass(self, conn: sqlite3.Connection) -> bool:
         """Score up to one chunk of newly committed telemetry; True when more is waiting."""
-        scorer, alerts, m = self._scorer, self._alerts, self._metrics
-        if scorer is None or alerts is None:
+        m = self._metrics
+        if self._pending is not None:
+            self._apply_pending(conn)
+        if self._active is None or self._alerts is None:
             return False
         newest = _max_rowid(conn)
         warming = self._cursor < self._live_from
@@ -417,6 +657,8 @@ class InferenceWorker:
             (self._cursor, _CHUNK_ROWS),
         ).fetchall()
         for rowid, device_id, ts, readings_json in rows:
+            if self._pending is not None:  # a model swap: here, between two rows
+                self._apply_pending(conn)
             self._cursor = rowid
             try:
                 readings = readings_of(device_id, ts, readings_json)
@@ -426,18 +668,20 @@ class InferenceWorker:
                 continue
             mute = rowid <= self._live_from
             for reading in readings:
-                self._score(scorer, alerts, reading, mute)
+                self._score(reading, mute)
             # Hand the GIL over after every message: the ingest thread, back from SQLite, must not
             # wait out a whole switch interval (5 ms) behind pure-Python scoring.
             time.sleep(0)
         m.backlog.set(max(0, newest - self._cursor))
         return len(rows) == _CHUNK_ROWS
 
-    def _score(self, scorer: AnomalyScorer, alerts: AlertHysteresis, reading: Reading, mute: bool) -> None:
-        m = self._metrics
+    def _score(self, reading: Reading, mute: bool) -> None:
+        active, alerts, shadow, m = self._active, self._alerts, self._shadow, self._metrics
+        assert active is not None and alerts is not None
+        key = f"{reading.device_id}/{reading.metric}"
         started = time.perf_counter()
         try:
-            result = scorer.score(f"{reading.device_id}/{reading.metric}", reading.ts, reading.value)
+            result = active.scorer.score(key, reading.ts, reading.value)
         except Exception as exc:  # noqa: BLE001 (one bad reading must not stop scoring)
             m.errors.inc()
             log.warning("scoring %s/%s at %d failed: %s", reading.device_id, reading.metric, reading.ts, exc)
@@ -448,7 +692,16 @@ class InferenceWorker:
         alert = alerts.observe(reading, result)
         if alerts.suppressed != suppressed:
             m.suppressed.inc()
-        if alert is None or mute:
+        raised = alert is not None and alert.state == "raised"
+        if shadow is not None:
+            self._score_shadow(shadow, reading, key, mute, raised)
+        if mute:
+            return
+        stats = self._stats
+        if stats is not None:
+            stats.readings += 1
+            stats.alerts_raised += raised
+        if alert is None:
             return
         try:
             new = self._emit(alert)
@@ -460,17 +713,62 @@ class InferenceWorker:
             m.alerts.labels(alert.state).inc()
             log.info("anomaly alert %s: %s", alert.state, alert.message)
 
+    def _score_shadow(
+        self, shadow: _Shadow, reading: Reading, key: str, mute: bool, active_raised: bool
+    ) -> None:
+        try:
+            result = shadow.scoring.scorer.score(key, reading.ts, reading.value)
+        except Exception as exc:  # noqa: BLE001 (the shadow must never disturb the running model)
+            self._metrics.errors.inc()
+            log.debug("shadow scoring of %s failed: %s", key, exc)
+            return
+        alert = shadow.alerts.observe(reading, result)
+        if mute:
+            return
+        shadow.stats.readings += 1
+        shadow.stats.alerts_raised += alert is not None and alert.state == "raised"
+        shadow.baseline.readings += 1
+        shadow.baseline.alerts_raised += active_raised
+
+
+def _replay(conn: sqlite3.Connection, scorer: AnomalyScorer, after: int, upto: int) -> int:
+    """Score the stored rows ``after < rowid <= upto`` with ``scorer`` (warm-up: results unused)."""
+    n = 0
+    cursor = after
+    while cursor < upto:
+        rows = conn.execute(
+            "SELECT rowid, device_id, ts, readings FROM telemetry WHERE rowid > ? AND rowid <= ? "
+            "ORDER BY rowid LIMIT ?",
+            (cursor, upto, _CHUNK_ROWS),
+        ).fetchall()
+        if not rows:
+            break
+        for rowid, device_id, ts, readings_json in rows:
+            cursor = rowid
+            try:
+                readings = readings_of(device_id, ts, readings_json)
+            except (ValueError, TypeError, AttributeError):
+                continue
+            for r in readings:
+                with contextlib.suppress(Exception):
+                    scorer.score(f"{r.device_id}/{r.metric}", r.ts, r.value)
+                    n += 1
+            time.sleep(0)
+    return n
+
 
 def _max_rowid(conn: sqlite3.Connection) -> int:
     (newest,) = conn.execute("SELECT coalesce(max(rowid), 0) FROM telemetry").fetchone()
     return int(newest)
 
 
-def _warmup_start(conn: sqlite3.Connection, messages: int) -> int:
-    """The rowid after which the last ``messages`` stored telemetry rows begin."""
+def _warmup_start(conn: sqlite3.Connection, messages: int, upto: int | None = None) -> int:
+    """The rowid after which the last ``messages`` stored telemetry rows (up to ``upto``) begin."""
+    newest = _max_rowid(conn) if upto is None else upto
     if messages <= 0:
-        return _max_rowid(conn)
+        return newest
     (first,) = conn.execute(
-        "SELECT min(rowid) FROM (SELECT rowid FROM telemetry ORDER BY rowid DESC LIMIT ?)", (messages,)
+        "SELECT min(rowid) FROM (SELECT rowid FROM telemetry WHERE rowid <= ? ORDER BY rowid DESC LIMIT ?)",
+        (newest, messages),
     ).fetchone()
     return 0 if first is None else int(first) - 1

@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 PREFIX = "edgehouse_agent"
 STORED_KINDS = ("telemetry", "scan", "device_status")
+MODEL_TASK_LABELS = ("anomaly", "demand")
 
 
 class AgentMetrics:
@@ -74,6 +75,46 @@ class AgentMetrics:
         self.ingest_queue_depth = Gauge(
             f"{PREFIX}_ingest_queue_depth", "Messages received, waiting for the ingest thread", registry=r
         )
+        # model updates (edge_agent/updates/, the workers' swaps)
+        self.model_version = Gauge(
+            f"{PREFIX}_model_version", "Version of the model running per task (0: none)", ["task"], registry=r
+        )
+        self.model_swaps = Counter(
+            f"{PREFIX}_model_swaps",
+            "Models activated or promoted from shadow while running",
+            ["task"],
+            registry=r,
+        )
+        self.model_load_failures = Counter(
+            f"{PREFIX}_model_load_failures",
+            "Installed or shipped models that failed to load (at start: the next candidate is tried)",
+            ["task"],
+            registry=r,
+        )
+        self.model_update_rejected = Counter(
+            f"{PREFIX}_model_update_rejected",
+            "Model releases (task anomaly|demand) and key rotations (task keys) refused, by code",
+            ["task", "code"],
+            registry=r,
+        )
+        self.model_update_last_check = Gauge(
+            f"{PREFIX}_model_update_last_check_timestamp_seconds",
+            "Time the desired models were last fetched (200 or 304)",
+            registry=r,
+        )
+        self.model_update_failures = Counter(
+            f"{PREFIX}_model_update_failures",
+            "Failed desired-state fetches and report posts",
+            ["op"],
+            registry=r,
+        )
+        self.commands = Counter(
+            f"{PREFIX}_commands", "Gateway commands received on the cmd topic", ["cmd"], registry=r
+        )
+        for task in MODEL_TASK_LABELS:
+            self.model_version.labels(task)
+            self.model_swaps.labels(task)
+            self.model_load_failures.labels(task)
 
     def bind_live(
         self,

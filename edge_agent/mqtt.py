@@ -63,6 +63,8 @@ class MqttLink:
         self._disconnected = threading.Event()
         self._connection = 0  # incremented at every successful CONNACK
         self._filters: dict[str, None] = {}  # insertion-ordered set
+        #: Exact topics handed to their own sink instead of the ingest queue (gateway commands).
+        self._routes: dict[str, Callable[[Inbound], bool]] = {}
         self._filters_lock = threading.Lock()
         self._supervisor: threading.Thread | None = None
         self._backoff = Backoff(self._mqtt.reconnect_min_s, self._mqtt.reconnect_max_s)
@@ -167,6 +169,11 @@ class MqttLink:
                 self._filters.pop(topic_filter, None)
 
         return cleanup
+
+    def route(self, topic: str, sink: Callable[[Inbound], bool]) -> None:
+        """Hand messages on exactly ``topic`` to ``sink`` (on the network thread: it must only
+        enqueue) instead of ingest; the sink's owner acknowledges them with :meth:`ack`."""
+        self._routes[topic] = sink
 
     def ack(self, item: Inbound) -> None:
         """Acknowledge one delivered message (from the ingest thread, after commit).
@@ -307,6 +314,10 @@ class MqttLink:
             except UnicodeDecodeError:
                 topic = message._topic.decode("utf-8", "replace")
             item = Inbound(topic, message.payload, message.mid, message.qos, self._connection)
+            sink = self._routes.get(topic)
+            if sink is not None:
+                sink(item)  # not device data: never into ingest (nor its dead letters)
+                return
             if message.qos == 0:
                 try:
                     self._inbox.put_nowait(item)

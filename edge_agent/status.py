@@ -14,6 +14,7 @@ from edge_agent import __version__
 from edge_agent.metrics import AgentMetrics
 from edge_agent.store import Store
 from edge_agent.store import outbox as ob
+from edge_agent.updates.report import ModelTaskStatus
 
 
 class StoredCounts(BaseModel):
@@ -43,6 +44,9 @@ class AgentStatus(BaseModel):
     sync_lag_s: float | None
     last_sync_ts: float | None
     uptime_s: float
+    #: Per task (anomaly, demand): running version, sha256 prefix, state, pending/shadow version,
+    #: last refusal; ``keys`` when a key rotation was refused.
+    models: dict[str, ModelTaskStatus] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +68,9 @@ class StatusProbe:
         intake_paused: Callable[[], bool],
         stopped_components: Callable[[], list[str]] = list,
         cache_s: float = 1.0,
+        models: Callable[[], dict[str, ModelTaskStatus]] = dict,
     ) -> None:
+        self._models = models
         self._gateway_id = gateway_id
         self._store = store
         self._metrics = metrics
@@ -121,6 +127,7 @@ class StatusProbe:
             sync_lag_s=m.value("sync_lag_seconds") if last_sync is not None else None,
             last_sync_ts=last_sync,
             uptime_s=round(self.uptime_s(), 3),
+            models=self._models(),
         )
 
     def health(self) -> list[str]:

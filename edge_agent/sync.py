@@ -29,6 +29,7 @@ from pydantic import TypeAdapter, ValidationError
 from edge_agent import __version__
 from edge_agent.backoff import Backoff
 from edge_agent.clock import now_ms
+from edge_agent.cloud_client import cloud_client
 from edge_agent.config import CloudConfig
 from edge_agent.metrics import AgentMetrics
 from edge_agent.store import Store, transaction
@@ -124,18 +125,7 @@ class SyncWorker:
     # ----------------------------------------------------------------- thread
 
     def _http_client(self, timeout_s: float | None = None) -> httpx.Client:
-        assert self._config.url is not None and self._config.token is not None
-        timeout = (
-            httpx.Timeout(timeout_s)
-            if timeout_s is not None
-            else httpx.Timeout(self._config.request_timeout_s, connect=self._config.connect_timeout_s)
-        )
-        return httpx.Client(
-            base_url=self._config.url.rstrip("/"),
-            timeout=timeout,
-            verify=str(self._config.ca_file) if self._config.ca_file else True,
-            headers={"Authorization": f"Bearer {self._config.token.get_secret_value()}"},
-        )
+        return cloud_client(self._config, timeout_s)
 
     def _run(self) -> None:
         conn = self._store.connect()

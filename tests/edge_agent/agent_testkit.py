@@ -197,8 +197,19 @@ class FakeCloud:
 
 def _start_cloud(cloud: FakeCloud) -> None:
     class Handler(BaseHTTPRequestHandler):
+        def _not_found(self) -> None:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_GET(self) -> None:  # e.g. the model updater's desired models: none here
+            self._not_found()
+
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers["Content-Length"]))
+            if self.path != "/api/v1/sync":  # e.g. the model report
+                self._not_found()
+                return
             if self.headers.get("Content-Encoding") == "gzip":
                 raw = gzip.decompress(raw)
             batch = SyncBatch.model_validate_json(raw)

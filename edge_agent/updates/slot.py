@@ -1,0 +1,106 @@
+"""What the model updater needs from a task's worker (anomaly scoring, demand forecasts).
+
+The workers implement :class:`ModelSlot`; the updater never touches a scorer itself. Types only
+(no I/O, no ``cryptography``), so the workers can import this module at no cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+from protocols import ModelStats
+
+InstallMode = Literal["active", "shadow"]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """One model file a worker can run: which version, which bytes, from which release."""
+
+    task: str
+    version: int
+    sha256: str
+    path: Path
+    #: The signed release it came from; None for the shipped (or configured) model.
+    metadata_version: int | None = None
+    rollout_id: int | None = None
+
+
+@dataclass(slots=True)
+class StatsCounter:
+    """Running counts of one model version since ``since_ts`` (mutated by one worker thread only)."""
+
+    model_version: int
+    since_ts: int
+    readings: int = 0
+    alerts_raised: int = 0
+    forecasts: int = 0
+    forecast_abs_error: float = 0.0
+    forecast_actual_units: float = 0.0
+
+    def snapshot(self) -> ModelStats:
+        return ModelStats(
+            model_version=self.model_version,
+            since_ts=self.since_ts,
+            readings=self.readings,
+            alerts_raised=self.alerts_raised,
+            forecasts=self.forecasts,
+            forecast_abs_error=round(self.forecast_abs_error, 6),
+            forecast_actual_units=round(self.forecast_actual_units, 6),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SlotStats:
+    """``active``: the running model since it became active (in this process); ``shadow`` and
+    ``baseline``: the shadow candidate and the running model over exactly the same readings/days;
+    ``previous``: the model the running one replaced, over its last active period."""
+
+    active: ModelStats | None = None
+    shadow: ModelStats | None = None
+    baseline: ModelStats | None = None
+    previous: ModelStats | None = None
+
+
+class ModelSlot(Protocol):
+    """A task's worker as the updater sees it."""
+
+    @property
+    def task(self) -> str: ...
+
+    @property
+    def accepts_models(self) -> bool:
+        """False when the task is disabled in the config (updates for it are not installed)."""
+        ...
+
+    def running_model(self) -> ModelInfo | None: ...
+
+    def shadow_model(self) -> ModelInfo | None: ...
+
+    def prepare(self, info: ModelInfo) -> object:
+        """Load (and, for streaming models, pre-warm) a model on the caller's thread.
+
+        Raises ``models.runtime.ModelLoadError`` / ``ValueError`` / ``OSError`` when it cannot run.
+        """
+        ...
+
+    def install(self, prepared: object, mode: InstallMode, timeout_s: float = 30.0) -> bool:
+        """Hand a prepared model over; the worker swaps it in between two units of work.
+
+        True once the swap happened (False: still pending after ``timeout_s``).
+        """
+        ...
+
+    def promote_shadow(self, info: ModelInfo, timeout_s: float = 30.0) -> bool:
+        """Make the (already warm) shadow model the active one; ``info`` carries its release."""
+        ...
+
+    def drop_shadow(self) -> None: ...
+
+    def relabel(self, info: ModelInfo) -> None:
+        """The running model's bytes came with a newer release: record its metadata only."""
+        ...
+
+    def model_stats(self) -> SlotStats: ...

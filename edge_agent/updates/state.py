@@ -1,0 +1,141 @@
+"""The persisted install state (``{updates dir}/state.json``): what runs, what ran, what was refused.
+
+Per task: the current, previous and shadow model (file, version, release), the highest
+``metadata_version`` accepted (so a replayed document stays refused after a restart) and the
+last refusal; plus the key rotations accepted. Written atomically (tmp file, fsync, rename,
+fsync of the folder), so ``kill -9`` leaves the old or the new state, never half of one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from edge_agent.updates.slot import ModelInfo
+from protocols import RejectCode
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.json"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class InstalledModel(_Model):
+    version: int
+    sha256: str
+    path: str
+    metadata_version: int | None = None
+    rollout_id: int | None = None
+    installed_ts: int = 0
+
+    def info(self, task: str) -> ModelInfo:
+        return ModelInfo(
+            task, self.version, self.sha256, Path(self.path), self.metadata_version, self.rollout_id
+        )
+
+    @classmethod
+    def of(cls, info: ModelInfo, ts: int) -> InstalledModel:
+        return cls(
+            version=info.version,
+            sha256=info.sha256,
+            path=str(info.path),
+            metadata_version=info.metadata_version,
+            rollout_id=info.rollout_id,
+            installed_ts=ts,
+        )
+
+
+class Rejection(_Model):
+    code: RejectCode
+    reason: str
+    ts: int
+    version: int | None = None
+    metadata_version: int | None = None
+    #: sha256 of the refused document: the same document is not re-checked (nor re-counted).
+    digest: str | None = None
+
+
+class TaskState(_Model):
+    current: InstalledModel | None = None
+    previous: InstalledModel | None = None
+    shadow: InstalledModel | None = None
+    last_metadata_version: int = 0
+    #: Digest of the last accepted release document (the same one again is a no-op).
+    last_digest: str | None = None
+    rejected: Rejection | None = None
+
+
+class KeysState(_Model):
+    rotation_version: int = 0
+    #: keyid -> base64 public key, added by accepted rotations.
+    added: dict[str, str] = Field(default_factory=dict)
+    revoked: list[str] = Field(default_factory=list)
+    rejected: Rejection | None = None
+
+
+class InstallState(_Model):
+    v: Literal[1] = 1
+    tasks: dict[str, TaskState] = Field(default_factory=dict)
+    keys: KeysState = Field(default_factory=KeysState)
+
+    def task(self, task: str) -> TaskState:
+        return self.tasks.setdefault(task, TaskState())
+
+
+class StateFile:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.path = directory / STATE_FILE
+
+    def load(self) -> InstallState:
+        """The saved state; a fresh one when there is none. A corrupt file is set aside (logged)."""
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return InstallState()
+        try:
+            return InstallState.model_validate_json(text)
+        except ValidationError as exc:
+            aside = self.path.with_suffix(".corrupt")
+            log.error("model install state %s unreadable (%s); set aside as %s", self.path, exc, aside)
+            os.replace(self.path, aside)
+            return InstallState()
+
+    def save(self, state: InstallState) -> None:
+        write_atomic(self.path, state.model_dump_json(indent=2).encode())
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves either the old or the new content."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def startup_models(state: InstallState, task: str) -> tuple[list[ModelInfo], ModelInfo | None]:
+    """The installed models to try at start, best first (current, previous), and the shadow."""
+    ts = state.tasks.get(task)
+    if ts is None:
+        return [], None
+    candidates = [m.info(task) for m in (ts.current, ts.previous) if m is not None]
+    return candidates, ts.shadow.info(task) if ts.shadow is not None else None

@@ -1,0 +1,484 @@
+"""Model updates on the gateway: install, same-artifact releases, resumed downloads, a swap under
+steady ingest, shadow runs, rollback, ``check_models`` over MQTT, restarts, key rotations, reports."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import threading
+from collections.abc import Callable, Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import httpx
+import paho.mqtt.client as paho
+import pytest
+from agent_testkit import GATEWAY, SITE, free_port
+from paho.mqtt.enums import CallbackAPIVersion
+from update_testkit import (
+    ModelCloud,
+    anomaly_v2,
+    checked,
+    desired_model,
+    make_release,
+    manifest_for,
+    new_signer,
+    public_b64,
+    rotation,
+    sha,
+    shipped,
+    started,
+    stored_readings,
+    update_sections,
+    wait_for,
+    write_telemetry,
+)
+
+from edge_agent.app import Agent
+from edge_agent.cli import model_line
+from edge_agent.config import AgentConfig, ConfigError
+from edge_agent.forecasting import forecast_accuracy
+from edge_agent.store import Store
+from edge_agent.updates.state import StateFile
+from edge_agent.updates.verify import Rejected, check_compatible, parse_manifest
+from models.manifest import ModelManifest
+from protocols import GatewayCommand, encode, gateway_topic
+from protocols.signing import Signer
+from tests.helpers.mosquitto import Mosquitto
+
+V1_BYTES, V1_MANIFEST = shipped()
+V1_SHA = sha(V1_BYTES)
+
+
+def wave(n: int, seed: int = 1, start: int = 0) -> list[float]:
+    rng = random.Random(seed)
+    return [20.0 + 2.0 * math.sin((start + i) / 30) + rng.gauss(0.0, 0.1) for i in range(n)]
+
+
+@pytest.fixture
+def agents(make_config: Any, model_cloud: ModelCloud, signer: Signer) -> Iterator[Callable[..., Agent]]:
+    made: list[Agent] = []
+    port = free_port()
+
+    def build(mqtt_port: int | None = None, models: dict[str, Any] | None = None, **updates: Any) -> Agent:
+        sections = update_sections(model_cloud, signer, mqtt_port or port, **updates)
+        if models is not None:
+            sections["models"] = models
+        agent = Agent(make_config(**sections))
+        made.append(agent)
+        return agent
+
+    yield build
+    for agent in made:
+        agent.stop()
+
+
+def v2_release(signer: Signer, metadata_version: int = 2, **kw: Any) -> Any:
+    return make_release(signer, anomaly_v2(), metadata_version, 2, **kw)
+
+
+# --------------------------------------------------------------------------- install
+
+
+def test_signed_release_installs_swaps_and_reports(
+    agents: Callable[..., Agent], model_cloud: ModelCloud, signer: Signer
+) -> None:
+    data = anomaly_v2()
+    model_cloud.add_artifact(data)
+    model_cloud.serve(desired_model(v2_release(signer), rollout_id=7))
+    agent = started(agents())
+    running = agent.inference.running_model()
+    assert running is not None and running.version == 2 and running.sha256 == sha(data)
+    assert running.metadata_version == 2 and running.rollout_id == 7
+    path = agent.config.updates_dir / "anomaly" / f"{sha(data)}.tflite"
+    assert running.path == path and path.read_bytes() == data
+    assert json.loads(path.with_suffix(".json").read_text())["version"] == 2  # the signed manifest
+    m = agent.metrics
+    assert m.value("model_swaps_total", {"task": "anomaly"}) == 1
+    assert m.value("model_version", {"task": "anomaly"}) == 2
+    assert m.value("model_update_last_check_timestamp_seconds") > 0
+    state = StateFile(agent.config.updates_dir).load().tasks["anomaly"]
+    assert state.current is not None and state.current.version == 2 and state.last_metadata_version == 2
+    assert state.previous is not None and state.previous.sha256 == V1_SHA  # kept for rollback
+    status = agent.status().models["anomaly"]
+    assert (status.version, status.sha256, status.state, status.previous_version) == (
+        2,
+        sha(data)[:12],
+        "running",
+        1,
+    )
+    assert wait_for(lambda: any(r.tasks[0].current_version == 2 for r in model_cloud.reports))
+    report = next(r for r in model_cloud.reports if r.tasks[0].current_version == 2)
+    anomaly = next(t for t in report.tasks if t.task == "anomaly")
+    assert anomaly.previous_version == 1 and anomaly.current_metadata_version == 2 and anomaly.rollout_id == 7
+    assert {t.task for t in report.tasks} == {"anomaly", "demand"} and report.trusted_keyids == (
+        signer.keyid,
+    )
+    assert all(a == "Bearer gw-token" for a in model_cloud.auth)
+    # nothing changed: the next poll is a 304 and installs nothing
+    checked(agent)
+    assert model_cloud.not_modified >= 1 and m.value("model_swaps_total", {"task": "anomaly"}) == 1
+
+
+def test_same_artifact_new_release_only_records_the_metadata_version(
+    agents: Callable[..., Agent], model_cloud: ModelCloud, signer: Signer
+) -> None:
+    man = manifest_for(V1_BYTES, 1, anomaly_defaults={"threshold": 0.4, "threshold_source": "retuned"})
+    model_cloud.serve(desired_model(make_release(signer, V1_BYTES, 5, 1, manifest=man)))
+    agent = started(agents())
+    running = agent.inference.running_model()
+    assert running is not None and running.sha256 == V1_SHA and running.metadata_version == 5
+    assert model_cloud.artifact_requests == []  # nothing downloaded
+    assert agent.metrics.value("model_swaps_total", {"task": "anomaly"}) == 0
+    assert StateFile(agent.config.updates_dir).load().tasks["anomaly"].last_metadata_version == 5
+
+
+def test_download_resumes_after_the_connection_drops(
+    agents: Callable[..., Agent], model_cloud: ModelCloud, signer: Signer
+) -> None:
+    data, base = shipped("anomaly", "_float")  # a differently typed model (float32), 10.5 kB
+    path = model_cloud.add_artifact(data)
+    model_cloud.drop_after[path] = 4096
+    model_cloud.serve(desired_model(make_release(signer, data, 2, 3, manifest=manifest_for(data, 3, base))))
+    agent = started(agents())
+    running = agent.inference.running_model()
+    assert running is not None and running.version == 3
+    assert model_cloud.artifact_requests[0] == (path, None)
+    resumed = [rng for p, rng in model_cloud.artifact_requests[1:] if p == path]
+    assert resumed and resumed[0] is not None and int(resumed[0].split("=")[1].rstrip("-")) >= 1024
+
+
+def test_part_file_survives_a_restart_and_the_download_resumes(
+    agents: Callable[..., Agent], model_cloud: ModelCloud, signer: Signer
+) -> None:
+    data, base = shipped("anomaly", "_float")
+    path = model_cloud.add_artifact(data)
+    model_cloud.drop_after[path] = 5000
+    model_cloud.fail_after_cut = 503
+    model_cloud.serve(desired_model(make_release(signer, data, 2, 3, manifest=manifest_for(data, 3, base))))
+    # first agent: the body is cut at 5000 bytes, then the artifact answers 503 until it gives up
+    agent = started(agents(download_retries=0))
+    status = agent.status().models["anomaly"]
+    assert status.rejected_code == "download_failed" and status.version == 1
+    part = agent.config.updates_dir / "staging" / f"{sha(data)}.part"
+    assert part.exists() and 0 < part.stat().st_size < len(data)
+    have = part.stat().st_size
+    agent.stop()
+    # the restarted agent asks for the rest only
+    del model_cloud.fail_with[path]
+    model_cloud.artifact_requests.clear()
+    again = started(agents())
+    running = again.inference.running_model()
+    assert running is not None and running.version == 3
+    assert model_cloud.artifact_requests == [(path, f"bytes={have}-")]
+    assert not part.exists()
+
+
+# --------------------------------------------------------------------------- swap under ingest
+
+
+def test_swap_under_steady_ingest_scores_every_stored_reading_once(
+    agents: Callable[..., Agent], model_cloud: ModelCloud, signer: Signer
+) -> None:
+    data = anomaly_v2()
+    model_cloud.add_artifact(data)
+    agent = started(agents())  # nothing desired yet (404)
+    stop = threading.Event()
+    written = [0]
+
+    def ingest() -> None:
+        seq = 0
+        while not stop.is_set():
+            write_telemetry(agent.store, seq, wave(20, seed=seq, start=seq))
+            seq += 20
+            written[0] = seq
+            agent.inference.notify()
+            stop.wait(0.005)
+
+    writer = threading.Thread(target=ingest, daemon=True)
+    writer.start()
+    try:
+        assert wait_for(lambda: written[0] >= 400)
+        model_cloud.serve(desired_model(v2_release(signer)))
+        checked(agent)
+        running = agent.inference.running_model()
+        assert running is not None and running.version == 2
+        assert wait_for(lambda: written[0] >= 1200)
+    finally:
+        stop.set()
+        writer.join(5)
+    total = stored_readings(agent.store)
+    m = agent.metrics
+    assert wait_for(lambda: m.value("inference_scored_readings_total") == total)
+    assert m.value("inference_dropped_messages_total") == 0 and m.value("inference_errors_total") == 0
+    assert m.value("model_swaps_total", {"task": "anomaly"}) == 1
+    stats = agent.inference.model_stats()
+    assert stats.previous is not None and stats.active is not None
+    assert (stats.previous.model_version, stats.active.model_version) == (1, 2)
+    # every reading was scored by exactly one active model: v1 up to the swap, v2 after it
+    assert stats.previous.readings + stats.active.readings == total
+    assert stats.previous.readings > 0 and stats.active.readings > 0
+
+
+# --------------------------------------------------------------------------- shadow, promotion, rollback
+
+
+def test_shadow_runs_next_to_the_running_model_then_is_promoted(
+    agents: Callable[..., Agent], model_cloud: ModelCloud, signer: Signer
+) -> None:
+    data, base = shipped("anomaly", "_float")
+    model_cloud.add_artifact(data)
+    doc = make_release(signer, data, 2, 3, manifest=manifest_for(data, 3, base))
+    model_cloud.serve(desired_model(doc, mode="shadow", rollout_id=3))
+    agent = started(agents())
+    assert agent.inference.running_model() is not None
+    assert agent.inference.running_model().version == 1  # type: ignore[union-attr]
+    shadow = agent.inference.shadow_model()
+    assert shadow is not None and shadow.version == 3
+    assert agent.status().models["anomaly"].state == "shadow"
+    n = write_telemetry(agent.store, 0, wave(300))
+    agent.inference.notify()
+    assert wait_for(lambda: agent.metrics.value("inference_scored_readings_total") == n)
+    stats = agent.inference.model_stats()
+    assert stats.shadow is not None and stats.baseline is not None
+    assert stats.shadow.model_version == 3 and stats.baseline.model_version == 1
+    assert stats.shadow.readings == stats.baseline.readings == n  # the same readings, like for like
+    report = agent.updater.report()
+    anomaly = next(t for t in report.tasks if t.task == "anomaly")
+    assert anomaly.state == "shadow" and anomaly.shadow_version == 3 and anomaly.shadow_stats == stats.shadow
+    assert anomaly.shadow_baseline_stats == stats.baseline
+    # promotion: the same signed release, now active: no download, the warm shadow scorer takes over
+    requests = len(model_cloud.artifact_requests)
+    model_cloud.serve(desired_model(doc, mode="active", rollout_id=3))
+    checked(agent)
+    running = agent.inference.running_model()
+    assert running is not None and running.version == 3 and agent.inference.shadow_model() is None
+    assert len(model_cloud.artifact_requests) == requests
+    assert agent.metrics.value("model_swaps_total", {"task": "anomaly"}) == 1
+    state = StateFile(agent.config.updates_dir).load().tasks["anomaly"]
+    assert state.current is not None and state.current.version == 3 and state.shadow is None
+
+
+def test_shadow_no_longer_desired_is_dropped(
+    agents: Callable[..., Agent], model_cloud: ModelCloud, signer: Signer
+) -> None:
+    data, base = shipped("anomaly", "_float")
+    model_cloud.add_artifact(data)
+    model_cloud.serve(
+        desired_model(make_release(signer, data, 2, 3, manifest=manifest_for(data, 3, base)), "shadow")
+    )
+    agent = started(agents())
+    assert agent.inference.shadow_model() is not None
+    model_cloud.serve()
+    checked(agent)
+    assert agent.inference.shadow_model() is None
+    assert agent.inference.running_model().version == 1  # type: ignore[union-attr]
+
+
+def test_signed_rollback_to_the_previous_model_is_accepted_without_a_download(
+    agents: Callable[..., Agent], model_cloud: ModelCloud, signer: Signer
+) -> None:
+    model_cloud.add_artifact(anomaly_v2())
+    model_cloud.serve(desired_model(v2_release(signer)))
+    agent = started(agents())
+    assert agent.inference.running_model().version == 2  # type: ignore[union-attr]
+    requests = len(model_cloud.artifact_requests)
+    model_cloud.serve(desired_model(make_release(signer, V1_BYTES, 3, 1, rollback=True)))
+    checked(agent)
+    running = agent.inference.running_model()
+    assert running is not None and running.version == 1 and running.metadata_version == 3
+    assert len(model_cloud.artifact_requests) == requests  # the previous model's bytes were local
+    state = StateFile(agent.config.updates_dir).load().tasks["anomaly"]
+    assert state.current is not None and state.current.version == 1
+    assert state.previous is not None and state.previous.version == 2
+    assert agent.metrics.value("model_swaps_total", {"task": "anomaly"}) == 2
+
+
+# --------------------------------------------------------------------------- restart
+
+
+def test_restart_runs_the_installed_model_and_still_refuses_a_replay(
+    agents: Callable[..., Agent], model_cloud: ModelCloud, signer: Signer
+) -> None:
+    old = make_release(signer, V1_BYTES, 1, 1)
+    model_cloud.add_artifact(anomaly_v2())
+    model_cloud.serve(desired_model(v2_release(signer)))
+    first = started(agents())
+    assert first.inference.running_model().version == 2  # type: ignore[union-attr]
+    first.stop()
+    model_cloud.serve(desired_model(old))  # an old, validly signed document replayed
+    requests = len(model_cloud.artifact_requests)
+    again = started(agents())
+    running = again.inference.running_model()
+    assert running is not None and running.version == 2 and running.metadata_version == 2
+    assert again.status().models["anomaly"].rejected_code == "replay"
+    assert again.metrics.value("model_update_rejected_total", {"task": "anomaly", "code": "replay"}) == 1
+    assert len(model_cloud.artifact_requests) == requests
+    # the same replayed document again: refused once, not re-counted on every poll
+    checked(again)
+    assert again.metrics.value("model_update_rejected_total", {"task": "anomaly", "code": "replay"}) == 1
+
+
+def test_broken_installed_model_falls_back_to_the_previous_one_at_start(
+    agents: Callable[..., Agent], model_cloud: ModelCloud, signer: Signer
+) -> None:
+    data = anomaly_v2()
+    model_cloud.add_artifact(data)
+    model_cloud.serve(desired_model(v2_release(signer)))
+    first = started(agents())
+    path = first.inference.running_model().path  # type: ignore[union-attr]
+    first.stop()
+    raw = bytearray(path.read_bytes())
+    raw[100] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    again = started(agents())
+    running = again.inference.running_model()
+    assert running is not None and running.sha256 == V1_SHA  # previous (the shipped model)
+    assert again.metrics.value("model_load_failures_total", {"task": "anomaly"}) == 1
+    assert again.status().models["anomaly"].rejected_code == "load_failed"
+
+
+# --------------------------------------------------------------------------- MQTT command
+
+
+def test_check_models_command_over_mqtt(
+    agents: Callable[..., Agent], model_cloud: ModelCloud, signer: Signer, broker: Mosquitto
+) -> None:
+    model_cloud.add_artifact(anomaly_v2())
+    agent = started(agents(mqtt_port=broker.port))
+    assert wait_for(lambda: agent.mqtt.connected)
+    pub = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="ops", protocol=paho.MQTTv5)
+    pub.connect("127.0.0.1", broker.port)
+    pub.loop_start()
+    try:
+        topic = gateway_topic(SITE, GATEWAY, "cmd")
+        pub.publish(topic, b"{not json", qos=1).wait_for_publish(5)
+        assert wait_for(lambda: agent.metrics.value("commands_total", {"cmd": "invalid"}) == 1)
+        model_cloud.serve(desired_model(v2_release(signer)))
+        cmd = GatewayCommand(cmd="check_models", cmd_id="c1")
+        pub.publish(topic, encode(cmd), qos=1).wait_for_publish(5)
+        assert wait_for(lambda: (agent.inference.running_model() or agent).version == 2)  # type: ignore[union-attr]
+        pub.publish(topic, encode(GatewayCommand(cmd="sync_now", cmd_id="c2")), qos=1).wait_for_publish(5)
+        assert wait_for(lambda: agent.metrics.value("commands_total", {"cmd": "sync_now"}) == 1)
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+    m = agent.metrics
+    assert m.value("commands_total", {"cmd": "check_models"}) == 1
+    assert m.value("dead_letters_total") == 0 and m.value("messages_in_total") == 0  # never ingested
+    assert agent.ingest.running and agent.commands.running
+
+
+# --------------------------------------------------------------------------- key rotation
+
+
+def test_key_rotation_by_a_trusted_key_is_accepted_and_persists(
+    agents: Callable[..., Agent], model_cloud: ModelCloud, signer: Signer
+) -> None:
+    newkey = new_signer()
+    add = rotation(signer, 1, add=(newkey,))
+    model_cloud.add_artifact(anomaly_v2())
+    model_cloud.serve(desired_model(v2_release(newkey)), rotations=(add,))
+    agent = started(agents())
+    assert agent.inference.running_model().version == 2  # type: ignore[union-attr]
+    assert set(agent.updater.report().trusted_keyids) == {signer.keyid, newkey.keyid}
+    agent.stop()
+    # after a restart the added key is still trusted; a rotation revoking the old key applies
+    revoke = rotation(newkey, 2, revoke=(signer.keyid,))
+    data, base = shipped("anomaly", "_float")
+    model_cloud.add_artifact(data)
+    model_cloud.serve(
+        desired_model(make_release(signer, data, 3, 3, manifest=manifest_for(data, 3, base))),
+        rotations=(add, revoke),
+    )
+    again = started(agents())
+    assert again.updater.report().trusted_keyids == (newkey.keyid,)
+    assert again.status().models["anomaly"].rejected_code == "unknown_key"  # signed by the revoked key
+    assert again.inference.running_model().version == 2  # type: ignore[union-attr]
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def test_updates_config_defaults_and_bad_keys(make_config: Any, tmp_path: Path) -> None:
+    cfg = make_config(cloud={"url": "http://cloud", "token": "t"})
+    assert cfg.updates_enabled and cfg.updates_dir == cfg.data_dir / "models"
+    assert cfg.updates.poll_interval_s == 300 and cfg.updates.report_interval_s == 60
+    assert cfg.updates.chunk_bytes == 65536
+    assert not make_config().updates_enabled
+    with pytest.raises(ConfigError, match=r"^updates\.trusted_keys"):
+        make_config(updates={"trusted_keys": ["not-a-key"]})
+    keyfile = tmp_path / "keys.txt"
+    keyfile.write_text("# ops key\n" + public_b64(new_signer()) + "\n")
+    cfg = make_config(
+        cloud={"url": "http://cloud", "token": "t"}, updates={"trusted_key_files": [str(keyfile)]}
+    )
+    assert len(cfg.updates.all_trusted_keys()) == 1
+    keyfile.write_text("garbage\n")
+    with pytest.raises(ConfigError, match=r"^updates\.trusted_key_files"):
+        make_config(updates={"trusted_key_files": [str(keyfile)]})
+    with pytest.raises(ConfigError, match="updates.enabled"):
+        make_config(updates={"enabled": True})
+    path = tmp_path / "agent.toml"
+    path.write_text('gateway_id = "g"\nsite = "s"\ndata_dir = "d"\n[updates]\ntrusted_keys = ["AAAA"]\n')
+    with pytest.raises(ConfigError) as info:
+        AgentConfig.load(path)
+    assert str(info.value).startswith("updates.trusted_keys")
+
+
+def test_compatibility_checks_are_pure_functions() -> None:
+    man = ModelManifest.model_validate(V1_MANIFEST)
+    check_compatible(man)
+    wrong = man.model_copy(update={"inputs": (man.inputs[0].model_copy(update={"shape": (1, 30)}),)})
+    with pytest.raises(Rejected) as info:
+        check_compatible(wrong)
+    assert info.value.code == "incompatible"
+    demand = ModelManifest.model_validate(shipped("demand")[1])
+    check_compatible(demand)
+    doc = make_release(new_signer(), V1_BYTES, 1, 1)
+    with pytest.raises(Rejected) as info:
+        parse_manifest(doc.signed, "demand")
+    assert info.value.code == "manifest_mismatch"
+
+
+def test_forecast_accuracy_counts_elapsed_days_only(tmp_path: Path) -> None:
+    from agent_testkit import inbound, scan
+
+    from edge_agent.ingest_batch import BatchWriter
+
+    store = Store(tmp_path / "a.db")
+    store.open()
+    day0 = (date(2024, 3, 1) - date(1970, 1, 1)).days * 86_400_000
+    msgs = []
+    for i, qty in enumerate((4, 6)):  # 4 units on Mar 1, 6 on Mar 2
+        base = scan(i, ts=day0 + i * 86_400_000 + 3_600_000, code_type="barcode", tag=None)
+        body = base.body.model_copy(update={"sku": "SKU-A", "qty": qty})
+        msgs.append(inbound(base.model_copy(update={"body": body})))
+    conn = store.connect()
+    try:
+        BatchWriter(conn, SITE, 2000, 4096).write(msgs, 1)
+        err, actual = forecast_accuracy(
+            conn, "pick", [("SKU-A", date(2024, 3, 1), (5.0, 5.0, 5.0))], date(2024, 3, 3)
+        )
+    finally:
+        conn.close()
+    assert (err, actual) == (2.0, 10.0)  # |5-4| + |5-6|; Mar 3 has not ended
+
+
+def test_status_cli_model_line_and_http_status(agents: Callable[..., Agent], model_cloud: ModelCloud) -> None:
+    agent = started(agents())
+    assert agent.http is not None
+    data = httpx.get(f"http://127.0.0.1:{agent.http.port}/status").json()
+    assert data["models"]["anomaly"]["version"] == 1 and data["models"]["anomaly"]["sha256"] == V1_SHA[:12]
+    line = model_line(
+        {
+            "version": 2,
+            "sha256": "abc",
+            "state": "rejected",
+            "rejected_code": "expired",
+            "rejected_reason": "old",
+        }
+    )
+    assert line == "v2 abc, rejected, rejected expired: old"
