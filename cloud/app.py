@@ -14,11 +14,30 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from cloud.api import gateways, health, records, replenishment, routes, sync, tokens
+from cloud.api import (
+    gateway_groups,
+    gateways,
+    health,
+    model_signing,
+    model_updates,
+    models,
+    records,
+    replenishment,
+    rollouts,
+    routes,
+    sync,
+    tokens,
+)
+from cloud.api import train_jobs as train_jobs_api
 from cloud.db.engine import build_engine, create_tables
 from cloud.deps import CloudState
 from cloud.errors import install_error_handlers
+from cloud.services import train_registry
+from cloud.services.model_registry import ensure_shipped_defaults
+from cloud.services.model_signing import Keyring
+from cloud.services.rollout_controller import RolloutController
 from cloud.services.route_jobs import RouteJobs
+from cloud.services.train_jobs import TrainJobs
 from cloud.settings import CloudSettings
 from protocols import SyncBatch
 
@@ -29,6 +48,9 @@ def create_app(settings: CloudSettings) -> FastAPI:
     """A new cloud API app for ``settings``; its database is opened when the app starts."""
     state = CloudState(settings=settings)
     route_jobs = RouteJobs()
+    keyring = Keyring.from_settings(settings)
+    controllers: list[RolloutController] = []
+    train_jobs = TrainJobs(settings, train_registry.register_candidate, train_registry.deployed_model)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -37,9 +59,16 @@ def create_app(settings: CloudSettings) -> FastAPI:
             create_tables(engine)
             state.engine = engine
             route_jobs.start()
+            ensure_shipped_defaults(engine)
+            controllers.append(RolloutController(engine, keyring, settings.rollout_tick_s))
+            controllers[-1].start()
+            train_jobs.start(engine)
             log.info("cloud API ready on %s (%s)", settings.backend, engine.url.render_as_string(hide_password=True))
             yield
         finally:
+            while controllers:
+                controllers.pop().stop()
+            train_jobs.stop()
             route_jobs.stop()
             state.engine = None
             engine.dispose()
@@ -53,9 +82,13 @@ def create_app(settings: CloudSettings) -> FastAPI:
     )
     app.state.cloud = state
     app.state.route_jobs = route_jobs
+    app.state.model_keyring = keyring
+    app.state.train_jobs = train_jobs
     install_error_handlers(app)
+    app.include_router(train_jobs_api.router)  # before any /models/{...} route, so /models/jobs matches here
     for router in (health.router, sync.router, gateways.router, tokens.router, records.router, routes.router,
-                   replenishment.router):
+                   replenishment.router, models.router, model_signing.router, model_updates.router,
+                   rollouts.router, gateway_groups.router):
         app.include_router(router)
     _document_sync_batch(app)
     return app

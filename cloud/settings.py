@@ -18,6 +18,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from protocols.signing import decode_public_key
+
 ENV_PREFIX: Final = "EDGEHOUSE_CLOUD_"
 MIN_ADMIN_TOKEN_CHARS: Final = 20
 MIN_DISTINCT_TOKEN_CHARS: Final = 8
@@ -60,6 +62,47 @@ class CloudSettings(BaseSettings):
     max_decompressed_bytes: Annotated[int, Field(ge=1024, le=1 << 31)] = 64 * 1024 * 1024
     db_pool_size: Annotated[int, Field(ge=1, le=200)] = 5
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    #: Directory of retraining jobs (spec, candidate model, result per job).
+    train_workdir: Path = Path("var/cloud/train")
+    #: Retraining worker processes running at once; further jobs wait in the queue.
+    max_concurrent_train_jobs: Annotated[int, Field(ge=1, le=16)] = 1
+    #: Retraining jobs waiting at most; more are refused with 429.
+    max_queued_train_jobs: Annotated[int, Field(ge=1, le=1000)] = 16
+    #: A retraining job still running after this long is killed and fails.
+    train_job_timeout_s: Annotated[float, Field(gt=0, le=7 * 86400)] = 3600.0
+    #: Default epochs of an anomaly / demand retrain (a request may override).
+    train_anomaly_epochs: Annotated[int, Field(ge=1, le=1000)] = 3
+    train_demand_epochs: Annotated[int, Field(ge=1, le=1000)] = 10
+    #: Share of each reading series' time span (the most recent) held back to evaluate anomaly candidates.
+    train_holdout_fraction: Annotated[float, Field(gt=0, le=0.5)] = 0.2
+    #: Readings each series needs before the hold-out to train an anomaly candidate.
+    train_min_readings: Annotated[int, Field(ge=30)] = 200
+    #: A candidate passes the gate when its primary holdout metric is at most this much worse than deployed.
+    train_gate_tolerance: Annotated[float, Field(ge=0, le=1)] = 0.02
+    #: Scans of this direction are the demand the demand model learns (as on the gateways).
+    train_demand_direction: Literal["pick", "outbound"] = "pick"
+    #: Ed25519 private key (PKCS#8 PEM, ``edgehouse models keygen``) that signs releases online; unset: offline signing.
+    signing_key_file: Path | None = None
+    #: Public keys (base64 of the raw 32 bytes) whose signatures the cloud accepts on uploaded documents.
+    trusted_keys: list[str] = Field(default_factory=list)
+    #: How long a signed release stays valid; the controller re-signs (online key) within the last quarter.
+    release_ttl_days: Annotated[float, Field(gt=0, le=3650)] = 30.0
+    #: Seconds between two passes of the rollout controller.
+    rollout_tick_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
+
+    @field_validator("signing_key_file")
+    @classmethod
+    def _key_file_exists(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            raise ValueError(f"file {path} does not exist")
+        return path
+
+    @field_validator("trusted_keys")
+    @classmethod
+    def _public_keys(cls, keys: list[str]) -> list[str]:
+        for key in keys:
+            decode_public_key(key)
+        return keys
 
     @field_validator("database_url")
     @classmethod

@@ -59,6 +59,8 @@ def run(
     logging.basicConfig(
         level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    # One line per sync post / model poll at INFO would drown the agent's own log.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     from edge_agent.app import Agent  # the heavy imports only when actually running
 
     stop = threading.Event()

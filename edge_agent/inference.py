@@ -326,6 +326,8 @@ class InferenceWorker:
         self._shadow: _Shadow | None = None
         self._pending: _Pending | None = None
         self._swap_lock = threading.Lock()
+        #: Longest swap the scoring thread made between two rows (seconds).
+        self.max_swap_pause_s = 0.0
         self._stats: StatsCounter | None = None
         self._previous_stats: ModelStats | None = None
         self._cursor = 0
@@ -607,6 +609,7 @@ class InferenceWorker:
             pending, self._pending = self._pending, None
         if pending is None:
             return
+        started = time.perf_counter()
         try:
             prepared = pending.prepared
             if prepared is not None and prepared.warmed_to < self._cursor:
@@ -629,6 +632,8 @@ class InferenceWorker:
                 self._shadow = None
         finally:
             pending.done.set()
+            self.max_swap_pause_s = max(self.max_swap_pause_s, time.perf_counter() - started)
+            self._agent_metrics.model_swap_max_pause.labels("anomaly").set(self.max_swap_pause_s)
 
     def run_pass(self, conn: sqlite3.Connection) -> bool:
         """Score up to one chunk of newly committed telemetry; True when more is waiting."""
@@ -694,13 +699,18 @@ class InferenceWorker:
             m.suppressed.inc()
         raised = alert is not None and alert.state == "raised"
         if shadow is not None:
-            self._score_shadow(shadow, reading, key, mute, raised)
+            # Compared like for like: only readings both models score past their warm-up.
+            both_warm = active.scorer.is_warm(key)
+            self._score_shadow(
+                shadow, reading, key, mute or not both_warm, raised, result.score >= alerts.config.threshold
+            )
         if mute:
             return
         stats = self._stats
         if stats is not None:
             stats.readings += 1
             stats.alerts_raised += raised
+            stats.alert_readings += result.score >= alerts.config.threshold
         if alert is None:
             return
         try:
@@ -714,7 +724,13 @@ class InferenceWorker:
             log.info("anomaly alert %s: %s", alert.state, alert.message)
 
     def _score_shadow(
-        self, shadow: _Shadow, reading: Reading, key: str, mute: bool, active_raised: bool
+        self,
+        shadow: _Shadow,
+        reading: Reading,
+        key: str,
+        mute: bool,
+        active_raised: bool,
+        active_alerting: bool,
     ) -> None:
         try:
             result = shadow.scoring.scorer.score(key, reading.ts, reading.value)
@@ -723,12 +739,14 @@ class InferenceWorker:
             log.debug("shadow scoring of %s failed: %s", key, exc)
             return
         alert = shadow.alerts.observe(reading, result)
-        if mute:
+        if mute or not shadow.scoring.scorer.is_warm(key):
             return
         shadow.stats.readings += 1
         shadow.stats.alerts_raised += alert is not None and alert.state == "raised"
+        shadow.stats.alert_readings += result.score >= shadow.alerts.config.threshold
         shadow.baseline.readings += 1
         shadow.baseline.alerts_raised += active_raised
+        shadow.baseline.alert_readings += active_alerting
 
 
 def _replay(conn: sqlite3.Connection, scorer: AnomalyScorer, after: int, upto: int) -> int:

@@ -85,6 +85,12 @@ class AgentMetrics:
             ["task"],
             registry=r,
         )
+        self.model_swap_max_pause = Gauge(
+            f"{PREFIX}_model_swap_max_pause_seconds",
+            "Longest time the scoring thread spent on one swap between two rows (catch-up included)",
+            ["task"],
+            registry=r,
+        )
         self.model_load_failures = Counter(
             f"{PREFIX}_model_load_failures",
             "Installed or shipped models that failed to load (at start: the next candidate is tried)",
@@ -114,6 +120,7 @@ class AgentMetrics:
         for task in MODEL_TASK_LABELS:
             self.model_version.labels(task)
             self.model_swaps.labels(task)
+            self.model_swap_max_pause.labels(task)
             self.model_load_failures.labels(task)
 
     def bind_live(

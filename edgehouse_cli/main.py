@@ -23,6 +23,7 @@ app.add_typer(protocols_app, name="protocols")
 _PARTS: tuple[tuple[str, str, str, str], ...] = (
     ("agent", "edge_agent.cli", "edge", "The gateway agent daemon."),
     ("cloud", "cloud.cli", "cloud", "The cloud service and its admin commands."),
+    ("models", "cloud.models_cli", "cloud", "Model registry, retraining, signing and staged rollouts."),
     ("sim", "firmware_sim.cli", "sim", "The device simulator."),
     ("routes", "cloud.routing.cli", "routing", "Vehicle routing for planners."),
     ("train", "models.cli", "train", "Train the gateway models (TensorFlow)."),

@@ -83,6 +83,8 @@ class CloudProcess:
     port: int = 0
     host: str = "127.0.0.1"
     admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    #: More ``EDGEHOUSE_CLOUD_*`` settings (e.g. ``{"SIGNING_KEY_FILE": ...}``), prefix added here.
+    settings: dict[str, str] = field(default_factory=dict)
     _proc: subprocess.Popen[bytes] | None = None
     _log: Any = None
 
@@ -100,6 +102,7 @@ class CloudProcess:
             EDGEHOUSE_CLOUD_HOST=self.host,
             EDGEHOUSE_CLOUD_PORT=str(self.port),
         )
+        env.update({f"EDGEHOUSE_CLOUD_{k.upper()}": v for k, v in self.settings.items()})
         self._log = open(self.workdir / "cloud.log", "ab")  # noqa: SIM115 - closed in stop()
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "cloud", "serve"], env=env, stdout=self._log, stderr=subprocess.STDOUT

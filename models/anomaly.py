@@ -10,8 +10,19 @@ exponential tail fitted by peaks-over-threshold beyond the `tail_quantile`):
 3. day over day: log |mean of (x - x one day earlier)| over the last `day_fraction` of a day
    (changes of a daily pattern), once the daily lag is known from the timestamps.
 The smallest tail probability P wins: score = -log10(P) / `log_scale`, clipped to [0, 1]
-(0.5 = P of 1e-5 with the defaults). After an alert the stream's scores are damped for
-`refractory` readings (one alert per event); no score above 0 for the first `warmup` readings.
+(0.5 = P of 1e-5 with the defaults). After a score of `refractory_from` the stream's network
+scores are damped for `refractory` readings (one alert per event); no network score above 0 for
+the first `warmup` readings.
+
+Two detectors that the network's short windows cannot provide:
+* slow drift: an upward CUSUM of the reading in std units of a slow, late-learning baseline
+  (`_Drift`; a compressor failing over hours, a bearing wearing over days). Its score is
+  `threshold * statistic / drift_limit`: it reaches the alert threshold exactly when the CUSUM
+  reaches its limit, and the score is the larger of the two.
+* 0/1 state streams (door contacts): while every value of a stream is 0 or 1 the network never
+  scores it (a binary series has no forecast error worth the name); `_StateRule` alerts when an
+  on-run lasts longer than `state_min_on_s` and `state_run_factor` times the longest normal run.
+`AnomalyResult.detector` says which one set the score.
 Only the reading and earlier ones are used; no labels; per-stream state is bounded.
 """
 
@@ -20,6 +31,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -60,8 +72,51 @@ class AnomalyScorerConfig(BaseModel):
     )
     level_test: bool = Field(default=True, description="also test how far the value is from its running mean")
     refractory: int = Field(default=150, ge=0, description="readings damped after an alert")
+    drift_limit: float = Field(
+        default=100.0,
+        ge=0.0,
+        description="CUSUM alarm level of the slow-drift test, in std-unit readings (0 = off)",
+    )
+    drift_slack: float = Field(
+        default=2.0, ge=0.0, description="std units of deviation the drift CUSUM ignores (its k)"
+    )
+    drift_both_ways: bool = Field(
+        default=False,
+        description="also accumulate downward drifts (off: upward only; machines switching off for "
+        "the night or the weekend are the usual downward level changes)",
+    )
+    drift_horizon: int = Field(
+        default=2000, ge=10, description="readings the drift test's baseline mean/std average over"
+    )
+    drift_warmup: int = Field(
+        default=300, ge=1, description="readings the drift baseline learns before the test accumulates"
+    )
+    drift_delay: int = Field(
+        default=120, ge=0, description="the drift baseline learns each reading this many readings late"
+    )
+    state_min_on_s: float = Field(
+        default=600.0,
+        ge=0.0,
+        description="0/1 state streams (doors) alert once on this long and (see state_run_factor) "
+        "longer than usual; 0 = score them like any stream",
+    )
+    state_run_factor: float = Field(
+        default=3.0,
+        ge=1.0,
+        description="an on-run alerts past this many times the longest earlier run that did not alert",
+    )
     refractory_factor: float = Field(default=0.5, ge=0.0, le=1.0)
+    refractory_from: float = Field(
+        default=0.30,
+        ge=0.0,
+        le=1.0,
+        description="a score this high starts the refractory damping (independent of the alert "
+        "threshold, so the score of a reading does not depend on the alerting policy)",
+    )
     max_streams: int = Field(default=10_000, ge=1, description="least recently used streams are dropped")
+
+
+Detector = Literal["model", "drift", "state"]
 
 
 class AnomalyResult(BaseModel):
@@ -71,6 +126,11 @@ class AnomalyResult(BaseModel):
     expected: float | None = Field(description="the forecaster's prediction for this reading, if it had one")
     observed: float
     alert: bool
+    detector: Detector = Field(
+        default="model",
+        description="which test set the score: the network's surprise tests, the slow-drift CUSUM, or "
+        "the on-duration rule of a 0/1 state stream (never scored by the network)",
+    )
 
 
 _BINS = 96
@@ -204,6 +264,100 @@ class _PeriodTest:
 
 
 @dataclass(slots=True)
+class _Drift:
+    """CUSUM (upward, or both ways) of the reading in std units of a slow baseline (mean/std
+    averaged over `drift_horizon` readings, exactly at first). The baseline learns each reading
+    `drift_delay` readings late, and only while the CUSUM is below its limit (no alarm): a
+    short excursion (a defrost) is learned once it is over, a drift that outlasts the delay is not
+    (after `drift_horizon` frozen readings the baseline learns again, so a lasting new level does
+    become normal). The statistic is capped at twice the limit so it falls back below the limit
+    soon after a drift ends."""
+
+    recent: deque[float] = field(default_factory=deque)
+    n: int = 0
+    mean: float = 0.0
+    var: float = 0.0
+    hi: float = 0.0
+    lo: float = 0.0
+    frozen: int = 0
+    fired: bool = False
+
+    def step(self, value: float, cfg: AnomalyScorerConfig) -> float:
+        """Fold in one reading; return the CUSUM statistic after it (0 during the warm-up). Once it
+        has reached the limit it reports at least the limit until the CUSUM is back at 0: one
+        alarm per drift, however long the statistic hovers around its limit."""
+        stat = self._step(value, cfg)
+        if stat >= cfg.drift_limit:
+            self.fired = True
+        elif stat <= 0.0:
+            self.fired = False
+        return max(stat, cfg.drift_limit) if self.fired else stat
+
+    def _step(self, value: float, cfg: AnomalyScorerConfig) -> float:
+        stat = 0.0
+        if self.n >= cfg.drift_warmup:
+            std = max(math.sqrt(self.var), 1e-6 * (abs(self.mean) + 1.0))
+            z = min(max((value - self.mean) / std, -_DRIFT_Z_CAP), _DRIFT_Z_CAP)
+            cap = 2.0 * cfg.drift_limit
+            self.hi = min(cap, max(0.0, self.hi + z - cfg.drift_slack))
+            if cfg.drift_both_ways:
+                self.lo = min(cap, max(0.0, self.lo - z - cfg.drift_slack))
+            stat = max(self.hi, self.lo)
+        recent = self.recent
+        recent.append(value)
+        if len(recent) <= cfg.drift_delay:
+            return stat
+        old = recent.popleft()
+        if stat >= _DRIFT_FREEZE * cfg.drift_limit and self.frozen < cfg.drift_horizon:
+            self.frozen += 1
+            return stat
+        self.frozen = 0
+        self.n += 1
+        alpha = 1.0 / min(self.n, cfg.drift_horizon)
+        delta = old - self.mean
+        self.mean += alpha * delta
+        self.var = (1.0 - alpha) * (self.var + alpha * delta * delta)
+        return stat
+
+
+_DRIFT_Z_CAP = 10.0
+_DRIFT_FREEZE = 1.0  # the baseline stops learning while the CUSUM is at this share of its limit
+
+
+@dataclass(slots=True)
+class _StateRule:
+    """On-duration rule for a 0/1 state stream (a door): once `_STATE_MIN_RUNS` on-runs have been
+    seen, alert while the current on-run has lasted `state_min_on_s` and `state_run_factor` times
+    the longest earlier run that did not alert (so a door left open never becomes the norm, while a
+    flag that is normally on for hours learns that from its first runs)."""
+
+    run_start: int | None = None
+    run_alerted: bool = False
+    longest_ms: int = 0
+    runs: int = 0
+
+    def score(self, ts_ms: int, on: bool, cfg: AnomalyScorerConfig) -> float:
+        if not on:
+            if self.run_start is not None:
+                self.runs += 1
+                if not self.run_alerted:
+                    self.longest_ms = max(self.longest_ms, ts_ms - self.run_start)
+            self.run_start = None
+            self.run_alerted = False
+            return 0.0
+        if self.run_start is None:
+            self.run_start = ts_ms
+        limit = max(cfg.state_min_on_s * 1000.0, cfg.state_run_factor * self.longest_ms)
+        if self.runs >= _STATE_MIN_RUNS and ts_ms - self.run_start >= limit:
+            self.run_alerted = True
+            return 1.0
+        return 0.0
+
+
+_STATE_MIN_RUNS = 3  # on-runs a state stream must have shown before its rule may alert
+
+
+@dataclass(slots=True)
 class _Stream:
     features: SensorFeatureState
     likelihood: _Likelihood
@@ -212,6 +366,8 @@ class _Stream:
     periods: list[_PeriodTest] = field(default_factory=list)
     quiet_until: int = 0
     seen: int = 0
+    drift: _Drift = field(default_factory=_Drift)
+    state: _StateRule | None = field(default_factory=_StateRule)  # None once a value is not 0/1
 
 
 class AnomalyScorer:
@@ -257,12 +413,27 @@ class AnomalyScorer:
     def stream_count(self) -> int:
         return len(self._streams)
 
+    def is_warm(self, stream_key: str) -> bool:
+        """Whether the stream is past its warm-up (its scores can rise above 0); 0/1 state streams
+        count as warm (their rule learns from the runs it sees)."""
+        st = self._streams.get(stream_key)
+        if st is None:
+            return False
+        return st.state is not None or st.likelihood.n >= self.config.warmup
+
     def score(self, stream_key: str, ts_ms: int, value: float) -> AnomalyResult:
         cfg = self.config
         st = self._stream(stream_key)
         value = float(value)
         if not math.isfinite(value):
             raise ValueError(f"non-finite reading for {stream_key}: {value}")
+        if st.state is not None:
+            if cfg.state_min_on_s > 0.0 and (value == 0.0 or value == 1.0):
+                s = st.state.score(int(ts_ms), value == 1.0, cfg)
+                return AnomalyResult(
+                    score=s, expected=None, observed=value, alert=s >= cfg.threshold, detector="state"
+                )
+            st.state = None  # a value other than 0/1: a continuous stream from now on
         expected: float | None = None
         score = 0.0
         level = math.log(abs(st.features.normalise(value)) + 1e-3)
@@ -294,12 +465,18 @@ class AnomalyScorer:
         st.seen += 1
         if st.seen <= st.quiet_until:
             score *= cfg.refractory_factor
-        alert = score >= cfg.threshold
-        if alert and cfg.refractory:
+        if score >= cfg.refractory_from and cfg.refractory:
             st.quiet_until = st.seen + cfg.refractory
+        detector: Detector = "model"
+        if cfg.drift_limit > 0.0:
+            drift = min(1.0, cfg.threshold * st.drift.step(value, cfg) / cfg.drift_limit)
+            if drift > score:
+                score, detector = drift, "drift"
         step = st.features.push(int(ts_ms), value)
         if step.ready:
             out = self.model.predict_one(step.features)
             sigma = math.exp(min(max(float(out[1]), -4.0), 4.0))
             st.pending = (float(out[0]), sigma, step.last_value, step.std)
-        return AnomalyResult(score=score, expected=expected, observed=value, alert=alert)
+        return AnomalyResult(
+            score=score, expected=expected, observed=value, alert=score >= cfg.threshold, detector=detector
+        )

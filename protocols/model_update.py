@@ -162,6 +162,9 @@ class ModelStats(Frozen):
     since_ts: TsMs
     readings: Annotated[int, Field(ge=0)] = 0
     alerts_raised: Annotated[int, Field(ge=0)] = 0
+    #: Readings scored at or above the model's own alert threshold (time in alert, not raises:
+    #: a stream stuck in alert raises once but keeps counting here).
+    alert_readings: Annotated[int, Field(ge=0)] = 0
     forecasts: Annotated[int, Field(ge=0)] = 0
     #: Sum over forecast days that have actuals of |P50 - actual| and of actual (WAPE = ratio).
     forecast_abs_error: Annotated[float, Field(ge=0)] = 0.0

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from protocols.gateway import AlertPayload, ForecastPayload, GatewayCommand, GatewayStatusPayload
 from protocols.messages import ScanMessage, StatusMessage, TelemetryMessage
-from protocols.model_update import DesiredModels, KeyRotation, ModelReport, ModelRelease
+from protocols.model_update import DesiredModels, KeyRotation, ModelRelease, ModelReport
 from protocols.sync import SyncAck, SyncBatch
 
 CONTRACTS: Final[tuple[type[BaseModel], ...]] = (

@@ -20,7 +20,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from protocols.model_update import KeyRotation, ModelRelease, PublicKey, Signature, SignedKeyRotation, SignedRelease
+from protocols.model_update import (
+    KeyRotation,
+    ModelRelease,
+    PublicKey,
+    Signature,
+    SignedKeyRotation,
+    SignedRelease,
+)
 
 
 class SignatureError(ValueError):
@@ -75,7 +82,7 @@ class Signer:
 
         key = serialization.load_pem_private_key(pem, password=None)
         if not isinstance(key, Ed25519PrivateKey):
-            raise ValueError("the signing key is not an Ed25519 private key")
+            raise TypeError("the signing key is not an Ed25519 private key")
         self._key = key
         self.public_raw = key.public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw

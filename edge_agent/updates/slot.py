@@ -36,6 +36,7 @@ class StatsCounter:
     since_ts: int
     readings: int = 0
     alerts_raised: int = 0
+    alert_readings: int = 0
     forecasts: int = 0
     forecast_abs_error: float = 0.0
     forecast_actual_units: float = 0.0
@@ -46,6 +47,7 @@ class StatsCounter:
             since_ts=self.since_ts,
             readings=self.readings,
             alerts_raised=self.alerts_raised,
+            alert_readings=self.alert_readings,
             forecasts=self.forecasts,
             forecast_abs_error=round(self.forecast_abs_error, 6),
             forecast_actual_units=round(self.forecast_actual_units, 6),

@@ -5,7 +5,7 @@ Every ``updates.poll_interval_s`` (with jitter), or at once after :meth:`ModelUp
 with ``If-None-Match``. It applies key rotations first (:mod:`~edge_agent.updates.trust`), then per
 task: checks the signed release (:mod:`~edge_agent.updates.verify`), downloads the artifact
 (:mod:`~edge_agent.updates.download`), verifies length and sha256, stores it as
-``{dir}/{task}/{sha256}.tflite`` next to the signed manifest, has the task's worker load and
+``{dir}/{task}/v{version}-{sha256}.tflite`` next to the signed manifest, has the task's worker load and
 pre-warm it on this thread, and hands it over (:class:`~edge_agent.updates.slot.ModelSlot`): the
 worker swaps it in between two messages, or runs it in shadow. Every refusal leaves the running
 model alone, is counted (``edgehouse_agent_model_update_rejected_total{task,code}``), logged and
@@ -58,6 +58,7 @@ from protocols import (
     REPORT_PATH,
     DesiredModel,
     DesiredModels,
+    ModelRelease,
     ModelReport,
     RejectCode,
     SignedKeyRotation,
@@ -389,7 +390,7 @@ class ModelUpdater:
         shadow = slot.shadow_model()
         sha = rel.artifact.sha256
         if digest == ts.last_digest:
-            if desired.mode == "active" and shadow is not None and shadow.sha256 == sha:
+            if desired.mode == "active" and shadow is not None and _same(shadow, rel):
                 return self._promote(slot, ts, shadow, desired)
             return False
         if ts.rejected is not None and ts.rejected.digest == digest and ts.rejected.code in PERMANENT_CODES:
@@ -405,8 +406,9 @@ class ModelUpdater:
                 agent_version=self._agent_version,
             )
             info = ModelInfo(task, rel.model_version, sha, Path(), rel.metadata_version, desired.rollout_id)
-            if running is not None and running.sha256 == sha:
-                # The same bytes under a newer release: record it, reinstall nothing.
+            if running is not None and _same(running, rel):
+                # The same model under a newer release: record it, reinstall nothing. (Same bytes
+                # under another model version is another model: its manifest may differ.)
                 info = dataclasses.replace(info, path=running.path)
                 slot.relabel(info)
                 if desired.mode == "active" and shadow is not None:
@@ -416,7 +418,7 @@ class ModelUpdater:
                 log.info(
                     "%s release %d: same artifact as the running model, recorded", task, rel.metadata_version
                 )
-            elif shadow is not None and shadow.sha256 == sha:
+            elif shadow is not None and _same(shadow, rel):
                 if desired.mode == "active":
                     self._promote(slot, ts, dataclasses.replace(info, path=shadow.path), desired)
                 else:
@@ -492,10 +494,11 @@ class ModelUpdater:
         return True
 
     def _obtain(self, task: str, desired: DesiredModel, ts: TaskState, client: httpx.Client) -> Path:
-        """``{dir}/{task}/{sha256}.tflite`` with exactly the signed bytes, and the signed manifest next to it."""
+        """``{dir}/{task}/v{version}-{sha256}.tflite`` with exactly the signed bytes and the signed manifest next
+        to it (one file pair per model version: two versions may share bytes but not their manifest)."""
         rel = desired.release.signed
         ref = rel.artifact
-        target = self.directory / task / f"{ref.sha256}.tflite"
+        target = self.directory / task / f"v{rel.model_version}-{ref.sha256}.tflite"
         target.parent.mkdir(parents=True, exist_ok=True)
         if not self._verified(target, ref):
             local = [
@@ -597,3 +600,8 @@ def _parse(model: type[_M], item: Any) -> _M:
 
 def _raw_digest(item: Any) -> str:
     return hashlib.sha256(json.dumps(item, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _same(model: ModelInfo, release: ModelRelease) -> bool:
+    """Whether ``model`` is exactly the model ``release`` names (bytes and version)."""
+    return model.sha256 == release.artifact.sha256 and model.version == release.model_version

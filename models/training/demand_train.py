@@ -19,7 +19,7 @@ from models.demand_eval import DemandPanel, active_history, read_panel, rmsse, s
 from models.features import DemandFeatureConfig, demand_features
 from models.runtime import load_model
 from models.training.export import assert_builtin_int8, convert, write_model
-from models.training.tfutil import import_tf
+from models.training.tfutil import import_tf, precision_policy
 
 Progress = Callable[[str, float], None]
 QUANTILES = (0.5, 0.9)
@@ -74,7 +74,7 @@ def _member(keras: Any, inp: Any, horizon: int, hidden: int, prefix: str) -> Any
     h = keras.layers.Dense(hidden, activation="relu", name=f"{prefix}h1")(inp)
     h = keras.layers.Dropout(0.2, name=f"{prefix}drop")(h)
     h = keras.layers.Dense(hidden, activation="relu", name=f"{prefix}h2")(h)
-    return keras.layers.Dense(len(OUTPUT_HEADS) * horizon, name=f"{prefix}out")(h)
+    return keras.layers.Dense(len(OUTPUT_HEADS) * horizon, name=f"{prefix}out", dtype="float32")(h)
 
 
 def build_model(
@@ -100,7 +100,7 @@ def _loss(tf: Any, horizon: int) -> Callable[[Any, Any], Any]:
     return loss
 
 
-def _validate(model_path: Path, panel: DemandPanel, origin: int) -> tuple[float, float]:
+def validate(model_path: Path, panel: DemandPanel, origin: int) -> tuple[float, float]:
     """Mean RMSSE and P90 coverage of a tflite model at one origin (inside the training rows)."""
     fc = DemandForecaster(load_model(model_path))
     h = fc.horizon
@@ -119,82 +119,123 @@ def _validate(model_path: Path, panel: DemandPanel, origin: int) -> tuple[float,
     return float(np.mean(scores)), float(np.mean(covered))
 
 
-def train_demand(cfg: DemandTrainConfig, data: Path, out_dir: Path, progress: Progress) -> dict[str, float]:
+def fit_members(
+    tf: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray,
+    cfg: DemandTrainConfig,
+    progress: Progress,
+    mixed_precision: bool = False,
+) -> list[Any]:
+    """Train ``cfg.members`` independently seeded MLPs (float16 compute under ``mixed_precision``)."""
+    fc = cfg.features
+    trained = []
+    for k in range(cfg.members):
+        tf.keras.utils.set_random_seed(cfg.seed + k)
+        with precision_policy(tf, "mixed_float16" if mixed_precision else "float32"):
+            model = build_model(tf, fc.n_inputs, fc.horizon, cfg.hidden, None)
+            model.compile(optimizer=tf.keras.optimizers.Adam(cfg.learning_rate), loss=_loss(tf, fc.horizon))
+
+            class _Cb(tf.keras.callbacks.Callback):  # type: ignore[misc,name-defined]
+                def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None, k: int = k) -> None:
+                    loss = (logs or {}).get("loss", float("nan"))
+                    done = (k * cfg.epochs + epoch + 1) / (cfg.members * cfg.epochs)
+                    progress(
+                        f"member {k + 1}/{cfg.members} epoch {epoch + 1}/{cfg.epochs} loss {loss:.4f}",
+                        0.1 + 0.6 * done,
+                    )
+
+            model.fit(
+                x,
+                y,
+                sample_weight=weights,
+                epochs=cfg.epochs,
+                batch_size=cfg.batch_size,
+                shuffle=True,
+                verbose=0,
+                callbacks=[_Cb()],
+            )
+        trained.append(model)
+    return trained
+
+
+def export_members(tf: Any, trained: list[Any], cfg: DemandTrainConfig, representative: np.ndarray) -> Any:
+    """One float32 batch-1 graph averaging the trained members (ready for :func:`convert`)."""
+    fc = cfg.features
+    export_model = build_model(tf, fc.n_inputs, fc.horizon, cfg.hidden, 1, members=len(trained))
+    for k, model in enumerate(trained):
+        for layer in model.layers:
+            if layer.weights:
+                export_model.get_layer(f"m{k}_{layer.name[3:]}").set_weights(
+                    [np.asarray(w, np.float32) for w in layer.get_weights()]
+                )
+    return export_model
+
+
+def train_demand_on_panel(
+    cfg: DemandTrainConfig,
+    panel: DemandPanel,
+    out_dir: Path,
+    progress: Progress,
+    *,
+    source: str,
+    recreate_command: str,
+    float_twin: bool = True,
+    mixed_precision: bool | None = None,
+) -> dict[str, float]:
+    """Train on the rows of ``panel`` before its last ``cfg.holdout_rows``, export int8 (+ float32 twin).
+
+    The last 28 training rows validate only (reported); ``source`` describes the data in the manifest;
+    ``mixed_precision`` None trains in mixed_float16 exactly when TensorFlow sees a GPU."""
     tf, device = import_tf(cfg.seed)
     fc = cfg.features
-    panel = read_panel(data)
     end_row = panel.qty.shape[0] - cfg.holdout_rows
     if end_row < cfg.min_history + 2 * fc.horizon:
-        raise ValueError("not enough rows before the hold-out")
+        raise ValueError(
+            f"not enough rows before the hold-out: {end_row} < min_history {cfg.min_history} + 2 x {fc.horizon}"
+        )
     # the last 28 training rows validate (reported only); the model trains on rows before them
     val_origin = end_row - fc.horizon
     progress(f"building samples from rows < {end_row} on {device}", 0.0)
     x, y, weights = training_samples(panel, val_origin, cfg)
     weights = np.minimum(weights / float(np.mean(weights)), 5.0)
     progress(f"training on {x.shape[0]} windows x {panel.qty.shape[1]} SKUs", 0.1)
-    trained = []
-    for k in range(cfg.members):
-        tf.keras.utils.set_random_seed(cfg.seed + k)
-        model = build_model(tf, fc.n_inputs, fc.horizon, cfg.hidden, None)
-        model.compile(optimizer=tf.keras.optimizers.Adam(cfg.learning_rate), loss=_loss(tf, fc.horizon))
-
-        class _Cb(tf.keras.callbacks.Callback):  # type: ignore[misc,name-defined]
-            def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None, k: int = k) -> None:
-                loss = (logs or {}).get("loss", float("nan"))
-                done = (k * cfg.epochs + epoch + 1) / (cfg.members * cfg.epochs)
-                progress(
-                    f"member {k + 1}/{cfg.members} epoch {epoch + 1}/{cfg.epochs} loss {loss:.4f}",
-                    0.1 + 0.6 * done,
-                )
-
-        model.fit(
-            x,
-            y,
-            sample_weight=weights,
-            epochs=cfg.epochs,
-            batch_size=cfg.batch_size,
-            shuffle=True,
-            verbose=0,
-            callbacks=[_Cb()],
-        )
-        trained.append(model)
-    export_model = build_model(tf, fc.n_inputs, fc.horizon, cfg.hidden, 1, members=cfg.members)
-    for k, model in enumerate(trained):
-        for layer in model.layers:
-            if layer.weights:
-                export_model.get_layer(f"m{k}_{layer.name[3:]}").set_weights(layer.get_weights())
+    mixed = device.startswith("GPU") if mixed_precision is None else mixed_precision
+    trained = fit_members(tf, x, y, weights, cfg, progress, mixed_precision=mixed)
     rng = np.random.default_rng(cfg.seed)
     rep = x[rng.choice(x.shape[0], min(cfg.representative_rows, x.shape[0]), replace=False)]
-    progress("converting to int8 and float32 tflite", 0.75)
+    export_model = export_members(tf, trained, cfg, rep)
+    progress("converting to int8" + (" and float32" if float_twin else "") + " tflite", 0.75)
     int8_bytes = convert(tf, export_model, rep, "float32")
     assert_builtin_int8(int8_bytes)
-    float_bytes = convert(tf, export_model, None)
+    variants = [("demand", "int8-full-integer", int8_bytes)]
+    if float_twin:
+        variants.append(("demand_float", "float32", convert(tf, export_model, None)))
     out_dir.mkdir(parents=True, exist_ok=True)
     window = (panel.dates[0].isoformat(), panel.dates[end_row - 1].isoformat())
     fields: dict[str, Any] = {
         "task": "demand",
         "version": cfg.version,
         "training_data": (
-            f"{data.name}: {panel.qty.shape[1]} SKUs, rows 0..{end_row - 1} ({window[0]}..{window[1]}); "
-            f"rows {val_origin}..{end_row - 1} validate only; the last {cfg.holdout_rows} rows are never "
-            "used. Pasta sales: Mancuso, Piccialli & Sudoso, doi:10.17632/njdkntcpc9.1, CC BY 4.0"
+            f"{source}: {panel.qty.shape[1]} SKUs, rows 0..{end_row - 1} ({window[0]}..{window[1]}); "
+            f"rows {val_origin}..{end_row - 1} validate only; the last {cfg.holdout_rows} rows are never used"
         ),
         "training_window": window,
         "seed": cfg.seed,
         "demand_features": fc,
         "quantiles": QUANTILES,
-        "recreate_command": f"edgehouse train demand --seed {cfg.seed} --holdout-rows {cfg.holdout_rows} --out models/default",
+        "recreate_command": recreate_command,
     }
     metrics: dict[str, float] = {"train_windows": float(x.shape[0])}
-    for name, q, data_bytes in (
-        ("demand", "int8-full-integer", int8_bytes),
-        ("demand_float", "float32", float_bytes),
-    ):
-        write_model(
-            out_dir, name, data_bytes, {**fields, "name": name, "quantization": q, "metrics": metrics}
-        )
-    progress("validating int8 vs float32 on the last training month", 0.85)
-    r_q, c_q = _validate(out_dir / "demand.tflite", panel, val_origin)
+
+    def write_all() -> None:
+        for name, q, data_bytes in variants:
+            write_model(out_dir, name, data_bytes, {**fields, "name": name, "quantization": q, "metrics": metrics})
+
+    write_all()
+    progress("validating int8" + (" vs float32" if float_twin else "") + " on the last training month", 0.85)
+    r_q, c_q = validate(out_dir / "demand.tflite", panel, val_origin)
     val_ses = float(
         np.mean(
             [
@@ -207,21 +248,29 @@ def train_demand(cfg: DemandTrainConfig, data: Path, out_dir: Path, progress: Pr
             ]
         )
     )
-    r_f, c_f = _validate(out_dir / "demand_float.tflite", panel, val_origin)
-    metrics |= {
-        "val_rmsse_int8": r_q,
-        "val_rmsse_float32": r_f,
-        "val_rmsse_ses": val_ses,
-        "val_int8_vs_float_rel": r_q / r_f - 1.0,
-        "val_p90_coverage_int8": c_q,
-        "val_p90_coverage_float32": c_f,
-    }
-    for name, q, data_bytes in (
-        ("demand", "int8-full-integer", int8_bytes),
-        ("demand_float", "float32", float_bytes),
-    ):
-        write_model(
-            out_dir, name, data_bytes, {**fields, "name": name, "quantization": q, "metrics": metrics}
-        )
+    metrics |= {"val_rmsse_int8": r_q, "val_rmsse_ses": val_ses, "val_p90_coverage_int8": c_q}
+    if float_twin:
+        r_f, c_f = validate(out_dir / "demand_float.tflite", panel, val_origin)
+        metrics |= {
+            "val_rmsse_float32": r_f,
+            "val_int8_vs_float_rel": r_q / r_f - 1.0,
+            "val_p90_coverage_float32": c_f,
+        }
+    write_all()
     progress("done", 1.0)
     return metrics
+
+
+def train_demand(cfg: DemandTrainConfig, data: Path, out_dir: Path, progress: Progress) -> dict[str, float]:
+    return train_demand_on_panel(
+        cfg,
+        read_panel(data),
+        out_dir,
+        progress,
+        source=(
+            f"{data.name} (Pasta sales: Mancuso, Piccialli & Sudoso, doi:10.17632/njdkntcpc9.1, CC BY 4.0)"
+        ),
+        recreate_command=(
+            f"edgehouse train demand --seed {cfg.seed} --holdout-rows {cfg.holdout_rows} --out models/default"
+        ),
+    )

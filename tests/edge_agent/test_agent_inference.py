@@ -163,8 +163,9 @@ def test_stored_readings_warm_the_streams_up_without_alerting(store: Store) -> N
     values[370] += 15.0  # a second spike, after the restart (and the scorer's 150-reading damping)
     write_telemetry(store, values[:320])  # stored before (re)start, its spike included
     metrics = AgentMetrics()
-    # readings are 1 s apart here: a cool-down shorter than the 170 s between the spikes
-    worker = InferenceWorker(ModelsConfig(cooldown_s=60), GATEWAY, store, metrics, storing(store))
+    # readings are 1 s apart here: a cool-down shorter than the 170 s between the spikes; the threshold
+    # is pinned so the test does not depend on the shipped calibration
+    worker = InferenceWorker(ModelsConfig(cooldown_s=60, threshold=0.3), GATEWAY, store, metrics, storing(store))
     worker.start()
     try:
         assert wait_for(lambda: metrics.value("inference_warmup_readings_total") == 320)

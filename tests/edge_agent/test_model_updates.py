@@ -92,7 +92,7 @@ def test_signed_release_installs_swaps_and_reports(
     running = agent.inference.running_model()
     assert running is not None and running.version == 2 and running.sha256 == sha(data)
     assert running.metadata_version == 2 and running.rollout_id == 7
-    path = agent.config.updates_dir / "anomaly" / f"{sha(data)}.tflite"
+    path = agent.config.updates_dir / "anomaly" / f"v2-{sha(data)}.tflite"
     assert running.path == path and path.read_bytes() == data
     assert json.loads(path.with_suffix(".json").read_text())["version"] == 2  # the signed manifest
     m = agent.metrics

@@ -1,0 +1,47 @@
+"""Dependencies of the model routers: the keyring, the caller's label, and wire-contract bodies.
+
+Wire contracts (``protocols``) are strict models (tuples, no coercion): they are validated from
+the raw JSON body, as a gateway sends it, and errors name the field like any request error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+from fastapi import Depends, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
+
+from cloud.auth import Principal
+from cloud.services.model_signing import Keyring
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def get_keyring(request: Request) -> Keyring:
+    keyring = request.app.state.model_keyring
+    assert isinstance(keyring, Keyring)
+    return keyring
+
+
+KeyringDep = Annotated[Keyring, Depends(get_keyring)]
+
+
+def principal_label(principal: Principal) -> str:
+    """Who acted, for ``promoted_by``/``created_by``: ``admin`` (settings token) or ``token:<id>``."""
+    return principal.role if principal.token_id is None else f"{principal.role}:token:{principal.token_id}"
+
+
+def wire_body(model: type[M]) -> Callable[[Request], Awaitable[M]]:
+    """A dependency that validates the raw JSON body as ``model`` (422 naming the field otherwise)."""
+
+    async def _parse(request: Request) -> M:
+        raw = await request.body()
+        try:
+            return model.model_validate_json(raw)
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False)
+            raise RequestValidationError([{**e, "loc": ("body", *e.get("loc", ()))} for e in errors]) from None
+
+    return _parse

@@ -1,0 +1,162 @@
+"""Queries over the model registry tables (versions, artifacts, releases, baselines, pins).
+
+The caller owns the transaction. Functions that allocate numbers (model versions, metadata
+versions) must run after :func:`lock_task` in a writing transaction, so replicas never collide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from sqlalchemy import Connection, Row, Table, func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+
+from cloud.db.repo import insert_ignore
+from cloud.db.tables import (
+    gateway_model_pins,
+    model_artifacts,
+    model_baselines,
+    model_releases,
+    model_signing_requests,
+    model_versions,
+)
+
+FLEET: Final = "fleet"
+#: Base of the PostgreSQL advisory-lock keys that serialise number allocation per task.
+_LOCK_BASE: Final = 7263512100
+
+
+def site_scope(site: str) -> str:
+    return f"site:{site}"
+
+
+def lock_task(conn: Connection, task: str) -> None:
+    """Serialise writers of one task's registry (SQLite already serialises with BEGIN IMMEDIATE)."""
+    if conn.dialect.name == "postgresql":
+        key = _LOCK_BASE + sum(task.encode())
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
+def _insert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
+    return postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table)
+
+
+def upsert(conn: Connection, table: Table, row: Mapping[str, Any], keys: list[str]) -> None:
+    """Insert ``row`` or update the columns other than ``keys`` of the row with the same keys."""
+    stmt = _insert(conn, table).values(**row)
+    updates = {k: v for k, v in row.items() if k not in keys}
+    conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=updates))
+
+
+# versions and artifacts ----------------------------------------------------------------------
+
+
+def max_model_version(conn: Connection, task: str) -> int:
+    value = conn.execute(select(func.max(model_versions.c.model_version)).where(model_versions.c.task == task))
+    return int(value.scalar() or 0)
+
+
+def get_version(conn: Connection, task: str, version: int) -> Row[Any] | None:
+    return conn.execute(
+        select(model_versions).where(model_versions.c.task == task, model_versions.c.model_version == version)
+    ).first()
+
+
+def set_status(conn: Connection, task: str, version: int, status: str, **extra: Any) -> None:
+    conn.execute(
+        model_versions.update()
+        .where(model_versions.c.task == task, model_versions.c.model_version == version)
+        .values(status=status, **extra)
+    )
+
+
+def put_artifact(conn: Connection, sha256: str, data: bytes, now_ms: int) -> None:
+    insert_ignore(conn, model_artifacts, [{"sha256": sha256, "size_bytes": len(data), "data": data,
+                                           "created_ts": now_ms}])
+
+
+def get_artifact(conn: Connection, sha256: str) -> bytes | None:
+    row = conn.execute(select(model_artifacts.c.data).where(model_artifacts.c.sha256 == sha256)).first()
+    return None if row is None else bytes(row.data)
+
+
+# releases ------------------------------------------------------------------------------------
+
+
+def next_metadata_version(conn: Connection, task: str) -> int:
+    """One above every metadata_version used by the task's releases and signing requests."""
+    released = conn.execute(select(func.max(model_releases.c.metadata_version)).where(model_releases.c.task == task))
+    requested = conn.execute(
+        select(func.max(model_signing_requests.c.metadata_version)).where(model_signing_requests.c.task == task)
+    )
+    return max(int(released.scalar() or 0), int(requested.scalar() or 0)) + 1
+
+
+def latest_release(conn: Connection, task: str, model_version: int) -> Row[Any] | None:
+    """The served (not held) release of that model with the highest metadata_version."""
+    return conn.execute(
+        select(model_releases)
+        .where(model_releases.c.task == task, model_releases.c.model_version == model_version,
+               model_releases.c.held.is_(False))
+        .order_by(model_releases.c.metadata_version.desc())
+        .limit(1)
+    ).first()
+
+
+def releases_of(conn: Connection, task: str, model_version: int) -> list[Row[Any]]:
+    return list(conn.execute(
+        select(model_releases)
+        .where(model_releases.c.task == task, model_releases.c.model_version == model_version)
+        .order_by(model_releases.c.metadata_version)
+    ))
+
+
+# baselines and pins --------------------------------------------------------------------------
+
+
+def baseline(conn: Connection, task: str, scope: str) -> int | None:
+    row = conn.execute(
+        select(model_baselines.c.model_version).where(model_baselines.c.task == task,
+                                                      model_baselines.c.scope == scope)
+    ).first()
+    return None if row is None else int(row.model_version)
+
+
+def scope_baseline(conn: Connection, task: str, scope: str) -> int | None:
+    """The version a scope runs outside rollouts; a site without its own falls back to the fleet's."""
+    found = baseline(conn, task, scope)
+    if found is None and scope != FLEET:
+        found = baseline(conn, task, FLEET)
+    return found
+
+
+def set_baseline(conn: Connection, task: str, scope: str, version: int, now_ms: int) -> None:
+    upsert(conn, model_baselines, {"task": task, "scope": scope, "model_version": version, "updated_ts": now_ms},
+           ["task", "scope"])
+
+
+def pin(conn: Connection, gateway_id: str, task: str) -> int | None:
+    row = conn.execute(
+        select(gateway_model_pins.c.model_version).where(gateway_model_pins.c.gateway_id == gateway_id,
+                                                         gateway_model_pins.c.task == task)
+    ).first()
+    return None if row is None else int(row.model_version)
+
+
+def set_pin(conn: Connection, gateway_id: str, task: str, version: int, now_ms: int) -> None:
+    upsert(conn, gateway_model_pins,
+           {"gateway_id": gateway_id, "task": task, "model_version": version, "updated_ts": now_ms},
+           ["gateway_id", "task"])
+
+
+def clear_pins(conn: Connection, task: str, gateway_ids: list[str]) -> None:
+    if gateway_ids:
+        conn.execute(gateway_model_pins.delete().where(gateway_model_pins.c.task == task,
+                                                       gateway_model_pins.c.gateway_id.in_(gateway_ids)))
+
+
+def gateway_version(conn: Connection, gateway_id: str, site: str, task: str) -> int | None:
+    """The version a gateway runs outside rollouts: its pin, else its site's or the fleet's baseline."""
+    pinned = pin(conn, gateway_id, task)
+    return pinned if pinned is not None else scope_baseline(conn, task, site_scope(site))

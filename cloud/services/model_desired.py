@@ -1,0 +1,119 @@
+"""What each gateway should run (``DesiredModels``) and what it says it runs (``ModelReport``).
+
+Per task, a gateway that is a member of a reached stage of an open rollout gets the candidate's
+latest signed release (``shadow`` while its stage is in the shadow phase, then ``active``);
+every other gateway gets the latest served release of the version it runs outside rollouts (its
+pin, else its site's baseline, else the fleet's). A version that never had a signed release
+(the shipped default) yields no entry: the gateway keeps its shipped model. Every accepted key
+rotation goes to every gateway.
+
+The ETag is the sha256 of the canonical JSON of the document without ``generated_ts``, so it
+changes exactly when what the gateway must do changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Final
+
+from sqlalchemy import Connection, Engine, select
+
+from cloud.db import model_repo, repo
+from cloud.db.engine import reader
+from cloud.db.tables import gateway_model_reports, rollout_members, rollouts
+from cloud.services.errors import NotFound
+from cloud.services.model_signing import now_ms, parse_release, rotations
+from cloud.services.rollout_transitions import OPEN_STATES
+from protocols.model_update import (
+    ARTIFACT_PATH,
+    MODEL_TASKS,
+    DesiredModel,
+    DesiredModels,
+    ModelReport,
+    SignedRelease,
+    TaskReport,
+)
+
+MAX_ROTATIONS: Final = 32
+
+
+def _desired(conn: Connection, release_row: Any, mode: str = "active", rollout_id: int | None = None
+             ) -> DesiredModel:
+    doc: SignedRelease = parse_release(release_row.document)
+    return DesiredModel(task=doc.signed.task, release=doc, mode=mode,  # type: ignore[arg-type]
+                        artifact_path=ARTIFACT_PATH.format(sha256=doc.signed.artifact.sha256),
+                        rollout_id=rollout_id)
+
+
+def rollout_mode(r: Any, member_stage: int) -> str:
+    """``shadow`` for members of the current stage while it is in its shadow phase, else ``active``."""
+    return "shadow" if member_stage == r.stage and r.phase == "shadow" else "active"
+
+
+def _task_model(conn: Connection, gateway_id: str, site: str, task: str) -> DesiredModel | None:
+    hit = conn.execute(
+        select(rollouts, rollout_members.c.stage.label("member_stage"))
+        .join(rollout_members, rollout_members.c.rollout_id == rollouts.c.rollout_id)
+        .where(rollouts.c.task == task, rollouts.c.state.in_(OPEN_STATES),
+               rollout_members.c.gateway_id == gateway_id, rollout_members.c.stage <= rollouts.c.stage)
+        .order_by(rollouts.c.rollout_id.desc()).limit(1)
+    ).first()
+    if hit is not None:
+        release = model_repo.latest_release(conn, task, hit.model_version)
+        if release is not None:
+            return _desired(conn, release, rollout_mode(hit, hit.member_stage), hit.rollout_id)
+    version = model_repo.gateway_version(conn, gateway_id, site, task)
+    release = None if version is None else model_repo.latest_release(conn, task, version)
+    return None if release is None else _desired(conn, release)
+
+
+def desired_models(engine: Engine, gateway_id: str) -> DesiredModels:
+    with reader(engine) as conn:
+        gw = repo.get_gateway(conn, gateway_id)
+        if gw is None:
+            raise NotFound(f"gateway {gateway_id!r} is not registered", "gateway_id")
+        models = [m for task in MODEL_TASKS if (m := _task_model(conn, gateway_id, gw.site, task)) is not None]
+        keys = rotations(conn)[-MAX_ROTATIONS:]
+    return DesiredModels(gateway_id=gateway_id, generated_ts=now_ms(), models=tuple(models),
+                         key_rotations=tuple(keys))
+
+
+def etag(desired: DesiredModels) -> str:
+    """A strong ETag over the content (``generated_ts`` left out)."""
+    data = desired.model_dump(mode="json", by_alias=True, exclude={"generated_ts"})
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return f'"{digest[:40]}"'
+
+
+# reports -------------------------------------------------------------------------------------
+
+
+def store_report(engine: Engine, report: ModelReport) -> None:
+    """Keep the gateway's newest report (an older one arriving late is ignored)."""
+    now = now_ms()
+    with engine.begin() as conn:
+        if repo.get_gateway(conn, report.gateway_id) is None:
+            raise NotFound(f"gateway {report.gateway_id!r} is not registered", "gateway_id")
+        stored = conn.execute(select(gateway_model_reports.c.ts).where(
+            gateway_model_reports.c.gateway_id == report.gateway_id)).first()
+        if stored is not None and stored.ts > report.ts:
+            return
+        model_repo.upsert(conn, gateway_model_reports,
+                          {"gateway_id": report.gateway_id, "ts": report.ts, "received_ts": now,
+                           "report": json.loads(report.model_dump_json(by_alias=True))}, ["gateway_id"])
+
+
+def task_reports(conn: Connection, gateway_ids: list[str], task: str) -> dict[str, TaskReport]:
+    """The latest report's entry for ``task`` of each gateway that has one."""
+    if not gateway_ids:
+        return {}
+    out: dict[str, TaskReport] = {}
+    rows = conn.execute(select(gateway_model_reports.c.gateway_id, gateway_model_reports.c.report)
+                        .where(gateway_model_reports.c.gateway_id.in_(gateway_ids)))
+    for row in rows:
+        report = ModelReport.model_validate_json(json.dumps(row.report))
+        for entry in report.tasks:
+            if entry.task == task:
+                out[row.gateway_id] = entry
+    return out

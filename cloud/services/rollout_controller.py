@@ -1,0 +1,181 @@
+"""The rollout controller: a thread that advances running rollouts every ``rollout_tick_s``.
+
+Each pass, for every running rollout (in its own transaction, the rollout row locked so that
+replicas never act twice):
+
+1. a member of a reached stage whose report rejects the candidate → automatic rollback;
+2. current stage in shadow phase: every member's shadow gate (``rollout_gates``); one failing
+   → automatic rollback; all passing → the stage switches to active;
+3. current stage active: done when every member runs the candidate (and, for rollouts without
+   shadow, passes the active-vs-previous gate) and ``min_stage_duration_s`` passed → next stage,
+   or the rollout completes;
+4. a stage older than ``stage_timeout_s`` → halted (not rolled back), naming who it waits for.
+
+Then, with an online key, releases in use that expire within a quarter of their lifetime are
+re-signed. Start with :meth:`RolloutController.start`; :meth:`stop` sets the stop event and joins.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, select
+
+from cloud.db.engine import reader
+from cloud.db.tables import rollout_members, rollouts
+from cloud.model_schemas import Gates
+from cloud.services import rollout_transitions as tr
+from cloud.services.model_desired import task_reports
+from cloud.services.model_signing import Keyring, due_for_resign, now_ms, resign_expiring
+from cloud.services.rollout_gates import GateResult, evaluate, rejection
+from cloud.services.rollouts import stage_name
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ControllerHealth:
+    ticks: int = 0
+    errors: int = 0
+    last_tick_ts: int | None = None
+    last_error: str | None = None
+
+
+def _set_gates(conn: Connection, r: Any, members: list[Any], results: dict[str, GateResult]) -> None:
+    for m in members:
+        res = results.get(m.gateway_id)
+        if res is not None and (m.gate, m.detail) != (res.verdict, res.detail):
+            conn.execute(rollout_members.update()
+                         .where(rollout_members.c.rollout_id == r.rollout_id,
+                                rollout_members.c.gateway_id == m.gateway_id)
+                         .values(gate=res.verdict, detail=res.detail))
+
+
+def step(conn: Connection, keyring: Keyring, rollout_id: int, now: int) -> None:
+    """Advance one rollout as far as the reports allow (one transition per call at most)."""
+    r = tr.lock_rollout(conn, rollout_id)
+    if r is None or r.state != "running":
+        return
+    v = int(r.model_version)
+    gates = Gates(**r.params["gates"])
+    shadow = bool(r.params["shadow"])
+    reached = tr.members(conn, rollout_id, r.stage)
+    reports = task_reports(conn, [m.gateway_id for m in reached], r.task)
+    for m in reached:
+        why = rejection(reports.get(m.gateway_id), v)
+        if why is not None:
+            _set_gates(conn, r, [m], {m.gateway_id: GateResult("fail", f"rejected: {why}")})
+            tr.rollback(conn, keyring, r, f"gateway {m.gateway_id} rejected {r.task} version {v}: {why}", now)
+            return
+    current = [m for m in reached if m.stage == r.stage]
+    name = stage_name(r.stage)
+    results: dict[str, GateResult] = {}
+    if r.phase == "shadow" or not shadow:
+        results = {m.gateway_id: evaluate(r.task, v, reports.get(m.gateway_id), r.phase, gates) for m in current}
+    else:
+        for m in current:
+            rep = reports.get(m.gateway_id)
+            running = None if rep is None else rep.current_version
+            results[m.gateway_id] = GateResult("pass" if running == v else "pending", f"running version {running}")
+    _set_gates(conn, r, current, results)
+    failed = [(gw, res) for gw, res in results.items() if res.verdict == "fail"]
+    if failed:
+        gw, res = failed[0]
+        tr.rollback(conn, keyring, r, f"{name} {r.phase} gate failed on gateway {gw}: {res.detail}", now)
+        return
+    passed = all(res.verdict == "pass" for res in results.values())
+    elapsed_ms = now - r.stage_started_ts
+    if r.phase == "shadow" and passed:
+        conn.execute(rollouts.update().where(rollouts.c.rollout_id == rollout_id)
+                     .values(phase="active", updated_ts=now))
+        detail = "; ".join(f"{gw}: {res.detail}" for gw, res in sorted(results.items()))
+        tr.add_event(conn, rollout_id, "shadow_passed", f"{name}: every member passed the shadow gate ({detail})",
+                     now, r.stage)
+        return
+    if r.phase == "active":
+        running = all(reports.get(m.gateway_id) is not None
+                      and reports[m.gateway_id].current_version == v for m in current)
+        if running and passed and elapsed_ms >= gates.min_stage_duration_s * 1000:
+            tr.add_event(conn, rollout_id, "stage_done",
+                         f"{name}: {len(current)} gateways run version {v}", now, r.stage)
+            if r.stage + 1 >= r.n_stages:
+                tr.complete(conn, r, now)
+                return
+            conn.execute(rollouts.update().where(rollouts.c.rollout_id == rollout_id).values(
+                stage=r.stage + 1, phase="shadow" if shadow else "active", stage_started_ts=now, updated_ts=now))
+            nxt = conn.execute(select(rollout_members.c.gateway_id).where(
+                rollout_members.c.rollout_id == rollout_id, rollout_members.c.stage == r.stage + 1)
+                .order_by(rollout_members.c.gateway_id))
+            tr.add_event(conn, rollout_id, "stage_started",
+                         f"{stage_name(r.stage + 1)} ({', '.join(row.gateway_id for row in nxt)}) starts"
+                         f"{' in shadow' if shadow else ''}", now, r.stage + 1)
+            return
+    if elapsed_ms > gates.stage_timeout_s * 1000:
+        waiting = [f"{gw} ({res.detail})" for gw, res in sorted(results.items()) if res.verdict != "pass"]
+        tr.set_state(conn, r, "halted", "halted",
+                     f"{name} timed out after {gates.stage_timeout_s:g} s in {r.phase} phase; waiting for "
+                     f"{', '.join(waiting) or 'the minimum stage duration'}", now)
+
+
+class RolloutController:
+    """Runs :func:`step` over running rollouts and re-signs expiring releases, until stopped."""
+
+    def __init__(self, engine: Engine, keyring: Keyring, tick_s: float) -> None:
+        if tick_s <= 0:
+            raise ValueError("tick_s: must be positive")
+        self._engine = engine
+        self._keyring = keyring
+        self._tick_s = tick_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.health = ControllerHealth()
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("the rollout controller is already started")
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="rollout-controller", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                self.tick()
+                failures = 0
+            except Exception as exc:  # one bad pass must not end the loop
+                failures += 1
+                self.health.errors += 1
+                self.health.last_error = repr(exc)
+                log.exception("rollout controller pass failed")
+            # back off (bounded) while the database keeps failing
+            self._stop.wait(min(self._tick_s * (2 ** min(failures, 6)), max(self._tick_s, 60.0)))
+
+    def tick(self, now: int | None = None) -> None:
+        """One pass over every running rollout, then the re-signing of expiring releases."""
+        now = now_ms() if now is None else now
+        with reader(self._engine) as conn:
+            ids = [int(row.rollout_id) for row in conn.execute(
+                select(rollouts.c.rollout_id).where(rollouts.c.state == "running").order_by(rollouts.c.rollout_id))]
+        for rollout_id in ids:
+            if self._stop.is_set():
+                return
+            with self._engine.begin() as conn:
+                step(conn, self._keyring, rollout_id, now)
+        if self._keyring.signer is not None:
+            with reader(self._engine) as conn:
+                due = due_for_resign(conn, self._keyring, tr.in_use(conn), now)
+            if due:
+                with self._engine.begin() as conn:
+                    resign_expiring(conn, self._keyring, due, now)
+        self.health.ticks += 1
+        self.health.last_tick_ts = now

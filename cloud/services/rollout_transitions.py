@@ -1,0 +1,157 @@
+"""State transitions of a rollout shared by the admin actions and the controller.
+
+Every function runs in the caller's writing transaction and logs an event with its reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Final
+
+from sqlalchemy import Connection, Row, func, select
+
+from cloud.db import model_repo
+from cloud.db.tables import (
+    gateway_model_pins,
+    gateways,
+    model_baselines,
+    model_releases,
+    rollout_events,
+    rollout_members,
+    rollouts,
+)
+from cloud.services import model_signing
+from cloud.services.model_signing import Keyring
+
+log = logging.getLogger(__name__)
+
+#: Rollouts whose candidate is served to the members of reached stages.
+OPEN_STATES: Final = ("running", "paused", "halted")
+
+
+def add_event(conn: Connection, rollout_id: int, kind: str, reason: str, now: int, stage: int | None = None) -> None:
+    conn.execute(rollout_events.insert().values(rollout_id=rollout_id, ts=now, kind=kind, stage=stage,
+                                                reason=reason))
+    log.info("rollout %d: %s (%s)", rollout_id, kind, reason)
+
+
+def set_state(conn: Connection, r: Row[Any], state: str, kind: str, reason: str, now: int, **extra: Any) -> None:
+    conn.execute(rollouts.update().where(rollouts.c.rollout_id == r.rollout_id)
+                 .values(state=state, reason=reason, updated_ts=now, **extra))
+    add_event(conn, r.rollout_id, kind, reason, now, r.stage)
+
+
+def lock_rollout(conn: Connection, rollout_id: int) -> Row[Any] | None:
+    """The rollout row, locked for this transaction (PostgreSQL; SQLite writers are serialised)."""
+    stmt = select(rollouts).where(rollouts.c.rollout_id == rollout_id)
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return conn.execute(stmt).first()
+
+
+def members(conn: Connection, rollout_id: int, max_stage: int | None = None) -> list[Row[Any]]:
+    stmt = select(rollout_members).where(rollout_members.c.rollout_id == rollout_id)
+    if max_stage is not None:
+        stmt = stmt.where(rollout_members.c.stage <= max_stage)
+    return list(conn.execute(stmt.order_by(rollout_members.c.stage, rollout_members.c.gateway_id)))
+
+
+def _site_of(conn: Connection) -> dict[str, str]:
+    return {row.gateway_id: row.site for row in conn.execute(select(gateways.c.gateway_id, gateways.c.site))}
+
+
+def _retire_if_unused(conn: Connection, task: str, version: int | None) -> None:
+    if version is None:
+        return
+    used = conn.execute(select(func.count()).select_from(model_baselines).where(
+        model_baselines.c.task == task, model_baselines.c.model_version == version)).scalar()
+    pinned = conn.execute(select(func.count()).select_from(gateway_model_pins).where(
+        gateway_model_pins.c.task == task, gateway_model_pins.c.model_version == version)).scalar()
+    if not used and not pinned:
+        row = model_repo.get_version(conn, task, version)
+        if row is not None and row.status == "promoted":
+            model_repo.set_status(conn, task, version, "retired")
+
+
+def complete(conn: Connection, r: Row[Any], now: int) -> None:
+    """Every stage done: the candidate becomes the scope's baseline (or the group's pin)."""
+    ids = [m.gateway_id for m in members(conn, r.rollout_id)]
+    if r.group_name is None:
+        model_repo.set_baseline(conn, r.task, r.scope, r.model_version, now)
+        model_repo.clear_pins(conn, r.task, ids)
+        what = f"version {r.model_version} is now the {r.scope} baseline"
+    else:
+        for gw in ids:
+            model_repo.set_pin(conn, gw, r.task, r.model_version, now)
+        what = f"version {r.model_version} is pinned on the {len(ids)} gateways of group {r.group_name}"
+    set_state(conn, r, "completed", "completed", f"all {r.n_stages} stages done: {what}", now)
+    for previous in {m.previous_version for m in members(conn, r.rollout_id)} | {r.previous_version}:
+        _retire_if_unused(conn, r.task, previous)
+
+
+def abort(conn: Connection, r: Row[Any], reason: str, now: int) -> None:
+    """Stop advancing and leave every gateway on what it runs: pin the candidate where it is active."""
+    for m in members(conn, r.rollout_id, r.stage):
+        if m.stage < r.stage or r.phase == "active":
+            model_repo.set_pin(conn, m.gateway_id, r.task, r.model_version, now)
+    set_state(conn, r, "aborted", "aborted", reason, now)
+
+
+def _candidate_top_md(conn: Connection, task: str, version: int) -> int:
+    value = conn.execute(select(func.max(model_releases.c.metadata_version)).where(
+        model_releases.c.task == task, model_releases.c.model_version == version)).scalar()
+    return int(value or 0)
+
+
+def _rollback_release(conn: Connection, keyring: Keyring, r: Row[Any], target: int, now: int) -> str:
+    """Make a rollback release to ``target`` servable: pre-signed, signed now, or requested offline."""
+    above = _candidate_top_md(conn, r.task, r.model_version)
+    md = model_signing.publish_held_rollback(conn, r.task, target, above)
+    if md is not None:
+        return f"pre-signed rollback release md={md} to version {target}"
+    if keyring.signer is not None:
+        issued = model_signing.issue_release(conn, keyring, r.task, target, rollback=True, held=False,
+                                             purpose="rollback", now=now)
+        return f"signed rollback release md={issued.metadata_version} to version {target}"
+    if model_signing.release_pending(conn, r.task, target, rollback=True):
+        return f"rollback release to version {target} awaits its offline signature"
+    issued = model_signing.issue_release(conn, keyring, r.task, target, rollback=True, held=False,
+                                         purpose="rollback", now=now)
+    return f"rollback release md={issued.metadata_version} to version {target} awaits its offline signature"
+
+
+def rollback(conn: Connection, keyring: Keyring, r: Row[Any], reason: str, now: int) -> None:
+    """Send every member back to the model it ran before; the candidate is rejected for good."""
+    ms = members(conn, r.rollout_id)
+    if r.state == "completed" and r.group_name is None and r.previous_version is not None:
+        model_repo.set_baseline(conn, r.task, r.scope, r.previous_version, now)
+    sites = _site_of(conn)
+    targets = {m.previous_version for m in ms if m.previous_version is not None}
+    if r.previous_version is not None:
+        targets.add(r.previous_version)
+    targets.discard(r.model_version)
+    notes = [_rollback_release(conn, keyring, r, target, now) for target in sorted(targets)]
+    for m in ms:
+        site = sites.get(m.gateway_id)
+        baseline = None if site is None else model_repo.scope_baseline(conn, r.task, model_repo.site_scope(site))
+        if m.previous_version is None or m.previous_version in (baseline, r.model_version):
+            model_repo.clear_pins(conn, r.task, [m.gateway_id])
+        else:
+            model_repo.set_pin(conn, m.gateway_id, r.task, m.previous_version, now)
+    for target in targets:
+        row = model_repo.get_version(conn, r.task, target)
+        if row is not None and row.status == "retired":
+            model_repo.set_status(conn, r.task, target, "promoted")
+    model_repo.set_status(conn, r.task, r.model_version, "rejected")
+    set_state(conn, r, "rolled_back", "rolled_back", f"{reason}; {'; '.join(notes)}" if notes else reason, now)
+
+
+def in_use(conn: Connection) -> set[tuple[str, int]]:
+    """(task, version) pairs served now: baselines, pins and candidates of open rollouts."""
+    found = {(row.task, int(row.model_version))
+             for row in conn.execute(select(model_baselines.c.task, model_baselines.c.model_version))}
+    found |= {(row.task, int(row.model_version))
+              for row in conn.execute(select(gateway_model_pins.c.task, gateway_model_pins.c.model_version))}
+    found |= {(row.task, int(row.model_version)) for row in conn.execute(
+        select(rollouts.c.task, rollouts.c.model_version).where(rollouts.c.state.in_(OPEN_STATES)))}
+    return found

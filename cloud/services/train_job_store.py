@@ -1,0 +1,136 @@
+"""Rows of the ``train_jobs`` table: create, read, and guarded state transitions (SQLAlchemy Core)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import Engine, select, update
+
+from cloud.db.engine import reader
+from cloud.db.tables import train_jobs
+
+JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+FINISHED: Final = frozenset({"succeeded", "failed", "cancelled"})
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class TrainJobOut(BaseModel):
+    """A retraining job as the API shows it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job_id: int
+    task: str
+    scope: str
+    state: JobState
+    progress: float
+    message: str | None
+    metrics: dict[str, float] | None
+    candidate_version: int | None
+    parent_version: int | None
+    gate_passed: bool | None
+    gate_reason: str | None
+    error: str | None
+    data_from_ts: int | None
+    data_to_ts: int | None
+    params: dict[str, Any]
+    created_by: str
+    created_ts: int
+    started_ts: int | None
+    finished_ts: int | None
+
+
+class TrainJobDetail(TrainJobOut):
+    log: list[str]
+
+
+def _out(row: Any, with_log: bool = False) -> TrainJobOut:
+    fields = {c: getattr(row, c) for c in TrainJobOut.model_fields}
+    if with_log:
+        return TrainJobDetail(**fields, log=list(row.log or []))
+    return TrainJobOut(**fields)
+
+
+def insert(engine: Engine, task: str, scope: str, params: Mapping[str, Any], created_by: str) -> int:
+    with engine.begin() as conn:
+        result = conn.execute(
+            train_jobs.insert().values(
+                task=task, scope=scope, state="queued", progress=0.0, message="queued", log=[], params=dict(params),
+                created_by=created_by, created_ts=now_ms(),
+            )
+        )
+        key = result.inserted_primary_key
+        assert key is not None
+        return int(key[0])
+
+
+def get(engine: Engine, job_id: int) -> Any | None:
+    with reader(engine) as conn:
+        return conn.execute(select(train_jobs).where(train_jobs.c.job_id == job_id)).first()
+
+
+def detail(engine: Engine, job_id: int) -> TrainJobDetail | None:
+    row = get(engine, job_id)
+    out = _out(row, with_log=True) if row is not None else None
+    assert out is None or isinstance(out, TrainJobDetail)
+    return out
+
+
+def summary(engine: Engine, job_id: int) -> TrainJobOut | None:
+    row = get(engine, job_id)
+    return _out(row) if row is not None else None
+
+
+def list_jobs(engine: Engine, task: str | None, state: str | None, limit: int) -> list[TrainJobOut]:
+    stmt = select(train_jobs).order_by(train_jobs.c.job_id.desc()).limit(limit)
+    if task is not None:
+        stmt = stmt.where(train_jobs.c.task == task)
+    if state is not None:
+        stmt = stmt.where(train_jobs.c.state == state)
+    with reader(engine) as conn:
+        return [_out(r) for r in conn.execute(stmt)]
+
+
+def job_ids_in(engine: Engine, state: JobState) -> list[int]:
+    with reader(engine) as conn:
+        rows = conn.execute(select(train_jobs.c.job_id).where(train_jobs.c.state == state).order_by(train_jobs.c.job_id))
+        return [int(r[0]) for r in rows]
+
+
+def transition(engine: Engine, job_id: int, from_states: Iterable[str], **values: Any) -> bool:
+    """Set ``values`` if the job is in one of ``from_states``; whether it was."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(train_jobs)
+            .where(train_jobs.c.job_id == job_id, train_jobs.c.state.in_(list(from_states)))
+            .values(**values)
+        )
+        return bool(result.rowcount)
+
+
+def fail_all(engine: Engine, state: JobState, error: str) -> int:
+    """Mark every job in ``state`` failed with ``error``; how many."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(train_jobs)
+            .where(train_jobs.c.state == state)
+            .values(state="failed", error=error, message=error, finished_ts=now_ms())
+        )
+        return int(result.rowcount)
+
+
+def candidate_keras_job(engine: Engine, task: str, version: int) -> int | None:
+    """The succeeded job that produced model ``version`` of ``task``, if any."""
+    with reader(engine) as conn:
+        row = conn.execute(
+            select(train_jobs.c.job_id).where(
+                train_jobs.c.task == task, train_jobs.c.candidate_version == version, train_jobs.c.state == "succeeded"
+            )
+        ).first()
+    return int(row[0]) if row is not None else None

@@ -1,0 +1,181 @@
+"""Training data from the cloud store (SQLAlchemy Core; SQLite and PostgreSQL) and its hold-out split.
+
+* anomaly: one reading series per (device_id, metric), ordered by ``ts``; the hold-out is the last
+  ``holdout_fraction`` of each series' time span.
+* demand: daily units of one scan direction per (site, sku) as a :class:`DemandPanel` (columns
+  ``"<site>/<sku>"``, one row per UTC day, promo flags zero: scans carry no promotions); the
+  hold-out is the last ``holdout_days`` rows.
+
+A scope is ``"fleet"`` (every gateway) or ``"site:<site>"`` (the gateways of one site).
+Timestamps are milliseconds since the epoch; ranges are ``[from_ts, to_ts)``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Final
+
+import numpy as np
+from sqlalchemy import Engine, Select, func, select
+
+from cloud.db.engine import reader
+from cloud.db.tables import gateways, readings, scans, telemetry
+from models.demand_eval import DemandPanel
+
+DAY_MS: Final = 86_400_000
+EPOCH: Final = date(1970, 1, 1)
+SCOPE_PATTERN: Final = re.compile(r"^(fleet|site:[A-Za-z0-9][A-Za-z0-9_.:-]{0,63})$")
+
+
+def parse_scope(scope: str) -> str | None:
+    """The site of a ``site:<site>`` scope, None for ``fleet``; ValueError for anything else."""
+    if not SCOPE_PATTERN.match(scope):
+        raise ValueError("must be 'fleet' or 'site:<site>'")
+    return None if scope == "fleet" else scope.removeprefix("site:")
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingSeries:
+    device_id: str
+    metric: str
+    ts_ms: np.ndarray  # int64, ascending
+    values: np.ndarray  # float64
+
+    def __len__(self) -> int:
+        return int(self.ts_ms.shape[0])
+
+    def span(self) -> tuple[int, int]:
+        return int(self.ts_ms[0]), int(self.ts_ms[-1])
+
+    def where(self, mask: np.ndarray) -> ReadingSeries:
+        return ReadingSeries(self.device_id, self.metric, self.ts_ms[mask], self.values[mask])
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesSplit:
+    """One series cut at ``cut_ts``: readings before it train, readings at or after it are held back."""
+
+    train: ReadingSeries
+    holdout: ReadingSeries
+    cut_ts: int
+
+
+def _in_range(stmt: Select[tuple[object, ...]], ts: object, from_ts: int | None, to_ts: int | None
+              ) -> Select[tuple[object, ...]]:
+    if from_ts is not None:
+        stmt = stmt.where(ts >= from_ts)  # type: ignore[operator]
+    if to_ts is not None:
+        stmt = stmt.where(ts < to_ts)  # type: ignore[operator]
+    return stmt
+
+
+def reading_series(engine: Engine, site: str | None = None, from_ts: int | None = None,
+                   to_ts: int | None = None) -> list[ReadingSeries]:
+    """Every (device_id, metric) series of the scope in ``[from_ts, to_ts)``, readings ordered by ts."""
+    stmt = select(readings.c.device_id, readings.c.metric, readings.c.ts, readings.c.value)
+    if site is not None:
+        stmt = (
+            stmt.join(telemetry, telemetry.c.id == readings.c.record_id)
+            .join(gateways, gateways.c.gateway_id == telemetry.c.gateway_id)
+            .where(gateways.c.site == site)
+        )
+    stmt = _in_range(stmt, readings.c.ts, from_ts, to_ts)
+    stmt = stmt.order_by(readings.c.device_id, readings.c.metric, readings.c.ts, readings.c.record_id)
+    out: list[ReadingSeries] = []
+    key: tuple[str, str] | None = None
+    ts: list[int] = []
+    values: list[float] = []
+
+    def flush() -> None:
+        if key is not None and ts:
+            out.append(ReadingSeries(key[0], key[1], np.asarray(ts, np.int64), np.asarray(values, np.float64)))
+
+    with reader(engine) as conn:
+        for device_id, metric, t, v in conn.execution_options(yield_per=10_000).execute(stmt):
+            if (device_id, metric) != key:
+                flush()
+                key, ts, values = (device_id, metric), [], []
+            ts.append(int(t))
+            values.append(float(v))
+    flush()
+    return out
+
+
+def split_series(series: list[ReadingSeries], holdout_fraction: float) -> list[SeriesSplit]:
+    """Cut each series at ``first + (1 - holdout_fraction) * (last - first)`` of its time span."""
+    if not 0.0 < holdout_fraction < 1.0:
+        raise ValueError("holdout_fraction must be in (0, 1)")
+    out = []
+    for s in series:
+        first, last = s.span()
+        cut = first + int(np.ceil((1.0 - holdout_fraction) * (last - first)))
+        if cut <= first:  # a single timestamp: nothing to hold back
+            cut = last + 1
+        before = s.ts_ms < cut
+        out.append(SeriesSplit(train=s.where(before), holdout=s.where(~before), cut_ts=cut))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Demand
+# ---------------------------------------------------------------------------------------------
+
+
+def daily_units(engine: Engine, direction: str, site: str | None = None, from_ts: int | None = None,
+                to_ts: int | None = None) -> dict[tuple[str, str], dict[int, float]]:
+    """Units of ``direction`` scans per (site, sku) per UTC day number (days since 1970-01-01)."""
+    day = (scans.c.ts // DAY_MS).label("day")  # integer division on both backends (ts >= 0)
+    stmt = (
+        select(gateways.c.site, scans.c.sku, day, func.sum(scans.c.qty))
+        .join(gateways, gateways.c.gateway_id == scans.c.gateway_id)
+        .where(scans.c.direction == direction)
+    )
+    if site is not None:
+        stmt = stmt.where(gateways.c.site == site)
+    stmt = _in_range(stmt, scans.c.ts, from_ts, to_ts).group_by(gateways.c.site, scans.c.sku, day)
+    out: dict[tuple[str, str], dict[int, float]] = {}
+    with reader(engine) as conn:
+        for row_site, sku, d, units in conn.execute(stmt):
+            out.setdefault((row_site, sku), {})[int(d)] = float(units)
+    return out
+
+
+def demand_panel(engine: Engine, direction: str, site: str | None = None, from_ts: int | None = None,
+                 to_ts: int | None = None) -> DemandPanel | None:
+    """A daily panel of every (site, sku) from the first scanned day to the last complete day.
+
+    The last row is the day before the one holding ``to_ts`` (the end of whole days), and never past
+    the last day with a scan. Days without scans count 0 units. None when there is no scan at all."""
+    per_series = daily_units(engine, direction, site, from_ts, to_ts)
+    if not per_series:
+        return None
+    first = min(min(days) for days in per_series.values())
+    end = max(max(days) for days in per_series.values()) + 1
+    if to_ts is not None:
+        end = min(end, to_ts // DAY_MS)
+    if end <= first:
+        return None
+    keys = sorted(per_series)
+    qty = np.zeros((end - first, len(keys)))
+    for j, key in enumerate(keys):
+        for d, units in per_series[key].items():
+            if first <= d < end:
+                qty[d - first, j] = units
+    return DemandPanel(
+        dates=tuple(EPOCH + timedelta(days=d) for d in range(first, end)),
+        skus=tuple(f"{s}/{sku}" for s, sku in keys),
+        qty=qty,
+        promo=np.zeros_like(qty),
+    )
+
+
+def head_rows(panel: DemandPanel, rows: int) -> DemandPanel:
+    """The first ``rows`` rows of ``panel`` (the training part when the rest is held back)."""
+    return DemandPanel(dates=panel.dates[:rows], skus=panel.skus, qty=panel.qty[:rows].copy(),
+                       promo=panel.promo[:rows].copy())
+
+
+def day_start_ms(day: date) -> int:
+    return (day - EPOCH).days * DAY_MS
