@@ -10,7 +10,8 @@ for the whole run. Then, as an admin would:
 2. the rollout is rolled back by hand: another swap per agent, back to the baseline;
 3. a deliberately worse candidate (alert threshold far too low) is rolled out: it must halt at
    the canary and roll back, never reaching a gateway of a later wave;
-4. one agent, whose cloud traffic passes through a man in the middle, is fed every attack on
+4. a sound candidate is rolled out again (one more swap per agent);
+5. one agent, whose cloud traffic passes through a man in the middle, is fed every attack on
    the update path (unsigned, unknown key, tampered artifact and manifest, truncated download,
    replayed and downgraded releases, expired, new manifest with an old artifact, wrong tensor
    shapes, a disk that fills up during the download, a key rotation signed by a stranger):
@@ -123,8 +124,15 @@ class AttackLab:
         self.running = running
         self.md = last_md + 100  # above anything the cloud issued: only the attack itself can be wrong
         self.shipped, self.manifest = shipped_variant("anomaly")
-        # Different bytes that load (one character of the converter's description), so nothing local matches.
-        self.other = self.shipped.replace(b"MLIR Converted.", b"MLIR Converted!")
+        self._variants = 0
+
+    def fresh(self) -> bytes:
+        """Model bytes that load and that no earlier case used (one character of the converter's
+        description differs), so the agent cannot reuse a local copy and must download them."""
+        self._variants += 1
+        out = self.shipped.replace(b"MLIR Converted.", b"MLIR Converted" + bytes([ord("A") + self._variants]))
+        assert out != self.shipped and len(out) == len(self.shipped)
+        return out
 
     def _release(self, data: bytes, *, version: int | None = None, manifest: dict[str, Any] | None = None,
                  created: int | None = None, expires: int | None = None, rollback: bool = False) -> ModelRelease:
@@ -158,49 +166,58 @@ class AttackLab:
         return Attack(desired, artifacts)
 
     def cases(self) -> list[Case]:
-        s, other = self.signer, self.other
+        s = self.signer
 
         def unsigned() -> Attack:
+            other = self.fresh()
             return self._serve(SignedRelease(signed=self._release(other), signatures=()), other)
 
         def unknown_key() -> Attack:
+            other = self.fresh()
             return self._serve(self.stranger.sign_release(self._release(other)), other)
 
         def tampered_artifact() -> Attack:
+            other = self.fresh()
             bad = bytearray(other)
             bad[len(bad) // 2] ^= 0xFF
             return self._serve(s.sign_release(self._release(other)), bytes(bad))
 
         def tampered_manifest() -> Attack:
+            other = self.fresh()
             doc = json.loads(s.sign_release(self._release(other)).model_dump_json(by_alias=True))
             doc["signed"]["manifest"]["anomaly_defaults"]["threshold"] = 0.01
             return self._serve(doc, other)
 
         def truncated() -> Attack:
+            other = self.fresh()
             return self._serve(s.sign_release(self._release(other)), other[: len(other) // 2])
 
         def replay() -> Attack:
             return self._serve(self.old_release)
 
         def downgrade() -> Attack:
-            return self._serve(s.sign_release(self._release(other, version=max(1, self.running - 1) if self.running > 1
-                                                                else 1)), other)
+            other = self.fresh()
+            return self._serve(s.sign_release(self._release(other, version=self.running - 1)), other)
 
         def expired() -> Attack:
+            other = self.fresh()
             now = int(time.time() * 1000)
             return self._serve(s.sign_release(self._release(other, created=now - 3 * DAY_MS, expires=now - DAY_MS)),
                                other)
 
         def old_artifact() -> Attack:
+            other = self.fresh()
             return self._serve(s.sign_release(self._release(other)), self.shipped)
 
         def wrong_shapes() -> Attack:
+            other = self.fresh()
             man = dict(self.manifest)
             man["inputs"] = [{**man["inputs"][0], "shape": [1, 30]}]
             return self._serve(s.sign_release(self._release(other, manifest=man)), other)
 
         def disk_full() -> Attack:
             # The staging file of this artifact lands on a device that is always full (ENOSPC).
+            other = self.fresh()
             rel = self._release(other)
             part = self.agent.data_dir / "models" / "staging" / f"{rel.artifact.sha256}.part"
             part.parent.mkdir(parents=True, exist_ok=True)
@@ -309,24 +326,29 @@ def main() -> None:
             watch = Watch(agents)
             with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
                           console=console) as progress:
-                phase = progress.add_task("warming up the agents", total=5)
+                phase = progress.add_task("warming up the agents", total=6)
                 _stack.wait_until(lambda: all(a.status()["stored"]["telemetry"] >= 1500 for a in agents), 300, 0.5)
                 baseline = running_version(agents[0].status(), "anomaly")
                 assert baseline is not None
+
+                def roll_out_everywhere(version: int) -> None:
+                    ro = admin.rollout("anomaly", version, canary_fraction=0.25, waves=[1.0], shadow=True,
+                                       gates=GATES)
+                    final = admin.wait_rollout(ro["rollout_id"], 300)
+                    assert final["state"] == "completed", final["events"]
+                    _stack.wait_until(lambda: all(running_version(a.status(), "anomaly") == version for a in agents),
+                                      120, 0.2)
 
                 progress.update(phase, advance=1, description="sound candidate: canary in shadow, then everyone")
                 tflite, manifest = shipped_variant("anomaly")
                 good = admin.upload("anomaly", tflite, manifest, parent_version=baseline)
                 admin.promote("anomaly", good)
-                good_doc = admin.desired(agents[1].gateway_id)  # baseline release (md) before the rollout
-                ro = admin.rollout("anomaly", good, canary_fraction=0.25, waves=[1.0], shadow=True, gates=GATES)
-                final = admin.wait_rollout(ro["rollout_id"], 300)
-                assert final["state"] == "completed", final["events"]
-                _stack.wait_until(lambda: all(running_version(a.status(), "anomaly") == good for a in agents), 120, 0.2)
-                old_release = admin.desired(agents[0].gateway_id)["models"][0]["release"]
+                roll_out_everywhere(good)
+                old_release = admin.desired(agents[0].gateway_id)["models"][0]["release"]  # replayed later
 
                 progress.update(phase, advance=1, description="rollback by hand")
-                admin.rollout_action(ro["rollout_id"], "rollback", "bench: rollback under load")
+                rollouts = admin._call("GET", "/api/v1/rollouts", params={"task": "anomaly"})
+                admin.rollout_action(max(r["rollout_id"] for r in rollouts), "rollback", "bench: rollback under load")
                 _stack.wait_until(lambda: all(running_version(a.status(), "anomaly") == baseline for a in agents),
                                   120, 0.2)
 
@@ -349,13 +371,16 @@ def main() -> None:
                 console.print(f"worse candidate: rollout {final['state']} at stage {final['stage']} "
                               f"({final['reason']}); later-wave gateways that got it: {reached}")
 
+                progress.update(phase, advance=1, description="a sound candidate again, everywhere")
+                tflite, manifest = shipped_variant("anomaly")
+                final_version = admin.upload("anomaly", tflite, manifest, parent_version=baseline)
+                admin.promote("anomaly", final_version)
+                roll_out_everywhere(final_version)
+
                 progress.update(phase, advance=1, description="attacks on the update path")
-                last_md = max(int(old_release["signed"]["metadata_version"]),
-                              *(int(m["release"]["signed"]["metadata_version"])
-                                for m in admin.desired(agents[0].gateway_id)["models"]))
-                lab = AttackLab(signer, agents[0].gateway_id, agents[0], good_doc["models"][0]["release"]
-                                if good_doc["models"] else old_release,
-                                running_version(agents[0].status(), "anomaly") or baseline, last_md)
+                last_md = max(int(m["release"]["signed"]["metadata_version"])
+                              for m in admin.desired(agents[0].gateway_id)["models"])
+                lab = AttackLab(signer, agents[0].gateway_id, agents[0], old_release, final_version, last_md)
                 refused, total = run_attacks(lab, attacker, agents[0], progress.console)
 
                 progress.update(phase, advance=1, description="draining: every message stored and scored")

@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 
 #: Telemetry rows read (and scored) per pass; the thread re-checks its stop event in between.
 _CHUNK_ROWS = 500
+#: A model being prepared catches up with the running one until fewer rows than this are left
+#: for the scoring thread to replay at the swap (at most this many passes).
+_CATCH_UP_ROWS = 20
+_CATCH_UP_PASSES = 8
 #: Poll interval when no commit notified us (the notification is the fast path).
 _IDLE_POLL_S = 1.0
 _ERROR_PAUSE_S = 1.0
@@ -525,6 +529,14 @@ class InferenceWorker:
             try:
                 start = _warmup_start(conn, self._config.warmup_messages, upto=warmed_to)
                 n = _replay(conn, scoring.scorer, start, warmed_to)
+                # Catch up with what the running model scored meanwhile, here rather than on the
+                # scoring thread: the swap itself then replays only the last few rows.
+                for _ in range(_CATCH_UP_PASSES):
+                    cursor = self._cursor
+                    if cursor - warmed_to <= _CATCH_UP_ROWS:
+                        break
+                    n += _replay(conn, scoring.scorer, warmed_to, cursor)
+                    warmed_to = cursor
             finally:
                 conn.close()
             log.info("anomaly model v%d warmed up on %d stored readings", info.version, n)

@@ -501,8 +501,11 @@ class ModelUpdater:
         target = self.directory / task / f"v{rel.model_version}-{ref.sha256}.tflite"
         target.parent.mkdir(parents=True, exist_ok=True)
         if not self._verified(target, ref):
+            running = self._slots[task].running_model()  # e.g. the shipped model, not in the state file
             local = [
-                m for m in (ts.current, ts.previous, ts.shadow) if m is not None and m.sha256 == ref.sha256
+                m
+                for m in (ts.current, ts.previous, ts.shadow, running)
+                if m is not None and m.sha256 == ref.sha256
             ]
             if local and self._copy_local(Path(local[0].path), target, ref):
                 log.info("%s v%d: reusing the local copy %s", task, rel.model_version, local[0].path)

@@ -244,7 +244,9 @@ def test_shadow_runs_next_to_the_running_model_then_is_promoted(
     stats = agent.inference.model_stats()
     assert stats.shadow is not None and stats.baseline is not None
     assert stats.shadow.model_version == 3 and stats.baseline.model_version == 1
-    assert stats.shadow.readings == stats.baseline.readings == n  # the same readings, like for like
+    # The same readings, like for like: those both models score past their warm-up (150 per stream).
+    assert stats.shadow.readings == stats.baseline.readings
+    assert 0 < stats.shadow.readings <= n - 150
     report = agent.updater.report()
     anomaly = next(t for t in report.tasks if t.task == "anomaly")
     assert anomaly.state == "shadow" and anomaly.shadow_version == 3 and anomaly.shadow_stats == stats.shadow
@@ -482,3 +484,20 @@ def test_status_cli_model_line_and_http_status(agents: Callable[..., Agent], mod
         }
     )
     assert line == "v2 abc, rejected, rejected expired: old"
+
+
+def test_same_bytes_under_a_new_model_version_is_installed_not_relabelled(
+    agents: Callable[..., Agent], model_cloud: ModelCloud, signer: Signer
+) -> None:
+    """Another model version may reuse the bytes with other scorer defaults: it must take effect."""
+    data, base = shipped()
+    manifest = manifest_for(data, 2, base)
+    manifest["anomaly_defaults"] = {**base["anomaly_defaults"], "threshold": 0.2}
+    model_cloud.add_artifact(data)
+    model_cloud.serve(desired_model(make_release(signer, data, 2, 2, manifest=manifest)))
+    agent = started(agents())
+    running = agent.inference.running_model()
+    assert running is not None and running.version == 2 and running.sha256 == V1_SHA
+    assert agent.inference.status().threshold == pytest.approx(0.2)
+    assert agent.metrics.value("model_swaps_total", {"task": "anomaly"}) == 1
+    assert model_cloud.artifact_requests == []  # the bytes were already here

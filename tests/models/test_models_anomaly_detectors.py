@@ -122,3 +122,14 @@ def test_scores_do_not_depend_on_the_alert_threshold(anomaly_model: LoadedModel)
         runs.append([scorer.score("s", T0 + i * 600_000, float(v)).score for i, v in enumerate(values)])
     assert runs[0] == runs[1]
     assert max(runs[0]) > 0.3  # the spikes do score
+
+
+def test_is_warm_after_the_warm_up_and_for_state_streams(anomaly_model: LoadedModel) -> None:
+    scorer = AnomalyScorer(anomaly_model, AnomalyScorerConfig(threshold=0.5, warmup=20))
+    assert not scorer.is_warm("t")
+    values = _cold_room(200)
+    for i, v in enumerate(values):
+        scorer.score("t", i * 60_000, float(v))
+    assert scorer.is_warm("t")
+    scorer.score("door", 0, 0.0)
+    assert scorer.is_warm("door")  # a 0/1 stream: its duration rule learns from the runs it sees
