@@ -103,6 +103,9 @@ class GatewayGroupOut(BaseModel):
 class Gates(_Request):
     min_readings: Annotated[int, Field(ge=0)] = 500
     max_alert_rate_ratio: Annotated[float, Field(gt=0)] = 2.0
+    #: A ratio over the bound fails only with at least this many alerts (or readings in alert)
+    #: beyond what the bound allows: 2 raises against 0 is noise, not a worse model.
+    min_excess_alerts: Annotated[int, Field(ge=0)] = 5
     max_wape_ratio: Annotated[float, Field(gt=0)] = 1.1
     min_actual_units: Annotated[float, Field(ge=0)] = 50.0
     min_stage_duration_s: Annotated[float, Field(ge=0)] = 60.0

@@ -71,7 +71,7 @@ class CloudSettings(BaseSettings):
     #: A retraining job still running after this long is killed and fails.
     train_job_timeout_s: Annotated[float, Field(gt=0, le=7 * 86400)] = 3600.0
     #: Default epochs of an anomaly / demand retrain (a request may override).
-    train_anomaly_epochs: Annotated[int, Field(ge=1, le=1000)] = 3
+    train_anomaly_epochs: Annotated[int, Field(ge=1, le=1000)] = 10
     train_demand_epochs: Annotated[int, Field(ge=1, le=1000)] = 10
     #: Share of each reading series' time span (the most recent) held back to evaluate anomaly candidates.
     train_holdout_fraction: Annotated[float, Field(gt=0, le=0.5)] = 0.2

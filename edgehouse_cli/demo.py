@@ -6,10 +6,17 @@ the cloud on SQLite, one agent per gateway of the fleet file, and the simulator 
 faults switched on. A live Rich view shows rates, outbox depth and dead letters; the run
 ends with a summary that reconciles what was published with what the edge and the cloud
 stored, and succeeds only when nothing was lost.
+
+Midway (once the fleet has streamed ``lifecycle_after_sim_h`` simulated hours) the model
+lifecycle runs as an admin would drive it: the cloud retrains the anomaly model on the synced
+data (TensorFlow, ``train`` extra), signs it if it passes its quality gate, rolls it out (canary
+in shadow, then every gateway), and the summary says how long it took from the train request to
+the new model running on every gateway.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import shutil
 import time
@@ -24,11 +31,13 @@ from rich.panel import Panel
 from rich.table import Table
 
 from edgehouse_cli.broker import Broker, EmbeddedBroker, MosquittoBroker
+from edgehouse_cli.lifecycle import ModelAdmin, RetrainDrill
 from edgehouse_cli.stack import AgentProcess, CloudProcess
 from firmware_sim.config import Fleet
 from firmware_sim.faults import FaultConfig
 from firmware_sim.runner import RunStats, SimRunner
 from firmware_sim.truth import Summary
+from protocols.signing import Signer, generate_private_key_pem
 
 DEFAULT_FLEET = Path(__file__).resolve().parent.parent / "firmware_sim" / "fleets" / "demo.toml"
 #: Faults the demo injects on top of the fleet's own settings, so the summary has something to reconcile.
@@ -44,6 +53,11 @@ class DemoOptions:
     workdir: Path = Path("var/demo")
     live: bool = True
     drain_timeout_s: float = 60.0
+    #: Retrain, sign and roll out the anomaly model midway (needs TensorFlow: the ``train`` extra).
+    lifecycle: bool = True
+    #: Simulated hours of telemetry the cloud should hold before the retrain starts.
+    lifecycle_after_sim_h: float = 10.0
+    lifecycle_timeout_s: float = 300.0
 
 
 @dataclass
@@ -82,13 +96,15 @@ def _num(value: object) -> int:
     return int(value) if isinstance(value, int | float) else 0
 
 
-def _view(broker: Broker, stats: RunStats | None, totals: _Totals, phase: str) -> Group:
+def _view(broker: Broker, stats: RunStats | None, totals: _Totals, phase: str, lifecycle: str = "") -> Group:
     head = Table.grid(padding=(0, 2))
     head.add_row(
         f"[b]phase[/] {phase}",
         f"[b]broker[/] {broker.name} {broker.host}:{broker.port}",
         f"[b]sim time[/] {stats.sim_time:%Y-%m-%d %H:%M}" if stats else "",
     )
+    if lifecycle:
+        head.add_row(f"[b]model lifecycle[/] {lifecycle}", "", "")
     sim = Table(title="simulated fleet", expand=True)
     for col in ("published", "msgs/s", "telemetry", "scan", "status", "duplicates", "malformed", "in flight"):
         sim.add_column(col, justify="right")
@@ -132,7 +148,8 @@ def _poll(agents: list[AgentProcess], cloud: CloudProcess, totals: _Totals) -> N
         logging.getLogger(__name__).debug("cloud not answering: %s", exc)
 
 
-def _summary(console: Console, summary: Summary, totals: _Totals, rcs: dict[str, int | None]) -> bool:
+def _summary(console: Console, summary: Summary, totals: _Totals, rcs: dict[str, int | None],
+             lifecycle: str | None) -> bool:
     exp = summary.expected_stored
     edge_t = sum(_num((s.get("stored") or {}).get("telemetry")) for s in totals.edge.values())  # type: ignore[union-attr]
     edge_s = sum(_num((s.get("stored") or {}).get("scan")) for s in totals.edge.values())  # type: ignore[union-attr]
@@ -160,10 +177,20 @@ def _summary(console: Console, summary: Summary, totals: _Totals, rcs: dict[str,
     table.add_row("[b]lost[/]", "", "", f"[b]{lost}[/]")
     table.add_row("stored twice", "", "", f"{extra}")
     table.add_row("agents' exit codes (SIGTERM)", "", "", ", ".join(f"{k}={v}" for k, v in rcs.items()))
+    if lifecycle is not None:
+        table.add_row("model lifecycle", "", "", lifecycle)
     console.print(table)
     ok = lost == 0 and extra == 0 and all(rc == 0 for rc in rcs.values())
     console.print("[green]OK: nothing lost, nothing stored twice[/]" if ok else "[red]FAILED[/]")
     return ok
+
+
+def _lifecycle_skip_reason(opts: DemoOptions) -> str | None:
+    if not opts.lifecycle:
+        return "off (--no-lifecycle)"
+    if importlib.util.find_spec("tensorflow") is None:
+        return "skipped: retraining needs TensorFlow (pip install 'edgehouse[train]')"
+    return None
 
 
 def run_demo(opts: DemoOptions) -> bool:
@@ -173,11 +200,21 @@ def run_demo(opts: DemoOptions) -> bool:
         shutil.rmtree(opts.workdir)
     opts.workdir.mkdir(parents=True)
     broker = _broker(opts)
-    cloud = CloudProcess(workdir=opts.workdir / "cloud")
+    # The release signing key: the cloud signs online with it, the gateways trust its public half.
+    key = opts.workdir / "keys" / "release.pem"
+    key.parent.mkdir()
+    key.write_bytes(generate_private_key_pem())
+    key.chmod(0o600)
+    cloud = CloudProcess(workdir=opts.workdir / "cloud",
+                         settings={"signing_key_file": str(key.resolve()), "rollout_tick_s": "0.5"})
+    updates = {"trusted_keys": [Signer.from_file(key).public_key.public_key], "poll_interval_s": 2.0,
+               "report_interval_s": 2.0}
     agents: list[AgentProcess] = []
     totals = _Totals()
     rcs: dict[str, int | None] = {}
     runner: SimRunner | None = None
+    skip = _lifecycle_skip_reason(opts)
+    drill: RetrainDrill | None = None
     try:
         console.print("starting broker …")
         broker.start()
@@ -189,6 +226,7 @@ def run_demo(opts: DemoOptions) -> bool:
                 gateway_id=gw, site=fleet.site_of(gw), workdir=opts.workdir / "agents",
                 mqtt_host=broker.host, mqtt_port=broker.port, filters=fleet.topic_filters(gw),
                 cloud_url=cloud.url, cloud_token=token, mqtt_protocol=broker.mqtt_protocol,
+                extra={"updates": updates},
             )
             console.print(f"starting agent {gw} …")
             agent.start()
@@ -198,12 +236,30 @@ def run_demo(opts: DemoOptions) -> bool:
             fleet, broker.host, broker.port, ground_truth_path=opts.workdir / "truth.jsonl",
             faults=faults, duration_s=opts.duration_s, mqtt_protocol=broker.mqtt_protocol,
         )
+        start_ms = fleet.start_ms
+
+        def lifecycle_line() -> str:
+            if skip is not None:
+                return skip
+            return drill.result.line if drill is not None else f"retrain after {opts.lifecycle_after_sim_h:g} simulated h"
+
+        def maybe_start_drill(stats: RunStats) -> None:
+            nonlocal drill
+            if skip is not None or drill is not None:
+                return
+            if stats.sim_time.timestamp() * 1000 - start_ms >= opts.lifecycle_after_sim_h * 3_600_000:
+                drill = RetrainDrill(ModelAdmin(cloud.url, cloud.admin_token), lambda: totals.edge,
+                                     timeout_s=opts.lifecycle_timeout_s)
+                drill.start()
+
         runner.start()
         with Live(_view(broker, None, totals, "publishing"), console=console, refresh_per_second=4,
                   transient=not opts.live, auto_refresh=opts.live) as live:
             while not runner.done:
                 _poll(agents, cloud, totals)
-                live.update(_view(broker, runner.stats(), totals, "publishing"))
+                stats = runner.stats()
+                maybe_start_drill(stats)
+                live.update(_view(broker, stats, totals, "publishing", lifecycle_line()))
                 time.sleep(0.5)
             summary = runner.join()
             assert summary is not None
@@ -211,15 +267,26 @@ def run_demo(opts: DemoOptions) -> bool:
             exp = summary.expected_stored
             while time.monotonic() < deadline:
                 _poll(agents, cloud, totals)
-                live.update(_view(broker, runner.stats(), totals, "draining to the cloud"))
+                live.update(_view(broker, runner.stats(), totals, "draining to the cloud", lifecycle_line()))
                 if totals.cloud.get("telemetry", 0) >= exp.telemetry and totals.cloud.get("scan", 0) >= exp.scan \
                         and all(_num(s.get("outbox_depth")) == 0 for s in totals.edge.values()):
                     break
                 time.sleep(0.5)
+            if drill is None and skip is None:
+                skip = f"skipped: the run ended before {opts.lifecycle_after_sim_h:g} simulated hours of data"
+            deadline = time.monotonic() + opts.lifecycle_timeout_s
+            while drill is not None and not drill.done and time.monotonic() < deadline:
+                _poll(agents, cloud, totals)
+                live.update(_view(broker, runner.stats(), totals, "model lifecycle", lifecycle_line()))
+                time.sleep(0.5)
         _poll(agents, cloud, totals)
         for agent in agents:
             rcs[agent.gateway_id] = agent.stop()
-        return _summary(console, summary, totals, rcs)
+        ok = _summary(console, summary, totals, rcs, lifecycle_line())
+        if drill is not None and (drill.result.error or not drill.done):
+            console.print(f"[red]model lifecycle failed: {drill.result.error or 'timed out'}[/]")
+            ok = False
+        return ok
     finally:
         if runner is not None and not runner.done:
             runner.stop(force=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -139,3 +140,107 @@ def seen_versions(agent_status: dict[str, Any], task: str) -> set[int]:
     """Every version an agent's ``/status`` mentions for ``task`` (running, pending, shadow)."""
     line = (agent_status.get("models") or {}).get(task) or {}
     return {int(line[k]) for k in ("version", "pending_version", "shadow_version") if line.get(k) is not None}
+
+
+@dataclass
+class DrillResult:
+    """What a retrain-and-roll-out drill did, with its timings (seconds since the train request)."""
+
+    state: str = "waiting"
+    job_id: int | None = None
+    candidate_version: int | None = None
+    gate_passed: bool | None = None
+    gate_reason: str | None = None
+    rollout_id: int | None = None
+    rollout_state: str | None = None
+    trained_s: float | None = None
+    everywhere_s: float | None = None
+    error: str | None = None
+
+    @property
+    def line(self) -> str:
+        """One line for a live view or a summary."""
+        if self.error:
+            return f"failed: {self.error}"
+        parts = [self.state]
+        if self.trained_s is not None:
+            parts.append(f"trained v{self.candidate_version} in {self.trained_s:.0f} s")
+        if self.gate_passed is False:
+            parts.append(f"quality gate failed ({self.gate_reason}); the fleet keeps its model")
+        if self.everywhere_s is not None:
+            parts.append(f"on every gateway {self.everywhere_s:.0f} s after the train request")
+        return "; ".join(parts)
+
+
+class RetrainDrill:
+    """Retrain the anomaly model from the synced data, promote it if it passes its quality gate,
+    roll it out (canary in shadow, then everyone) and time it until every gateway runs it.
+
+    Runs on its own thread: :meth:`start`, :meth:`join`; :attr:`result` is readable meanwhile.
+    """
+
+    def __init__(self, admin: ModelAdmin, gateways: Callable[[], dict[str, dict[str, Any]]],
+                 timeout_s: float = 600.0) -> None:
+        self._admin = admin
+        self._gateways = gateways  # gateway id -> its agent's /status
+        self._timeout_s = timeout_s
+        self.result = DrillResult()
+        self._thread = threading.Thread(target=self._run, name="retrain-drill", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self, timeout_s: float | None = None) -> DrillResult:
+        self._thread.join(timeout_s)
+        return self.result
+
+    @property
+    def done(self) -> bool:
+        return self._thread.ident is not None and not self._thread.is_alive()
+
+    def _run(self) -> None:
+        r = self.result
+        try:
+            t0 = time.monotonic()
+            r.state = "training"
+            job = self._admin.train("anomaly")
+            r.job_id = int(job["job_id"])
+
+            def progress(j: dict[str, Any]) -> None:
+                r.state = f"training {100 * float(j.get('progress') or 0):.0f}% ({j.get('message') or j['state']})"
+
+            job = self._admin.wait_job(r.job_id, self._timeout_s, progress)
+            r.trained_s = time.monotonic() - t0
+            if job["state"] != "succeeded":
+                r.error = f"training job {r.job_id} {job['state']}: {job.get('error')}"
+                return
+            r.candidate_version = int(job["candidate_version"])
+            r.gate_passed, r.gate_reason = job.get("gate_passed"), job.get("gate_reason")
+            if r.gate_passed is False:
+                r.state = "not promoted"
+                return
+            r.state = "promoting"
+            self._admin.promote("anomaly", r.candidate_version)
+            rollout = self._admin.rollout("anomaly", r.candidate_version, canary_fraction=0.5, waves=[1.0],
+                                          shadow=True, gates={"min_readings": 300, "min_stage_duration_s": 2.0})
+            r.rollout_id = int(rollout["rollout_id"])
+
+            def stage(s: dict[str, Any]) -> None:
+                r.rollout_state = s["state"]
+                r.state = f"rollout {s['state']}: stage {s['stage'] + 1}/{s['n_stages']} ({s['phase']})"
+
+            final = self._admin.wait_rollout(r.rollout_id, self._timeout_s, on_progress=stage)
+            if final["state"] != "completed":  # the gates did their job: an outcome, not an error
+                r.state = f"rollout {r.rollout_id} {final['state']}: {final.get('reason')}"
+                return
+            version = r.candidate_version
+            deadline = time.monotonic() + self._timeout_s
+            while not all(running_version(st, "anomaly") == version for st in self._gateways().values()):
+                if time.monotonic() > deadline:
+                    r.error = f"not every gateway runs v{version} after {self._timeout_s} s"
+                    return
+                time.sleep(0.25)
+            r.everywhere_s = time.monotonic() - t0
+            r.state = f"v{version} runs on every gateway"
+        except Exception as exc:  # noqa: BLE001 - the drill reports, the demo decides
+            r.error = f"{type(exc).__name__}: {exc}"

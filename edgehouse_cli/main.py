@@ -89,6 +89,9 @@ def demo(
     ] = False,
     workdir: Annotated[Path, typer.Option(help="Where the demo keeps its databases and logs.")] = Path("var/demo"),
     live: Annotated[bool, typer.Option(help="Show the live view.")] = True,
+    lifecycle: Annotated[
+        bool, typer.Option(help="Midway, retrain the anomaly model in the cloud and roll it out (needs TensorFlow).")
+    ] = True,
 ) -> None:
     """Run a broker, the cloud, two gateway agents and a simulated fleet; print a summary."""
     from edgehouse_cli.demo import DemoOptions, run_demo
@@ -101,6 +104,7 @@ def demo(
             embedded_broker=embedded_broker,
             workdir=workdir,
             live=live,
+            lifecycle=lifecycle,
         )
     )
     raise typer.Exit(0 if ok else 1)

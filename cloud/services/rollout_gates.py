@@ -3,7 +3,8 @@
 * anomaly: alert rate per reading with +1 smoothing, ``(alerts_c + 1) / (readings_c + 1)`` over
   the same for the baseline, and the same ratio for readings scored in alert (``alert_readings``:
   a model stuck in alert raises once per stream but stays in alert), once the candidate saw
-  ``min_readings`` readings; either ratio above ``max_alert_rate_ratio`` fails.
+  ``min_readings`` readings; either ratio above ``max_alert_rate_ratio`` fails when the excess is
+  at least ``min_excess_alerts`` counts beyond the bound (small counts are noise).
 * demand: WAPE (sum |P50 - actual| / sum actual) of the candidate over the baseline's, once
   both cover ``min_actual_units`` actual units; above ``max_wape_ratio`` fails.
 
@@ -60,8 +61,15 @@ def compare(task: str, cand: ModelStats, base: ModelStats, gates: Gates) -> Gate
     detail = (f"alert rate {cand.alerts_raised}/{cand.readings} vs {base.alerts_raised}/{base.readings} "
               f"(ratio {ratio:.2f}), readings in alert {cand.alert_readings} vs {base.alert_readings} "
               f"(ratio {busy_ratio:.2f}); max {gates.max_alert_rate_ratio:g}")
-    worst = max(ratio, busy_ratio)
-    return GateResult("fail" if worst > gates.max_alert_rate_ratio else "pass", detail)
+    limit = gates.max_alert_rate_ratio
+
+    def over(c: int, b: int, r: float) -> bool:
+        # Same readings on both sides: the excess is in counts, beyond what the bound allows.
+        return r > limit and c - limit * b >= gates.min_excess_alerts
+
+    failed = over(cand.alerts_raised, base.alerts_raised, ratio) or over(cand.alert_readings, base.alert_readings,
+                                                                          busy_ratio)
+    return GateResult("fail" if failed else "pass", detail)
 
 
 def evaluate(task: str, candidate: int, report: TaskReport | None, phase: Literal["shadow", "active"],

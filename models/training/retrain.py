@@ -58,7 +58,7 @@ class AnomalyRetrainConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     seed: int = 7
-    epochs: int = Field(default=3, ge=1)
+    epochs: int = Field(default=10, ge=1)
     hidden: int = Field(default=32, ge=4, description="used only without a parent .keras to start from")
     batch_size: int = Field(default=512, ge=8)
     learning_rate: float = Field(default=2e-3, gt=0)
