@@ -19,3 +19,15 @@ def test_demo_runs_and_reconciles(tmp_path: Path, broker_flag: str) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "OK: nothing lost, nothing stored twice" in proc.stdout
     assert "amqtt" in proc.stdout if broker_flag == "--embedded-broker" else "mosquitto" in proc.stdout
+
+
+@pytest.mark.slow
+def test_demo_retrains_and_rolls_out_a_model(tmp_path: Path) -> None:
+    """The full demo: midway the cloud retrains the anomaly model and every gateway ends up running it."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgehouse_cli.main", "demo", "--no-live", "--workdir", str(tmp_path / "demo")],
+        capture_output=True, text=True, timeout=900, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "OK: nothing lost, nothing stored twice" in proc.stdout
+    assert "runs on every gateway" in proc.stdout.replace("\n", " ").replace("│", " ")
