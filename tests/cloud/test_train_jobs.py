@@ -37,9 +37,8 @@ def settings(database_url: str, tmp_path: Path) -> CloudSettings:
     return make_settings(database_url, train_workdir=tmp_path / "train", train_min_readings=100)
 
 
-def sqlite_only(request: pytest.FixtureRequest) -> None:
-    if "sqlite" not in request.node.callspec.params.get("database_url", "sqlite"):
-        pytest.skip("runs a TensorFlow worker: once, on SQLite")
+#: Tests that run a TensorFlow worker run once, on SQLite (the data path is covered on both backends).
+sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 # data extraction ---------------------------------------------------------------------------
@@ -178,12 +177,12 @@ def _record_imports(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return seen
 
 
+@sqlite_only
 def test_anomaly_retrain_end_to_end(request: pytest.FixtureRequest, client: TestClient, engine: Engine,
                                     gw_headers: dict[str, str], settings: CloudSettings,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Synced readings -> worker (TensorFlow) -> int8 candidate -> evaluation on held-back readings ->
     registered candidate; the API process never imports TensorFlow and still solves routes after."""
-    sqlite_only(request)
     tf_preloaded = "tensorflow" in sys.modules  # other test modules of this session may have imported it
     records = telemetry_records("cold-1", 500, seed=1) + telemetry_records("cold-2", 500, seed=2, base=2.0)
     sync(client, gw_headers, GATEWAY_ID, records)
@@ -237,9 +236,9 @@ def test_anomaly_retrain_end_to_end(request: pytest.FixtureRequest, client: Test
     print(f"anomaly retrain end to end: {elapsed:.1f} s")
 
 
+@sqlite_only
 def test_cancel_stops_the_worker_and_a_queued_job_never_runs(request: pytest.FixtureRequest, client: TestClient,
                                                              gw_headers: dict[str, str]) -> None:
-    sqlite_only(request)
     sync(client, gw_headers, GATEWAY_ID, telemetry_records("cold-1", 300, seed=1))
     long_job = client.post("/api/v1/models/train", json={"task": "anomaly", "epochs": 1000}, headers=ADMIN).json()
     queued = client.post("/api/v1/models/train", json={"task": "anomaly", "epochs": 1}, headers=ADMIN).json()
