@@ -37,6 +37,7 @@ from cloud.db.engine import reader
 from cloud.db.tables import gateways
 from cloud.services import train_job_store as store
 from cloud.services.errors import Conflict, NotFound, ServiceError
+from cloud.services.model_registry import CandidateIn
 from cloud.services.train_job_store import FINISHED, TrainJobDetail, TrainJobOut, now_ms
 from cloud.services.train_spec import (
     EXIT_REFUSED,
@@ -70,25 +71,8 @@ class Unprocessable(ServiceError):
     status_code = 422
 
 
-class CandidateFields(BaseModel):
-    """A trained candidate, field for field what cloud.services.model_registry.CandidateIn takes."""
-
-    task: TrainTask
-    scope: str = "fleet"
-    tflite: bytes
-    manifest: dict[str, Any]
-    metrics: dict[str, float]
-    data_from_ts: int | None
-    data_to_ts: int | None
-    parent_version: int | None
-    created_by: str
-    job_id: int | None = None
-    gate_passed: bool | None = None
-    gate_reason: str | None = None
-
-
 #: Registers a candidate; returns its model version.
-RegisterFn = Callable[[Engine, CandidateFields], int]
+RegisterFn = Callable[[Engine, CandidateIn], int]
 #: (version, tflite bytes, manifest) of the model a task/scope runs now, or None.
 DeployedFn = Callable[[Engine, str, str], "tuple[int, bytes, dict[str, Any]] | None"]
 
@@ -402,7 +386,7 @@ class TrainJobs:
             return
         result = TrainResult.model_validate_json((spec.out_dir / RESULT_FILE).read_text(encoding="utf-8"))
         manifest_path = result.tflite.with_suffix(".json")
-        candidate = CandidateFields(
+        candidate = CandidateIn(
             task=result.task, scope=result.scope, tflite=result.tflite.read_bytes(),
             manifest=json.loads(manifest_path.read_text(encoding="utf-8")), metrics=result.metrics,
             data_from_ts=result.data_from_ts, data_to_ts=result.data_to_ts, parent_version=parent_version,

@@ -1,7 +1,7 @@
 """The model registry as retraining jobs see it: register a candidate, read what is deployed.
 
-Adapts cloud.services.model_registry to the callables cloud.services.train_jobs.TrainJobs takes,
-so the job runner does not depend on the registry module (and its tests can inject their own).
+Adapts cloud.services.model_registry to the callables cloud.services.train_jobs.TrainJobs takes
+(its tests inject their own).
 """
 
 from __future__ import annotations
@@ -11,12 +11,11 @@ from typing import Any
 from sqlalchemy import Engine
 
 from cloud.services import model_registry
-from cloud.services.train_jobs import CandidateFields
 
 
-def register_candidate(engine: Engine, candidate: CandidateFields) -> int:
+def register_candidate(engine: Engine, candidate: model_registry.CandidateIn) -> int:
     """Register ``candidate``; its model version."""
-    stored = model_registry.register_candidate(engine, model_registry.CandidateIn(**candidate.model_dump()))
+    stored = model_registry.register_candidate(engine, candidate)
     return int(stored.model_version)
 
 

@@ -23,7 +23,8 @@ from train_testkit import DAY_MS, T0, scan_records, sync, telemetry_records, wai
 
 from cloud.db.engine import build_engine, create_tables
 from cloud.services import train_job_store
-from cloud.services.train_jobs import CandidateFields, TrainJobs
+from cloud.services.model_registry import CandidateIn
+from cloud.services.train_jobs import TrainJobs
 from cloud.services.train_spec import TrainResult
 from cloud.services.training_data import demand_panel, head_rows, parse_scope, reading_series, split_series
 from cloud.settings import CloudSettings
@@ -297,9 +298,9 @@ def test_jobs_left_running_by_a_crash_fail_at_start_and_queued_ones_resume(tmp_p
     train_job_store.transition(engine, orphan, ["queued"], state="running", started_ts=1)  # a crash left it so
     waiting = train_job_store.insert(engine, "anomaly", "fleet", {"epochs": 1, "seed": 7, "holdout_fraction": 0.2},
                                      "admin")
-    registered: list[CandidateFields] = []
+    registered: list[CandidateIn] = []
 
-    def register_candidate(_engine: Engine, c: CandidateFields) -> int:
+    def register_candidate(_engine: Engine, c: CandidateIn) -> int:
         registered.append(c)
         return 2
 
