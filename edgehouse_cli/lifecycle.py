@@ -15,8 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
+from cloud.models_cli import Api
 from models.manifest import manifest_path_for
 from models.runtime import default_model_path
 
@@ -49,16 +48,9 @@ class ModelAdmin:
     token: str
     timeout_s: float = 30.0
 
-    def _client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"},
-                            timeout=self.timeout_s)
-
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        with self._client() as client:
-            resp = client.request(method, path, **kwargs)
-        if resp.status_code >= 400:
-            raise RuntimeError(f"{method} {path}: {resp.status_code} {resp.text[:500]}")
-        return resp.json() if resp.content else None
+    def _call(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None) -> Any:
+        """One API call with the admin token (the CLI's client: errors raise ``ApiFailure``)."""
+        return Api(self.url, self.token, self.timeout_s).call(method, path, body=json, params=params)
 
     def upload(self, task: str, tflite: bytes, manifest: dict[str, Any], *, parent_version: int | None = None,
                metrics: dict[str, float] | None = None) -> int:

@@ -3,6 +3,10 @@
 One int8 model for every SKU: it sees the last `history` days in units of the SKU's own recent
 mean (scale-free), history and future promotion flags, weekday and day-of-year of each future day,
 and returns the mean, P50 and P90 of each of the next `horizon` days in those units.
+
+Post-processing shipped in the manifest (`demand_postprocess`, fitted on the validation month
+before the hold-out): the point forecast combines the network's mean with the SES level of the same
+history, and P90 is scaled to calibrate its coverage. Manifests without it use the network as is.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from datetime import date, timedelta
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from models.demand_eval import ses_level
 from models.features import DemandFeatureConfig, demand_features
+from models.manifest import DemandPostprocess
 from models.runtime import LoadedModel, ModelLoadError, default_model_path, load_model
 
 OUTPUT_HEADS = ("mean", "p50", "p90")
@@ -30,7 +36,9 @@ class DemandForecast(BaseModel):
 
 
 class DemandForecaster:
-    def __init__(self, model: LoadedModel) -> None:
+    """`postprocess=False` returns the network's own output (used to fit the post-processing)."""
+
+    def __init__(self, model: LoadedModel, *, postprocess: bool = True) -> None:
         man = model.manifest
         if man.task != "demand" or man.demand_features is None:
             raise ModelLoadError(f"{model.path} is not a demand model")
@@ -40,6 +48,7 @@ class DemandForecaster:
             raise ModelLoadError(f"{model.path}: output size differs from mean/P50/P90 x horizon")
         self.model = model
         self.features: DemandFeatureConfig = man.demand_features
+        self.postprocess: DemandPostprocess | None = man.demand_postprocess if postprocess else None
 
     @classmethod
     def default(cls) -> DemandForecaster:
@@ -78,11 +87,16 @@ class DemandForecaster:
         x, scale = demand_features(hist, hist_promo, future_dates, fut_promo, self.features)
         out = self.model.predict_one(x).reshape(len(OUTPUT_HEADS), h)
         out = np.maximum(out, 0.0) * scale
-        p50 = out[1]
-        p90 = np.maximum(out[2], p50)
+        mean, p50, p90 = out[0], out[1], out[2]
+        post = self.postprocess
+        if post is not None:
+            if post.ses_weight > 0.0:
+                mean = (1.0 - post.ses_weight) * mean + post.ses_weight * ses_level(hist)
+            p90 = post.p90_factor * p90
+        p90 = np.maximum(p90, p50)
         return DemandForecast(
             dates=future_dates,
-            mean=tuple(out[0].tolist()),
+            mean=tuple(mean.tolist()),
             p50=tuple(p50.tolist()),
             p90=tuple(p90.tolist()),
             scale=scale,

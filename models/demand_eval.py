@@ -51,19 +51,27 @@ def ma_forecast(history: np.ndarray, horizon: int, window: int = 28) -> np.ndarr
     return np.full(horizon, float(np.mean(history[-window:])))
 
 
+SES_ALPHAS = np.arange(0.02, 0.5001, 0.02)
+
+
+def ses_level(history: np.ndarray) -> float:
+    """Simple exponential smoothing level from the first non-zero sale, alpha from 0.02..0.50 by
+    in-sample one-step SSE (every alpha in one pass; the last value if the history is empty)."""
+    y = active_history(np.asarray(history, dtype=np.float64))
+    if y.size == 0:
+        return 0.0
+    level = np.full(SES_ALPHAS.shape, float(y[0]))
+    sse = np.zeros(SES_ALPHAS.shape)
+    for v in y[1:]:
+        err = v - level
+        sse += err * err
+        level += SES_ALPHAS * err
+    return float(level[int(np.argmin(sse))])
+
+
 def ses_forecast(history: np.ndarray, horizon: int) -> np.ndarray:
     """Simple exponential smoothing, alpha from 0.02..0.50 by in-sample one-step SSE."""
-    y = active_history(history)
-    best_sse, best_level = np.inf, float(y[-1]) if y.size else 0.0
-    for alpha in np.arange(0.02, 0.5001, 0.02):
-        level = float(y[0])
-        sse = 0.0
-        for v in y[1:]:
-            sse += (v - level) ** 2
-            level += alpha * (v - level)
-        if sse < best_sse:
-            best_sse, best_level = sse, level
-    return np.full(horizon, best_level)
+    return np.full(horizon, ses_level(history))
 
 
 def rmsse(history: np.ndarray, actual: np.ndarray, forecast: np.ndarray) -> float:

@@ -47,6 +47,19 @@ class AnomalyScorerDefaults(BaseModel):
     threshold_source: str
 
 
+class DemandPostprocess(BaseModel):
+    """What the gateway does to the demand network's output (fitted on the validation month).
+
+    Point forecast (``mean``) = (1 - ses_weight) x network mean + ses_weight x the SES level of
+    the history passed in (forecast combination); P90 = max(p90_factor x network P90, P50)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ses_weight: float = Field(default=0.0, ge=0.0, le=1.0, description="weight of SES in the point forecast")
+    p90_factor: float = Field(default=1.0, gt=0.0, description="P90 multiplier (coverage calibration)")
+    fitted_on: str = Field(default="", description="the rows the two numbers were chosen on")
+
+
 class ModelManifest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -71,6 +84,9 @@ class ModelManifest(BaseModel):
     sensor_features: SensorFeatureConfig | None = None
     demand_features: DemandFeatureConfig | None = None
     anomaly_defaults: AnomalyScorerDefaults | None = None
+    demand_postprocess: DemandPostprocess | None = Field(
+        default=None, description="demand only; None = the network's output as is (older manifests)"
+    )
     quantiles: tuple[float, ...] = ()
     recreate_command: str
 

@@ -15,14 +15,19 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.demand import OUTPUT_HEADS, DemandForecaster
-from models.demand_eval import DemandPanel, active_history, read_panel, rmsse, ses_forecast
+from models.demand_eval import DemandPanel, active_history, read_panel, rmsse, ses_forecast, ses_level
 from models.features import DemandFeatureConfig, demand_features
+from models.manifest import DemandPostprocess
 from models.runtime import load_model
 from models.training.export import assert_builtin_int8, convert, write_model
 from models.training.tfutil import import_tf, precision_policy
 
 Progress = Callable[[str, float], None]
 QUANTILES = (0.5, 0.9)
+#: grids the gateway post-processing is chosen on (validation month only; fixed before any test look)
+SES_WEIGHTS = tuple(round(0.05 * k, 2) for k in range(21))
+P90_FACTORS = tuple(round(0.05 * k, 2) for k in range(10, 41))
+P90_TARGET = 0.9
 
 
 class DemandTrainConfig(BaseModel):
@@ -117,6 +122,52 @@ def validate(model_path: Path, panel: DemandPanel, origin: int) -> tuple[float, 
         scores.append(rmsse(hist, actual, np.asarray(f.mean)))
         covered.append(np.mean(actual <= np.asarray(f.p90)))
     return float(np.mean(scores)), float(np.mean(covered))
+
+
+def fit_postprocess(model_path: Path, panel: DemandPanel, origin: int) -> tuple[DemandPostprocess, dict[str, float]]:
+    """Choose the gateway post-processing on the month from ``origin`` (inside the training rows, after
+    every training window): the SES weight of the point forecast with the lowest mean RMSSE and the
+    P90 factor whose coverage is closest to 0.90 (grids :data:`SES_WEIGHTS`, :data:`P90_FACTORS`)."""
+    fc = DemandForecaster(load_model(model_path), postprocess=False)
+    h = fc.horizon
+    hists, actuals, means, p50s, p90s, levels = [], [], [], [], [], []
+    for s in range(panel.qty.shape[1]):
+        hist = panel.qty[:origin, s]
+        f = fc.forecast(
+            hist,
+            panel.dates[origin],
+            panel.promo[origin : origin + h, s],
+            panel.promo[:origin, s],
+            panel.dates[origin : origin + h],
+        )
+        hists.append(hist)
+        actuals.append(panel.qty[origin : origin + h, s])
+        means.append(np.asarray(f.mean))
+        p50s.append(np.asarray(f.p50))
+        p90s.append(np.asarray(f.p90))
+        levels.append(ses_level(hist))
+
+    def score(w: float) -> float:
+        return float(
+            np.mean([rmsse(hi, a, (1.0 - w) * m + w * lv) for hi, a, m, lv in zip(hists, actuals, means, levels)])
+        )
+
+    def coverage(k: float) -> float:
+        return float(np.mean([np.mean(a <= np.maximum(k * p, q)) for a, p, q in zip(actuals, p90s, p50s)]))
+
+    scores = [score(w) for w in SES_WEIGHTS]
+    covers = [coverage(k) for k in P90_FACTORS]
+    best_w = int(np.argmin(scores))
+    best_k = int(np.argmin([abs(c - P90_TARGET) for c in covers]))
+    post = DemandPostprocess(
+        ses_weight=SES_WEIGHTS[best_w],
+        p90_factor=P90_FACTORS[best_k],
+        fitted_on=(
+            f"rows {origin}..{origin + h - 1} ({panel.dates[origin]}..{panel.dates[origin + h - 1]}), "
+            f"the validation month after every training window; {model_path.name} outputs"
+        ),
+    )
+    return post, {"val_rmsse_int8_combined": scores[best_w], "val_p90_coverage_int8_calibrated": covers[best_k]}
 
 
 def fit_members(
@@ -256,6 +307,10 @@ def train_demand_on_panel(
             "val_int8_vs_float_rel": r_q / r_f - 1.0,
             "val_p90_coverage_float32": c_f,
         }
+    progress("fitting the gateway post-processing (SES weight, P90 factor) on the validation month", 0.95)
+    post, post_metrics = fit_postprocess(out_dir / "demand.tflite", panel, val_origin)
+    fields["demand_postprocess"] = post
+    metrics |= post_metrics
     write_all()
     progress("done", 1.0)
     return metrics
