@@ -1,5 +1,6 @@
 """28-day demand forecasts at the two origins of /work/shared/data/demand/BASELINES.md:
-int8 model, its float32 twin, and the `ses` and `ma28` baselines, in one run.
+int8 model, its float32 twin, and the `ses` and `ma28` baselines, in one run. The models run as
+the gateway runs them: `DemandForecaster` with the post-processing in their manifest.
 
     python bench/demand.py [--data FILE] [--model models/default/demand.tflite]
 

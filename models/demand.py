@@ -5,8 +5,9 @@ mean (scale-free), history and future promotion flags, weekday and day-of-year o
 and returns the mean, P50 and P90 of each of the next `horizon` days in those units.
 
 Post-processing shipped in the manifest (`demand_postprocess`, fitted on the validation month
-before the hold-out): the point forecast combines the network's mean with the SES level of the same
-history, and P90 is scaled to calibrate its coverage. Manifests without it use the network as is.
+before the hold-out): the point forecast combines the network's mean with a promotion-adjusted SES
+forecast of the same history, and P90 is scaled to calibrate its coverage. Manifests without it
+use the network as is.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from datetime import date, timedelta
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.demand_eval import ses_level
+from models.demand_eval import promo_ses_forecast
 from models.features import DemandFeatureConfig, demand_features
 from models.manifest import DemandPostprocess
 from models.runtime import LoadedModel, ModelLoadError, default_model_path, load_model
@@ -91,7 +92,8 @@ class DemandForecaster:
         post = self.postprocess
         if post is not None:
             if post.ses_weight > 0.0:
-                mean = (1.0 - post.ses_weight) * mean + post.ses_weight * ses_level(hist)
+                stat = promo_ses_forecast(hist, hist_promo, fut_promo)
+                mean = (1.0 - post.ses_weight) * mean + post.ses_weight * stat
             p90 = post.p90_factor * p90
         p90 = np.maximum(p90, p50)
         return DemandForecast(

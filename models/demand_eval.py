@@ -74,6 +74,31 @@ def ses_forecast(history: np.ndarray, horizon: int) -> np.ndarray:
     return np.full(horizon, ses_level(history))
 
 
+def promo_ses_forecast(
+    history: np.ndarray,
+    history_promo: np.ndarray,
+    future_promo: np.ndarray,
+    lookback: int = 364,
+    mix_window: int = 28,
+) -> np.ndarray:
+    """SES with a promotion multiplier: the SKU's mean on and off promotion over the last `lookback`
+    days (relative to its overall mean there) scale a base level, which is the SES level divided by
+    the promo mix of the last `mix_window` days. Plain SES without promotions on both sides."""
+    hist = np.asarray(history, dtype=np.float64)
+    level = ses_level(hist)
+    fut = np.asarray(future_promo, dtype=np.float64) > 0.5
+    h, p = hist[-lookback:], np.asarray(history_promo, dtype=np.float64)[-lookback:] > 0.5
+    mean = float(np.mean(h)) if h.size else 0.0
+    if mean <= 0.0 or p.all() or not p.any():
+        return np.full(fut.shape, level)
+    on, off = float(np.mean(h[p])) / mean, float(np.mean(h[~p])) / mean
+    share = float(np.mean(p[-mix_window:]))
+    mix = share * on + (1.0 - share) * off
+    if mix <= 0.0:  # the recent days were all of a kind that never sold: keep the level
+        return np.full(fut.shape, level)
+    return (level / mix) * np.where(fut, on, off)
+
+
 def rmsse(history: np.ndarray, actual: np.ndarray, forecast: np.ndarray) -> float:
     y = active_history(history)
     denom = float(np.mean(np.diff(y) ** 2)) if y.size > 1 else 0.0

@@ -50,12 +50,15 @@ class AnomalyScorerDefaults(BaseModel):
 class DemandPostprocess(BaseModel):
     """What the gateway does to the demand network's output (fitted on the validation month).
 
-    Point forecast (``mean``) = (1 - ses_weight) x network mean + ses_weight x the SES level of
-    the history passed in (forecast combination); P90 = max(p90_factor x network P90, P50)."""
+    Point forecast (``mean``) = (1 - ses_weight) x network mean + ses_weight x the
+    promotion-adjusted SES forecast of the same history (``demand_eval.promo_ses_forecast``; a
+    forecast combination); P90 = max(p90_factor x network P90, P50)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    ses_weight: float = Field(default=0.0, ge=0.0, le=1.0, description="weight of SES in the point forecast")
+    ses_weight: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="weight of promo-adjusted SES in the point forecast"
+    )
     p90_factor: float = Field(default=1.0, gt=0.0, description="P90 multiplier (coverage calibration)")
     fitted_on: str = Field(default="", description="the rows the two numbers were chosen on")
 

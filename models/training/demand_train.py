@@ -15,7 +15,14 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.demand import OUTPUT_HEADS, DemandForecaster
-from models.demand_eval import DemandPanel, active_history, read_panel, rmsse, ses_forecast, ses_level
+from models.demand_eval import (
+    DemandPanel,
+    active_history,
+    promo_ses_forecast,
+    read_panel,
+    rmsse,
+    ses_forecast,
+)
 from models.features import DemandFeatureConfig, demand_features
 from models.manifest import DemandPostprocess
 from models.runtime import load_model
@@ -124,13 +131,15 @@ def validate(model_path: Path, panel: DemandPanel, origin: int) -> tuple[float, 
     return float(np.mean(scores)), float(np.mean(covered))
 
 
-def fit_postprocess(model_path: Path, panel: DemandPanel, origin: int) -> tuple[DemandPostprocess, dict[str, float]]:
+def fit_postprocess(
+    model_path: Path, panel: DemandPanel, origin: int
+) -> tuple[DemandPostprocess, dict[str, float]]:
     """Choose the gateway post-processing on the month from ``origin`` (inside the training rows, after
-    every training window): the SES weight of the point forecast with the lowest mean RMSSE and the
+    every training window): the weight of promotion-adjusted SES in the point forecast with the lowest mean RMSSE and the
     P90 factor whose coverage is closest to 0.90 (grids :data:`SES_WEIGHTS`, :data:`P90_FACTORS`)."""
     fc = DemandForecaster(load_model(model_path), postprocess=False)
     h = fc.horizon
-    hists, actuals, means, p50s, p90s, levels = [], [], [], [], [], []
+    hists, actuals, means, p50s, p90s, stats = [], [], [], [], [], []
     for s in range(panel.qty.shape[1]):
         hist = panel.qty[:origin, s]
         f = fc.forecast(
@@ -145,11 +154,13 @@ def fit_postprocess(model_path: Path, panel: DemandPanel, origin: int) -> tuple[
         means.append(np.asarray(f.mean))
         p50s.append(np.asarray(f.p50))
         p90s.append(np.asarray(f.p90))
-        levels.append(ses_level(hist))
+        stats.append(promo_ses_forecast(hist, panel.promo[:origin, s], panel.promo[origin : origin + h, s]))
 
     def score(w: float) -> float:
         return float(
-            np.mean([rmsse(hi, a, (1.0 - w) * m + w * lv) for hi, a, m, lv in zip(hists, actuals, means, levels)])
+            np.mean(
+                [rmsse(hi, a, (1.0 - w) * m + w * st) for hi, a, m, st in zip(hists, actuals, means, stats)]
+            )
         )
 
     def coverage(k: float) -> float:
@@ -167,7 +178,10 @@ def fit_postprocess(model_path: Path, panel: DemandPanel, origin: int) -> tuple[
             f"the validation month after every training window; {model_path.name} outputs"
         ),
     )
-    return post, {"val_rmsse_int8_combined": scores[best_w], "val_p90_coverage_int8_calibrated": covers[best_k]}
+    return post, {
+        "val_rmsse_int8_combined": scores[best_w],
+        "val_p90_coverage_int8_calibrated": covers[best_k],
+    }
 
 
 def fit_members(
@@ -282,7 +296,9 @@ def train_demand_on_panel(
 
     def write_all() -> None:
         for name, q, data_bytes in variants:
-            write_model(out_dir, name, data_bytes, {**fields, "name": name, "quantization": q, "metrics": metrics})
+            write_model(
+                out_dir, name, data_bytes, {**fields, "name": name, "quantization": q, "metrics": metrics}
+            )
 
     write_all()
     progress("validating int8" + (" vs float32" if float_twin else "") + " on the last training month", 0.85)

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from datetime import date, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from models.anomaly import AnomalyScorer, AnomalyScorerConfig
 from models.demand import DemandForecaster
-from models.demand_eval import ma_forecast, mase, rmsse, ses_forecast, wape
+from models.demand_eval import (
+    active_history,
+    ma_forecast,
+    mase,
+    promo_ses_forecast,
+    rmsse,
+    ses_forecast,
+    ses_level,
+    wape,
+)
 from models.runtime import default_model_path, load_model
 
 
@@ -89,6 +101,64 @@ def test_demand_forecast_quantiles() -> None:
         fc.forecast(history, date(2024, 3, 1), np.zeros(5))
     with pytest.raises(ValueError):
         fc.forecast([-1.0, 2.0], date(2024, 3, 1))
+
+
+def test_demand_postprocess_combines_with_ses_and_scales_p90(tmp_path: Path) -> None:
+    shipped = DemandForecaster.default()
+    post = shipped.postprocess
+    assert post is not None and 0.0 < post.ses_weight < 1.0 and post.p90_factor > 0.0
+    raw = DemandForecaster(shipped.model, postprocess=False)
+    rng = np.random.default_rng(5)
+    hist_promo = (rng.random(300) < 0.3).astype(float)
+    history = rng.poisson(4.0 * (1.0 + hist_promo)).astype(float)
+    promo = np.zeros(28)
+    promo[3:10] = 1.0
+    a = shipped.forecast(history, date(2024, 3, 1), promo, hist_promo)
+    b = raw.forecast(history, date(2024, 3, 1), promo, hist_promo)
+    w = post.ses_weight
+    expected_mean = (1.0 - w) * np.asarray(b.mean) + w * promo_ses_forecast(history, hist_promo, promo)
+    np.testing.assert_allclose(a.mean, expected_mean, rtol=1e-6)
+    assert a.p50 == b.p50
+    np.testing.assert_allclose(a.p90, np.maximum(post.p90_factor * np.asarray(b.p90), b.p50), rtol=1e-6)
+    # a manifest written before demand_postprocess existed loads and gives the network's own output
+    data = json.loads(default_model_path("demand").with_suffix(".json").read_text())
+    del data["demand_postprocess"]
+    (tmp_path / "demand.json").write_text(json.dumps(data))
+    shutil.copy(default_model_path("demand"), tmp_path / "demand.tflite")
+    legacy = DemandForecaster(load_model(tmp_path / "demand.tflite"))
+    assert legacy.postprocess is None
+    assert legacy.forecast(history, date(2024, 3, 1), promo, hist_promo) == b
+
+
+def test_ses_level_matches_the_per_alpha_definition() -> None:
+    rng = np.random.default_rng(11)
+    for hist in (rng.poisson(3.0, 120).astype(float), np.array([0.0, 0.0, 1.0]), np.array([2.0])):
+        y = active_history(hist)
+        best = (np.inf, 0.0)
+        for alpha in np.arange(0.02, 0.5001, 0.02):
+            level, sse = float(y[0]), 0.0
+            for v in y[1:]:
+                sse += (v - level) ** 2
+                level += alpha * (v - level)
+            best = min(best, (sse, level), key=lambda t: t[0])
+        assert ses_level(hist) == best[1]
+    assert ses_level(np.zeros(0)) == 0.0
+
+
+def test_promo_ses_forecast_scales_promotion_days() -> None:
+    hist_promo = np.tile([0.0, 0.0, 0.0, 1.0], 100)
+    history = np.where(hist_promo > 0, 9.0, 3.0)  # promo days sell 3x
+    fut = np.zeros(28)
+    fut[:7] = 1.0
+    f = promo_ses_forecast(history, hist_promo, fut)
+    assert f[:7] == pytest.approx(np.full(7, 3.0 * f[10]))
+    assert f[10] == pytest.approx(3.0, rel=0.1)
+    # without promotions on either side it is plain SES
+    assert promo_ses_forecast(history, np.zeros(400), fut).tolist() == [ses_level(history)] * 28
+    assert promo_ses_forecast(np.zeros(5), np.zeros(5), fut).tolist() == [0.0] * 28
+    # promo days never sold and the last 28 days were all on promotion: finite, the SES level
+    never = promo_ses_forecast(np.r_[np.full(100, 2.0), np.zeros(28)], np.r_[np.zeros(100), np.ones(28)], fut)
+    assert np.all(np.isfinite(never))
 
 
 def test_baselines_and_metrics() -> None:

@@ -64,6 +64,11 @@ def test_train_and_export_demand(tmp_path: Path) -> None:
     _check_int8_manifest(tmp_path / "out" / "demand.tflite", "demand")
     man = load_model(tmp_path / "out" / "demand.tflite").manifest
     assert man.training_window == (start.isoformat(), (start + timedelta(days=rows - 29)).isoformat())
+    post = man.demand_postprocess  # chosen on the validation month, shipped to the gateway
+    assert post is not None and 0.0 <= post.ses_weight <= 1.0 and 0.5 <= post.p90_factor <= 2.0
+    assert post.fitted_on.startswith(f"rows {rows - 56}..{rows - 29} ")
+    assert np.isfinite(metrics["val_rmsse_int8_combined"])
+    assert metrics["val_rmsse_int8_combined"] <= metrics["val_rmsse_int8"] + 1e-12  # weight 0 is on the grid
     fc = DemandForecaster(load_model(tmp_path / "out" / "demand.tflite"))
     out = fc.forecast([5.0] * 60, date(2018, 1, 1))
     assert len(out.p90) == 28
