@@ -26,6 +26,7 @@ from models.demand_eval import (
 from models.features import DemandFeatureConfig, demand_features
 from models.manifest import DemandPostprocess
 from models.runtime import load_model
+from models.training.evaluate import demand_metrics
 from models.training.export import assert_builtin_int8, convert, write_model
 from models.training.tfutil import import_tf, precision_policy
 
@@ -114,21 +115,8 @@ def _loss(tf: Any, horizon: int) -> Callable[[Any, Any], Any]:
 
 def validate(model_path: Path, panel: DemandPanel, origin: int) -> tuple[float, float]:
     """Mean RMSSE and P90 coverage of a tflite model at one origin (inside the training rows)."""
-    fc = DemandForecaster(load_model(model_path))
-    h = fc.horizon
-    scores, covered = [], []
-    for s in range(panel.qty.shape[1]):
-        hist, actual = panel.qty[:origin, s], panel.qty[origin : origin + h, s]
-        f = fc.forecast(
-            hist,
-            panel.dates[origin],
-            panel.promo[origin : origin + h, s],
-            panel.promo[:origin, s],
-            panel.dates[origin : origin + h],
-        )
-        scores.append(rmsse(hist, actual, np.asarray(f.mean)))
-        covered.append(np.mean(actual <= np.asarray(f.p90)))
-    return float(np.mean(scores)), float(np.mean(covered))
+    metrics = demand_metrics(load_model(model_path), panel, origin)
+    return metrics["holdout_rmsse"], metrics["holdout_p90_coverage"]
 
 
 def fit_postprocess(

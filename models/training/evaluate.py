@@ -130,7 +130,8 @@ def evaluate_anomaly(
 # ---------------------------------------------------------------------------------------------
 
 
-def _demand_metrics(model: LoadedModel, panel: DemandPanel, origin: int) -> dict[str, float]:
+def demand_metrics(model: LoadedModel, panel: DemandPanel, origin: int) -> dict[str, float]:
+    """Mean RMSSE, pooled WAPE and P90 coverage of ``model`` forecasting every series from ``origin``."""
     fc = DemandForecaster(model)
     h = fc.horizon
     scores, covered, actuals, means = [], [], [], []
@@ -164,6 +165,6 @@ def evaluate_demand(
     if not 0 < origin <= panel.qty.shape[0] - horizon:
         raise ValueError(f"origin {origin} leaves fewer than {horizon} rows to evaluate")
     return {
-        "candidate": _demand_metrics(load_model(candidate_path), panel, origin),
-        "deployed": _demand_metrics(load_model(deployed_path), panel, origin),
+        "candidate": demand_metrics(load_model(candidate_path), panel, origin),
+        "deployed": demand_metrics(load_model(deployed_path), panel, origin),
     }
