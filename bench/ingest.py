@@ -1,10 +1,16 @@
 """Gateway ingest throughput: the agent on a sustained QoS 1 stream vs a bare paho subscriber.
 
-    python bench/ingest.py [--count 60000] [--rate 20000] [--publishers 2]
+    python bench/ingest.py [--count 60000] [--rate 20000] [--publishers 2] [--no-models]
 
 A private Mosquitto (the shipped config) receives a realistic simulated stream (every device
 kind, 24 devices) from several publisher clients at QoS 1. The publishers and the broker are
-pinned to the first core, the consumer under test to the second:
+pinned to the first core, the consumer under test to the last one. A consumer is pinned at
+spawn time (it inherits the mask of the thread that starts it), so every one of its threads
+runs there; pinning a running process with ``sched_setaffinity(pid)`` would move only its main
+thread and leave the paho and ingest threads competing with the broker.
+
+The agent runs as shipped, with both on-gateway models scoring and forecasting
+(``--no-models`` switches them off, the backbone alone):
 
 1. a bare paho subscriber that only counts (auto-ack) takes the stream: the ceiling;
 2. the same stream (same seed) goes to the edge agent, which decodes, validates,
@@ -23,12 +29,14 @@ Last line: ``ingest: msgs_per_s=<n> raw_paho_msgs_per_s=<n> ratio=<r> rss_mb=<m>
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import _stack
@@ -44,6 +52,16 @@ from firmware_sim.truth import Summary
 PUB_CORE, CONSUMER_CORE = {0}, {(os.cpu_count() or 1) - 1}
 
 
+@contextlib.contextmanager
+def _on_consumer_core() -> Iterator[None]:
+    """Run the block with this thread on the consumer core: what it spawns inherits the mask."""
+    os.sched_setaffinity(0, CONSUMER_CORE)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, PUB_CORE)
+
+
 def _publish(fleet, broker, args, seed_offset: int = 0, truth: Path | None = None) -> SimRunner:  # type: ignore[no-untyped-def]
     runner = SimRunner(fleet, broker.host, broker.port, ground_truth_path=truth, faults=FaultConfig(),
                        count=args.count, rate=args.rate, publishers=args.publishers,
@@ -54,10 +72,10 @@ def _publish(fleet, broker, args, seed_offset: int = 0, truth: Path | None = Non
 
 def raw_paho(fleet, broker, args, progress: Progress) -> float:  # type: ignore[no-untyped-def]
     """msgs/s of a subscriber process that only counts (auto-ack, QoS 1), on the consumer core."""
-    sub = subprocess.Popen([sys.executable, str(Path(__file__).with_name("_raw_sub.py")), broker.host,
-                            str(broker.port), str(10**9)], stdout=subprocess.PIPE, text=True)
+    with _on_consumer_core():
+        sub = subprocess.Popen([sys.executable, str(Path(__file__).with_name("_raw_sub.py")), broker.host,
+                                str(broker.port), str(10**9)], stdout=subprocess.PIPE, text=True)
     assert sub.stdout is not None
-    os.sched_setaffinity(sub.pid, CONSUMER_CORE)
     assert sub.stdout.readline().strip() == "ready"
     time.sleep(0.5)
     task = progress.add_task("bare paho subscriber", total=args.count)
@@ -106,9 +124,10 @@ class _Watch:
 
 
 def _start_agent(agent: AgentProcess) -> None:
-    agent.start()
+    with _on_consumer_core():
+        agent.start()
     assert agent.pid is not None
-    os.sched_setaffinity(agent.pid, CONSUMER_CORE)
+    assert os.sched_getaffinity(agent.pid) == CONSUMER_CORE
 
 
 def _drain(watch: _Watch, target: int, progress: Progress, task: int, timeout_s: float = 120) -> None:
@@ -126,6 +145,7 @@ def agent_runs(fleet, backlog_fleet, broker, workdir: Path, args, progress: Prog
     agent = AgentProcess(
         gateway_id=gw, site=fleet.site_of(gw), workdir=workdir, mqtt_host=broker.host, mqtt_port=broker.port,
         filters=fleet.topic_filters(gw), cloud_url=f"http://127.0.0.1:{free_port()}", cloud_token="bench-token",
+        extra={} if args.models else {"models": {"enabled": False, "forecast_enabled": False}},
     )
     _start_agent(agent)
     # run 2: the live stream
@@ -169,6 +189,8 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=60_000)
     ap.add_argument("--rate", type=float, default=20_000.0, help="offered load, msgs/s over all publishers")
     ap.add_argument("--publishers", type=int, default=2)
+    ap.add_argument("--no-models", dest="models", action="store_false",
+                    help="switch the anomaly and demand models off (the backbone alone)")
     args = ap.parse_args()
     console = Console()
     os.sched_setaffinity(0, PUB_CORE)  # the publishers, and the broker started below, share core 0
@@ -186,7 +208,8 @@ def main() -> None:
         finally:
             broker.stop()
     console.print(f"{args.count:,} messages per run, QoS 1, offered {args.rate:,.0f} msgs/s from "
-                  f"{args.publishers} publishers (core 0 with the broker; consumer on core {CONSUMER_CORE})")
+                  f"{args.publishers} publishers (core 0 with the broker; consumer on core {CONSUMER_CORE}); "
+                  f"models {'on' if args.models else 'off'}")
     console.print(f"agent capacity, draining a {args.count:,}-message backlog on one core: {drain:,.0f} msgs/s")
     print(f"ingest: msgs_per_s={live:.0f} raw_paho_msgs_per_s={raw:.0f} ratio={live / raw:.2f} "
           f"rss_mb={rss:.1f} lost={lost}")
