@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import json
-import logging
-import signal
-import sys
-import threading
 from pathlib import Path
-from types import FrameType
 from typing import Annotated
 
 import httpx
@@ -32,16 +27,6 @@ def _load(config: Path, err: Console) -> AgentConfig:
         raise typer.Exit(2) from None
 
 
-def install_stop_signals(stop: threading.Event) -> None:
-    """Map SIGTERM and SIGINT to one stop event (the only place signals are handled)."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-
-
 @app.command()
 def run(
     config: ConfigOption,
@@ -51,21 +36,11 @@ def run(
     ] = False,
 ) -> None:
     """Run the agent until SIGTERM/SIGINT (exit 0 after a graceful stop)."""
-    err = Console(stderr=True)
-    cfg = _load(config, err)
-    if validate_config:
-        typer.echo("OK")
-        raise typer.Exit(0)
-    logging.basicConfig(
-        level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    # One line per sync post / model poll at INFO would drown the agent's own log.
-    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
-    from edge_agent.app import Agent  # the heavy imports only when actually running
+    # `edgehouse-agent run` itself bypasses Typer (edge_agent.__main__); this is the same path
+    # for `edgehouse agent run` and `--help`.
+    from edge_agent.daemon import run as run_daemon
 
-    stop = threading.Event()
-    install_stop_signals(stop)
-    Agent(cfg).run_until(stop)
+    raise typer.Exit(run_daemon(config, validate_config))
 
 
 @app.command()

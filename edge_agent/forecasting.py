@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge
 
@@ -28,9 +29,11 @@ from edge_agent.config import ModelsConfig
 from edge_agent.metrics import PREFIX, AgentMetrics
 from edge_agent.store import Store
 from edge_agent.updates.slot import InstallMode, ModelInfo, SlotStats, StatsCounter
-from models.demand import DemandForecaster
-from models.runtime import ModelLoadError, default_model_path, load_model
+from models.manifest import ModelLoadError, default_model_path
 from protocols import ForecastPayload, ModelStats
+
+if TYPE_CHECKING:
+    from models.demand import DemandForecaster
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +219,10 @@ class ForecastWorker:
         self._thread.start()
 
     def _load(self, source: ModelInfo | Path) -> _Forecasting:
+        # numpy and LiteRT load with the first model, not with the agent (forecasts may be off).
+        from models.demand import DemandForecaster
+        from models.runtime import load_model
+
         path = source.path if isinstance(source, ModelInfo) else source
         model = load_model(path)
         man = model.manifest

@@ -81,7 +81,7 @@ class Housekeeper:
         )
 
     def _run(self) -> None:
-        conn = self._store.connect()
+        conn = self._store.connect(cache_kib=512)  # bulk deletes every few seconds, no hot set
         try:
             retention = self.retention(conn)
             while not self._stop.is_set():

@@ -27,7 +27,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -36,9 +36,11 @@ from edge_agent.config import ModelsConfig
 from edge_agent.metrics import PREFIX, AgentMetrics
 from edge_agent.store import Store
 from edge_agent.updates.slot import InstallMode, ModelInfo, SlotStats, StatsCounter
-from models.anomaly import AnomalyResult, AnomalyScorer, AnomalyScorerConfig
-from models.runtime import ModelLoadError, default_model_path, load_model
+from models.manifest import ModelLoadError, default_model_path
 from protocols import AlertPayload, ModelStats
+
+if TYPE_CHECKING:
+    from models.anomaly import AnomalyResult, AnomalyScorer
 
 log = logging.getLogger(__name__)
 
@@ -412,6 +414,10 @@ class InferenceWorker:
 
     def _scoring(self, source: ModelInfo | Path) -> _Scoring:
         """Load a model and build its scorer (any thread)."""
+        # numpy and LiteRT load with the first model, not with the agent (models may be off).
+        from models.anomaly import AnomalyScorer, AnomalyScorerConfig
+        from models.runtime import load_model
+
         path = source.path if isinstance(source, ModelInfo) else source
         model = load_model(path)
         man = model.manifest

@@ -14,7 +14,7 @@ from typing import Final
 
 from edge_agent.inbound import Inbound
 from edge_agent.rfid import RfidBurstFilter
-from edge_agent.store.db import transaction
+from edge_agent.store.db import padded, transaction
 from protocols import (
     DecodeError,
     DeviceStatusRecord,
@@ -155,7 +155,7 @@ class BatchWriter:
     def _existing(self, table: str, keys: Sequence[Key]) -> set[Key]:
         found: set[Key] = set()
         for start in range(0, len(keys), _LOOKUP_CHUNK):
-            chunk = keys[start : start + _LOOKUP_CHUNK]
+            chunk = padded(keys[start : start + _LOOKUP_CHUNK])
             values = ",".join(["(?,?,?)"] * len(chunk))
             params = [part for key in chunk for part in key]
             rows = self._conn.execute(

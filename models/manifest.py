@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.features import DemandFeatureConfig, SensorFeatureConfig
+from models.feature_config import DemandFeatureConfig, SensorFeatureConfig
 
 Task = Literal["anomaly", "demand"]
 DType = Literal["float32", "int8", "uint8", "int16", "int32"]
@@ -109,3 +109,15 @@ def read_manifest(path: Path) -> ModelManifest:
 
 def write_manifest(manifest: ModelManifest, path: Path) -> None:
     path.write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
+
+
+class ModelLoadError(RuntimeError):
+    """The model or its manifest is missing, tampered with or unusable here."""
+
+
+DEFAULT_DIR = Path(__file__).resolve().parent / "default"
+
+
+def default_model_path(task: str, variant: str = "") -> Path:
+    """Shipped models: models/default/{anomaly,demand}.tflite (variant '_float' for the float32 twin)."""
+    return DEFAULT_DIR / f"{task}{variant}.tflite"

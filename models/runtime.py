@@ -11,18 +11,27 @@ from typing import Any
 
 import numpy as np
 
-from models.manifest import (
+from models.manifest import (  # ModelLoadError, default_model_path: re-exported
+    DEFAULT_DIR,
+    ModelLoadError,
     ModelManifest,
     QuantParams,
     TensorSpec,
+    default_model_path,
     file_digest,
     manifest_path_for,
     read_manifest,
 )
 
-
-class ModelLoadError(RuntimeError):
-    """The model or its manifest is missing, tampered with or unusable here."""
+__all__ = [
+    "DEFAULT_DIR",
+    "LoadedModel",
+    "ModelLoadError",
+    "default_model_path",
+    "dequantize",
+    "load_model",
+    "quantize",
+]
 
 
 def _interpreter_factory() -> Callable[..., Any]:
@@ -132,11 +141,3 @@ def load_model(path: str | Path, num_threads: int = 1) -> LoadedModel:
     except (ValueError, RuntimeError) as exc:
         raise ModelLoadError(f"{model_path}: interpreter refused the model: {exc}") from exc
     return LoadedModel(model_path, manifest, interp)
-
-
-DEFAULT_DIR = Path(__file__).resolve().parent / "default"
-
-
-def default_model_path(task: str, variant: str = "") -> Path:
-    """Shipped models: models/default/{anomaly,demand}.tflite (variant '_float' for the float32 twin)."""
-    return DEFAULT_DIR / f"{task}{variant}.tflite"

@@ -6,7 +6,14 @@ import sqlite3
 from pathlib import Path
 
 from edge_agent.store.checkpoint import Checkpointer
-from edge_agent.store.db import DEFAULT_AUTOCHECKPOINT_PAGES, Synchronous, connect, transaction, used_bytes
+from edge_agent.store.db import (
+    DEFAULT_AUTOCHECKPOINT_PAGES,
+    DEFAULT_CACHE_KIB,
+    Synchronous,
+    connect,
+    transaction,
+    used_bytes,
+)
 from edge_agent.store.gateway_output import enqueue_alert, enqueue_forecast
 from edge_agent.store.migrations import MIGRATIONS, migrate
 from edge_agent.store.outbox import OutboxRow
@@ -29,9 +36,11 @@ class Store:
         finally:
             conn.close()
 
-    def connect(self, autocheckpoint_pages: int = DEFAULT_AUTOCHECKPOINT_PAGES) -> sqlite3.Connection:
+    def connect(
+        self, autocheckpoint_pages: int = DEFAULT_AUTOCHECKPOINT_PAGES, cache_kib: int = DEFAULT_CACHE_KIB
+    ) -> sqlite3.Connection:
         """A new connection for the calling thread (close it on the same thread)."""
-        return connect(self.path, self.synchronous, autocheckpoint_pages)
+        return connect(self.path, self.synchronous, autocheckpoint_pages, cache_kib)
 
     def check_writable(self, timeout_s: float = 1.0) -> str | None:
         """None when a write transaction can be taken, else the reason it cannot."""

@@ -44,7 +44,7 @@ class Checkpointer:
             self._thread = None
 
     def _run(self) -> None:
-        conn = self._store.connect()
+        conn = self._store.connect(cache_kib=64)  # checkpoints read no pages through the cache
         try:
             while not self._stop.wait(self._interval_s):
                 self.checkpoint(conn)

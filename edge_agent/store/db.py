@@ -8,10 +8,12 @@ writers never deadlock upgrading a read lock.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
+
+T = TypeVar("T")
 
 Synchronous = Literal["NORMAL", "FULL"]
 
@@ -20,6 +22,8 @@ BUSY_TIMEOUT_MS = 10_000
 
 #: Auto-checkpoint threshold of ordinary connections (SQLite's default).
 DEFAULT_AUTOCHECKPOINT_PAGES = 1000
+#: Page cache of a connection, KiB.
+DEFAULT_CACHE_KIB = 2048
 #: Largest WAL kept on disk after a checkpoint reset it.
 JOURNAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 
@@ -28,6 +32,7 @@ def connect(
     path: Path | str,
     synchronous: Synchronous = "NORMAL",
     autocheckpoint_pages: int = DEFAULT_AUTOCHECKPOINT_PAGES,
+    cache_kib: int = DEFAULT_CACHE_KIB,
 ) -> sqlite3.Connection:
     """Open a connection with the agent's pragmas.
 
@@ -40,6 +45,9 @@ def connect(
     ``autocheckpoint_pages``: a commit that finds the WAL larger than this checkpoints it on
     the committing thread (fsyncs included). The ingest connection raises it so that the
     :class:`~edge_agent.store.checkpoint.Checkpointer` thread does that work instead.
+
+    ``cache_kib``: this connection's page cache; each connection has its own, so threads that
+    only checkpoint or delete in bulk ask for less than the ingest and scoring threads.
     """
     if synchronous not in ("NORMAL", "FULL"):
         raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
@@ -54,8 +62,30 @@ def connect(
     conn.execute(f"PRAGMA wal_autocheckpoint={int(autocheckpoint_pages)}")
     conn.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT_BYTES}")
     conn.execute("PRAGMA temp_store=MEMORY")
-    conn.execute("PRAGMA cache_size=-2048")  # 2 MiB page cache per connection: bounded RSS
+    conn.execute(f"PRAGMA cache_size=-{int(cache_kib)}")  # negative: KiB, a bound on RSS
     return conn
+
+
+#: Lengths that variable-length statements (``IN (?, ...)``, ``VALUES (...), ...``) are padded
+#: to. Python's sqlite3 caches up to 128 prepared statements per connection and every distinct
+#: length is a distinct statement: unpadded, the ingest connection's cache held one compiled
+#: statement per batch size seen (8.6 MB on the ingest bench); padded, at most four per shape.
+PADDED_LENGTHS: tuple[int, ...] = (16, 128, 500, 1000)
+
+
+def padded(items: Sequence[T]) -> list[T]:
+    """``items`` lengthened to the next of :data:`PADDED_LENGTHS` by repeating the last one.
+
+    Only for statements where a repeated value changes nothing (set membership, ``IN`` lists).
+    Longer inputs must be chunked by the caller to at most ``PADDED_LENGTHS[-1]``.
+    """
+    n = len(items)
+    if n == 0:
+        return []
+    if n > PADDED_LENGTHS[-1]:
+        raise ValueError(f"{n} items: chunk to at most {PADDED_LENGTHS[-1]}")
+    target = next(length for length in PADDED_LENGTHS if length >= n)
+    return [*items, *([items[-1]] * (target - n))]
 
 
 @contextmanager

@@ -6,6 +6,8 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from edge_agent.store.db import padded
+
 _CHUNK = 500  # ids per statement, well under SQLite's host-parameter limit
 
 
@@ -32,7 +34,7 @@ def _chunks(ids: Sequence[str]) -> Iterable[Sequence[str]]:
 def delete(conn: sqlite3.Connection, ids: Iterable[str]) -> int:
     """Delete exactly these ids (call inside a transaction); return how many existed."""
     deleted = 0
-    for chunk in _chunks(sorted(set(ids))):
+    for chunk in map(padded, _chunks(sorted(set(ids)))):
         marks = ",".join("?" * len(chunk))
         deleted += conn.execute(f"DELETE FROM outbox WHERE id IN ({marks})", tuple(chunk)).rowcount
     return deleted

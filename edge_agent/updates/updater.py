@@ -52,7 +52,7 @@ from edge_agent.updates.state import (
 )
 from edge_agent.updates.trust import TrustStore
 from edge_agent.updates.verify import PERMANENT_CODES, Rejected, check_artifact, check_release, doc_digest
-from models.runtime import ModelLoadError
+from models.manifest import ModelLoadError
 from protocols import (
     DESIRED_PATH,
     REPORT_PATH,

@@ -9,11 +9,11 @@ specs this agent's feature code can feed). After the download: length, then sha2
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from models.manifest import ModelManifest
@@ -130,7 +130,7 @@ def parse_manifest(rel: ModelRelease, task: str) -> ModelManifest:
 
 
 def _size(shape: tuple[int, ...]) -> int:
-    return int(np.prod(shape)) if shape else 1
+    return math.prod(shape) if shape else 1
 
 
 def check_compatible(manifest: ModelManifest) -> None:

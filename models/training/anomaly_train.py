@@ -109,9 +109,20 @@ def fit_forecaster(
             def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
                 loss = (logs or {}).get("loss", float("nan"))
                 lo, hi = span
-                progress(f"epoch {epoch + 1}/{params.epochs} loss {loss:.4f}", lo + (hi - lo) * (epoch + 1) / params.epochs)
+                progress(
+                    f"epoch {epoch + 1}/{params.epochs} loss {loss:.4f}",
+                    lo + (hi - lo) * (epoch + 1) / params.epochs,
+                )
 
-        model.fit(x, y, epochs=params.epochs, batch_size=params.batch_size, shuffle=True, verbose=0, callbacks=[_Cb()])
+        model.fit(
+            x,
+            y,
+            epochs=params.epochs,
+            batch_size=params.batch_size,
+            shuffle=True,
+            verbose=0,
+            callbacks=[_Cb()],
+        )
     return model
 
 
@@ -191,7 +202,9 @@ def train_anomaly(cfg: AnomalyTrainConfig, out_dir: Path, progress: Progress) ->
     xv, yv = series_pairs(val, fc)
     progress(f"training on {x.shape[0]} windows", 0.1)
 
-    params = FitParams(hidden=cfg.hidden, epochs=cfg.epochs, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate)
+    params = FitParams(
+        hidden=cfg.hidden, epochs=cfg.epochs, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate
+    )
     model = fit_forecaster(tf, x, y, params, progress, mixed_precision=device.startswith("GPU"))
 
     rep = representative_rows(x, cfg.representative_rows, rng)

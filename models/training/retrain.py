@@ -62,19 +62,28 @@ class AnomalyRetrainConfig(BaseModel):
     hidden: int = Field(default=32, ge=4, description="used only without a parent .keras to start from")
     batch_size: int = Field(default=512, ge=8)
     learning_rate: float = Field(default=2e-3, gt=0)
-    warm_start_learning_rate: float = Field(default=5e-4, gt=0, description="fine-tuning from the parent's weights")
-    warm_start: bool = Field(default=True, description="start from the parent's weights when its .keras exists")
-    synthetic_share: float = Field(default=0.3, ge=0.0, lt=1.0, description="share of training rows from synthetic series")
+    warm_start_learning_rate: float = Field(
+        default=5e-4, gt=0, description="fine-tuning from the parent's weights"
+    )
+    warm_start: bool = Field(
+        default=True, description="start from the parent's weights when its .keras exists"
+    )
+    synthetic_share: float = Field(
+        default=0.3, ge=0.0, lt=1.0, description="share of training rows from synthetic series"
+    )
     synthetic_length: int = Field(default=1000, ge=200)
     max_synthetic_series: int = Field(default=200, ge=1)
     max_train_rows: int = Field(default=400_000, ge=100)
     representative_rows: int = Field(default=1000, ge=10)
     recalibrate_threshold: bool = Field(
-        default=False, description="pick the threshold anew on labelled synthetic series (else keep the parent's)"
+        default=False,
+        description="pick the threshold anew on labelled synthetic series (else keep the parent's)",
     )
     threshold_series: int = Field(default=60, ge=1)
     threshold_length: int = Field(default=3000, ge=200)
-    mixed_precision: bool | None = Field(default=None, description="None: mixed_float16 when TensorFlow sees a GPU")
+    mixed_precision: bool | None = Field(
+        default=None, description="None: mixed_float16 when TensorFlow sees a GPU"
+    )
     version: int = Field(default=1, ge=1)
 
 
@@ -91,7 +100,8 @@ class DemandRetrainConfig(BaseModel):
     mixed_precision: bool | None = None
     version: int = Field(default=1, ge=1)
     features: DemandFeatureConfig = Field(
-        default_factory=DemandFeatureConfig, description="keep the deployed model's, so the gateways' inputs match"
+        default_factory=DemandFeatureConfig,
+        description="keep the deployed model's, so the gateways' inputs match",
     )
 
 
@@ -99,7 +109,9 @@ def _parent_manifest(parent_path: Path) -> ModelManifest:
     return read_manifest(manifest_path_for(parent_path))
 
 
-def _parent_weights(tf: Any, keras_path: Path | None, n_inputs: int) -> tuple[list[np.ndarray] | None, int | None]:
+def _parent_weights(
+    tf: Any, keras_path: Path | None, n_inputs: int
+) -> tuple[list[np.ndarray] | None, int | None]:
     """(weights, hidden units) of the parent's Keras model, or (None, None) when it is absent or unusable."""
     if keras_path is None or not keras_path.is_file():
         return None, None
@@ -113,7 +125,9 @@ def _parent_weights(tf: Any, keras_path: Path | None, n_inputs: int) -> tuple[li
     return [np.asarray(w, np.float32) for w in parent.get_weights()], hidden
 
 
-def _synthetic_rows(cfg: AnomalyRetrainConfig, fc: SensorFeatureConfig, real_rows: int) -> tuple[np.ndarray, np.ndarray]:
+def _synthetic_rows(
+    cfg: AnomalyRetrainConfig, fc: SensorFeatureConfig, real_rows: int
+) -> tuple[np.ndarray, np.ndarray]:
     if cfg.synthetic_share <= 0.0 or real_rows == 0:
         return np.zeros((0, fc.n_inputs), np.float32), np.zeros((0,), np.float32)
     target = real_rows * cfg.synthetic_share / (1.0 - cfg.synthetic_share)
@@ -153,7 +167,9 @@ def retrain_anomaly(
         x, y = x[keep], y[keep]
     weights, hidden = _parent_weights(tf, parent_keras, fc.n_inputs) if cfg.warm_start else (None, None)
     params = FitParams(
-        hidden=hidden or cfg.hidden, epochs=cfg.epochs, batch_size=cfg.batch_size,
+        hidden=hidden or cfg.hidden,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
         learning_rate=cfg.learning_rate if weights is None else cfg.warm_start_learning_rate,
     )
     progress(
@@ -164,12 +180,16 @@ def retrain_anomaly(
     )
     model = fit_forecaster(tf, x, y, params, progress, mixed_precision=mixed, initial_weights=weights)
     progress("converting to int8 tflite", 0.72)
-    export_model, int8_bytes = export_int8(tf, model, representative_rows(x, cfg.representative_rows, rng), params.hidden)
+    export_model, int8_bytes = export_int8(
+        tf, model, representative_rows(x, cfg.representative_rows, rng), params.hidden
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     export_model.save(out_dir / "anomaly.keras")
     sub = rng.choice(x_real.shape[0], min(5000, x_real.shape[0]), replace=False)
     metrics: dict[str, float] = {
-        "train_nll_keras": gauss_nll(np.asarray(model.predict(x_real[sub], batch_size=4096, verbose=0), np.float64), y_real[sub]),
+        "train_nll_keras": gauss_nll(
+            np.asarray(model.predict(x_real[sub], batch_size=4096, verbose=0), np.float64), y_real[sub]
+        ),
         "train_rows": float(x.shape[0]),
         "train_rows_real": float(x_real.shape[0]),
         "train_rows_synthetic": float(x_syn.shape[0]),
@@ -190,13 +210,15 @@ def retrain_anomaly(
         "training_window": training_window,
         "seed": cfg.seed,
         "sensor_features": fc,
-        "recreate_command": "POST /api/v1/models/train {\"task\": \"anomaly\", ...} (cloud retraining job)",
+        "recreate_command": 'POST /api/v1/models/train {"task": "anomaly", ...} (cloud retraining job)',
     }
     defaults = parent.anomaly_defaults
     if defaults is None or cfg.recalibrate_threshold:
         write_model(out_dir, "anomaly", int8_bytes, {**fields, "metrics": metrics})
         progress("choosing the alert threshold on synthetic labelled series", 0.8)
-        thr_series = sensor_corpus(cfg.seed + 2, cfg.threshold_series, cfg.threshold_length, with_anomaly=True)
+        thr_series = sensor_corpus(
+            cfg.seed + 2, cfg.threshold_series, cfg.threshold_length, with_anomaly=True
+        )
         threshold, synth_score = pick_threshold(out_dir / "anomaly.tflite", thr_series)
         metrics["synthetic_nab_standard_int8"] = synth_score
         defaults = AnomalyScorerDefaults(
@@ -239,7 +261,7 @@ def retrain_demand(
         out_dir,
         lambda message, fraction: progress(message, min(fraction, 0.9)),
         source=source,
-        recreate_command="POST /api/v1/models/train {\"task\": \"demand\", ...} (cloud retraining job)",
+        recreate_command='POST /api/v1/models/train {"task": "demand", ...} (cloud retraining job)',
         float_twin=False,
         mixed_precision=cfg.mixed_precision,
     )
