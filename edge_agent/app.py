@@ -115,6 +115,7 @@ class Agent:
             self.store,
             self.metrics,
             mqtt_connected=lambda: self.mqtt.connected,
+            mqtt_last_error=lambda: self.mqtt.last_error,
             intake_paused=self.intake_paused.is_set,
             stopped_components=self._stopped_components,
             models=self.updater.status,

@@ -60,6 +60,7 @@ class MqttLink:
         self._intake_open = threading.Event()
         self._intake_open.set()
         self._connected = threading.Event()
+        self._last_error: str | None = None
         self._disconnected = threading.Event()
         self._connection = 0  # incremented at every successful CONNACK
         self._filters: dict[str, None] = {}  # insertion-ordered set
@@ -120,6 +121,11 @@ class MqttLink:
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the last connection attempt failed or the connection dropped; None once connected."""
+        return self._last_error
 
     def close_intake(self) -> None:
         """Stop handing messages to ingest; later deliveries stay unacknowledged at the broker."""
@@ -225,6 +231,7 @@ class MqttLink:
                 else:
                     client.reconnect()
             except (OSError, ssl.SSLError, ValueError) as exc:
+                self._last_error = f"connect failed: {exc}"
                 self._metrics.mqtt_connect_failures.inc()
                 delay = self._backoff.next_delay()
                 log.warning(
@@ -259,9 +266,11 @@ class MqttLink:
         try:
             if reason_code.is_failure:
                 self._metrics.mqtt_connect_failures.inc()
+                self._last_error = f"broker refused the connection: {reason_code}"
                 log.error("broker refused the connection: %s", reason_code)
                 return
             self._backoff.reset()
+            self._last_error = None
             self._connection += 1
             self._connected.set()
             self._metrics.mqtt_connected.set(1)
@@ -289,6 +298,7 @@ class MqttLink:
             self._connected.clear()
             self._metrics.mqtt_connected.set(0)
             if not self._stop.is_set():
+                self._last_error = f"disconnected: {reason_code}"
                 log.warning("disconnected from MQTT: %s", reason_code)
         except Exception:
             log.exception("error in on_disconnect")

@@ -31,6 +31,8 @@ class AgentStatus(BaseModel):
     gateway_id: str
     agent_version: str
     mqtt_connected: bool
+    #: Why the broker connection is down (TLS, refused, dropped); None while connected.
+    mqtt_last_error: str | None = None
     intake_paused: bool
     messages_in: int
     stored: StoredCounts
@@ -66,6 +68,7 @@ class StatusProbe:
         metrics: AgentMetrics,
         mqtt_connected: Callable[[], bool],
         intake_paused: Callable[[], bool],
+        mqtt_last_error: Callable[[], str | None] = lambda: None,
         stopped_components: Callable[[], list[str]] = list,
         cache_s: float = 1.0,
         models: Callable[[], dict[str, ModelTaskStatus]] = dict,
@@ -75,6 +78,7 @@ class StatusProbe:
         self._store = store
         self._metrics = metrics
         self._mqtt_connected = mqtt_connected
+        self._mqtt_last_error = mqtt_last_error
         self._intake_paused = intake_paused
         self._stopped_components = stopped_components
         self._cache_s = cache_s
@@ -110,6 +114,7 @@ class StatusProbe:
             gateway_id=self._gateway_id,
             agent_version=__version__,
             mqtt_connected=self._mqtt_connected(),
+            mqtt_last_error=None if self._mqtt_connected() else self._mqtt_last_error(),
             intake_paused=self._intake_paused(),
             messages_in=int(m.value("messages_in_total")),
             stored=StoredCounts(
@@ -134,7 +139,8 @@ class StatusProbe:
         """Reasons the agent is unhealthy; empty when healthy."""
         reasons = []
         if not self._mqtt_connected():
-            reasons.append("mqtt not connected")
+            why = self._mqtt_last_error()
+            reasons.append(f"mqtt not connected: {why}" if why else "mqtt not connected")
         db_problem = self._store.check_writable()
         if db_problem is not None:
             reasons.append(db_problem)

@@ -165,7 +165,9 @@ def test_stored_readings_warm_the_streams_up_without_alerting(store: Store) -> N
     metrics = AgentMetrics()
     # readings are 1 s apart here: a cool-down shorter than the 170 s between the spikes; the threshold
     # is pinned so the test does not depend on the shipped calibration
-    worker = InferenceWorker(ModelsConfig(cooldown_s=60, threshold=0.3), GATEWAY, store, metrics, storing(store))
+    worker = InferenceWorker(
+        ModelsConfig(cooldown_s=60, threshold=0.3), GATEWAY, store, metrics, storing(store)
+    )
     worker.start()
     try:
         assert wait_for(lambda: metrics.value("inference_warmup_readings_total") == 320)
@@ -253,7 +255,8 @@ def test_bad_model_keeps_the_agent_running_and_reports_it(
         metrics_text = httpx.get(f"http://127.0.0.1:{agent.http.port}/metrics").text
         assert 'edgehouse_agent_model_loaded{task="anomaly"} 0.0' in metrics_text
         health = httpx.get(f"http://127.0.0.1:{agent.http.port}/healthz").json()
-        assert health["reasons"] == ["mqtt not connected"]  # no broker here; inference not blamed
+        # No broker here (the reason says why); inference not blamed.
+        assert len(health["reasons"]) == 1 and health["reasons"][0].startswith("mqtt not connected")
     finally:
         agent.stop()
 
