@@ -28,6 +28,7 @@ from edge_agent.clock import now_ms
 from edge_agent.config import ModelsConfig
 from edge_agent.metrics import PREFIX, AgentMetrics
 from edge_agent.store import Store
+from edge_agent.store.db import READER_CACHE_KIB
 from edge_agent.updates.slot import InstallMode, ModelInfo, SlotStats, StatsCounter
 from models.manifest import ModelLoadError, default_model_path
 from protocols import ForecastPayload, ModelStats
@@ -324,7 +325,7 @@ class ForecastWorker:
             return SlotStats(previous=previous)
         today = self._today()
         direction = self._config.demand_direction
-        conn = self._store.connect()
+        conn = self._store.connect(cache_kib=READER_CACHE_KIB)
         try:
             active = _with_error(stats, forecast_accuracy(conn, direction, self._stored(conn, stats), today))
             if shadow is None:
@@ -376,7 +377,7 @@ class ForecastWorker:
         forecaster = active.forecaster
         cfg = self._config
         lookback = max(forecaster.features.year_lag, forecaster.features.smoothing_span) + 28
-        conn = self._store.connect()
+        conn = self._store.connect(cache_kib=READER_CACHE_KIB)
         try:
             per_sku = daily_units(conn, cfg.demand_direction, origin, lookback)
         finally:

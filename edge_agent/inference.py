@@ -35,6 +35,7 @@ from edge_agent.clock import now_ms
 from edge_agent.config import ModelsConfig
 from edge_agent.metrics import PREFIX, AgentMetrics
 from edge_agent.store import Store
+from edge_agent.store.db import READER_CACHE_KIB
 from edge_agent.updates.slot import InstallMode, ModelInfo, SlotStats, StatsCounter
 from models.manifest import ModelLoadError, default_model_path
 from protocols import AlertPayload, ModelStats
@@ -372,7 +373,7 @@ class InferenceWorker:
         self._start_thread()
 
     def _start_thread(self) -> None:
-        conn = self._store.connect()
+        conn = self._store.connect(cache_kib=READER_CACHE_KIB)
         try:
             self._live_from = _max_rowid(conn)
             self._cursor = _warmup_start(conn, self._config.warmup_messages)
@@ -531,7 +532,7 @@ class InferenceWorker:
         scoring = self._scoring(info)
         warmed_to = self._cursor
         if self._config.warmup_messages > 0 and warmed_to > 0:
-            conn = self._store.connect()
+            conn = self._store.connect(cache_kib=READER_CACHE_KIB)
             try:
                 start = _warmup_start(conn, self._config.warmup_messages, upto=warmed_to)
                 n = _replay(conn, scoring.scorer, start, warmed_to)
@@ -603,7 +604,7 @@ class InferenceWorker:
                     self._wake.clear()
                 try:
                     if conn is None:
-                        conn = self._store.connect()
+                        conn = self._store.connect(cache_kib=READER_CACHE_KIB)
                     # While stopping: a final drain, bounded by queue_size (run_pass skips the rest).
                     while self.run_pass(conn) and (stopping or not self._stop.is_set()):
                         pass

@@ -32,8 +32,9 @@ from edge_agent.clock import now_ms
 from edge_agent.cloud_client import cloud_client
 from edge_agent.config import CloudConfig
 from edge_agent.metrics import AgentMetrics
-from edge_agent.store import Store, transaction
+from edge_agent.store import Store
 from edge_agent.store import outbox as ob
+from edge_agent.store.db import READER_CACHE_KIB, transaction
 from edge_agent.store.outbox import OutboxRow
 from protocols import AlertPayload, SyncAck
 from protocols.sync import SyncRecord
@@ -128,7 +129,7 @@ class SyncWorker:
         return cloud_client(self._config, timeout_s)
 
     def _run(self) -> None:
-        conn = self._store.connect()
+        conn = self._store.connect(cache_kib=READER_CACHE_KIB)
         last = RoundResult(Outcome.IDLE)
         try:
             with self._http_client() as client:

@@ -22,8 +22,12 @@ BUSY_TIMEOUT_MS = 10_000
 
 #: Auto-checkpoint threshold of ordinary connections (SQLite's default).
 DEFAULT_AUTOCHECKPOINT_PAGES = 1000
-#: Page cache of a connection, KiB.
+#: Page cache of a connection, KiB: the ingest writer's (its index pages stay hot).
 DEFAULT_CACHE_KIB = 2048
+#: Page cache of the threads that read forward through recent rows (scoring, forecasts, sync):
+#: those pages were just written and sit in the OS page cache, so a large private cache buys
+#: nothing but resident memory.
+READER_CACHE_KIB = 512
 #: Largest WAL kept on disk after a checkpoint reset it.
 JOURNAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 
