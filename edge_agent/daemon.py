@@ -12,6 +12,7 @@ import argparse
 import ctypes
 import ctypes.util
 import logging
+import os
 import signal
 import sys
 import threading
@@ -27,7 +28,12 @@ ARENA_MAX = 2
 
 
 def limit_malloc_arenas(arenas: int = ARENA_MAX) -> bool:
-    """Cap glibc's malloc arenas (like ``MALLOC_ARENA_MAX``); False where libc is not glibc."""
+    """Cap glibc's malloc arenas; False where libc is not glibc or ``MALLOC_ARENA_MAX`` is set.
+
+    An operator's own ``MALLOC_ARENA_MAX`` (read by glibc at start) wins over this default.
+    """
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return False
     name = ctypes.util.find_library("c")
     if name is None:
         return False

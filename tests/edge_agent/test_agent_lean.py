@@ -97,8 +97,13 @@ def test_run_without_config_is_a_usage_error() -> None:
     assert out.returncode == 2 and "--config" in out.stderr
 
 
-def test_malloc_arena_cap_applies_on_glibc() -> None:
+def test_malloc_arena_cap_applies_on_glibc_unless_the_operator_set_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
     assert limit_malloc_arenas() is True
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert limit_malloc_arenas() is False
 
 
 def test_padded_repeats_the_last_item_up_to_the_next_length() -> None:
