@@ -12,9 +12,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from firmware_sim.config import Fleet
 
+#: Device kinds that send sensor telemetry (what the anomaly model scores).
+SENSOR_KINDS = ("cold_room", "humidity", "conveyor", "power_meter")
 
-def bench_fleet(gateways: int = 1, per_kind: int = 4, seed: int = 1) -> Fleet:
-    """A realistic mixed fleet: every device kind, ``per_kind`` of each per gateway."""
+
+def bench_fleet(gateways: int = 1, per_kind: int = 4, seed: int = 1, sensors_only: bool = False) -> Fleet:
+    """A realistic mixed fleet: every device kind, ``per_kind`` of each per gateway.
+
+    By message count the mix is dominated by RFID portal reads (about 93 % scans, 7 % telemetry).
+    ``sensors_only``: the sensor kinds alone, four times as many of each (all telemetry).
+    """
     devices = [
         {"kind": "cold_room", "interval_s": 30, "count": per_kind},
         {"kind": "humidity", "interval_s": 60, "count": per_kind},
@@ -24,6 +31,8 @@ def bench_fleet(gateways: int = 1, per_kind: int = 4, seed: int = 1) -> Fleet:
         {"kind": "rfid_portal", "interval_s": 30, "passes_per_hour": 120, "open_hour": 0, "close_hour": 24,
          "count": per_kind},
     ]
+    if sensors_only:
+        devices = [{**d, "count": 4 * per_kind} for d in devices if d["kind"] in SENSOR_KINDS]
     sites = [{"id": f"site-{i}", "gateways": [{"id": f"gw-{i}", "devices": devices}]} for i in range(gateways)]
     return Fleet.from_dict({"seed": seed, "start": "2026-03-02T06:00:00Z", "sites": sites})
 

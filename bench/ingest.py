@@ -1,6 +1,7 @@
 """Gateway ingest throughput: the agent on a sustained QoS 1 stream vs a bare paho subscriber.
 
-    python bench/ingest.py [--count 60000] [--rate 20000] [--publishers 2] [--no-models]
+    python bench/ingest.py [--count 60000] [--rate 20000] [--publishers 2] [--mix warehouse|sensors]
+                           [--no-models]
 
 A private Mosquitto (the shipped config) receives a realistic simulated stream (every device
 kind, 24 devices) from several publisher clients at QoS 1. The publishers and the broker are
@@ -140,6 +141,23 @@ def _drain(watch: _Watch, target: int, progress: Progress, task: int, timeout_s:
         raise SystemExit(f"agent received {watch.n - watch.base} of {target} messages in {timeout_s} s")
 
 
+def scoring_report(agent: AgentProcess, watch: _Watch, progress: Progress) -> None:
+    """Whether anomaly scoring kept up with the live stream: skipped messages, catch-up time."""
+    prefix = "edgehouse_agent_inference_"
+    deadline = time.monotonic() + 120
+    while agent.metric(f"{prefix}backlog_messages") > 0 and time.monotonic() < deadline:
+        watch.poll()
+        time.sleep(0.1)
+    caught_up_s = time.perf_counter() - watch.t_last
+    telemetry = int(agent.status()["stored"]["telemetry"])
+    progress.console.print(
+        f"anomaly scoring, live stream: {telemetry:,} telemetry messages stored, "
+        f"{agent.metric(prefix + 'scored_readings_total'):,.0f} readings "
+        f"scored, {agent.metric(prefix + 'dropped_messages_total'):,.0f} messages skipped (more than "
+        f"models.queue_size behind), backlog cleared {caught_up_s:.1f} s after the last message arrived"
+    )
+
+
 def agent_runs(fleet, backlog_fleet, broker, workdir: Path, args, progress: Progress) -> tuple[float, float, float, int]:  # type: ignore[no-untyped-def]
     gw = fleet.gateway_ids[0]
     agent = AgentProcess(
@@ -162,6 +180,8 @@ def agent_runs(fleet, backlog_fleet, broker, workdir: Path, args, progress: Prog
     summaries.append(live_summary)
     _drain(watch, live_summary.published, progress, task)
     live_rate, peak = watch.rate, watch.peak_rss
+    if args.models:
+        scoring_report(agent, watch, progress)
     # run 3: backlog queued at the broker while the agent is down, then drained
     agent.stop()
     task = progress.add_task("queue at the broker (agent down)", total=args.count)
@@ -189,13 +209,16 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=60_000)
     ap.add_argument("--rate", type=float, default=20_000.0, help="offered load, msgs/s over all publishers")
     ap.add_argument("--publishers", type=int, default=2)
+    ap.add_argument("--mix", choices=("warehouse", "sensors"), default="warehouse",
+                    help="warehouse: every device kind (mostly RFID reads); sensors: telemetry only, "
+                         "every message scored by the anomaly model")
     ap.add_argument("--no-models", dest="models", action="store_false",
                     help="switch the anomaly and demand models off (the backbone alone)")
     args = ap.parse_args()
     console = Console()
     os.sched_setaffinity(0, PUB_CORE)  # the publishers, and the broker started below, share core 0
     # Two fleets with different seeds, so the three runs publish different messages (no dedup across runs).
-    fleets = [_stack.bench_fleet(seed=s) for s in (1, 2, 3)]
+    fleets = [_stack.bench_fleet(seed=s, sensors_only=args.mix == "sensors") for s in (1, 2, 3)]
     with tempfile.TemporaryDirectory(prefix="eh-bench-ingest-") as tmp:
         broker = MosquittoBroker(data_dir=Path(tmp) / "broker")
         broker.start()
@@ -209,7 +232,7 @@ def main() -> None:
             broker.stop()
     console.print(f"{args.count:,} messages per run, QoS 1, offered {args.rate:,.0f} msgs/s from "
                   f"{args.publishers} publishers (core 0 with the broker; consumer on core {CONSUMER_CORE}); "
-                  f"models {'on' if args.models else 'off'}")
+                  f"{args.mix} mix, models {'on' if args.models else 'off'}")
     console.print(f"agent capacity, draining a {args.count:,}-message backlog on one core: {drain:,.0f} msgs/s")
     print(f"ingest: msgs_per_s={live:.0f} raw_paho_msgs_per_s={raw:.0f} ratio={live / raw:.2f} "
           f"rss_mb={rss:.1f} lost={lost}")

@@ -177,6 +177,10 @@ class ModelsConfig(Section):
     demand_direction: Literal["pick", "outbound"] = "pick"
     #: A SKU is forecast once this many days have passed since its first scan.
     forecast_min_history_days: Annotated[int, Field(ge=7, le=3650)] = 28
+    #: Niceness added to the scoring and forecast threads (Linux; 0: same priority as ingest).
+    #: At 19 they use the CPU ingest and MQTT leave idle: on a saturated core ingest keeps its
+    #: rate and scoring falls behind (then skips, counted) instead of the other way round.
+    nice: Annotated[int, Field(ge=0, le=19)] = 19
 
 
 def _key_file_entries(path: Path) -> list[str]:

@@ -27,6 +27,7 @@ from prometheus_client import Counter, Gauge
 from edge_agent.clock import now_ms
 from edge_agent.config import ModelsConfig
 from edge_agent.metrics import PREFIX, AgentMetrics
+from edge_agent.priority import lower_thread_priority
 from edge_agent.store import Store
 from edge_agent.store.db import READER_CACHE_KIB
 from edge_agent.updates.slot import InstallMode, ModelInfo, SlotStats, StatsCounter
@@ -356,6 +357,7 @@ class ForecastWorker:
     # ----------------------------------------------------------------- the thread
 
     def _run(self) -> None:
+        lower_thread_priority(self._config.nice)  # ingest and MQTT first on a shared core
         while not self._stop.is_set():
             origin = self._today()
             wait = _CHECK_S

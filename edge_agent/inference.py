@@ -34,6 +34,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from edge_agent.clock import now_ms
 from edge_agent.config import ModelsConfig
 from edge_agent.metrics import PREFIX, AgentMetrics
+from edge_agent.priority import lower_thread_priority
 from edge_agent.store import Store
 from edge_agent.store.db import READER_CACHE_KIB
 from edge_agent.updates.slot import InstallMode, ModelInfo, SlotStats, StatsCounter
@@ -595,6 +596,7 @@ class InferenceWorker:
     # ----------------------------------------------------------------- the thread
 
     def _run(self) -> None:
+        lower_thread_priority(self._config.nice)  # ingest and MQTT first on a shared core
         conn: sqlite3.Connection | None = None
         try:
             while True:

@@ -211,16 +211,29 @@ class AgentProcess:
         runtime = json.loads((self.data_dir / "agent.runtime.json").read_text())
         return int(runtime["http_port"])
 
-    def status(self) -> dict[str, Any]:
+    def _client(self) -> httpx.Client:
         port = self.http_port()
         if self._http is None or self._http_port != port:
             if self._http is not None:
                 self._http.close()
             self._http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=2.0)
             self._http_port = port
-        resp = self._http.get("/status")
+        return self._http
+
+    def status(self) -> dict[str, Any]:
+        resp = self._client().get("/status")
         resp.raise_for_status()
         return dict(resp.json())
+
+    def metric(self, name: str) -> float:
+        """One unlabelled sample of the agent's ``/metrics`` (0.0 when absent)."""
+        resp = self._client().get("/metrics")
+        resp.raise_for_status()
+        for line in resp.text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == name:
+                return float(value)
+        return 0.0
 
     def kill9(self) -> None:
         """``kill -9``: no chance to commit, ack or flush anything."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from agent_testkit import SITE, inbound, telemetry
 
 from edge_agent.daemon import limit_malloc_arenas
 from edge_agent.ingest_batch import BatchWriter
+from edge_agent.priority import lower_thread_priority
 from edge_agent.store import Store, outbox
 from edge_agent.store.db import PADDED_LENGTHS, padded
 
@@ -159,3 +162,20 @@ def test_ingest_dedup_is_exact_at_every_padded_length(tmp_path: Path) -> None:
         assert conn.execute("SELECT COUNT(*) FROM telemetry").fetchone()[0] == stored
     finally:
         conn.close()
+
+
+def test_background_threads_run_at_a_lower_priority_than_ingest() -> None:
+    seen: dict[str, int] = {}
+
+    def worker() -> None:
+        assert lower_thread_priority(7) is True
+        seen["worker"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    assert seen["worker"] == min(19, base + 7)
+    # Only that thread: the caller's priority is unchanged.
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base
+    assert lower_thread_priority(0) is False
