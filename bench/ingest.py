@@ -144,11 +144,19 @@ def _drain(watch: _Watch, target: int, progress: Progress, task: int, timeout_s:
 def scoring_report(agent: AgentProcess, watch: _Watch, progress: Progress) -> None:
     """Whether anomaly scoring kept up with the live stream: skipped messages, catch-up time."""
     prefix = "edgehouse_agent_inference_"
+    # The backlog gauge is set at the end of each scoring pass, so "done" is: backlog 0 and no
+    # new score for a second; the catch-up time is when the last score landed.
     deadline = time.monotonic() + 120
-    while agent.metric(f"{prefix}backlog_messages") > 0 and time.monotonic() < deadline:
+    scored, changed = -1.0, time.perf_counter()
+    while time.monotonic() < deadline:
+        now_scored = agent.metric(f"{prefix}scored_readings_total")
+        if now_scored != scored:
+            scored, changed = now_scored, time.perf_counter()
+        elif agent.metric(f"{prefix}backlog_messages") == 0 and time.perf_counter() - changed > 1.0:
+            break
         watch.poll()
         time.sleep(0.1)
-    caught_up_s = time.perf_counter() - watch.t_last
+    caught_up_s = max(0.0, changed - watch.t_last)
     telemetry = int(agent.status()["stored"]["telemetry"])
     progress.console.print(
         f"anomaly scoring, live stream: {telemetry:,} telemetry messages stored, "
