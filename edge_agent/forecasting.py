@@ -30,7 +30,7 @@ from edge_agent.metrics import PREFIX, AgentMetrics
 from edge_agent.priority import lower_thread_priority
 from edge_agent.store import Store
 from edge_agent.store.db import READER_CACHE_KIB
-from edge_agent.updates.slot import InstallMode, ModelInfo, SlotStats, StatsCounter
+from edge_agent.updates.slot import InstallMode, ModelInfo, SlotStats, StatsCounter, load_slot_model
 from models.manifest import ModelLoadError, default_model_path
 from protocols import ForecastPayload, ModelStats
 
@@ -221,16 +221,9 @@ class ForecastWorker:
         self._thread.start()
 
     def _load(self, source: ModelInfo | Path) -> _Forecasting:
-        # numpy and LiteRT load with the first model, not with the agent (forecasts may be off).
-        from models.demand import DemandForecaster
-        from models.runtime import load_model
+        from models.demand import DemandForecaster  # numpy: with the first model
 
-        path = source.path if isinstance(source, ModelInfo) else source
-        model = load_model(path)
-        man = model.manifest
-        if isinstance(source, ModelInfo) and (man.sha256 != source.sha256 or man.version != source.version):
-            raise ModelLoadError(f"{path}: manifest v{man.version} is not the installed v{source.version}")
-        info = source if isinstance(source, ModelInfo) else ModelInfo("demand", man.version, man.sha256, path)
+        model, info = load_slot_model("demand", source)
         return _Forecasting(DemandForecaster(model), info)
 
     def _activate(self, model: _Forecasting) -> None:

@@ -37,7 +37,7 @@ from edge_agent.metrics import PREFIX, AgentMetrics
 from edge_agent.priority import lower_thread_priority
 from edge_agent.store import Store
 from edge_agent.store.db import READER_CACHE_KIB
-from edge_agent.updates.slot import InstallMode, ModelInfo, SlotStats, StatsCounter
+from edge_agent.updates.slot import InstallMode, ModelInfo, SlotStats, StatsCounter, load_slot_model
 from models.manifest import ModelLoadError, default_model_path
 from protocols import AlertPayload, ModelStats
 
@@ -416,23 +416,14 @@ class InferenceWorker:
 
     def _scoring(self, source: ModelInfo | Path) -> _Scoring:
         """Load a model and build its scorer (any thread)."""
-        # numpy and LiteRT load with the first model, not with the agent (models may be off).
-        from models.anomaly import AnomalyScorer, AnomalyScorerConfig
-        from models.runtime import load_model
+        from models.anomaly import AnomalyScorer, AnomalyScorerConfig  # numpy: with the first model
 
-        path = source.path if isinstance(source, ModelInfo) else source
-        model = load_model(path)
-        man = model.manifest
-        if isinstance(source, ModelInfo) and (man.sha256 != source.sha256 or man.version != source.version):
-            raise ModelLoadError(f"{path}: manifest v{man.version} is not the installed v{source.version}")
+        model, info = load_slot_model("anomaly", source)
         threshold = self._config.threshold
         if threshold is None:
-            defaults = man.anomaly_defaults
+            defaults = model.manifest.anomaly_defaults
             threshold = defaults.threshold if defaults is not None else AnomalyScorerConfig().threshold
         scorer = AnomalyScorer(model, AnomalyScorerConfig(threshold=threshold))
-        info = (
-            source if isinstance(source, ModelInfo) else ModelInfo("anomaly", man.version, man.sha256, path)
-        )
         return _Scoring(scorer, threshold, info)
 
     def _hysteresis_config(self, scoring: _Scoring) -> HysteresisConfig:

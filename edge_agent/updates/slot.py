@@ -1,16 +1,21 @@
 """What the model updater needs from a task's worker (anomaly scoring, demand forecasts).
 
-The workers implement :class:`ModelSlot`; the updater never touches a scorer itself. Types only
-(no I/O, no ``cryptography``), so the workers can import this module at no cost.
+The workers implement :class:`ModelSlot`; the updater never touches a scorer itself. Types, and
+the one loader both workers use (:func:`load_slot_model`); no ``cryptography``, no numpy at
+import, so the workers can import this module at no cost.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
+from models.manifest import ModelLoadError
 from protocols import ModelStats
+
+if TYPE_CHECKING:
+    from models.runtime import LoadedModel
 
 InstallMode = Literal["active", "shadow"]
 
@@ -26,6 +31,24 @@ class ModelInfo:
     #: The signed release it came from; None for the shipped (or configured) model.
     metadata_version: int | None = None
     rollout_id: int | None = None
+
+
+def load_slot_model(task: str, source: ModelInfo | Path) -> tuple[LoadedModel, ModelInfo]:
+    """Load an installed model (its manifest must be the installed version and bytes), or a
+    configured/shipped file, which gets a :class:`ModelInfo` of its own. Any thread.
+
+    numpy and LiteRT load here, with the first model, not with the agent (models may be off).
+    """
+    from models.runtime import load_model
+
+    path = source.path if isinstance(source, ModelInfo) else source
+    model = load_model(path)
+    man = model.manifest
+    if not isinstance(source, ModelInfo):
+        return model, ModelInfo(task, man.version, man.sha256, path)
+    if man.sha256 != source.sha256 or man.version != source.version:
+        raise ModelLoadError(f"{path}: manifest v{man.version} is not the installed v{source.version}")
+    return model, source
 
 
 @dataclass(slots=True)
