@@ -314,6 +314,7 @@ class ModelUpdater:
             return False
         changed = self._apply_rotations(raw.get("key_rotations") or [])
         seen: set[str] = set()
+        staged: set[str] = set()  # artifacts this document still wants: their .part files stay
         for item in raw.get("models") or []:
             task = item.get("task") if isinstance(item, dict) else None
             try:
@@ -324,10 +325,12 @@ class ModelUpdater:
                     changed |= self._refuse_malformed(task, item, exc)
                 continue
             seen.add(desired.task)
+            staged.add(desired.release.signed.artifact.sha256)
             slot = self._slots.get(desired.task)
             if slot is None or not slot.accepts_models:
                 continue
             changed |= self._process(slot, desired, client)
+        self._drop_stale_parts(staged)
         for task, slot in self._slots.items():
             if task not in seen and slot.shadow_model() is not None:
                 log.info("%s shadow model no longer desired: dropped", task)
@@ -338,6 +341,19 @@ class ModelUpdater:
             self._save()
             self._report_due = True
         return changed
+
+    def _drop_stale_parts(self, wanted: set[str]) -> None:
+        """Delete partial downloads of artifacts no longer desired (a resumable ``.part`` of a
+        release the cloud replaced or withdrew would otherwise hold its disk space for ever)."""
+        staging = self.directory / _STAGING
+        if not staging.is_dir():
+            return
+        for part in staging.glob("*.part"):
+            if part.stem not in wanted:
+                with contextlib.suppress(OSError):
+                    size = part.stat().st_size
+                    part.unlink()
+                    log.info("dropped the partial download %s (%d bytes): no longer desired", part.name, size)
 
     def _apply_rotations(self, items: list[Any]) -> bool:
         docs = []

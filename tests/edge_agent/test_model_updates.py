@@ -176,6 +176,25 @@ def test_part_file_survives_a_restart_and_the_download_resumes(
     assert not part.exists()
 
 
+def test_partial_download_of_a_release_no_longer_desired_is_deleted(
+    agents: Callable[..., Agent], model_cloud: ModelCloud, signer: Signer
+) -> None:
+    data, base = shipped("anomaly", "_float")
+    path = model_cloud.add_artifact(data)
+    model_cloud.drop_after[path] = 5000
+    model_cloud.fail_after_cut = 503
+    model_cloud.serve(desired_model(make_release(signer, data, 2, 3, manifest=manifest_for(data, 3, base))))
+    agent = started(agents(download_retries=0))
+    part = agent.config.updates_dir / "staging" / f"{sha(data)}.part"
+    assert part.exists() and agent.status().models["anomaly"].rejected_code == "download_failed"
+    # The cloud replaces it (here: the shipped model again, in a newer signed release).
+    model_cloud.serve(desired_model(make_release(signer, V1_BYTES, 4, 1, manifest=manifest_for(V1_BYTES, 1))))
+    checked(agent)
+    assert not part.exists()
+    running = agent.inference.running_model()
+    assert running is not None and running.sha256 == V1_SHA and running.metadata_version == 4
+
+
 # --------------------------------------------------------------------------- swap under ingest
 
 
