@@ -39,6 +39,7 @@ test-slow: $(TEST_STAMP)
 ## Benchmarks of the backbone (each prints its figures; see README "Benchmarks").
 bench: $(TEST_STAMP)
 	$(PY) bench/ingest.py
+	$(PY) bench/ingest.py --models
 	$(PY) bench/faults.py
 
 schemas: $(TEST_STAMP)
