@@ -136,6 +136,17 @@ def set_baseline(conn: Connection, task: str, scope: str, version: int, now_ms: 
            ["task", "scope"])
 
 
+def drop_site_baselines(conn: Connection, task: str, sites: set[str]) -> dict[str, int]:
+    """Delete the task's own baselines of these sites (they fall back to the fleet's); what was dropped."""
+    scopes = [site_scope(site) for site in sorted(sites)]
+    if not scopes:
+        return {}
+    rows = conn.execute(select(model_baselines.c.scope, model_baselines.c.model_version).where(
+        model_baselines.c.task == task, model_baselines.c.scope.in_(scopes))).all()
+    conn.execute(model_baselines.delete().where(model_baselines.c.task == task, model_baselines.c.scope.in_(scopes)))
+    return {row.scope: int(row.model_version) for row in rows}
+
+
 def pin(conn: Connection, gateway_id: str, task: str) -> int | None:
     row = conn.execute(
         select(gateway_model_pins.c.model_version).where(gateway_model_pins.c.gateway_id == gateway_id,

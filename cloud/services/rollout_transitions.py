@@ -74,18 +74,31 @@ def _retire_if_unused(conn: Connection, task: str, version: int | None) -> None:
 
 
 def complete(conn: Connection, r: Row[Any], now: int) -> None:
-    """Every stage done: the candidate becomes the scope's baseline (or the group's pin)."""
+    """Every stage done: the candidate becomes the scope's baseline (or the group's pin).
+
+    Its members run the candidate from now on: their pins go, and a fleet rollout also replaces
+    the own baselines of the sites it reached. Otherwise those gateways would fall back to their
+    site's older model, an unrequested downgrade that they refuse (its release is older than the
+    candidate's, a replay to them).
+    """
     ids = [m.gateway_id for m in members(conn, r.rollout_id)]
+    superseded: dict[str, int] = {}
     if r.group_name is None:
         model_repo.set_baseline(conn, r.task, r.scope, r.model_version, now)
         model_repo.clear_pins(conn, r.task, ids)
         what = f"version {r.model_version} is now the {r.scope} baseline"
+        if r.scope == model_repo.FLEET:
+            sites = _site_of(conn)
+            superseded = model_repo.drop_site_baselines(conn, r.task, {sites[g] for g in ids if g in sites})
+            if superseded:
+                what += " and replaces " + ", ".join(f"the {s} baseline (version {v})" for s, v in superseded.items())
     else:
         for gw in ids:
             model_repo.set_pin(conn, gw, r.task, r.model_version, now)
         what = f"version {r.model_version} is pinned on the {len(ids)} gateways of group {r.group_name}"
     set_state(conn, r, "completed", "completed", f"all {r.n_stages} stages done: {what}", now)
-    for previous in {m.previous_version for m in members(conn, r.rollout_id)} | {r.previous_version}:
+    previous_versions = {m.previous_version for m in members(conn, r.rollout_id)} | {r.previous_version}
+    for previous in previous_versions | set(superseded.values()):
         _retire_if_unused(conn, r.task, previous)
 
 

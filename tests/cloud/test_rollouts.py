@@ -301,3 +301,42 @@ def test_rollout_requests_are_validated(client: TestClient) -> None:
     listed = client.get(url, params={"task": "anomaly", "state": "running"}, headers=ADMIN).json()
     assert [r["model_version"] for r in listed] == [v]
     assert client.get("/api/v1/rollouts/42", headers=ADMIN).status_code == 404
+
+
+def _complete(client: TestClient, fleet: dict[str, dict[str, str]], st: dict[str, Any], v: int, before: int) -> None:
+    """Report every member running ``v`` stage by stage until the rollout completes."""
+    for stage in st["stages"]:
+        for gw in stage["gateways"]:
+            post_report(client, gw, fleet[gw], current_version=v, previous_version=before,
+                        active_stats=stats(v, readings=300), previous_stats=stats(before, readings=300))
+        wait_rollout(client, st["rollout_id"], lambda s, i=stage["index"]: s["stage"] > i or s["state"] == "completed",
+                     "stage done")
+    wait_rollout(client, st["rollout_id"], lambda s: s["state"] == "completed", "completion")
+
+
+def test_a_completed_fleet_rollout_replaces_the_site_baselines_it_reached(client: TestClient) -> None:
+    berlin = register_fleet(client, 2, site="berlin", prefix="ber")
+    munich = register_fleet(client, 2, site="munich", prefix="muc")
+    fleet = {**berlin, **munich}
+    site_model = _candidate(client)
+    st = _start(client, "anomaly", site_model, scope="site:berlin", shadow=False, waves=[1.0])
+    assert sorted(m["gateway_id"] for m in st["members"]) == sorted(berlin)
+    _complete(client, berlin, st, site_model, 1)
+    site_md = _release_of(client, "ber-00", berlin["ber-00"]).signed.metadata_version
+    fleet_model = upload(client, "anomaly", salt=2)
+    promote(client, "anomaly", fleet_model)
+    st = _start(client, "anomaly", fleet_model, scope="fleet", shadow=False, waves=[1.0])
+    assert sorted(m["gateway_id"] for m in st["members"]) == sorted(fleet)
+    _complete(client, {gw: fleet[gw] for stage in st["stages"] for gw in stage["gateways"]}, st, fleet_model,
+              site_model)
+    done = rollout_status(client, st["rollout_id"])
+    assert f"replaces the site:berlin baseline (version {site_model})" in done["reason"]
+    # Berlin's gateways stay on what they run (not back on their site's older model), with a
+    # release newer than the one they had: nothing a gateway would refuse as a replay.
+    for gw, headers in fleet.items():
+        assert desired_versions(client, gw, headers) == {"anomaly": (fleet_model, "active")}
+        assert _release_of(client, gw, headers).signed.metadata_version > site_md
+    versions = {v: client.get(f"/api/v1/models/anomaly/versions/{v}", headers=ADMIN).json()
+                for v in (site_model, fleet_model)}
+    assert versions[fleet_model]["baseline_of"] == ["fleet"]
+    assert versions[site_model]["baseline_of"] == [] and versions[site_model]["status"] == "retired"
