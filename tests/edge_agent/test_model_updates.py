@@ -150,20 +150,27 @@ def test_download_resumes_after_the_connection_drops(
     assert resumed and resumed[0] is not None and int(resumed[0].split("=")[1].rstrip("-")) >= 1024
 
 
-def test_part_file_survives_a_restart_and_the_download_resumes(
+def _cut_download(
     agents: Callable[..., Agent], model_cloud: ModelCloud, signer: Signer
-) -> None:
+) -> tuple[Agent, Path, str]:
+    """An agent whose download of v3 is cut at 5000 bytes, then answered 503 until it gives up."""
     data, base = shipped("anomaly", "_float")
     path = model_cloud.add_artifact(data)
     model_cloud.drop_after[path] = 5000
     model_cloud.fail_after_cut = 503
     model_cloud.serve(desired_model(make_release(signer, data, 2, 3, manifest=manifest_for(data, 3, base))))
-    # first agent: the body is cut at 5000 bytes, then the artifact answers 503 until it gives up
     agent = started(agents(download_retries=0))
     status = agent.status().models["anomaly"]
     assert status.rejected_code == "download_failed" and status.version == 1
     part = agent.config.updates_dir / "staging" / f"{sha(data)}.part"
     assert part.exists() and 0 < part.stat().st_size < len(data)
+    return agent, part, path
+
+
+def test_part_file_survives_a_restart_and_the_download_resumes(
+    agents: Callable[..., Agent], model_cloud: ModelCloud, signer: Signer
+) -> None:
+    agent, part, path = _cut_download(agents, model_cloud, signer)
     have = part.stat().st_size
     agent.stop()
     # the restarted agent asks for the rest only
@@ -179,14 +186,7 @@ def test_part_file_survives_a_restart_and_the_download_resumes(
 def test_partial_download_of_a_release_no_longer_desired_is_deleted(
     agents: Callable[..., Agent], model_cloud: ModelCloud, signer: Signer
 ) -> None:
-    data, base = shipped("anomaly", "_float")
-    path = model_cloud.add_artifact(data)
-    model_cloud.drop_after[path] = 5000
-    model_cloud.fail_after_cut = 503
-    model_cloud.serve(desired_model(make_release(signer, data, 2, 3, manifest=manifest_for(data, 3, base))))
-    agent = started(agents(download_retries=0))
-    part = agent.config.updates_dir / "staging" / f"{sha(data)}.part"
-    assert part.exists() and agent.status().models["anomaly"].rejected_code == "download_failed"
+    agent, part, _ = _cut_download(agents, model_cloud, signer)
     # The cloud replaces it (here: the shipped model again, in a newer signed release).
     model_cloud.serve(desired_model(make_release(signer, V1_BYTES, 4, 1, manifest=manifest_for(V1_BYTES, 1))))
     checked(agent)
