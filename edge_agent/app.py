@@ -34,7 +34,7 @@ from edge_agent.mqtt import MqttLink
 from edge_agent.status import AgentStatus, StatusProbe
 from edge_agent.store import Checkpointer, Store, gateway_output
 from edge_agent.sync import SyncWorker
-from edge_agent.updates import InstallState, StateFile, startup_models
+from edge_agent.updates import InstallState, StateFile, saved_stats, startup_models
 from edge_agent.updates.updater import ModelUpdater
 from protocols import AlertPayload, ForecastPayload, GatewayTopicKind, encode, gateway_topic
 
@@ -72,6 +72,7 @@ class Agent:
             self.enqueue_alert,
             installed=anomaly_installed,
             installed_shadow=anomaly_shadow,
+            saved_stats=saved_stats(install_state, "anomaly"),
         )
         self.forecaster = ForecastWorker(
             config.models,
@@ -83,6 +84,7 @@ class Agent:
             self.enqueue_forecast,
             installed=demand_installed,
             installed_shadow=demand_shadow,
+            saved_stats=saved_stats(install_state, "demand"),
         )
         self.updater = ModelUpdater(
             config,

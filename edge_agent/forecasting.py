@@ -30,7 +30,14 @@ from edge_agent.metrics import PREFIX, AgentMetrics
 from edge_agent.priority import lower_thread_priority
 from edge_agent.store import Store
 from edge_agent.store.db import READER_CACHE_KIB
-from edge_agent.updates.slot import InstallMode, ModelInfo, SlotStats, StatsCounter, load_slot_model
+from edge_agent.updates.slot import (
+    InstallMode,
+    ModelInfo,
+    SlotStats,
+    StatsCounter,
+    load_slot_model,
+    resumed_pair,
+)
 from models.manifest import ModelLoadError, default_model_path
 from protocols import ForecastPayload, ModelStats
 
@@ -144,8 +151,11 @@ class ForecastWorker:
         clock_ms: Callable[[], int] = now_ms,
         installed: Sequence[ModelInfo] = (),
         installed_shadow: ModelInfo | None = None,
+        saved_stats: SlotStats | None = None,
     ) -> None:
         self._config = config
+        #: Statistics saved before the last stop: resumed by the models loaded at start.
+        self._saved = saved_stats
         self._gateway_id = gateway_id
         self._site = site
         self._store = store
@@ -212,6 +222,7 @@ class ForecastWorker:
             except (ModelLoadError, OSError, ValueError) as exc:
                 self._agent_metrics.model_load_failures.labels("demand").inc()
                 log.error("demand shadow model %s not loaded: %s", self._installed_shadow.path, exc)
+        self._saved = None  # models installed from now on count from zero
         self.error = None
         self._start_thread()
 
@@ -231,16 +242,21 @@ class ForecastWorker:
             if self._stats is not None:
                 self._previous_stats = self._stats.snapshot()
             self._active = model
-            self._stats = StatsCounter(model.info.version, self._clock_ms())
+            saved = self._saved
+            self._stats = StatsCounter.resume(
+                model.info.version, self._clock_ms(), saved.active if saved is not None else None
+            )
+            if saved is not None and self._previous_stats is None:
+                self._previous_stats = saved.previous
         self._loaded.labels("demand").set(1)
         self._agent_metrics.model_version.labels("demand").set(model.info.version)
 
     def _new_shadow(self, model: _Forecasting) -> _ShadowForecasts:
         assert self._active is not None
-        now = self._clock_ms()
-        return _ShadowForecasts(
-            model, StatsCounter(model.info.version, now), StatsCounter(self._active.info.version, now)
+        shadow, baseline = resumed_pair(
+            self._saved, model.info.version, self._active.info.version, self._clock_ms()
         )
+        return _ShadowForecasts(model, shadow, baseline)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()

@@ -37,7 +37,14 @@ from edge_agent.metrics import PREFIX, AgentMetrics
 from edge_agent.priority import lower_thread_priority
 from edge_agent.store import Store
 from edge_agent.store.db import READER_CACHE_KIB
-from edge_agent.updates.slot import InstallMode, ModelInfo, SlotStats, StatsCounter, load_slot_model
+from edge_agent.updates.slot import (
+    InstallMode,
+    ModelInfo,
+    SlotStats,
+    StatsCounter,
+    load_slot_model,
+    resumed_pair,
+)
 from models.manifest import ModelLoadError, default_model_path
 from protocols import AlertPayload, ModelStats
 
@@ -311,8 +318,11 @@ class InferenceWorker:
         installed: Sequence[ModelInfo] = (),
         installed_shadow: ModelInfo | None = None,
         clock_ms: Callable[[], int] = now_ms,
+        saved_stats: SlotStats | None = None,
     ) -> None:
         self._config = config
+        #: Statistics saved before the last stop: resumed by the models loaded at start.
+        self._saved = saved_stats
         self._gateway_id = gateway_id
         self._store = store
         self._agent_metrics = metrics
@@ -371,6 +381,7 @@ class InferenceWorker:
             except (ModelLoadError, OSError, ValueError) as exc:
                 self._agent_metrics.model_load_failures.labels("anomaly").inc()
                 log.error("anomaly shadow model %s not loaded: %s", self._installed_shadow.path, exc)
+        self._saved = None  # models installed from now on count from zero
         self._start_thread()
 
     def _start_thread(self) -> None:
@@ -446,19 +457,26 @@ class InferenceWorker:
             )
         else:  # raised alerts stay raised; the new model clears them
             self._alerts.retarget(self._hysteresis_config(scoring), scoring.info.version)
-        self._stats = StatsCounter(scoring.info.version, self._clock_ms())
+        saved = self._saved
+        self._stats = StatsCounter.resume(
+            scoring.info.version, self._clock_ms(), saved.active if saved is not None else None
+        )
+        if saved is not None and self._previous_stats is None:
+            self._previous_stats = saved.previous
         self._metrics.model_loaded.labels("anomaly").set(1)
         self._agent_metrics.model_version.labels("anomaly").set(scoring.info.version)
 
     def _new_shadow(self, scoring: _Scoring) -> _Shadow:
         active = self._active
         assert active is not None
-        now = self._clock_ms()
+        shadow, baseline = resumed_pair(
+            self._saved, scoring.info.version, active.info.version, self._clock_ms()
+        )
         return _Shadow(
             scoring,
             AlertHysteresis(self._gateway_id, self._hysteresis_config(scoring), scoring.info.version),
-            StatsCounter(scoring.info.version, now),
-            StatsCounter(active.info.version, now),
+            shadow,
+            baseline,
         )
 
     def stop(self, timeout_s: float = 10.0) -> None:

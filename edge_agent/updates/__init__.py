@@ -6,7 +6,7 @@ ranged) · ``state`` (persisted install state) · ``slot`` (what the workers off
 """
 
 from edge_agent.updates.slot import InstallMode, ModelInfo, ModelSlot, SlotStats, StatsCounter
-from edge_agent.updates.state import InstallState, StateFile, startup_models
+from edge_agent.updates.state import InstallState, StateFile, saved_stats, startup_models
 
 __all__ = [
     "InstallMode",
@@ -16,5 +16,6 @@ __all__ = [
     "SlotStats",
     "StateFile",
     "StatsCounter",
+    "saved_stats",
     "startup_models",
 ]

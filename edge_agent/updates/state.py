@@ -15,8 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from edge_agent.updates.slot import ModelInfo
-from protocols import RejectCode
+from edge_agent.updates.slot import ModelInfo, SlotStats
+from protocols import ModelStats, RejectCode
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,24 @@ class Rejection(_Model):
     digest: str | None = None
 
 
+class SavedStats(_Model):
+    """A task's model statistics as last saved (see :class:`~edge_agent.updates.slot.SlotStats`)."""
+
+    active: ModelStats | None = None
+    shadow: ModelStats | None = None
+    baseline: ModelStats | None = None
+    previous: ModelStats | None = None
+
+    @classmethod
+    def of(cls, stats: SlotStats) -> SavedStats:
+        return cls(active=stats.active, shadow=stats.shadow, baseline=stats.baseline, previous=stats.previous)
+
+    def slot_stats(self) -> SlotStats:
+        return SlotStats(
+            active=self.active, shadow=self.shadow, baseline=self.baseline, previous=self.previous
+        )
+
+
 class TaskState(_Model):
     current: InstalledModel | None = None
     previous: InstalledModel | None = None
@@ -70,6 +88,8 @@ class TaskState(_Model):
     #: Digest of the last accepted release document (the same one again is a no-op).
     last_digest: str | None = None
     rejected: Rejection | None = None
+    #: The workers' statistics, saved with every report and at stop, resumed after a restart.
+    stats: SavedStats | None = None
 
 
 class KeysState(_Model):
@@ -130,6 +150,12 @@ def fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def saved_stats(state: InstallState, task: str) -> SlotStats | None:
+    """The task's statistics saved before the last stop (None: none saved)."""
+    ts = state.tasks.get(task)
+    return None if ts is None or ts.stats is None else ts.stats.slot_stats()
 
 
 def startup_models(state: InstallState, task: str) -> tuple[list[ModelInfo], ModelInfo | None]:

@@ -46,6 +46,7 @@ from edge_agent.updates.state import (
     InstalledModel,
     InstallState,
     Rejection,
+    SavedStats,
     StateFile,
     TaskState,
     write_atomic,
@@ -135,7 +136,15 @@ class ModelUpdater:
             self._thread.join(timeout_s)
             if self._thread.is_alive():
                 log.error("model updater thread did not stop within %.1fs", timeout_s)
+            else:
+                self._safe(self.save_stats, "stats")
             self._thread = None
+
+    def save_stats(self) -> None:
+        """Keep the workers' statistics in the state file (resumed after a restart)."""
+        for task, slot in self._slots.items():
+            self._state.task(task).stats = SavedStats.of(slot.model_stats())
+        self._save()
 
     @property
     def running(self) -> bool:
@@ -281,6 +290,7 @@ class ModelUpdater:
 
     def report_once(self, client: httpx.Client) -> bool:
         report = self.report()
+        self._safe(self.save_stats, "stats")  # what is reported survives a restart (gates keep counting)
         try:
             resp = client.post(
                 REPORT_PATH.format(gateway_id=self._gateway_id),

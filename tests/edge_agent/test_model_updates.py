@@ -282,6 +282,45 @@ def test_shadow_runs_next_to_the_running_model_then_is_promoted(
     assert state.current is not None and state.current.version == 3 and state.shadow is None
 
 
+def test_model_stats_carry_over_an_agent_restart(
+    agents: Callable[..., Agent], model_cloud: ModelCloud, signer: Signer
+) -> None:
+    data, base = shipped("anomaly", "_float")
+    model_cloud.add_artifact(data)
+    model_cloud.serve(
+        desired_model(make_release(signer, data, 2, 3, manifest=manifest_for(data, 3, base)), "shadow")
+    )
+    agent = started(agents())
+    n = write_telemetry(agent.store, 0, wave(300))
+    agent.inference.notify()
+    assert wait_for(lambda: agent.metrics.value("inference_scored_readings_total") == n)
+    before = agent.inference.model_stats()
+    assert before.shadow is not None and before.shadow.readings > 0 and before.active is not None
+    agent.stop()  # saves the statistics with the install state
+    saved = StateFile(agent.config.updates_dir).load().tasks["anomaly"].stats
+    assert saved is not None and saved.shadow == before.shadow and saved.active == before.active
+    again = started(agents())
+    # The shadow run and its baseline go on counting from where they were (same since_ts), so a
+    # rollout gate does not start over; the stored rows are re-scored as warm-up, not counted.
+    n2 = write_telemetry(again.store, 300, wave(100, start=300))
+    again.inference.notify()
+    assert wait_for(lambda: again.metrics.value("inference_scored_readings_total") == n2)
+    after = again.inference.model_stats()
+    assert after.shadow is not None and after.baseline is not None and after.active is not None
+    assert after.shadow.since_ts == before.shadow.since_ts and after.active.since_ts == before.active.since_ts
+    assert after.shadow.readings == before.shadow.readings + n2
+    assert after.baseline.readings == after.shadow.readings
+    assert after.active.readings == before.active.readings + n2
+    # A model installed later counts from zero: promote the shadow.
+    model_cloud.serve(
+        desired_model(make_release(signer, data, 4, 3, manifest=manifest_for(data, 3, base)), "active")
+    )
+    checked(again)
+    promoted = again.inference.model_stats()
+    assert promoted.active is not None and promoted.active.model_version == 3
+    assert promoted.active.readings == 0 and promoted.previous is not None
+
+
 def test_shadow_no_longer_desired_is_dropped(
     agents: Callable[..., Agent], model_cloud: ModelCloud, signer: Signer
 ) -> None:
