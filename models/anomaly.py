@@ -139,7 +139,7 @@ _LOG_MIN, _LOG_MAX = -8.0, 4.0  # natural-log range of the binned surprise
 
 def _bin(x: float) -> int:
     b = int((x - _LOG_MIN) / (_LOG_MAX - _LOG_MIN) * _BINS)
-    return min(max(b, 0), _BINS - 1)
+    return 0 if b < 0 else _BINS - 1 if b >= _BINS else b
 
 
 _WIDTH = (_LOG_MAX - _LOG_MIN) / _BINS

@@ -53,7 +53,9 @@ def _interpreter_factory() -> Callable[..., Any]:
 
 def quantize(x: np.ndarray, q: QuantParams, dtype: type[np.integer] = np.int8) -> np.ndarray:
     info = np.iinfo(dtype)
-    return np.clip(np.round(x / q.scale) + q.zero_point, info.min, info.max).astype(dtype)
+    # np.clip's Python wrapper costs more than the two ufuncs it amounts to (same result).
+    y = np.asarray(np.round(x / q.scale) + q.zero_point)  # an array even for a 0-d input
+    return np.minimum(np.maximum(y, info.min, out=y), info.max, out=y).astype(dtype)
 
 
 def dequantize(x: np.ndarray, q: QuantParams) -> np.ndarray:
