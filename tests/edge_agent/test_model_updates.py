@@ -282,15 +282,20 @@ def test_shadow_runs_next_to_the_running_model_then_is_promoted(
     assert state.current is not None and state.current.version == 3 and state.shadow is None
 
 
-def test_model_stats_carry_over_an_agent_restart(
-    agents: Callable[..., Agent], model_cloud: ModelCloud, signer: Signer
-) -> None:
+def _shadow_v3_agent(agents: Callable[..., Agent], model_cloud: ModelCloud, signer: Signer) -> Agent:
+    """A started agent running the shipped v1 with v3 (the float model) desired in shadow."""
     data, base = shipped("anomaly", "_float")
     model_cloud.add_artifact(data)
     model_cloud.serve(
         desired_model(make_release(signer, data, 2, 3, manifest=manifest_for(data, 3, base)), "shadow")
     )
-    agent = started(agents())
+    return started(agents())
+
+
+def test_model_stats_carry_over_an_agent_restart(
+    agents: Callable[..., Agent], model_cloud: ModelCloud, signer: Signer
+) -> None:
+    agent = _shadow_v3_agent(agents, model_cloud, signer)
     n = write_telemetry(agent.store, 0, wave(300))
     agent.inference.notify()
     assert wait_for(lambda: agent.metrics.value("inference_scored_readings_total") == n)
@@ -312,6 +317,7 @@ def test_model_stats_carry_over_an_agent_restart(
     assert after.baseline.readings == after.shadow.readings
     assert after.active.readings == before.active.readings + n2
     # A model installed later counts from zero: promote the shadow.
+    data, base = shipped("anomaly", "_float")
     model_cloud.serve(
         desired_model(make_release(signer, data, 4, 3, manifest=manifest_for(data, 3, base)), "active")
     )
@@ -324,12 +330,7 @@ def test_model_stats_carry_over_an_agent_restart(
 def test_shadow_no_longer_desired_is_dropped(
     agents: Callable[..., Agent], model_cloud: ModelCloud, signer: Signer
 ) -> None:
-    data, base = shipped("anomaly", "_float")
-    model_cloud.add_artifact(data)
-    model_cloud.serve(
-        desired_model(make_release(signer, data, 2, 3, manifest=manifest_for(data, 3, base)), "shadow")
-    )
-    agent = started(agents())
+    agent = _shadow_v3_agent(agents, model_cloud, signer)
     assert agent.inference.shadow_model() is not None
     model_cloud.serve()
     checked(agent)
