@@ -6,8 +6,8 @@ Generates ``--days`` simulated days of ``--fleet`` offline (``firmware_sim.messa
 the fleet's own fault rates), decodes every telemetry message with
 ``protocols.decode_device_message``, drops duplicates by the gateway's key (device, boot, seq),
 and streams every reading per ``(device_id, metric)`` in arrival order through the shipped int8
-``AnomalyScorer`` and the gateway's ``edge_agent.inference.AlertHysteresis`` (threshold from the
-model manifest, ``clear_ratio`` and cool-down from ``ModelsConfig`` defaults), exactly as
+``AnomalyScorer`` and the gateway's ``edge_agent.scoring.hysteresis.AlertHysteresis`` (threshold
+from the model manifest, ``clear_ratio`` and cool-down from ``ModelsConfig`` defaults), exactly as
 ``InferenceWorker`` does. Raised alerts are matched to the ground-truth anomaly windows:
 
 * an alert of device D / metric M at true time t detects a labelled anomaly of D (and of M, where
@@ -39,7 +39,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from edge_agent.config import ModelsConfig
-from edge_agent.inference import AlertHysteresis, HysteresisConfig, Reading
+from edge_agent.scoring.hysteresis import AlertHysteresis, HysteresisConfig
+from edge_agent.store.telemetry import Reading
 from firmware_sim import Fleet, messages
 from models.anomaly import AnomalyScorer, AnomalyScorerConfig
 from models.runtime import default_model_path, load_model

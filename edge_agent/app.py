@@ -26,11 +26,11 @@ from edge_agent.forecasting import ForecastWorker
 from edge_agent.housekeeping import Housekeeper
 from edge_agent.http import StatusServer
 from edge_agent.inbound import Inbound
-from edge_agent.inference import InferenceWorker
 from edge_agent.ingest import Ingest
 from edge_agent.ingest_batch import BatchResult
 from edge_agent.metrics import AgentMetrics
 from edge_agent.mqtt import MqttLink
+from edge_agent.scoring.worker import InferenceWorker
 from edge_agent.status import AgentStatus, StatusProbe
 from edge_agent.store import Checkpointer, Store, gateway_output
 from edge_agent.sync import SyncWorker

@@ -150,7 +150,8 @@ class HttpConfig(Section):
 
 
 class ModelsConfig(Section):
-    """On-gateway models (``edge_agent/inference.py``): streaming anomaly scoring of telemetry."""
+    """On-gateway models: streaming anomaly scoring of telemetry (``edge_agent/scoring/``) and
+    daily demand forecasts (``edge_agent/forecasting.py``)."""
 
     enabled: bool = True
     #: The int8 LiteRT anomaly model; its ``.json`` manifest must sit next to it. None: the

@@ -21,10 +21,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge_agent.app import Agent
 from edge_agent.config import ModelsConfig
 from edge_agent.forecasting import ForecastWorker
-from edge_agent.inference import AlertHysteresis, HysteresisConfig, InferenceWorker, Reading
 from edge_agent.ingest_batch import BatchWriter
 from edge_agent.metrics import AgentMetrics
+from edge_agent.scoring.hysteresis import AlertHysteresis, HysteresisConfig
+from edge_agent.scoring.worker import InferenceWorker
 from edge_agent.store import Store, gateway_output
+from edge_agent.store.telemetry import Reading
 from models.anomaly import AnomalyResult
 from models.runtime import default_model_path
 from protocols import AlertPayload, AlertRecord, ForecastRecord, device_topic, encode, gateway_topic
@@ -241,7 +243,7 @@ def test_bad_model_keeps_the_agent_running_and_reports_it(
         models={"anomaly_model": str(path)},
     )
     agent = Agent(cfg)
-    with caplog.at_level(logging.ERROR, logger="edge_agent.inference"):
+    with caplog.at_level(logging.ERROR, logger="edge_agent.scoring.worker"):
         agent.start()
     try:
         assert agent.ingest.running and not agent.inference.running

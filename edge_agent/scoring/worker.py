@@ -16,14 +16,10 @@ does not load leaves the agent running without scoring: the error is logged, kep
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import logging
 import sqlite3
 import threading
 import time
-from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,8 +31,18 @@ from edge_agent.clock import now_ms
 from edge_agent.config import ModelsConfig
 from edge_agent.metrics import PREFIX, AgentMetrics
 from edge_agent.priority import lower_thread_priority
+from edge_agent.scoring.hysteresis import AlertHysteresis, HysteresisConfig
+from edge_agent.scoring.replay import CHUNK_ROWS, replay, warm_up
 from edge_agent.store import Store
 from edge_agent.store.db import READER_CACHE_KIB
+from edge_agent.store.telemetry import (
+    Reading,
+    count_between,
+    max_rowid,
+    readings_of,
+    rows_after,
+    warmup_start,
+)
 from edge_agent.updates.slot import (
     InstallMode,
     ModelInfo,
@@ -49,161 +55,13 @@ from models.manifest import ModelLoadError, default_model_path
 from protocols import AlertPayload, ModelStats
 
 if TYPE_CHECKING:
-    from models.anomaly import AnomalyResult, AnomalyScorer
+    from models.anomaly import AnomalyScorer
 
 log = logging.getLogger(__name__)
 
-#: Telemetry rows read (and scored) per pass; the thread re-checks its stop event in between.
-_CHUNK_ROWS = 500
-#: A model being prepared catches up with the running one until fewer rows than this are left
-#: for the scoring thread to replay at the swap (at most this many passes).
-_CATCH_UP_ROWS = 20
-_CATCH_UP_PASSES = 8
 #: Poll interval when no commit notified us (the notification is the fast path).
 _IDLE_POLL_S = 1.0
 _ERROR_PAUSE_S = 1.0
-
-AlertState = Literal["raised", "cleared"]
-
-
-@dataclass(frozen=True, slots=True)
-class Reading:
-    """One committed telemetry reading."""
-
-    device_id: str
-    metric: str
-    ts: int
-    value: float
-
-
-@dataclass(slots=True)
-class _StreamAlert:
-    window: deque[int]
-    active: bool = False
-    raised_ts: int | None = None
-    peak: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class HysteresisConfig:
-    threshold: float
-    clear_ratio: float
-    cooldown_ms: int
-    window: int
-    max_streams: int
-
-    @property
-    def clear_below(self) -> float:
-        return self.threshold * self.clear_ratio
-
-
-class AlertHysteresis:
-    """Per-stream alert state: raise at ``threshold``, clear below ``clear_ratio * threshold``.
-
-    A stream raises again only ``cooldown_ms`` (device time) after its last raise. No I/O; the
-    caller stores and publishes what :meth:`observe` returns.
-    """
-
-    def __init__(self, gateway_id: str, config: HysteresisConfig, model_version: int) -> None:
-        self._gateway_id = gateway_id
-        self.config = config
-        self._model_version = model_version
-        self._streams: OrderedDict[tuple[str, str], _StreamAlert] = OrderedDict()
-        self.suppressed = 0
-
-    def _stream(self, key: tuple[str, str]) -> _StreamAlert:
-        st = self._streams.get(key)
-        if st is None:
-            st = _StreamAlert(deque(maxlen=self.config.window))
-            self._streams[key] = st
-            if len(self._streams) > self.config.max_streams:
-                self._streams.popitem(last=False)
-        else:
-            self._streams.move_to_end(key)
-        return st
-
-    def retarget(self, config: HysteresisConfig, model_version: int) -> None:
-        """A new model took over: its threshold and version from now on; stream states stay."""
-        self.config = config
-        self._model_version = model_version
-        for st in self._streams.values():
-            if st.window.maxlen != config.window:
-                st.window = deque(st.window, maxlen=config.window)
-
-    def active(self, device_id: str, metric: str) -> bool:
-        st = self._streams.get((device_id, metric))
-        return st is not None and st.active
-
-    def observe(self, reading: Reading, result: AnomalyResult) -> AlertPayload | None:
-        cfg = self.config
-        st = self._stream((reading.device_id, reading.metric))
-        st.window.append(reading.ts)
-        score = result.score
-        if st.active:
-            st.peak = max(st.peak, score)
-            if score < cfg.clear_below:
-                st.active = False
-                start = st.raised_ts if st.raised_ts is not None else st.window[0]
-                return self._payload("cleared", reading, result, start)
-            return None
-        if score < cfg.threshold:
-            return None
-        if st.raised_ts is not None and reading.ts - st.raised_ts < cfg.cooldown_ms:
-            self.suppressed += 1
-            return None
-        st.active = True
-        st.raised_ts = reading.ts
-        st.peak = score
-        return self._payload("raised", reading, result, st.window[0])
-
-    def _payload(
-        self, state: AlertState, reading: Reading, result: AnomalyResult, window_start: int
-    ) -> AlertPayload:
-        cfg = self.config
-        expected = "n/a" if result.expected is None else f"{result.expected:.4g}"
-        if state == "raised":
-            message = (
-                f"{reading.metric} of {reading.device_id}: anomaly score {result.score:.2f} >= "
-                f"{cfg.threshold:.2f} (observed {result.observed:.4g}, expected {expected})"
-            )
-        else:
-            message = (
-                f"{reading.metric} of {reading.device_id}: anomaly score back to {result.score:.2f} "
-                f"< {cfg.clear_below:.2f} (observed {result.observed:.4g}, expected {expected})"
-            )
-        return AlertPayload(
-            alert_id=alert_id(self._gateway_id, reading.device_id, reading.metric, reading.ts, state),
-            gateway_id=self._gateway_id,
-            kind="anomaly",
-            state=state,
-            severity="warning",
-            ts=reading.ts,
-            message=message,
-            device_id=reading.device_id,
-            metric=reading.metric,
-            score=result.score,
-            threshold=cfg.threshold,
-            expected=result.expected,
-            observed=result.observed,
-            window_start_ts=min(window_start, reading.ts),
-            window_end_ts=reading.ts,
-            model_version=self._model_version,
-        )
-
-
-def alert_id(gateway_id: str, device_id: str, metric: str, ts: int, state: AlertState) -> str:
-    """Deterministic, so re-scoring the same reading cannot store a second alert."""
-    readable = f"anomaly:{device_id}:{metric}:{ts}:{state}"
-    if len(readable) <= 128:
-        return readable
-    digest = hashlib.sha256(f"{gateway_id}|{device_id}|{metric}|{ts}|{state}".encode()).hexdigest()[:32]
-    return f"anomaly:{digest}:{state}"
-
-
-def readings_of(device_id: str, ts: int, readings_json: str) -> list[Reading]:
-    """The readings of one stored telemetry row (``readings`` is a JSON object metric -> value)."""
-    values = json.loads(readings_json)
-    return [Reading(device_id, str(metric), int(ts), float(value)) for metric, value in values.items()]
 
 
 class InferenceMetrics:
@@ -387,8 +245,8 @@ class InferenceWorker:
     def _start_thread(self) -> None:
         conn = self._store.connect(cache_kib=READER_CACHE_KIB)
         try:
-            self._live_from = _max_rowid(conn)
-            self._cursor = _warmup_start(conn, self._config.warmup_messages)
+            self._live_from = max_rowid(conn)
+            self._cursor = warmup_start(conn, self._config.warmup_messages)
         finally:
             conn.close()
         if self._cursor < self._live_from:
@@ -544,16 +402,9 @@ class InferenceWorker:
         if self._config.warmup_messages > 0 and warmed_to > 0:
             conn = self._store.connect(cache_kib=READER_CACHE_KIB)
             try:
-                start = _warmup_start(conn, self._config.warmup_messages, upto=warmed_to)
-                n = _replay(conn, scoring.scorer, start, warmed_to)
-                # Catch up with what the running model scored meanwhile, here rather than on the
-                # scoring thread: the swap itself then replays only the last few rows.
-                for _ in range(_CATCH_UP_PASSES):
-                    cursor = self._cursor
-                    if cursor - warmed_to <= _CATCH_UP_ROWS:
-                        break
-                    n += _replay(conn, scoring.scorer, warmed_to, cursor)
-                    warmed_to = cursor
+                n, warmed_to = warm_up(
+                    conn, scoring.scorer, self._config.warmup_messages, lambda: self._cursor
+                )
             finally:
                 conn.close()
             log.info("anomaly model v%d warmed up on %d stored readings", info.version, n)
@@ -644,7 +495,7 @@ class InferenceWorker:
             prepared = pending.prepared
             if prepared is not None and prepared.warmed_to < self._cursor:
                 # Rows the running model scored while the new one was warming up.
-                _replay(conn, prepared.scoring.scorer, prepared.warmed_to, self._cursor)
+                replay(conn, prepared.scoring.scorer, prepared.warmed_to, self._cursor)
             if pending.kind == "active" and prepared is not None:
                 self._activate(prepared.scoring)
                 self._shadow = None
@@ -672,13 +523,11 @@ class InferenceWorker:
             self._apply_pending(conn)
         if self._active is None or self._alerts is None:
             return False
-        newest = _max_rowid(conn)
+        newest = max_rowid(conn)
         warming = self._cursor < self._live_from
         if not warming and newest - self._cursor > self._config.queue_size:
             skip_to = newest - self._config.queue_size
-            (skipped,) = conn.execute(
-                "SELECT count(*) FROM telemetry WHERE rowid > ? AND rowid <= ?", (self._cursor, skip_to)
-            ).fetchone()
+            skipped = count_between(conn, self._cursor, skip_to)
             if skipped:
                 m.dropped.inc(skipped)
                 log.warning(
@@ -687,10 +536,7 @@ class InferenceWorker:
                     skipped,
                 )
             self._cursor = skip_to
-        rows = conn.execute(
-            "SELECT rowid, device_id, ts, readings FROM telemetry WHERE rowid > ? ORDER BY rowid LIMIT ?",
-            (self._cursor, _CHUNK_ROWS),
-        ).fetchall()
+        rows = rows_after(conn, self._cursor, CHUNK_ROWS)
         for rowid, device_id, ts, readings_json in rows:
             if self._pending is not None:  # a model swap: here, between two rows
                 self._apply_pending(conn)
@@ -708,7 +554,7 @@ class InferenceWorker:
             # wait out a whole switch interval (5 ms) behind pure-Python scoring.
             time.sleep(0)
         m.backlog.set(max(0, newest - self._cursor))
-        return len(rows) == _CHUNK_ROWS
+        return len(rows) == CHUNK_ROWS
 
     def _score(self, reading: Reading, mute: bool) -> None:
         active, alerts, shadow, m = self._active, self._alerts, self._shadow, self._metrics
@@ -777,46 +623,3 @@ class InferenceWorker:
         shadow.baseline.readings += 1
         shadow.baseline.alerts_raised += active_raised
         shadow.baseline.alert_readings += active_alerting
-
-
-def _replay(conn: sqlite3.Connection, scorer: AnomalyScorer, after: int, upto: int) -> int:
-    """Score the stored rows ``after < rowid <= upto`` with ``scorer`` (warm-up: results unused)."""
-    n = 0
-    cursor = after
-    while cursor < upto:
-        rows = conn.execute(
-            "SELECT rowid, device_id, ts, readings FROM telemetry WHERE rowid > ? AND rowid <= ? "
-            "ORDER BY rowid LIMIT ?",
-            (cursor, upto, _CHUNK_ROWS),
-        ).fetchall()
-        if not rows:
-            break
-        for rowid, device_id, ts, readings_json in rows:
-            cursor = rowid
-            try:
-                readings = readings_of(device_id, ts, readings_json)
-            except (ValueError, TypeError, AttributeError):
-                continue
-            for r in readings:
-                with contextlib.suppress(Exception):
-                    scorer.score(f"{r.device_id}/{r.metric}", r.ts, r.value)
-                    n += 1
-            time.sleep(0)
-    return n
-
-
-def _max_rowid(conn: sqlite3.Connection) -> int:
-    (newest,) = conn.execute("SELECT coalesce(max(rowid), 0) FROM telemetry").fetchone()
-    return int(newest)
-
-
-def _warmup_start(conn: sqlite3.Connection, messages: int, upto: int | None = None) -> int:
-    """The rowid after which the last ``messages`` stored telemetry rows (up to ``upto``) begin."""
-    newest = _max_rowid(conn) if upto is None else upto
-    if messages <= 0:
-        return newest
-    (first,) = conn.execute(
-        "SELECT min(rowid) FROM (SELECT rowid FROM telemetry WHERE rowid <= ? ORDER BY rowid DESC LIMIT ?)",
-        (newest, messages),
-    ).fetchone()
-    return 0 if first is None else int(first) - 1
