@@ -80,7 +80,6 @@ class Agent:
             config.site,
             self.store,
             self.metrics,
-            self.inference.model_loaded,
             self.enqueue_forecast,
             installed=demand_installed,
             installed_shadow=demand_shadow,

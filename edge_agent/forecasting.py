@@ -22,11 +22,9 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from prometheus_client import Counter, Gauge
-
 from edge_agent.clock import now_ms
 from edge_agent.config import ModelsConfig
-from edge_agent.metrics import PREFIX, AgentMetrics
+from edge_agent.metrics import AgentMetrics
 from edge_agent.priority import lower_thread_priority
 from edge_agent.store import Store
 from edge_agent.store.db import READER_CACHE_KIB
@@ -145,7 +143,6 @@ class ForecastWorker:
         site: str,
         store: Store,
         metrics: AgentMetrics,
-        model_loaded: Gauge,
         emit: Callable[[ForecastPayload], bool],
         today: Callable[[], date] = utc_today,
         clock_ms: Callable[[], int] = now_ms,
@@ -165,15 +162,7 @@ class ForecastWorker:
         self._model_path = Path(config.demand_model) if config.demand_model else default_model_path("demand")
         self._installed = list(installed)
         self._installed_shadow = installed_shadow
-        r = metrics.registry
-        self._agent_metrics = metrics
-        self._loaded = model_loaded
-        self._forecasts = Counter(f"{PREFIX}_forecasts", "Demand forecasts stored (new)", registry=r)
-        self._errors = Counter(f"{PREFIX}_forecast_errors", "SKUs or runs whose forecast failed", registry=r)
-        self._last_run = Gauge(
-            f"{PREFIX}_forecast_last_run_timestamp_seconds", "End of the last forecast run", registry=r
-        )
-        self._loaded.labels("demand").set(0)
+        self._metrics = metrics
         self._active: _Forecasting | None = None
         self._shadow: _ShadowForecasts | None = None
         self._stats: StatsCounter | None = None
@@ -210,7 +199,7 @@ class ForecastWorker:
             except (ModelLoadError, OSError, ValueError) as exc:
                 path = candidate.path if isinstance(candidate, ModelInfo) else candidate
                 errors.append(str(exc))
-                self._agent_metrics.model_load_failures.labels("demand").inc()
+                self._metrics.model_load_failures.labels("demand").inc()
                 log.error("demand model %s not loaded: %s", path, exc)
         if self._active is None:
             self.error = "; ".join(errors)
@@ -220,7 +209,7 @@ class ForecastWorker:
             try:
                 self._shadow = self._new_shadow(self._load(self._installed_shadow))
             except (ModelLoadError, OSError, ValueError) as exc:
-                self._agent_metrics.model_load_failures.labels("demand").inc()
+                self._metrics.model_load_failures.labels("demand").inc()
                 log.error("demand shadow model %s not loaded: %s", self._installed_shadow.path, exc)
         self._saved = None  # models installed from now on count from zero
         self.error = None
@@ -248,8 +237,8 @@ class ForecastWorker:
             )
             if saved is not None and self._previous_stats is None:
                 self._previous_stats = saved.previous
-        self._loaded.labels("demand").set(1)
-        self._agent_metrics.model_version.labels("demand").set(model.info.version)
+        self._metrics.model_loaded.labels("demand").set(1)
+        self._metrics.model_version.labels("demand").set(model.info.version)
 
     def _new_shadow(self, model: _Forecasting) -> _ShadowForecasts:
         assert self._active is not None
@@ -302,7 +291,7 @@ class ForecastWorker:
         self._activate(prepared)  # one reference: the next daily run uses it
         with self._lock:
             self._shadow = None
-        self._agent_metrics.model_swaps.labels("demand").inc()
+        self._metrics.model_swaps.labels("demand").inc()
         self.error = None
         if not self.running:
             self._start_thread()
@@ -315,7 +304,7 @@ class ForecastWorker:
             return False
         shadow.model.info = info
         self._activate(shadow.model)
-        self._agent_metrics.model_swaps.labels("demand").inc()
+        self._metrics.model_swaps.labels("demand").inc()
         return True
 
     def drop_shadow(self) -> None:
@@ -375,7 +364,7 @@ class ForecastWorker:
                     self.run_once(origin)
                     self._done = origin
                 except sqlite3.Error as exc:
-                    self._errors.inc()
+                    self._metrics.forecast_errors.inc()
                     log.warning("forecast run for %s failed (%s); retrying in %.0fs", origin, exc, _RETRY_S)
                     wait = _RETRY_S
             self._stop.wait(wait)
@@ -417,15 +406,15 @@ class ForecastWorker:
                 )
                 if self._emit(payload):
                     stored += 1
-                    self._forecasts.inc()
+                    self._metrics.forecasts.inc()
                     if stats is not None:
                         stats.forecasts += 1
                 if shadow is not None:
                     self._forecast_shadow(shadow, sku, history, origin, p50)
             except Exception as exc:  # noqa: BLE001 (one SKU must not stop the others)
-                self._errors.inc()
+                self._metrics.forecast_errors.inc()
                 log.warning("demand forecast of %s from %s failed: %s", sku, origin, exc)
-        self._last_run.set(time.time())
+        self._metrics.forecast_last_run.set(time.time())
         log.info("demand forecasts from %s: %d stored (%d SKUs scanned)", origin, stored, len(per_sku))
         return stored
 

@@ -117,7 +117,53 @@ class AgentMetrics:
         self.commands = Counter(
             f"{PREFIX}_commands", "Gateway commands received on the cmd topic", ["cmd"], registry=r
         )
+        self.model_loaded = Gauge(
+            f"{PREFIX}_model_loaded", "1 when the model is loaded and its task runs", ["task"], registry=r
+        )
+        # anomaly scoring (edge_agent/scoring/)
+        self.inference_scored = Counter(f"{PREFIX}_inference_scored_readings", "Readings scored", registry=r)
+        self.inference_warmup = Counter(
+            f"{PREFIX}_inference_warmup_readings",
+            "Stored readings scored at start to warm the streams up (never alerted on)",
+            registry=r,
+        )
+        self.inference_dropped = Counter(
+            f"{PREFIX}_inference_dropped_messages",
+            "Committed telemetry messages not scored because scoring was more than queue_size behind",
+            registry=r,
+        )
+        self.inference_alerts = Counter(
+            f"{PREFIX}_inference_alerts", "Anomaly alerts emitted", ["state"], registry=r
+        )
+        for state in ("raised", "cleared"):
+            self.inference_alerts.labels(state)
+        self.inference_suppressed = Counter(
+            f"{PREFIX}_inference_alerts_suppressed",
+            "Raises suppressed by the per-stream cool-down",
+            registry=r,
+        )
+        self.inference_errors = Counter(
+            f"{PREFIX}_inference_errors", "Readings or passes that failed", registry=r
+        )
+        self.inference_backlog = Gauge(
+            f"{PREFIX}_inference_backlog_messages", "Committed telemetry messages not yet scored", registry=r
+        )
+        self.inference_score_seconds = Histogram(
+            f"{PREFIX}_inference_score_seconds",
+            "Time to score one reading (features + LiteRT + tails)",
+            buckets=(0.00002, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.005),
+            registry=r,
+        )
+        # demand forecasts (edge_agent/forecasting.py)
+        self.forecasts = Counter(f"{PREFIX}_forecasts", "Demand forecasts stored (new)", registry=r)
+        self.forecast_errors = Counter(
+            f"{PREFIX}_forecast_errors", "SKUs or runs whose forecast failed", registry=r
+        )
+        self.forecast_last_run = Gauge(
+            f"{PREFIX}_forecast_last_run_timestamp_seconds", "End of the last forecast run", registry=r
+        )
         for task in MODEL_TASK_LABELS:
+            self.model_loaded.labels(task).set(0)
             self.model_version.labels(task)
             self.model_swaps.labels(task)
             self.model_swap_max_pause.labels(task)

@@ -25,11 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from prometheus_client import Counter, Gauge, Histogram
-
 from edge_agent.clock import now_ms
 from edge_agent.config import ModelsConfig
-from edge_agent.metrics import PREFIX, AgentMetrics
+from edge_agent.metrics import AgentMetrics
 from edge_agent.priority import lower_thread_priority
 from edge_agent.scoring.hysteresis import AlertHysteresis, HysteresisConfig
 from edge_agent.scoring.replay import CHUNK_ROWS, replay, warm_up
@@ -62,45 +60,6 @@ log = logging.getLogger(__name__)
 #: Poll interval when no commit notified us (the notification is the fast path).
 _IDLE_POLL_S = 1.0
 _ERROR_PAUSE_S = 1.0
-
-
-class InferenceMetrics:
-    """The inference counters, registered on the agent's registry."""
-
-    def __init__(self, metrics: AgentMetrics) -> None:
-        r = metrics.registry
-        self.model_loaded = Gauge(
-            f"{PREFIX}_model_loaded", "1 when the model is loaded and its task runs", ["task"], registry=r
-        )
-        self.scored = Counter(f"{PREFIX}_inference_scored_readings", "Readings scored", registry=r)
-        self.warmup = Counter(
-            f"{PREFIX}_inference_warmup_readings",
-            "Stored readings scored at start to warm the streams up (never alerted on)",
-            registry=r,
-        )
-        self.dropped = Counter(
-            f"{PREFIX}_inference_dropped_messages",
-            "Committed telemetry messages not scored because scoring was more than queue_size behind",
-            registry=r,
-        )
-        self.alerts = Counter(f"{PREFIX}_inference_alerts", "Anomaly alerts emitted", ["state"], registry=r)
-        for state in ("raised", "cleared"):
-            self.alerts.labels(state)
-        self.suppressed = Counter(
-            f"{PREFIX}_inference_alerts_suppressed",
-            "Raises suppressed by the per-stream cool-down",
-            registry=r,
-        )
-        self.errors = Counter(f"{PREFIX}_inference_errors", "Readings or passes that failed", registry=r)
-        self.backlog = Gauge(
-            f"{PREFIX}_inference_backlog_messages", "Committed telemetry messages not yet scored", registry=r
-        )
-        self.score_seconds = Histogram(
-            f"{PREFIX}_inference_score_seconds",
-            "Time to score one reading (features + LiteRT + tails)",
-            buckets=(0.00002, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.005),
-            registry=r,
-        )
 
 
 @dataclass(slots=True)
@@ -183,10 +142,7 @@ class InferenceWorker:
         self._saved = saved_stats
         self._gateway_id = gateway_id
         self._store = store
-        self._agent_metrics = metrics
-        self._metrics = InferenceMetrics(metrics)
-        #: ``edgehouse_agent_model_loaded{task}``, shared with the forecast worker.
-        self.model_loaded = self._metrics.model_loaded
+        self._metrics = metrics
         self._emit = emit
         self._clock_ms = clock_ms
         self._model_path = (
@@ -210,7 +166,6 @@ class InferenceWorker:
         #: Rows up to here were stored before start: scored to warm the streams up, never alerted on.
         self._live_from = 0
         self.error: str | None = None
-        self._metrics.model_loaded.labels("anomaly").set(0)
 
     @property
     def _scorer(self) -> AnomalyScorer | None:
@@ -237,7 +192,7 @@ class InferenceWorker:
                 scoring = self._scoring(self._installed_shadow)
                 self._shadow = self._new_shadow(scoring)
             except (ModelLoadError, OSError, ValueError) as exc:
-                self._agent_metrics.model_load_failures.labels("anomaly").inc()
+                self._metrics.model_load_failures.labels("anomaly").inc()
                 log.error("anomaly shadow model %s not loaded: %s", self._installed_shadow.path, exc)
         self._saved = None  # models installed from now on count from zero
         self._start_thread()
@@ -266,7 +221,7 @@ class InferenceWorker:
             except (ModelLoadError, OSError, ValueError) as exc:
                 path = candidate.path if isinstance(candidate, ModelInfo) else candidate
                 errors.append(str(exc))
-                self._agent_metrics.model_load_failures.labels("anomaly").inc()
+                self._metrics.model_load_failures.labels("anomaly").inc()
                 log.error("anomaly model %s not loaded: %s", path, exc)
                 continue
             self._activate(scoring)
@@ -322,7 +277,7 @@ class InferenceWorker:
         if saved is not None and self._previous_stats is None:
             self._previous_stats = saved.previous
         self._metrics.model_loaded.labels("anomaly").set(1)
-        self._agent_metrics.model_version.labels("anomaly").set(scoring.info.version)
+        self._metrics.model_version.labels("anomaly").set(scoring.info.version)
 
     def _new_shadow(self, scoring: _Scoring) -> _Shadow:
         active = self._active
@@ -361,7 +316,7 @@ class InferenceWorker:
         return self._config.enabled and self._active is not None
 
     def status(self) -> ModelsStatus:
-        a = self._agent_metrics
+        a = self._metrics
         active = self._active
         return ModelsStatus(
             enabled=self._config.enabled,
@@ -419,7 +374,7 @@ class InferenceWorker:
             self._activate(prepared.scoring)
             self._shadow = None
             self.error = None
-            self._agent_metrics.model_swaps.labels("anomaly").inc()
+            self._metrics.model_swaps.labels("anomaly").inc()
             self._start_thread()
             return True
         return self._hand_over(_Pending(mode, prepared=prepared), timeout_s)
@@ -471,7 +426,7 @@ class InferenceWorker:
                     while self.run_pass(conn) and (stopping or not self._stop.is_set()):
                         pass
                 except sqlite3.Error as exc:
-                    self._metrics.errors.inc()
+                    self._metrics.inference_errors.inc()
                     log.warning("inference read failed (%s); retrying", exc)
                     if conn is not None:
                         conn.close()
@@ -499,7 +454,7 @@ class InferenceWorker:
             if pending.kind == "active" and prepared is not None:
                 self._activate(prepared.scoring)
                 self._shadow = None
-                self._agent_metrics.model_swaps.labels("anomaly").inc()
+                self._metrics.model_swaps.labels("anomaly").inc()
             elif pending.kind == "shadow" and prepared is not None:
                 self._shadow = self._new_shadow(prepared.scoring)
             elif pending.kind == "promote" and self._shadow is not None:
@@ -508,13 +463,13 @@ class InferenceWorker:
                     scoring.info = pending.info
                 self._shadow = None
                 self._activate(scoring)
-                self._agent_metrics.model_swaps.labels("anomaly").inc()
+                self._metrics.model_swaps.labels("anomaly").inc()
             elif pending.kind == "drop_shadow":
                 self._shadow = None
         finally:
             pending.done.set()
             self.max_swap_pause_s = max(self.max_swap_pause_s, time.perf_counter() - started)
-            self._agent_metrics.model_swap_max_pause.labels("anomaly").set(self.max_swap_pause_s)
+            self._metrics.model_swap_max_pause.labels("anomaly").set(self.max_swap_pause_s)
 
     def run_pass(self, conn: sqlite3.Connection) -> bool:
         """Score up to one chunk of newly committed telemetry; True when more is waiting."""
@@ -529,7 +484,7 @@ class InferenceWorker:
             skip_to = newest - self._config.queue_size
             skipped = count_between(conn, self._cursor, skip_to)
             if skipped:
-                m.dropped.inc(skipped)
+                m.inference_dropped.inc(skipped)
                 log.warning(
                     "anomaly scoring %d messages behind: skipped the oldest %d",
                     newest - self._cursor,
@@ -544,7 +499,7 @@ class InferenceWorker:
             try:
                 readings = readings_of(device_id, ts, readings_json)
             except (ValueError, TypeError, AttributeError) as exc:
-                m.errors.inc()
+                m.inference_errors.inc()
                 log.warning("telemetry row %d unreadable for scoring: %s", rowid, exc)
                 continue
             mute = rowid <= self._live_from
@@ -553,7 +508,7 @@ class InferenceWorker:
             # Hand the GIL over after every message: the ingest thread, back from SQLite, must not
             # wait out a whole switch interval (5 ms) behind pure-Python scoring.
             time.sleep(0)
-        m.backlog.set(max(0, newest - self._cursor))
+        m.inference_backlog.set(max(0, newest - self._cursor))
         return len(rows) == CHUNK_ROWS
 
     def _score(self, reading: Reading, mute: bool) -> None:
@@ -564,15 +519,15 @@ class InferenceWorker:
         try:
             result = active.scorer.score(key, reading.ts, reading.value)
         except Exception as exc:  # noqa: BLE001 (one bad reading must not stop scoring)
-            m.errors.inc()
+            m.inference_errors.inc()
             log.warning("scoring %s/%s at %d failed: %s", reading.device_id, reading.metric, reading.ts, exc)
             return
-        m.score_seconds.observe(time.perf_counter() - started)
-        (m.warmup if mute else m.scored).inc()
+        m.inference_score_seconds.observe(time.perf_counter() - started)
+        (m.inference_warmup if mute else m.inference_scored).inc()
         suppressed = alerts.suppressed
         alert = alerts.observe(reading, result)
         if alerts.suppressed != suppressed:
-            m.suppressed.inc()
+            m.inference_suppressed.inc()
         raised = alert is not None and alert.state == "raised"
         if shadow is not None:
             # Compared like for like: only readings both models score past their warm-up.
@@ -592,11 +547,11 @@ class InferenceWorker:
         try:
             new = self._emit(alert)
         except Exception as exc:  # noqa: BLE001 (storage trouble: logged, scoring goes on)
-            m.errors.inc()
+            m.inference_errors.inc()
             log.error("anomaly alert %s not stored: %s", alert.alert_id, exc)
             return
         if new:
-            m.alerts.labels(alert.state).inc()
+            m.inference_alerts.labels(alert.state).inc()
             log.info("anomaly alert %s: %s", alert.state, alert.message)
 
     def _score_shadow(
@@ -611,7 +566,7 @@ class InferenceWorker:
         try:
             result = shadow.scoring.scorer.score(key, reading.ts, reading.value)
         except Exception as exc:  # noqa: BLE001 (the shadow must never disturb the running model)
-            self._metrics.errors.inc()
+            self._metrics.inference_errors.inc()
             log.debug("shadow scoring of %s failed: %s", key, exc)
             return
         alert = shadow.alerts.observe(reading, result)

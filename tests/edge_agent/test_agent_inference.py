@@ -340,7 +340,6 @@ def forecasts(store: Store) -> list[Any]:
 def test_daily_forecast_per_sku_with_enough_history_once_per_origin(store: Store) -> None:
     write_scans(store, {"SKU-A": 90, "SKU-B": 40, "SKU-NEW": 10})
     metrics = AgentMetrics()
-    inference = InferenceWorker(ModelsConfig(), GATEWAY, store, metrics, storing(store))
 
     def emit(forecast: Any) -> bool:
         conn = store.connect()
@@ -350,7 +349,7 @@ def test_daily_forecast_per_sku_with_enough_history_once_per_origin(store: Store
             conn.close()
 
     worker = ForecastWorker(
-        ModelsConfig(), GATEWAY, SITE, store, metrics, inference.model_loaded, emit, today=lambda: ORIGIN
+        ModelsConfig(), GATEWAY, SITE, store, metrics, emit, today=lambda: ORIGIN
     )
     worker.start()
     try:
@@ -369,9 +368,8 @@ def test_daily_forecast_per_sku_with_enough_history_once_per_origin(store: Store
 
 def test_bad_demand_model_leaves_forecasts_off(store: Store, tmp_path: Path) -> None:
     metrics = AgentMetrics()
-    inference = InferenceWorker(ModelsConfig(), GATEWAY, store, metrics, storing(store))
     cfg = ModelsConfig(demand_model=tmp_path / "missing.tflite")
-    worker = ForecastWorker(cfg, GATEWAY, SITE, store, metrics, inference.model_loaded, lambda f: True)
+    worker = ForecastWorker(cfg, GATEWAY, SITE, store, metrics, lambda f: True)
     worker.start()
     assert not worker.running and not worker.should_run and worker.error is not None
     assert metrics.value("model_loaded", {"task": "demand"}) == 0
