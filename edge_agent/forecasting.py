@@ -174,10 +174,6 @@ class ForecastWorker:
         self.error: str | None = None
 
     @property
-    def _forecaster(self) -> DemandForecaster | None:
-        return self._active.forecaster if self._active is not None else None
-
-    @property
     def enabled(self) -> bool:
         return self._config.enabled and self._config.forecast_enabled
 

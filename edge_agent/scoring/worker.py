@@ -10,8 +10,8 @@ then MQTT publish; offline, the outbox syncs later).
 
 Scoring may fall behind by at most ``queue_size`` committed messages; beyond that the oldest
 are skipped and counted, so a slow gateway loses scores, never ingest throughput. A model that
-does not load leaves the agent running without scoring: the error is logged, kept for
-``status()`` and shown as ``edgehouse_agent_model_loaded{task="anomaly"} 0``.
+does not load leaves the agent running without scoring: the error is logged, kept in
+``error`` and shown as ``edgehouse_agent_model_loaded{task="anomaly"} 0``.
 """
 
 from __future__ import annotations
@@ -60,20 +60,6 @@ log = logging.getLogger(__name__)
 #: Poll interval when no commit notified us (the notification is the fast path).
 _IDLE_POLL_S = 1.0
 _ERROR_PAUSE_S = 1.0
-
-
-@dataclass(slots=True)
-class ModelsStatus:
-    enabled: bool
-    anomaly_loaded: bool
-    anomaly_model: str | None
-    anomaly_version: int | None
-    anomaly_error: str | None
-    threshold: float | None
-    scored: int
-    dropped: int
-    alerts_raised: int
-    alerts_cleared: int
 
 
 @dataclass(slots=True)
@@ -166,10 +152,6 @@ class InferenceWorker:
         #: Rows up to here were stored before start: scored to warm the streams up, never alerted on.
         self._live_from = 0
         self.error: str | None = None
-
-    @property
-    def _scorer(self) -> AnomalyScorer | None:
-        return self._active.scorer if self._active is not None else None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -315,23 +297,11 @@ class InferenceWorker:
         """Enabled and loaded: a stopped thread then is a fault (for ``/healthz``)."""
         return self._config.enabled and self._active is not None
 
-    def status(self) -> ModelsStatus:
-        a = self._metrics
-        active = self._active
-        return ModelsStatus(
-            enabled=self._config.enabled,
-            anomaly_loaded=active is not None,
-            anomaly_model=(str(active.info.path) if active else str(self._model_path))
-            if self._config.enabled
-            else None,
-            anomaly_version=active.info.version if active is not None else None,
-            anomaly_error=self.error,
-            threshold=self._alerts.config.threshold if self._alerts is not None else None,
-            scored=int(a.value("inference_scored_readings_total")),
-            dropped=int(a.value("inference_dropped_messages_total")),
-            alerts_raised=int(a.value("inference_alerts_total", {"state": "raised"})),
-            alerts_cleared=int(a.value("inference_alerts_total", {"state": "cleared"})),
-        )
+    @property
+    def threshold(self) -> float | None:
+        """The alert threshold of the running model (None: none runs)."""
+        alerts = self._alerts
+        return alerts.config.threshold if alerts is not None else None
 
     # ----------------------------------------------------------------- the model slot (updater thread)
 

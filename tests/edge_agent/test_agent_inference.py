@@ -155,9 +155,10 @@ def test_spike_gives_one_raised_and_one_cleared_alert_in_the_outbox(store: Store
     assert metrics.value("inference_alerts_total", {"state": "raised"}) == 1
     assert metrics.value("inference_alerts_total", {"state": "cleared"}) == 1
     assert metrics.value("model_loaded", {"task": "anomaly"}) == 1
-    status = worker.status()
-    assert status.anomaly_loaded and status.anomaly_version == 1 and status.anomaly_error is None
-    assert status.scored == N_READINGS and status.dropped == 0
+    running = worker.running_model()
+    assert running is not None and running.version == 1 and worker.error is None
+    assert metrics.value("inference_scored_readings_total") == N_READINGS
+    assert metrics.value("inference_dropped_messages_total") == 0
 
 
 def test_stored_readings_warm_the_streams_up_without_alerting(store: Store) -> None:
@@ -215,7 +216,7 @@ def test_disabled_loads_nothing(store: Store) -> None:
     metrics = AgentMetrics()
     worker = InferenceWorker(ModelsConfig(enabled=False), GATEWAY, store, metrics, storing(store))
     worker.start()
-    assert not worker.running and not worker.should_run and worker.status().anomaly_model is None
+    assert not worker.running and not worker.should_run and worker.running_model() is None
     worker.stop()
 
 
@@ -248,9 +249,9 @@ def test_bad_model_keeps_the_agent_running_and_reports_it(
     try:
         assert agent.ingest.running and not agent.inference.running
         assert agent.forecaster.running  # the demand model is the shipped one: unaffected
-        status = agent.inference.status()
-        assert not status.anomaly_loaded and status.anomaly_error is not None
-        assert str(path) in status.anomaly_error or path.name in status.anomaly_error
+        error = agent.inference.error
+        assert agent.inference.running_model() is None and error is not None
+        assert str(path) in error or path.name in error
         assert any("anomaly scoring is off" in r.getMessage() for r in caplog.records)
         assert agent.metrics.value("model_loaded", {"task": "anomaly"}) == 0
         assert agent.http is not None

@@ -74,7 +74,7 @@ def test_models_on_load_numpy_and_the_interpreter_with_the_first_model(tmp_path:
         agent = Agent(cfg)
         before = "numpy" in sys.modules
         agent.start()
-        loaded = agent.inference.status().anomaly_loaded
+        loaded = agent.inference.running_model() is not None
         agent.stop()
         print(before, loaded, "numpy" in sys.modules)
         """,

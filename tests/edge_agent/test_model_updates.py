@@ -557,6 +557,6 @@ def test_same_bytes_under_a_new_model_version_is_installed_not_relabelled(
     agent = started(agents())
     running = agent.inference.running_model()
     assert running is not None and running.version == 2 and running.sha256 == V1_SHA
-    assert agent.inference.status().threshold == pytest.approx(0.2)
+    assert agent.inference.threshold == pytest.approx(0.2)
     assert agent.metrics.value("model_swaps_total", {"task": "anomaly"}) == 1
     assert model_cloud.artifact_requests == []  # the bytes were already here
