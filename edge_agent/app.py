@@ -46,7 +46,7 @@ class Agent:
         self.config = config
         self.metrics = metrics if metrics is not None else AgentMetrics()
         self.store = Store(config.db_path, config.store.synchronous)
-        self.checkpointer = Checkpointer(self.store)
+        self.checkpointer = Checkpointer(self.store, self.metrics)
         self.intake_paused = threading.Event()
         # Twice the Receive Maximum: redeliveries after a reconnect can join messages still queued.
         self._inbox: queue.Queue[Inbound] = queue.Queue(maxsize=2 * config.receive_maximum)

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import logging
 import queue
-import threading
 from collections.abc import Callable, Mapping
 
 from pydantic import ValidationError
 
+from edge_agent.background import BackgroundWorker
 from edge_agent.inbound import Acker, Inbound
 from edge_agent.metrics import AgentMetrics
 from protocols import GatewayCommand
@@ -27,16 +27,18 @@ _QUEUE_SIZE = 64
 _POLL_S = 0.2
 
 
-class CommandHandler:
+class CommandHandler(BackgroundWorker[None]):
+    name = "commands"
+    join_timeout_s = 5.0
+
     def __init__(
         self, handlers: Mapping[str, Callable[[], object]], ack: Acker, metrics: AgentMetrics
     ) -> None:
+        super().__init__(metrics)
         self._handlers = dict(handlers)
         self._ack = ack
         self._metrics = metrics
         self._queue: queue.Queue[Inbound] = queue.Queue(maxsize=_QUEUE_SIZE)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def submit(self, item: Inbound) -> bool:
         """From the MQTT network thread: queue it (False when full: left unacknowledged)."""
@@ -47,30 +49,12 @@ class CommandHandler:
             log.warning("command queue full: command left unacknowledged")
             return False
 
-    def start(self) -> None:
-        if self._thread is not None:
-            raise RuntimeError("command handler already started")
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="edge-commands", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout_s: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                item = self._queue.get(timeout=_POLL_S)
-            except queue.Empty:
-                continue
-            self.handle(item)
+    def step(self, resource: None) -> None:
+        try:
+            item = self._queue.get(timeout=_POLL_S)
+        except queue.Empty:
+            return
+        self.handle(item)
 
     def handle(self, item: Inbound) -> None:
         """Parse and dispatch one command, then acknowledge it (whatever happened)."""

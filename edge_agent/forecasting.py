@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -25,18 +24,10 @@ from typing import TYPE_CHECKING
 from edge_agent.clock import now_ms
 from edge_agent.config import ModelsConfig
 from edge_agent.metrics import AgentMetrics
-from edge_agent.priority import lower_thread_priority
 from edge_agent.store import Store
 from edge_agent.store.db import READER_CACHE_KIB
-from edge_agent.updates.slot import (
-    InstallMode,
-    ModelInfo,
-    SlotStats,
-    StatsCounter,
-    load_slot_model,
-    resumed_pair,
-)
-from models.manifest import ModelLoadError, default_model_path
+from edge_agent.updates.slot import ModelInfo, ModelWorker, Shadow, SlotStats, StatsCounter, load_slot_model
+from models.manifest import default_model_path
 from protocols import ForecastPayload, ModelStats
 
 if TYPE_CHECKING:
@@ -115,18 +106,15 @@ class _Forecasting:
 
 
 @dataclass(slots=True)
-class _ShadowForecasts:
+class _ShadowForecasts(Shadow[_Forecasting]):
     """A candidate forecasting next to the running model; its forecasts stay in memory."""
 
-    model: _Forecasting
-    stats: StatsCounter
-    baseline: StatsCounter
     #: (sku, origin) -> P50 of the shadow, and of the running model for the same SKU and day.
     p50: dict[tuple[str, date], tuple[float, ...]] = field(default_factory=dict)
     baseline_p50: dict[tuple[str, date], tuple[float, ...]] = field(default_factory=dict)
 
 
-class ForecastWorker:
+class ForecastWorker(ModelWorker[None, _Forecasting, _ShadowForecasts]):
     """Owns the demand forecaster and its thread; :meth:`start` / :meth:`stop`.
 
     Also the demand :class:`~edge_agent.updates.slot.ModelSlot`: a daily run reads the forecaster
@@ -134,7 +122,9 @@ class ForecastWorker:
     kept: its id is per SKU and day).
     """
 
+    name = "forecast"
     task = "demand"
+    work = "forecasting"
 
     def __init__(
         self,
@@ -150,71 +140,21 @@ class ForecastWorker:
         installed_shadow: ModelInfo | None = None,
         saved_stats: SlotStats | None = None,
     ) -> None:
+        model_path = Path(config.demand_model) if config.demand_model else default_model_path("demand")
+        super().__init__(
+            metrics, model_path, installed, installed_shadow, saved_stats, clock_ms, nice=config.nice
+        )
         self._config = config
-        #: Statistics saved before the last stop: resumed by the models loaded at start.
-        self._saved = saved_stats
         self._gateway_id = gateway_id
         self._site = site
         self._store = store
         self._emit = emit
         self._today = today
-        self._clock_ms = clock_ms
-        self._model_path = Path(config.demand_model) if config.demand_model else default_model_path("demand")
-        self._installed = list(installed)
-        self._installed_shadow = installed_shadow
-        self._metrics = metrics
-        self._active: _Forecasting | None = None
-        self._shadow: _ShadowForecasts | None = None
-        self._stats: StatsCounter | None = None
-        self._previous_stats: ModelStats | None = None
-        self._lock = threading.Lock()
         self._done: date | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.error: str | None = None
 
     @property
     def enabled(self) -> bool:
         return self._config.enabled and self._config.forecast_enabled
-
-    def start(self) -> None:
-        """Load the model and start the daily runs; a model that fails to load is logged, not raised.
-
-        Tried in order: the installed current model, the installed previous one, then
-        ``models.demand_model`` (or the shipped one).
-        """
-        if self._thread is not None:
-            raise RuntimeError("forecasting already started")
-        if not self.enabled:
-            return
-        errors = []
-        for candidate in [*self._installed, self._model_path]:
-            try:
-                self._activate(self._load(candidate))
-                break
-            except (ModelLoadError, OSError, ValueError) as exc:
-                path = candidate.path if isinstance(candidate, ModelInfo) else candidate
-                errors.append(str(exc))
-                self._metrics.model_load_failures.labels("demand").inc()
-                log.error("demand model %s not loaded: %s", path, exc)
-        if self._active is None:
-            self.error = "; ".join(errors)
-            log.error("no demand model loaded, forecasting is off")
-            return
-        if self._installed_shadow is not None:
-            try:
-                self._shadow = self._new_shadow(self._load(self._installed_shadow))
-            except (ModelLoadError, OSError, ValueError) as exc:
-                self._metrics.model_load_failures.labels("demand").inc()
-                log.error("demand shadow model %s not loaded: %s", self._installed_shadow.path, exc)
-        self._saved = None  # models installed from now on count from zero
-        self.error = None
-        self._start_thread()
-
-    def _start_thread(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="edge-forecast", daemon=True)
-        self._thread.start()
 
     def _load(self, source: ModelInfo | Path) -> _Forecasting:
         from models.demand import DemandForecaster  # numpy: with the first model
@@ -222,95 +162,10 @@ class ForecastWorker:
         model, info = load_slot_model("demand", source)
         return _Forecasting(DemandForecaster(model), info)
 
-    def _activate(self, model: _Forecasting) -> None:
-        with self._lock:
-            if self._stats is not None:
-                self._previous_stats = self._stats.snapshot()
-            self._active = model
-            saved = self._saved
-            self._stats = StatsCounter.resume(
-                model.info.version, self._clock_ms(), saved.active if saved is not None else None
-            )
-            if saved is not None and self._previous_stats is None:
-                self._previous_stats = saved.previous
-        self._metrics.model_loaded.labels("demand").set(1)
-        self._metrics.model_version.labels("demand").set(model.info.version)
-
-    def _new_shadow(self, model: _Forecasting) -> _ShadowForecasts:
-        assert self._active is not None
-        shadow, baseline = resumed_pair(
-            self._saved, model.info.version, self._active.info.version, self._clock_ms()
-        )
-        return _ShadowForecasts(model, shadow, baseline)
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            if self._thread.is_alive():
-                log.error("forecast thread did not stop within %.1fs", timeout_s)
-            self._thread = None
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    @property
-    def should_run(self) -> bool:
-        return self.enabled and self._active is not None
-
-    # ----------------------------------------------------------------- the model slot (updater thread)
-
-    @property
-    def accepts_models(self) -> bool:
-        return self.enabled
-
-    def running_model(self) -> ModelInfo | None:
-        active = self._active
-        return active.info if active is not None else None
-
-    def shadow_model(self) -> ModelInfo | None:
-        shadow = self._shadow
-        return shadow.model.info if shadow is not None else None
-
-    def prepare(self, info: ModelInfo) -> _Forecasting:
-        return self._load(info)
-
-    def install(self, prepared: object, mode: InstallMode, timeout_s: float = 30.0) -> bool:
-        assert isinstance(prepared, _Forecasting)
-        if mode == "shadow":
-            if self._active is None:
-                raise ModelLoadError("forecasting is not running: nothing to compare a shadow with")
-            with self._lock:
-                self._shadow = self._new_shadow(prepared)
-            return True
-        self._activate(prepared)  # one reference: the next daily run uses it
-        with self._lock:
-            self._shadow = None
-        self._metrics.model_swaps.labels("demand").inc()
-        self.error = None
-        if not self.running:
-            self._start_thread()
-        return True
-
-    def promote_shadow(self, info: ModelInfo, timeout_s: float = 30.0) -> bool:
-        with self._lock:
-            shadow, self._shadow = self._shadow, None
-        if shadow is None:
-            return False
-        shadow.model.info = info
-        self._activate(shadow.model)
-        self._metrics.model_swaps.labels("demand").inc()
-        return True
-
-    def drop_shadow(self) -> None:
-        with self._lock:
-            self._shadow = None
-
-    def relabel(self, info: ModelInfo) -> None:
-        active = self._active
-        if active is not None and active.info.sha256 == info.sha256:
-            active.info = info
+    def _shadow_of(
+        self, model: _Forecasting, stats: StatsCounter, baseline: StatsCounter
+    ) -> _ShadowForecasts:
+        return _ShadowForecasts(model, stats, baseline)
 
     def model_stats(self) -> SlotStats:
         """Counts, plus P50 error against the daily units scanned since (days before today)."""
@@ -350,20 +205,19 @@ class ForecastWorker:
 
     # ----------------------------------------------------------------- the thread
 
-    def _run(self) -> None:
-        lower_thread_priority(self._config.nice)  # ingest and MQTT first on a shared core
-        while not self._stop.is_set():
-            origin = self._today()
-            wait = _CHECK_S
-            if self._done != origin:
-                try:
-                    self.run_once(origin)
-                    self._done = origin
-                except sqlite3.Error as exc:
-                    self._metrics.forecast_errors.inc()
-                    log.warning("forecast run for %s failed (%s); retrying in %.0fs", origin, exc, _RETRY_S)
-                    wait = _RETRY_S
-            self._stop.wait(wait)
+    def step(self, resource: None) -> None:
+        """Forecast once per UTC day: at start, then whenever the date changed."""
+        origin = self._today()
+        wait = _CHECK_S
+        if self._done != origin:
+            try:
+                self.run_once(origin)
+                self._done = origin
+            except sqlite3.Error as exc:
+                self._metrics.forecast_errors.inc()
+                log.warning("forecast run for %s failed (%s); retrying in %.0fs", origin, exc, _RETRY_S)
+                wait = _RETRY_S
+        self.sleep(wait)
 
     def run_once(self, origin: date) -> int:
         """Forecast every SKU with enough history from ``origin``; return the forecasts stored."""
@@ -381,7 +235,7 @@ class ForecastWorker:
         version = active.info.version
         stored = 0
         for sku in sorted(per_sku):
-            if self._stop.is_set():
+            if self.stopping:
                 break
             history = history_of(per_sku[sku], origin)
             if len(history) < cfg.forecast_min_history_days:

@@ -8,11 +8,13 @@ the quota (retention drops synced history down to that mark while paused).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
+from edge_agent.background import BackgroundWorker
 from edge_agent.clock import now_ms
 from edge_agent.config import StoreConfig
 from edge_agent.metrics import AgentMetrics
@@ -26,7 +28,9 @@ _PAUSED_CHECK_S = 1.0
 _DAY_MS = 86_400_000
 
 
-class Housekeeper:
+class Housekeeper(BackgroundWorker[Retention]):
+    name = "housekeeping"
+
     def __init__(
         self,
         config: StoreConfig,
@@ -37,6 +41,7 @@ class Housekeeper:
         raise_alert: Callable[[AlertPayload], None],
         clock_ms: Callable[[], int] = now_ms,
     ) -> None:
+        super().__init__(metrics)
         self._config = config
         self._gateway_id = gateway_id
         self._store = store
@@ -45,30 +50,7 @@ class Housekeeper:
         self._raise_alert = raise_alert
         self._clock_ms = clock_ms
         self._quota = int(config.quota_mb * 1024 * 1024)
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
         self._alert_id: str | None = None
-
-    def start(self) -> None:
-        if self._thread is not None:
-            raise RuntimeError("housekeeper already started")
-        self._thread = threading.Thread(target=self._run, name="edge-housekeeping", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def check_soon(self) -> None:
-        self._wake.set()
 
     def retention(self, conn: sqlite3.Connection) -> Retention:
         age = self._config.history_max_age_days
@@ -80,20 +62,20 @@ class Housekeeper:
             dead_letter_max_age_ms=None if dl_age is None else int(dl_age * _DAY_MS),
         )
 
-    def _run(self) -> None:
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Retention]:
         conn = self._store.connect(cache_kib=512)  # bulk deletes every few seconds, no hot set
         try:
-            retention = self.retention(conn)
-            while not self._stop.is_set():
-                try:
-                    self.run_once(retention)
-                except sqlite3.Error as exc:
-                    log.error("retention failed: %s", exc)
-                interval = _PAUSED_CHECK_S if self._paused.is_set() else self._config.retention_interval_s
-                if self._wake.wait(interval):
-                    self._wake.clear()
+            yield self.retention(conn)
         finally:
             conn.close()
+
+    def step(self, retention: Retention) -> None:
+        try:
+            self.run_once(retention)
+        except sqlite3.Error as exc:
+            log.error("retention failed: %s", exc)
+        self.sleep(_PAUSED_CHECK_S if self._paused.is_set() else self._config.retention_interval_s)
 
     def run_once(self, retention: Retention) -> RetentionResult:
         paused = self._paused.is_set()

@@ -8,13 +8,15 @@ persistent session and de-duplicated on ``(device_id, boot_id, seq)``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
+from edge_agent.background import BackgroundWorker
 from edge_agent.clock import now_ms
 from edge_agent.config import IngestConfig
 from edge_agent.inbound import Acker, Inbound, InboundQueue
@@ -32,8 +34,11 @@ _RETRY_MAX_S = 5.0
 _INGEST_AUTOCHECKPOINT_PAGES = 10_000
 
 
-class Ingest:
+class Ingest(BackgroundWorker[BatchWriter]):
     """Start with :meth:`start`; :meth:`stop` drains what is queued (unless intake is paused)."""
+
+    name = "ingest"
+    join_timeout_s = 30.0
 
     def __init__(
         self,
@@ -47,6 +52,7 @@ class Ingest:
         clock_ms: Callable[[], int] = now_ms,
         on_stored: Callable[[BatchResult], None] | None = None,
     ) -> None:
+        super().__init__(metrics)
         self._config = config
         self._site = site
         self._store = store
@@ -56,76 +62,74 @@ class Ingest:
         self._paused = paused
         self._clock_ms = clock_ms
         self._on_stored = on_stored
-        self._stop = threading.Event()
         self._ready = threading.Event()
-        self._thread: threading.Thread | None = None
         self._error: Exception | None = None
+        #: Set when a commit was given up while stopping: the final drain is skipped.
+        self._abandoned = False
 
     def start(self, timeout_s: float = 30.0) -> None:
-        if self._thread is not None:
-            raise RuntimeError("ingest already started")
-        self._thread = threading.Thread(target=self._run, name="edge-ingest", daemon=True)
-        self._thread.start()
+        """Start the thread and wait until its connection is open and the RFID state loaded."""
+        self._ready.clear()
+        self._error = None
+        self._abandoned = False
+        self._launch()
         if not self._ready.wait(timeout_s):
             raise RuntimeError("ingest did not become ready")
         if self._error is not None:
             raise RuntimeError(f"ingest failed to start: {self._error}") from self._error
 
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """Finish the queue (commit + ack) and end the thread."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            if self._thread.is_alive():
-                log.error("ingest thread did not stop within %.1fs", timeout_s)
-            self._thread = None
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def _run(self) -> None:
+    @contextlib.contextmanager
+    def session(self) -> Iterator[BatchWriter]:
         try:
             conn = self._store.connect(autocheckpoint_pages=_INGEST_AUTOCHECKPOINT_PAGES)
+        except (sqlite3.Error, OSError) as exc:  # reported to start()
+            self._error = exc
+            self._ready.set()
+            raise
+        try:
             writer = BatchWriter(
                 conn, self._site, self._config.rfid_burst_window_ms, self._config.dead_letter_max_bytes
             )
             writer.load_state()
-        except (sqlite3.Error, OSError) as exc:  # reported to start()
+        except (sqlite3.Error, OSError) as exc:
             self._error = exc
             self._ready.set()
-            return
+            conn.close()
+            raise
         self._ready.set()
         try:
-            self._loop(writer)
+            yield writer
         finally:
             conn.close()
 
-    def _loop(self, writer: BatchWriter) -> None:
-        while True:
-            stopping = self._stop.is_set()
-            if self._paused.is_set():
-                # Backpressure: leave messages unacknowledged; the broker keeps the rest.
-                if stopping:
-                    return
-                self._stop.wait(_IDLE_POLL_S)
-                continue
+    def step(self, writer: BatchWriter) -> None:
+        if self._paused.is_set():
+            # Backpressure: leave messages unacknowledged; the broker keeps the rest.
+            self.sleep(_IDLE_POLL_S)
+            return
+        batch = self._take_batch()
+        if batch and not self._store_and_ack(writer, batch):
+            self._abandoned = True  # gave up on a failing database while stopping: nothing acked
+
+    def finish(self, writer: BatchWriter) -> None:
+        """Drain what is queued (commit + ack), unless intake is paused or a commit was given up."""
+        while not self._abandoned and not self._paused.is_set():
             batch = self._take_batch()
-            if not batch:
-                if stopping:
-                    return
-                continue
-            if self._commit(writer, batch):
-                for m in batch:
-                    if m.qos:
-                        self._ack(m)
-            elif self._stop.is_set():
-                return  # gave up on a failing database while stopping: nothing acked
+            if not batch or not self._store_and_ack(writer, batch):
+                return
+
+    def _store_and_ack(self, writer: BatchWriter, batch: list[Inbound]) -> bool:
+        if not self._commit(writer, batch):
+            return False
+        for m in batch:
+            if m.qos:
+                self._ack(m)
+        return True
 
     def _take_batch(self) -> list[Inbound]:
         inbox = self._inbox
         try:
-            first = inbox.get(timeout=_IDLE_POLL_S) if not self._stop.is_set() else inbox.get_nowait()
+            first = inbox.get(timeout=_IDLE_POLL_S) if not self.stopping else inbox.get_nowait()
         except queue.Empty:
             return []
         batch = [first]
@@ -156,7 +160,7 @@ class Ingest:
             except sqlite3.OperationalError as exc:  # locked, disk full, I/O: the database, not the data
                 self._metrics.ingest_errors.inc()
                 log.warning("ingest commit failed (%s); retrying in %.1fs", exc, delay)
-                if self._stop.wait(delay):
+                if self.sleep(delay):
                     return False
                 delay = min(delay * 2, _RETRY_MAX_S)
                 continue
@@ -165,7 +169,7 @@ class Ingest:
                 self._metrics.ingest_errors.inc()
                 one_by_one = self._write_one_by_one(writer, batch)
                 if one_by_one is None:
-                    if self._stop.wait(delay):
+                    if self.sleep(delay):
                         return False
                     delay = min(delay * 2, _RETRY_MAX_S)
                     continue

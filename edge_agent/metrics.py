@@ -117,6 +117,12 @@ class AgentMetrics:
         self.commands = Counter(
             f"{PREFIX}_commands", "Gateway commands received on the cmd topic", ["cmd"], registry=r
         )
+        self.thread_errors = Counter(
+            f"{PREFIX}_thread_errors",
+            "Unexpected errors caught by a component thread's loop guard (the loop went on after a backoff)",
+            ["thread"],
+            registry=r,
+        )
         self.model_loaded = Gauge(
             f"{PREFIX}_model_loaded", "1 when the model is loaded and its task runs", ["task"], registry=r
         )

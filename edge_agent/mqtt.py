@@ -25,6 +25,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge_agent import __version__
+from edge_agent.background import BackgroundWorker
 from edge_agent.backoff import Backoff
 from edge_agent.config import AgentConfig
 from edge_agent.inbound import Inbound, InboundQueue
@@ -47,16 +48,22 @@ def _status_payload(gateway_id: str, state: str) -> bytes:
     return encode(payload)
 
 
-class MqttLink:
-    """Connect with :meth:`start`, subscribe with :meth:`subscribe`, leave with :meth:`stop`."""
+class MqttLink(BackgroundWorker[None]):
+    """Connect with :meth:`start`, subscribe with :meth:`subscribe`, leave with :meth:`stop`.
+
+    Its thread (``edge-mqtt``) is the supervisor: it connects, holds the connection while paho's
+    network thread runs, and reconnects with backoff.
+    """
+
+    name = "mqtt"
 
     def __init__(self, config: AgentConfig, inbox: InboundQueue, metrics: AgentMetrics) -> None:
+        super().__init__(metrics)
         self._config = config
         self._mqtt = config.mqtt
         self._inbox = inbox
         self._metrics = metrics
         self._status_topic = gateway_topic(config.site, config.gateway_id, GatewayTopicKind.STATUS)
-        self._stop = threading.Event()
         self._intake_open = threading.Event()
         self._intake_open.set()
         self._connected = threading.Event()
@@ -67,7 +74,7 @@ class MqttLink:
         #: Exact topics handed to their own sink instead of the ingest queue (gateway commands).
         self._routes: dict[str, Callable[[Inbound], bool]] = {}
         self._filters_lock = threading.Lock()
-        self._supervisor: threading.Thread | None = None
+        self._first_connect = True
         self._backoff = Backoff(self._mqtt.reconnect_min_s, self._mqtt.reconnect_max_s)
         self._client = self._build_client()
 
@@ -109,12 +116,6 @@ class MqttLink:
 
     # ----------------------------------------------------------------- lifecycle
 
-    def start(self) -> None:
-        if self._supervisor is not None:
-            raise RuntimeError("MQTT link already started")
-        self._supervisor = threading.Thread(target=self._supervise, name="edge-mqtt", daemon=True)
-        self._supervisor.start()
-
     def wait_connected(self, timeout_s: float) -> bool:
         return self._connected.wait(timeout_s)
 
@@ -131,10 +132,10 @@ class MqttLink:
         """Stop handing messages to ingest; later deliveries stay unacknowledged at the broker."""
         self._intake_open.clear()
 
-    def stop(self, timeout_s: float = 10.0) -> None:
+    def stop(self, timeout_s: float | None = None) -> bool:
         """Publish the retained offline status, disconnect cleanly and end both threads."""
         self.close_intake()
-        self._stop.set()
+        self._stopping.set()
         if self._connected.is_set():
             try:
                 info = self._client.publish(
@@ -147,14 +148,11 @@ class MqttLink:
             except (RuntimeError, ValueError) as exc:
                 log.warning("could not publish the offline status: %s", exc)
         # The supervisor sends DISCONNECT and ends paho's thread.
-        if self._supervisor is not None:
-            self._supervisor.join(timeout_s)
-            if self._supervisor.is_alive():
-                log.error("MQTT supervisor did not stop within %.1fs", timeout_s)
-            self._supervisor = None
+        stopped = super().stop(timeout_s)
         self._client.loop_stop()
         self._connected.clear()
         self._metrics.mqtt_connected.set(0)
+        return stopped
 
     # ----------------------------------------------------------------- subscriptions / output
 
@@ -210,53 +208,52 @@ class MqttLink:
 
     # ----------------------------------------------------------------- supervisor
 
-    def _supervise(self) -> None:
+    def step(self, resource: None) -> None:
+        """One connection: connect (or reconnect), hold it until it drops or the stop."""
         client = self._client
-        first = True
-        while not self._stop.is_set():
-            self._disconnected.clear()
-            try:
-                if first:
-                    if self._mqtt.protocol == "v5":
-                        client.connect(
-                            self._mqtt.host,
-                            self._mqtt.port,
-                            keepalive=self._mqtt.keepalive,
-                            clean_start=False,
-                            properties=self._connect_properties(),
-                        )
-                    else:
-                        client.connect(self._mqtt.host, self._mqtt.port, keepalive=self._mqtt.keepalive)
-                    first = False
+        self._disconnected.clear()
+        try:
+            if self._first_connect:
+                if self._mqtt.protocol == "v5":
+                    client.connect(
+                        self._mqtt.host,
+                        self._mqtt.port,
+                        keepalive=self._mqtt.keepalive,
+                        clean_start=False,
+                        properties=self._connect_properties(),
+                    )
                 else:
-                    client.reconnect()
-            except (OSError, ssl.SSLError, ValueError) as exc:
-                self._last_error = f"connect failed: {exc}"
-                self._metrics.mqtt_connect_failures.inc()
-                delay = self._backoff.next_delay()
-                log.warning(
-                    "MQTT connect to %s:%d failed (%s); retry in %.1fs",
-                    self._mqtt.host,
-                    self._mqtt.port,
-                    exc,
-                    delay,
-                )
-                self._stop.wait(delay)
-                continue
-            client.loop_start()
-            while not self._stop.is_set() and not self._disconnected.wait(0.5):
-                pass
-            if self._stop.is_set():
-                if not self._disconnected.is_set():
-                    # A normal DISCONNECT: the broker keeps our session and does not send the will.
-                    client.disconnect()
-                    self._disconnected.wait(_STATUS_PUBLISH_TIMEOUT_S)
-                client.loop_stop()
-                return
-            client.loop_stop()
+                    client.connect(self._mqtt.host, self._mqtt.port, keepalive=self._mqtt.keepalive)
+                self._first_connect = False
+            else:
+                client.reconnect()
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            self._last_error = f"connect failed: {exc}"
+            self._metrics.mqtt_connect_failures.inc()
             delay = self._backoff.next_delay()
-            log.warning("MQTT connection lost; reconnecting in %.1fs", delay)
-            self._stop.wait(delay)
+            log.warning(
+                "MQTT connect to %s:%d failed (%s); retry in %.1fs",
+                self._mqtt.host,
+                self._mqtt.port,
+                exc,
+                delay,
+            )
+            self.sleep(delay)
+            return
+        client.loop_start()
+        while not self.stopping and not self._disconnected.wait(0.5):
+            pass
+        if self.stopping:
+            if not self._disconnected.is_set():
+                # A normal DISCONNECT: the broker keeps our session and does not send the will.
+                client.disconnect()
+                self._disconnected.wait(_STATUS_PUBLISH_TIMEOUT_S)
+            client.loop_stop()
+            return
+        client.loop_stop()
+        delay = self._backoff.next_delay()
+        log.warning("MQTT connection lost; reconnecting in %.1fs", delay)
+        self.sleep(delay)
 
     # ----------------------------------------------------------------- paho callbacks (network thread)
 
@@ -297,7 +294,7 @@ class MqttLink:
         try:
             self._connected.clear()
             self._metrics.mqtt_connected.set(0)
-            if not self._stop.is_set():
+            if not self.stopping:
                 self._last_error = f"disconnected: {reason_code}"
                 log.warning("disconnected from MQTT: %s", reason_code)
         except Exception:

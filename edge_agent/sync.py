@@ -13,20 +13,21 @@ worker simply resends whatever is still in the outbox. Responses:
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import gzip
 import logging
 import sqlite3
-import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import httpx
 from pydantic import TypeAdapter, ValidationError
 
 from edge_agent import __version__
+from edge_agent.background import BackgroundWorker
 from edge_agent.backoff import Backoff
 from edge_agent.clock import now_ms
 from edge_agent.cloud_client import cloud_client
@@ -67,7 +68,15 @@ class RoundResult:
     retry_after_s: float | None = None
 
 
-class SyncWorker:
+@dataclass(frozen=True, slots=True)
+class _Session:
+    conn: sqlite3.Connection
+    client: httpx.Client
+
+
+class SyncWorker(BackgroundWorker[_Session]):
+    name = "sync"
+
     def __init__(
         self,
         config: CloudConfig,
@@ -77,6 +86,7 @@ class SyncWorker:
         raise_alert: Callable[[AlertPayload], None] | None = None,
         clock_ms: Callable[[], int] = now_ms,
     ) -> None:
+        super().__init__(metrics)
         self._config = config
         self._gateway_id = gateway_id
         self._store = store
@@ -84,67 +94,46 @@ class SyncWorker:
         self._raise_alert = raise_alert
         self._clock_ms = clock_ms
         self._batch_limit = config.batch_max_records
-        self._stop = threading.Event()
-        self._wake = threading.Event()
         self._flush_on_stop = False
-        self._thread: threading.Thread | None = None
+        self._last = RoundResult(Outcome.IDLE)
+        self.join_timeout_s = config.request_timeout_s + config.shutdown_flush_s + 5
         self._backoff = Backoff(config.backoff_min_s, config.backoff_max_s)
         self.last_success_ts: float | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
-    def start(self) -> None:
-        if self._thread is not None:
-            raise RuntimeError("sync worker already started")
-        self._thread = threading.Thread(target=self._run, name="edge-sync", daemon=True)
-        self._thread.start()
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def notify(self) -> None:
-        """New rows are in the outbox: sync soon instead of at the next interval."""
-        self._wake.set()
-
-    def stop(self, flush: bool = True, timeout_s: float | None = None) -> None:
+    def stop(self, timeout_s: float | None = None, flush: bool = True) -> bool:
         """End the thread, after one last round (bounded by ``shutdown_flush_s``) if ``flush``."""
         self._flush_on_stop = flush
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            limit = (
-                timeout_s
-                if timeout_s is not None
-                else self._config.request_timeout_s + self._config.shutdown_flush_s + 5
-            )
-            self._thread.join(limit)
-            if self._thread.is_alive():
-                log.error("sync thread did not stop within %.1fs", limit)
-            self._thread = None
+        return super().stop(timeout_s)
 
     # ----------------------------------------------------------------- thread
 
     def _http_client(self, timeout_s: float | None = None) -> httpx.Client:
         return cloud_client(self._config, timeout_s)
 
-    def _run(self) -> None:
+    @contextlib.contextmanager
+    def session(self) -> Iterator[_Session]:
+        self._last = RoundResult(Outcome.IDLE)
         conn = self._store.connect(cache_kib=READER_CACHE_KIB)
-        last = RoundResult(Outcome.IDLE)
         try:
             with self._http_client() as client:
-                while not self._stop.is_set():
-                    try:
-                        last = self.run_once(conn, client)
-                    except (sqlite3.Error, ValidationError, OSError) as exc:
-                        self._metrics.sync_failures.labels("local").inc()
-                        log.error("sync round failed locally: %s", exc)
-                        last = RoundResult(Outcome.RETRY)
-                    self._wait_after(last)
-            if self._flush_on_stop and last.outcome is not Outcome.AUTH and self._config.shutdown_flush_s > 0:
-                self._flush(conn)
+                yield _Session(conn, client)
         finally:
             conn.close()
+
+    def step(self, session: _Session) -> None:
+        try:
+            self._last = self.run_once(session.conn, session.client)
+        except (sqlite3.Error, ValidationError, OSError) as exc:
+            self._metrics.sync_failures.labels("local").inc()
+            log.error("sync round failed locally: %s", exc)
+            self._last = RoundResult(Outcome.RETRY)
+        self._wait_after(self._last)
+
+    def finish(self, session: _Session) -> None:
+        if self._flush_on_stop and self._last.outcome is not Outcome.AUTH and self._config.shutdown_flush_s > 0:
+            self._flush(session.conn)
 
     def _flush(self, conn: sqlite3.Connection) -> None:
         """Last rounds before stopping, all within ``shutdown_flush_s`` (an unreachable cloud costs that)."""
@@ -161,20 +150,18 @@ class SyncWorker:
         if result.outcome is Outcome.SENT and result.more:
             return
         if result.outcome is Outcome.AUTH:
-            delay = self._config.auth_backoff_s
-            self._stop.wait(delay)
+            self.sleep(self._config.auth_backoff_s)
             return
         if result.outcome is Outcome.RETRY:
             delay = self._backoff.next_delay()
             if result.retry_after_s is not None:
                 delay = min(max(delay, result.retry_after_s), self._config.backoff_max_s)
             log.info("sync retry in %.1fs", delay)
-            self._stop.wait(delay)
+            self.sleep(delay)
             return
         # Idle or a partial batch: wait for new rows (with a small gap so rows coalesce) or the interval.
-        self._stop.wait(_MIN_ROUND_GAP_S)
-        if self._wake.wait(max(0.0, self._config.interval_s - _MIN_ROUND_GAP_S)):
-            self._wake.clear()
+        self.sleep(_MIN_ROUND_GAP_S)
+        self.wait_for_wake(max(0.0, self._config.interval_s - _MIN_ROUND_GAP_S))
 
     # ----------------------------------------------------------------- one round
 

@@ -8,49 +8,44 @@ and this thread runs a ``PASSIVE`` checkpoint, which never blocks writers, every
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
-import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from edge_agent.background import BackgroundWorker
+
 if TYPE_CHECKING:
+    from edge_agent.metrics import AgentMetrics
     from edge_agent.store import Store
 
 log = logging.getLogger(__name__)
 
 
-class Checkpointer:
-    def __init__(self, store: Store, interval_s: float = 1.0) -> None:
+class Checkpointer(BackgroundWorker[sqlite3.Connection]):
+    name = "checkpoint"
+
+    def __init__(self, store: Store, metrics: AgentMetrics | None = None, interval_s: float = 1.0) -> None:
+        super().__init__(metrics)
         self._store = store
         self._interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.checkpoints = 0
 
-    def start(self) -> None:
-        if self._thread is not None:
-            raise RuntimeError("checkpointer already started")
-        self._thread = threading.Thread(target=self._run, name="edge-checkpoint", daemon=True)
-        self._thread.start()
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
-
-    def _run(self) -> None:
+    @contextlib.contextmanager
+    def session(self) -> Iterator[sqlite3.Connection]:
         conn = self._store.connect(cache_kib=64)  # checkpoints read no pages through the cache
         try:
-            while not self._stop.wait(self._interval_s):
-                self.checkpoint(conn)
-            self.checkpoint(conn)  # leave a short WAL behind
+            yield conn
         finally:
             conn.close()
+
+    def step(self, conn: sqlite3.Connection) -> None:
+        if not self.sleep(self._interval_s):
+            self.checkpoint(conn)
+
+    def finish(self, conn: sqlite3.Connection) -> None:
+        self.checkpoint(conn)  # leave a short WAL behind
 
     def checkpoint(self, conn: sqlite3.Connection) -> None:
         try:

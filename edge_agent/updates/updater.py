@@ -34,6 +34,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from edge_agent import __version__
+from edge_agent.background import BackgroundWorker
 from edge_agent.backoff import Backoff
 from edge_agent.clock import now_ms
 from edge_agent.cloud_client import cloud_client
@@ -73,8 +74,10 @@ _JITTER = 0.1
 _STAGING = "staging"
 
 
-class ModelUpdater:
+class ModelUpdater(BackgroundWorker[httpx.Client]):
     """:meth:`start` / :meth:`stop`; :meth:`check_now` from any thread (sets an event, nothing more)."""
+
+    name = "model-updates"
 
     def __init__(
         self,
@@ -88,6 +91,7 @@ class ModelUpdater:
         agent_version: str = __version__,
         rng: random.Random | None = None,
     ) -> None:
+        super().__init__(metrics)
         self.enabled = config.updates_enabled
         self._config = config.updates
         self._cloud = config.cloud
@@ -108,37 +112,32 @@ class ModelUpdater:
         self._desired: dict[str, Any] | None = None
         self._seen_malformed: set[str] = set()
         self._report_due = True
-        self._stop = threading.Event()
-        self._wake = threading.Event()
         self._check_requested = threading.Event()
-        self._thread: threading.Thread | None = None
+        poll = config.updates.poll_interval_s
+        self._backoff = Backoff(min(config.cloud.backoff_min_s, poll), min(config.cloud.backoff_max_s, poll))
+        self._next_check = self._next_report = 0.0
         self.checks = 0  # completed desired-state checks (200 or 304), for tests and status
 
     # ----------------------------------------------------------------- lifecycle
 
     def start(self) -> None:
         if self._thread is not None:
-            raise RuntimeError("model updater already started")
+            raise RuntimeError(f"{self.name} already started")
         if not self.enabled:
             log.info("model updates disabled")
             return
         if not self._trust.trusted():
             log.warning("updates.trusted_keys is empty: every model release will be refused (unknown_key)")
         self.reconcile()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="edge-model-updates", daemon=True)
-        self._thread.start()
+        self._launch()
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            if self._thread.is_alive():
-                log.error("model updater thread did not stop within %.1fs", timeout_s)
-            else:
-                self._safe(self.save_stats, "stats")
-            self._thread = None
+    def stop(self, timeout_s: float | None = None) -> bool:
+        """End the thread (an interrupted download resumes at the next start), then save the stats."""
+        started = self._thread is not None
+        stopped = super().stop(timeout_s)
+        if started and stopped:
+            self._safe(self.save_stats, "stats")
+        return stopped
 
     def save_stats(self) -> None:
         """Keep the workers' statistics in the state file (resumed after a restart)."""
@@ -147,8 +146,8 @@ class ModelUpdater:
         self._save()
 
     @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+    def should_run(self) -> bool:
+        return self.enabled
 
     def check_now(self) -> bool:
         """Fetch the desired models now (from any thread); False when updates are off."""
@@ -156,7 +155,7 @@ class ModelUpdater:
             log.info("check_models: model updates are disabled")
             return False
         self._check_requested.set()
-        self._wake.set()
+        self.notify()
         return True
 
     # ----------------------------------------------------------------- views
@@ -212,34 +211,27 @@ class ModelUpdater:
 
     # ----------------------------------------------------------------- the thread
 
-    def _run(self) -> None:
-        poll = self._config.poll_interval_s
-        backoff = Backoff(min(self._cloud.backoff_min_s, poll), min(self._cloud.backoff_max_s, poll))
-        try:
-            with cloud_client(self._cloud) as client:
-                next_check = next_report = time.monotonic()
-                while not self._stop.is_set():
-                    now = time.monotonic()
-                    if self._check_requested.is_set() or now >= next_check:
-                        self._check_requested.clear()
-                        ok = self._safe(lambda: self.check_once(client), "check")
-                        if ok:
-                            backoff.reset()
-                            delay = poll * self._rng.uniform(1 - _JITTER, 1 + _JITTER)
-                        else:
-                            delay = backoff.next_delay()
-                        next_check = time.monotonic() + delay
-                    if self._stop.is_set():
-                        break
-                    if self._report_due or time.monotonic() >= next_report:
-                        self._report_due = False
-                        self._safe(lambda: self.report_once(client), "report")
-                        next_report = time.monotonic() + self._config.report_interval_s
-                    self._wake.wait(max(0.0, min(next_check, next_report) - time.monotonic()))
-                    self._wake.clear()
-        except Exception:
-            log.exception("model updater thread failed")
-            raise
+    def session(self) -> contextlib.AbstractContextManager[httpx.Client]:
+        self._next_check = self._next_report = time.monotonic()
+        return cloud_client(self._cloud)
+
+    def step(self, client: httpx.Client) -> None:
+        """The desired-state check when due (or asked for), then the report when due."""
+        if self._check_requested.is_set() or time.monotonic() >= self._next_check:
+            self._check_requested.clear()
+            if self._safe(lambda: self.check_once(client), "check"):
+                self._backoff.reset()
+                delay = self._config.poll_interval_s * self._rng.uniform(1 - _JITTER, 1 + _JITTER)
+            else:
+                delay = self._backoff.next_delay()
+            self._next_check = time.monotonic() + delay
+        if self.stopping:
+            return
+        if self._report_due or time.monotonic() >= self._next_report:
+            self._report_due = False
+            self._safe(lambda: self.report_once(client), "report")
+            self._next_report = time.monotonic() + self._config.report_interval_s
+        self.wait_for_wake(max(0.0, min(self._next_check, self._next_report) - time.monotonic()))
 
     def _safe(self, step: Callable[[], bool | None], op: str) -> bool:
         try:
@@ -543,7 +535,7 @@ class ModelUpdater:
                     retries=self._config.download_retries,
                     min_free_bytes=self._config.min_free_bytes,
                     backoff=Backoff(self._cloud.backoff_min_s, self._cloud.backoff_max_s, self._rng),
-                    stop=self._stop,
+                    stop=self._stopping,
                 )
                 try:
                     part = downloader.fetch(desired.artifact_path, ref)
