@@ -1,25 +1,24 @@
-"""Composition root: builds the components and owns the start and stop order.
+"""Composition root: builds the components, wires them together, owns the start and stop order.
 
-Start: store (+ WAL checkpointer) -> housekeeping -> models (anomaly scoring, forecasts; the
-installed update first) -> model updater -> http -> ingest -> sync -> commands -> mqtt
-(subscriptions last, so nothing arrives before it can be stored or dispatched).
+Start: store (migrations) -> WAL checkpointer -> housekeeping -> models (anomaly scoring,
+forecasts; the installed update first) -> model updater -> http (+ runtime file) -> ingest ->
+sync -> commands -> mqtt (subscriptions last, so nothing arrives before it can be stored or
+dispatched).
 Stop: close MQTT intake -> commands -> model updater (an interrupted download resumes at the next
 start) -> drain, commit and ack the queue -> score what was committed, stop the forecasts -> one
 last sync round (bounded) -> offline status + clean MQTT disconnect -> housekeeping ->
-checkpointer -> http -> runtime file. Each component opens and closes its own database connection.
+checkpointer -> http (+ runtime file). Each component opens and closes its own database
+connection. Everything the agent produces itself leaves through one :class:`GatewayOutput`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
-import time
 from collections.abc import Callable
+from typing import Protocol
 
-from edge_agent import runtime
-from edge_agent.clock import now_ms
 from edge_agent.commands import CommandHandler
 from edge_agent.config import AgentConfig
 from edge_agent.forecasting import ForecastWorker
@@ -27,18 +26,36 @@ from edge_agent.housekeeping import Housekeeper
 from edge_agent.http import StatusServer
 from edge_agent.inbound import Inbound
 from edge_agent.ingest import Ingest
-from edge_agent.ingest_batch import BatchResult
 from edge_agent.metrics import AgentMetrics
 from edge_agent.mqtt import MqttLink
+from edge_agent.output import GatewayOutput
 from edge_agent.scoring.worker import InferenceWorker
 from edge_agent.status import AgentStatus, StatusProbe
-from edge_agent.store import Checkpointer, Store, gateway_output
+from edge_agent.store import Checkpointer, Store
 from edge_agent.sync import SyncWorker
-from edge_agent.updates import InstallState, StateFile, saved_stats, startup_models
+from edge_agent.updates import InstallState, StateFile, slot_start
 from edge_agent.updates.updater import ModelUpdater
-from protocols import AlertPayload, ForecastPayload, GatewayTopicKind, encode, gateway_topic
+from protocols import GatewayTopicKind, gateway_topic
 
 log = logging.getLogger(__name__)
+
+
+class Component(Protocol):
+    """What the agent starts, stops and checks in ``/healthz`` (a thread not running is a fault
+    while ``should_run``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def running(self) -> bool: ...
+
+    @property
+    def should_run(self) -> bool: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> object: ...
 
 
 class Agent:
@@ -51,28 +68,24 @@ class Agent:
         # Twice the Receive Maximum: redeliveries after a reconnect can join messages still queued.
         self._inbox: queue.Queue[Inbound] = queue.Queue(maxsize=2 * config.receive_maximum)
         self.mqtt = MqttLink(config, self._inbox, self.metrics)
-        self.sync: SyncWorker | None = (
-            SyncWorker(
-                config.cloud, config.gateway_id, self.store, self.metrics, raise_alert=self.enqueue_alert
+        self.output = GatewayOutput(self.store, config.site, config.gateway_id, self.mqtt.publish)
+        self.sync: SyncWorker | None = None
+        if config.cloud.enabled:
+            self.sync = SyncWorker(
+                config.cloud, config.gateway_id, self.store, self.metrics, raise_alert=self.output.emit
             )
-            if config.cloud.enabled
-            else None
-        )
+            self.output.wake_sync_with(self.sync.notify)
         # Models installed by updates (only while updates are on; else the configured/shipped ones).
         state_file = StateFile(config.updates_dir)
         install_state = state_file.load() if config.updates_enabled else InstallState()
-        anomaly_installed, anomaly_shadow = startup_models(install_state, "anomaly")
-        demand_installed, demand_shadow = startup_models(install_state, "demand")
         # Anomaly scoring of committed telemetry on its own thread (never on MQTT's or ingest's).
         self.inference = InferenceWorker(
             config.models,
             config.gateway_id,
             self.store,
             self.metrics,
-            self.enqueue_alert,
-            installed=anomaly_installed,
-            installed_shadow=anomaly_shadow,
-            saved_stats=saved_stats(install_state, "anomaly"),
+            self.output.emit,
+            installed=slot_start(install_state, "anomaly"),
         )
         self.forecaster = ForecastWorker(
             config.models,
@@ -80,10 +93,8 @@ class Agent:
             config.site,
             self.store,
             self.metrics,
-            self.enqueue_forecast,
-            installed=demand_installed,
-            installed_shadow=demand_shadow,
-            saved_stats=saved_stats(install_state, "demand"),
+            self.output.emit,
+            installed=slot_start(install_state, "demand"),
         )
         self.updater = ModelUpdater(
             config,
@@ -93,9 +104,10 @@ class Agent:
             install_state,
         )
         # Commands on our own cmd topic: routed past ingest, dispatched on their own thread.
-        self.commands = CommandHandler(
-            {"check_models": self.updater.check_now, "sync_now": self._sync_now}, self.mqtt.ack, self.metrics
-        )
+        handlers: dict[str, Callable[[], object]] = {"check_models": self.updater.check_now}
+        if self.sync is not None:
+            handlers["sync_now"] = self.sync.notify
+        self.commands = CommandHandler(handlers, self.mqtt.ack, self.metrics)
         self.command_topic = gateway_topic(config.site, config.gateway_id, GatewayTopicKind.CMD)
         self.mqtt.route(self.command_topic, self.commands.submit)
         self.ingest = Ingest(
@@ -106,10 +118,10 @@ class Agent:
             self.mqtt.ack,
             self.metrics,
             self.intake_paused,
-            on_stored=self._on_stored,
+            on_stored=(self.inference.on_stored, self.output.on_stored),
         )
         self.housekeeper = Housekeeper(
-            config.store, config.gateway_id, self.store, self.metrics, self.intake_paused, self.enqueue_alert
+            config.store, config.gateway_id, self.store, self.metrics, self.intake_paused, self.output.emit
         )
         self.probe = StatusProbe(
             config.gateway_id,
@@ -127,11 +139,46 @@ class Agent:
             uptime=self.probe.uptime_s,
             ingest_queue_depth=self._inbox.qsize,
         )
-        self.http: StatusServer | None = (
-            StatusServer(config.http.host, config.http.port, self.metrics, self.probe)
-            if config.http.enabled
-            else None
-        )
+        self.http: StatusServer | None = None
+        if config.http.enabled:
+            self.http = StatusServer(
+                config.http.host,
+                config.http.port,
+                self.metrics,
+                self.probe,
+                runtime_path=config.runtime_path,
+                gateway_id=config.gateway_id,
+            )
+        http = [self.http] if self.http is not None else []
+        sync = [self.sync] if self.sync is not None else []
+        #: Started in this order, and checked by ``/healthz``.
+        self.components: list[Component] = [
+            self.checkpointer,
+            self.housekeeper,
+            self.inference,  # a model that does not load is logged; the agent runs without it
+            self.forecaster,
+            self.updater,  # its own thread: the first check runs there, never delays start-up
+            *http,
+            self.ingest,
+            *sync,
+            self.commands,
+            self.mqtt,
+        ]
+        #: Stopped in this order (after MQTT intake is closed): the updater before the workers (an
+        #: install in progress needs their threads), ingest drains before scoring scores what it
+        #: committed, whose alerts join the last sync round, before the offline status.
+        self._stop_order: list[Component] = [
+            self.commands,
+            self.updater,
+            self.ingest,
+            self.inference,
+            self.forecaster,
+            *sync,
+            self.mqtt,
+            self.housekeeper,
+            self.checkpointer,
+            *http,
+        ]
         self._cleanups: list[Callable[[], None]] = []
         self._started = False
         self._lock = threading.Lock()
@@ -154,33 +201,13 @@ class Agent:
         applied = self.store.open()
         if applied:
             log.info("database %s: applied migrations %s", self.store.path, ", ".join(applied))
-        self.checkpointer.start()
-        self.housekeeper.start()
-        self.inference.start()  # a model that does not load is logged; the agent runs without it
-        self.forecaster.start()
-        self.updater.start()  # its own thread: the first check runs there, never delays start-up
-        if self.http is not None:
-            self.http.start()
-            runtime.write(
-                self.config.runtime_path,
-                runtime.RuntimeInfo(
-                    pid=os.getpid(),
-                    http_port=self.http.port,
-                    http_host=self.http.host,
-                    gateway_id=self.config.gateway_id,
-                    started_ts=time.time(),
-                ),
-            )
-        self.ingest.start()
-        if self.sync is not None:
-            self.sync.start()
-        else:
+        if self.sync is None:
             log.warning("cloud.url not set: sync disabled, the outbox only grows")
-        self.commands.start()
-        for topic_filter in self.config.topic_filters:
+        # Subscribed when the link connects (it starts last); kept in the broker's session.
+        for topic_filter in (*self.config.topic_filters, self.command_topic):
             self._cleanups.append(self.mqtt.subscribe(topic_filter))
-        self._cleanups.append(self.mqtt.subscribe(self.command_topic))
-        self.mqtt.start()
+        for component in self.components:
+            component.start()
         log.info("agent %s started (site %s)", self.config.gateway_id, self.config.site)
 
     def stop(self) -> None:
@@ -193,19 +220,8 @@ class Agent:
         for cleanup in self._cleanups:
             cleanup()
         self._cleanups.clear()
-        self.commands.stop()
-        self.updater.stop()  # before the workers: an install in progress needs their threads
-        self.ingest.stop()
-        self.inference.stop()  # scores what ingest committed; its alerts join the last sync round
-        self.forecaster.stop()
-        if self.sync is not None:
-            self.sync.stop(flush=True)
-        self.mqtt.stop()
-        self.housekeeper.stop()
-        self.checkpointer.stop()
-        if self.http is not None:
-            self.http.stop()
-            runtime.remove(self.config.runtime_path, os.getpid())
+        for component in self._stop_order:
+            component.stop()
         log.info("agent %s stopped", self.config.gateway_id)
 
     def run_until(self, stop: threading.Event) -> None:
@@ -216,71 +232,11 @@ class Agent:
         finally:
             self.stop()
 
-    # ----------------------------------------------------------------- output and state
-
     def status(self) -> AgentStatus:
         return self.probe.snapshot()
-
-    def enqueue_alert(self, alert: AlertPayload) -> bool:
-        """Store + outbox ``alert`` in one transaction, then publish it on the gateway alert topic."""
-        conn = self.store.connect()
-        try:
-            new = gateway_output.enqueue_alert(conn, alert, now_ms())
-        finally:
-            conn.close()
-        if new:
-            topic = gateway_topic(self.config.site, self.config.gateway_id, GatewayTopicKind.ALERT)
-            self.mqtt.publish(topic, encode(alert), qos=1)
-            self._on_outbox()
-        return new
-
-    def enqueue_forecast(self, forecast: ForecastPayload) -> bool:
-        """Store + outbox ``forecast``, then publish it on the gateway forecast topic."""
-        conn = self.store.connect()
-        try:
-            new = gateway_output.enqueue_forecast(conn, forecast, now_ms())
-        finally:
-            conn.close()
-        if new:
-            topic = gateway_topic(self.config.site, self.config.gateway_id, GatewayTopicKind.FORECAST)
-            self.mqtt.publish(topic, encode(forecast), qos=1)
-            self._on_outbox()
-        return new
 
     def _stopped_components(self) -> list[str]:
         """Components that should be running but are not (for ``/healthz``)."""
         if not self._started:
             return []
-        stopped = []
-        if not self.ingest.running:
-            stopped.append("ingest")
-        if self.sync is not None and not self.sync.running:
-            stopped.append("sync")
-        if not self.housekeeper.running:
-            stopped.append("housekeeping")
-        if not self.checkpointer.running:
-            stopped.append("checkpoint")
-        if self.inference.should_run and not self.inference.running:
-            stopped.append("inference")
-        if self.forecaster.should_run and not self.forecaster.running:
-            stopped.append("forecast")
-        if self.updater.enabled and not self.updater.running:
-            stopped.append("model-updates")
-        if not self.commands.running:
-            stopped.append("commands")
-        return stopped
-
-    def _sync_now(self) -> None:
-        if self.sync is None:
-            log.info("sync_now: sync is disabled (no cloud.url)")
-            return
-        self.sync.notify()
-
-    def _on_stored(self, result: BatchResult) -> None:
-        if result.stored["telemetry"]:
-            self.inference.notify()
-        self._on_outbox()
-
-    def _on_outbox(self) -> None:
-        if self.sync is not None:
-            self.sync.notify()
+        return [c.name for c in self.components if c.should_run and not c.running]

@@ -151,4 +151,3 @@ class BackgroundWorker(Generic[R]):
     def _count_error(self) -> None:
         if self._guard_metrics is not None:
             self._guard_metrics.thread_errors.labels(self.name).inc()
-

@@ -3,10 +3,11 @@
 Once per UTC day (at start, then whenever the date changes) the thread sums each SKU's scanned
 units of ``models.demand_direction`` per UTC day, up to yesterday, and forecasts the next 28 days
 from today with :class:`models.demand.DemandForecaster` (int8 LiteRT). Each forecast is a
-:class:`~protocols.ForecastPayload` (P50, P90) handed to ``emit`` (``Agent.enqueue_forecast``:
-store + outbox, then MQTT publish). Its id is ``demand:{sku}:{origin}``, so a restart on the same
-day stores nothing twice. A SKU is forecast once it has ``forecast_min_history_days`` days since
-its first scan. A model that does not load leaves the agent running without forecasts (logged,
+:class:`~protocols.ForecastPayload` (P50, P90) handed to ``emit``
+(:meth:`edge_agent.output.GatewayOutput.emit`: store + outbox, MQTT publish, wake the sync). Its
+id is ``demand:{sku}:{origin}``, so a restart on the same day stores nothing twice. A SKU is
+forecast once it has ``forecast_min_history_days`` days since its first scan. A model that does
+not load leaves the agent running without forecasts (logged,
 ``edgehouse_agent_model_loaded{task="demand"} 0``).
 """
 
@@ -26,7 +27,15 @@ from edge_agent.config import ModelsConfig
 from edge_agent.metrics import AgentMetrics
 from edge_agent.store import Store
 from edge_agent.store.db import READER_CACHE_KIB
-from edge_agent.updates.slot import ModelInfo, ModelWorker, Shadow, SlotStats, StatsCounter, load_slot_model
+from edge_agent.updates.slot import (
+    ModelInfo,
+    ModelWorker,
+    Shadow,
+    SlotStart,
+    SlotStats,
+    StatsCounter,
+    load_slot_model,
+)
 from models.manifest import default_model_path
 from protocols import ForecastPayload, ModelStats
 
@@ -136,14 +145,10 @@ class ForecastWorker(ModelWorker[None, _Forecasting, _ShadowForecasts]):
         emit: Callable[[ForecastPayload], bool],
         today: Callable[[], date] = utc_today,
         clock_ms: Callable[[], int] = now_ms,
-        installed: Sequence[ModelInfo] = (),
-        installed_shadow: ModelInfo | None = None,
-        saved_stats: SlotStats | None = None,
+        installed: SlotStart | None = None,
     ) -> None:
         model_path = Path(config.demand_model) if config.demand_model else default_model_path("demand")
-        super().__init__(
-            metrics, model_path, installed, installed_shadow, saved_stats, clock_ms, nice=config.nice
-        )
+        super().__init__(metrics, model_path, installed, clock_ms, nice=config.nice)
         self._config = config
         self._gateway_id = gateway_id
         self._site = site

@@ -1,15 +1,22 @@
-"""Metrics and status over HTTP: ``/metrics``, ``/healthz``, ``/status`` on a ThreadingHTTPServer."""
+"""Metrics and status over HTTP: ``/metrics``, ``/healthz``, ``/status`` on a ThreadingHTTPServer.
+
+While it listens, ``{data_dir}/agent.runtime.json`` says where (:mod:`edge_agent.runtime`).
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from edge_agent import runtime
 from edge_agent.metrics import AgentMetrics
 from edge_agent.status import StatusProbe
 
@@ -64,12 +71,28 @@ class _Server(ThreadingHTTPServer):
 
 
 class StatusServer:
-    """Bind in :meth:`start` (port 0 = ephemeral; :attr:`port` is the bound one), close in :meth:`stop`."""
+    """Bind in :meth:`start` (port 0 = ephemeral; :attr:`port` is the bound one), close in :meth:`stop`.
 
-    def __init__(self, host: str, port: int, metrics: AgentMetrics, probe: StatusProbe) -> None:
+    With ``runtime_path``, the bound address and this pid are written there after the bind and
+    the file is removed at stop (``edgehouse-agent status`` finds the agent through it).
+    """
+
+    name = "http"
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        metrics: AgentMetrics,
+        probe: StatusProbe,
+        runtime_path: Path | None = None,
+        gateway_id: str | None = None,
+    ) -> None:
         self._address = (host, port)
         self._metrics = metrics
         self._probe = probe
+        self._runtime_path = runtime_path
+        self._gateway_id = gateway_id
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -82,6 +105,24 @@ class StatusServer:
         )
         self._thread.start()
         log.info("status HTTP on http://%s:%d", self.host, self.port)
+        if self._runtime_path is not None:
+            info = runtime.RuntimeInfo(
+                pid=os.getpid(),
+                http_port=self.port,
+                http_host=self.host,
+                gateway_id=self._gateway_id,
+                started_ts=time.time(),
+            )
+            runtime.write(self._runtime_path, info)
+
+    @property
+    def running(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    @property
+    def should_run(self) -> bool:
+        return True
 
     @property
     def host(self) -> str:
@@ -96,6 +137,7 @@ class StatusServer:
         return int(self._server.server_address[1])
 
     def stop(self) -> None:
+        started = self._server is not None
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -103,3 +145,5 @@ class StatusServer:
         if self._thread is not None:
             self._thread.join(5.0)
             self._thread = None
+        if started and self._runtime_path is not None:
+            runtime.remove(self._runtime_path, os.getpid())

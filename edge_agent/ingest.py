@@ -14,7 +14,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from edge_agent.background import BackgroundWorker
 from edge_agent.clock import now_ms
@@ -50,7 +50,7 @@ class Ingest(BackgroundWorker[BatchWriter]):
         metrics: AgentMetrics,
         paused: threading.Event,
         clock_ms: Callable[[], int] = now_ms,
-        on_stored: Callable[[BatchResult], None] | None = None,
+        on_stored: Sequence[Callable[[BatchResult], None]] = (),
     ) -> None:
         super().__init__(metrics)
         self._config = config
@@ -61,7 +61,8 @@ class Ingest(BackgroundWorker[BatchWriter]):
         self._metrics = metrics
         self._paused = paused
         self._clock_ms = clock_ms
-        self._on_stored = on_stored
+        #: Called on the ingest thread after a commit that stored records (they only set events).
+        self._on_stored = tuple(on_stored)
         self._ready = threading.Event()
         self._error: Exception | None = None
         #: Set when a commit was given up while stopping: the final drain is skipped.
@@ -214,5 +215,6 @@ class Ingest(BackgroundWorker[BatchWriter]):
             m.rfid_burst_dropped.inc(result.rfid_burst_dropped)
         if result.dead_letters:
             m.dead_letters.inc(result.dead_letters)
-        if self._on_stored is not None and any(result.stored.values()):
-            self._on_stored(result)
+        if any(result.stored.values()):
+            for listener in self._on_stored:
+                listener(result)

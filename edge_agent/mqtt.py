@@ -269,9 +269,6 @@ class MqttLink(BackgroundWorker[None]):
             self._backoff.reset()
             self._last_error = None
             self._connection += 1
-            self._connected.set()
-            self._metrics.mqtt_connected.set(1)
-            self._metrics.mqtt_connects.inc()
             log.info(
                 "connected to MQTT %s:%d (session present: %s)",
                 self._mqtt.host,
@@ -281,10 +278,16 @@ class MqttLink(BackgroundWorker[None]):
             client.publish(
                 self._status_topic, _status_payload(self._config.gateway_id, "online"), qos=1, retain=True
             )
+            # Connected once the subscriptions are on their way: whoever waits for ``connected``
+            # and then publishes to us is not racing our SUBSCRIBE. Under the lock, so a filter
+            # added meanwhile is either in this SUBSCRIBE or sent by subscribe() itself.
             with self._filters_lock:
                 filters = list(self._filters)
-            if filters:
-                client.subscribe([(f, self._subscribe_options()) for f in filters])
+                if filters:
+                    client.subscribe([(f, self._subscribe_options()) for f in filters])
+                self._connected.set()
+            self._metrics.mqtt_connected.set(1)
+            self._metrics.mqtt_connects.inc()
         except Exception:
             log.exception("error in on_connect")
 

@@ -132,7 +132,11 @@ class SyncWorker(BackgroundWorker[_Session]):
         self._wait_after(self._last)
 
     def finish(self, session: _Session) -> None:
-        if self._flush_on_stop and self._last.outcome is not Outcome.AUTH and self._config.shutdown_flush_s > 0:
+        if (
+            self._flush_on_stop
+            and self._last.outcome is not Outcome.AUTH
+            and self._config.shutdown_flush_s > 0
+        ):
             self._flush(session.conn)
 
     def _flush(self, conn: sqlite3.Connection) -> None:

@@ -22,7 +22,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,7 +46,7 @@ from edge_agent.updates.slot import (
     ModelInfo,
     ModelWorker,
     Shadow,
-    SlotStats,
+    SlotStart,
     StatsCounter,
     Swap,
     load_slot_model,
@@ -55,6 +55,7 @@ from models.manifest import default_model_path
 from protocols import AlertPayload
 
 if TYPE_CHECKING:
+    from edge_agent.ingest_batch import BatchResult
     from models.anomaly import AnomalyScorer
 
 log = logging.getLogger(__name__)
@@ -110,15 +111,11 @@ class InferenceWorker(ModelWorker[None, _Scoring, _Shadow]):
         store: Store,
         metrics: AgentMetrics,
         emit: Callable[[AlertPayload], bool],
-        installed: Sequence[ModelInfo] = (),
-        installed_shadow: ModelInfo | None = None,
+        installed: SlotStart | None = None,
         clock_ms: Callable[[], int] = now_ms,
-        saved_stats: SlotStats | None = None,
     ) -> None:
         model_path = Path(config.anomaly_model) if config.anomaly_model else default_model_path("anomaly")
-        super().__init__(
-            metrics, model_path, installed, installed_shadow, saved_stats, clock_ms, nice=config.nice
-        )
+        super().__init__(metrics, model_path, installed, clock_ms, nice=config.nice)
         self._config = config
         self._gateway_id = gateway_id
         self._store = store
@@ -136,6 +133,11 @@ class InferenceWorker(ModelWorker[None, _Scoring, _Shadow]):
     @property
     def enabled(self) -> bool:
         return self._config.enabled
+
+    def on_stored(self, result: BatchResult) -> None:
+        """An ingest batch committed (on the ingest thread): wake up when it stored telemetry."""
+        if result.stored["telemetry"]:
+            self.notify()
 
     @property
     def threshold(self) -> float | None:

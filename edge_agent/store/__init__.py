@@ -14,7 +14,7 @@ from edge_agent.store.db import (
     transaction,
     used_bytes,
 )
-from edge_agent.store.gateway_output import enqueue_alert, enqueue_forecast
+from edge_agent.store.gateway_output import enqueue
 from edge_agent.store.migrations import MIGRATIONS, migrate
 from edge_agent.store.outbox import OutboxRow
 from edge_agent.store.retention import Retention, RetentionResult
@@ -66,8 +66,7 @@ __all__ = [
     "RetentionResult",
     "Store",
     "connect",
-    "enqueue_alert",
-    "enqueue_forecast",
+    "enqueue",
     "migrate",
     "transaction",
     "used_bytes",

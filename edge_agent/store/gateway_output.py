@@ -1,14 +1,27 @@
 """What the agent produces itself (alerts, forecasts): stored and outboxed in one transaction.
 
-Publishing them on the MQTT gateway topics is the caller's job (see ``Agent.enqueue_alert``).
+Publishing them on the MQTT gateway topics and waking the sync is
+:class:`edge_agent.output.GatewayOutput`'s job; this module holds the SQL.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from typing import Final
 
 from edge_agent.store.db import transaction
 from protocols import AlertPayload, AlertRecord, ForecastPayload, ForecastRecord
+
+GatewayPayload = AlertPayload | ForecastPayload
+
+_INSERT_ALERT: Final = (
+    "INSERT OR IGNORE INTO alerts (alert_id, ts, kind, state, severity, device_id, payload) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_FORECAST: Final = (
+    "INSERT OR IGNORE INTO forecasts (forecast_id, created_ts, sku, origin, payload) VALUES (?, ?, ?, ?, ?)"
+)
+_INSERT_OUTBOX: Final = "INSERT OR IGNORE INTO outbox (id, kind, created_ts, payload) VALUES (?, ?, ?, ?)"
 
 
 def alert_record_id(alert: AlertPayload) -> str:
@@ -19,39 +32,22 @@ def forecast_record_id(forecast: ForecastPayload) -> str:
     return f"forecast:{forecast.forecast_id}"
 
 
-def enqueue_alert(conn: sqlite3.Connection, alert: AlertPayload, now_ms: int) -> bool:
-    """Store ``alert`` and put it in the outbox; False when this alert_id was already stored."""
-    payload = alert.model_dump_json(by_alias=True)
-    record = AlertRecord(id=alert_record_id(alert), alert=alert).model_dump_json(by_alias=True)
+def enqueue(conn: sqlite3.Connection, payload: GatewayPayload, now_ms: int) -> bool:
+    """Store ``payload`` and put its sync record in the outbox, in one transaction; False when
+    its id (``alert_id``, ``forecast_id``) was already stored."""
+    data = payload.model_dump_json(by_alias=True)
+    if isinstance(payload, AlertPayload):
+        a = payload
+        row = (a.alert_id, a.ts, a.kind, a.state, a.severity, a.device_id, data)
+        insert, rid, kind = _INSERT_ALERT, alert_record_id(a), "alert"
+        record = AlertRecord(id=rid, alert=a).model_dump_json(by_alias=True)
+    else:
+        f = payload
+        row = (f.forecast_id, f.created_ts, f.sku, f.origin, data)
+        insert, rid, kind = _INSERT_FORECAST, forecast_record_id(f), "forecast"
+        record = ForecastRecord(id=rid, forecast=f).model_dump_json(by_alias=True)
     with transaction(conn):
-        cur = conn.execute(
-            "INSERT OR IGNORE INTO alerts (alert_id, ts, kind, state, severity, device_id, payload) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (alert.alert_id, alert.ts, alert.kind, alert.state, alert.severity, alert.device_id, payload),
-        )
-        if cur.rowcount == 0:
+        if conn.execute(insert, row).rowcount == 0:
             return False
-        conn.execute(
-            "INSERT OR IGNORE INTO outbox (id, kind, created_ts, payload) VALUES (?, 'alert', ?, ?)",
-            (alert_record_id(alert), now_ms, record),
-        )
-    return True
-
-
-def enqueue_forecast(conn: sqlite3.Connection, forecast: ForecastPayload, now_ms: int) -> bool:
-    """Store ``forecast`` and put it in the outbox; False when this forecast_id was already stored."""
-    payload = forecast.model_dump_json(by_alias=True)
-    record = ForecastRecord(id=forecast_record_id(forecast), forecast=forecast).model_dump_json(by_alias=True)
-    with transaction(conn):
-        cur = conn.execute(
-            "INSERT OR IGNORE INTO forecasts (forecast_id, created_ts, sku, origin, payload) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (forecast.forecast_id, forecast.created_ts, forecast.sku, forecast.origin, payload),
-        )
-        if cur.rowcount == 0:
-            return False
-        conn.execute(
-            "INSERT OR IGNORE INTO outbox (id, kind, created_ts, payload) VALUES (?, 'forecast', ?, ?)",
-            (forecast_record_id(forecast), now_ms, record),
-        )
+        conn.execute(_INSERT_OUTBOX, (rid, kind, now_ms, record))
     return True

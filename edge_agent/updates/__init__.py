@@ -5,17 +5,17 @@ ranged) · ``state`` (persisted install state) · ``slot`` (what the workers off
 (cloud report, status lines) · ``updater`` (the :class:`ModelUpdater` thread).
 """
 
-from edge_agent.updates.slot import InstallMode, ModelInfo, ModelSlot, SlotStats, StatsCounter
-from edge_agent.updates.state import InstallState, StateFile, saved_stats, startup_models
+from edge_agent.updates.slot import InstallMode, ModelInfo, ModelSlot, SlotStart, SlotStats, StatsCounter
+from edge_agent.updates.state import InstallState, StateFile, slot_start
 
 __all__ = [
     "InstallMode",
     "InstallState",
     "ModelInfo",
     "ModelSlot",
+    "SlotStart",
     "SlotStats",
     "StateFile",
     "StatsCounter",
-    "saved_stats",
-    "startup_models",
+    "slot_start",
 ]

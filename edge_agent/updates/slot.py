@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar
@@ -115,6 +115,16 @@ class SlotStats:
     shadow: ModelStats | None = None
     baseline: ModelStats | None = None
     previous: ModelStats | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SlotStart:
+    """What a worker starts from besides its configured model: the models installed by updates,
+    best first (current, previous), the shadow, and the statistics saved before the last stop."""
+
+    installed: tuple[ModelInfo, ...] = ()
+    shadow: ModelInfo | None = None
+    stats: SlotStats | None = None
 
 
 def resumed_pair(
@@ -234,19 +244,18 @@ class ModelWorker(BackgroundWorker[R], Generic[R, M, S]):
         self,
         metrics: AgentMetrics,
         model_path: Path,
-        installed: Sequence[ModelInfo],
-        installed_shadow: ModelInfo | None,
-        saved_stats: SlotStats | None,
+        installed: SlotStart | None,
         clock_ms: Callable[[], int],
         nice: int = 0,
     ) -> None:
         super().__init__(metrics, nice=nice)
         self._metrics = metrics
         self._model_path = model_path
-        self._installed = list(installed)
-        self._installed_shadow = installed_shadow
+        installed = installed if installed is not None else SlotStart()
+        self._installed = installed.installed
+        self._installed_shadow = installed.shadow
         #: Statistics saved before the last stop: resumed by the models loaded at start.
-        self._saved = saved_stats
+        self._saved = installed.stats
         self._clock_ms = clock_ms
         self._lock = threading.RLock()
         self._active: M | None = None

@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from edge_agent.updates.slot import ModelInfo, SlotStats
+from edge_agent.updates.slot import ModelInfo, SlotStart, SlotStats
 from protocols import ModelStats, RejectCode
 
 log = logging.getLogger(__name__)
@@ -152,16 +152,14 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def saved_stats(state: InstallState, task: str) -> SlotStats | None:
-    """The task's statistics saved before the last stop (None: none saved)."""
-    ts = state.tasks.get(task)
-    return None if ts is None or ts.stats is None else ts.stats.slot_stats()
-
-
-def startup_models(state: InstallState, task: str) -> tuple[list[ModelInfo], ModelInfo | None]:
-    """The installed models to try at start, best first (current, previous), and the shadow."""
+def slot_start(state: InstallState, task: str) -> SlotStart:
+    """What the task's worker loads at start: the installed models to try, best first (current,
+    previous), the shadow, and the statistics saved before the last stop."""
     ts = state.tasks.get(task)
     if ts is None:
-        return [], None
-    candidates = [m.info(task) for m in (ts.current, ts.previous) if m is not None]
-    return candidates, ts.shadow.info(task) if ts.shadow is not None else None
+        return SlotStart()
+    return SlotStart(
+        installed=tuple(m.info(task) for m in (ts.current, ts.previous) if m is not None),
+        shadow=ts.shadow.info(task) if ts.shadow is not None else None,
+        stats=ts.stats.slot_stats() if ts.stats is not None else None,
+    )

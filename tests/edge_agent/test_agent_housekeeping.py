@@ -9,7 +9,7 @@ from agent_testkit import GATEWAY, SITE, inbound, telemetry
 from edge_agent.housekeeping import Housekeeper
 from edge_agent.ingest_batch import BatchWriter
 from edge_agent.metrics import AgentMetrics
-from edge_agent.store import Store, enqueue_alert, transaction
+from edge_agent.store import Store, enqueue, transaction
 from edge_agent.store import outbox as ob
 from edge_agent.store.db import used_bytes
 from protocols import AlertPayload
@@ -30,7 +30,7 @@ def test_quota_pauses_intake_alerts_once_and_resumes(make_config: Any, tmp_path:
 
     def raise_alert(alert: AlertPayload) -> None:
         alerts.append(alert)
-        enqueue_alert(store.connect(), alert, 5)
+        enqueue(store.connect(), alert, 5)
 
     keeper = Housekeeper(cfg.store, GATEWAY, store, metrics, paused, raise_alert)
     retention = keeper.retention(store.connect())

@@ -23,9 +23,10 @@ from edge_agent.config import ModelsConfig
 from edge_agent.forecasting import ForecastWorker
 from edge_agent.ingest_batch import BatchWriter
 from edge_agent.metrics import AgentMetrics
+from edge_agent.output import GatewayOutput
 from edge_agent.scoring.hysteresis import AlertHysteresis, HysteresisConfig
 from edge_agent.scoring.worker import InferenceWorker
-from edge_agent.store import Store, gateway_output
+from edge_agent.store import Store
 from edge_agent.store.telemetry import Reading
 from models.anomaly import AnomalyResult
 from models.runtime import default_model_path
@@ -83,14 +84,8 @@ def outbox_alerts(store: Store) -> list[AlertPayload]:
 
 
 def storing(store: Store) -> Any:
-    def emit(alert: AlertPayload) -> bool:
-        conn = store.connect()
-        try:
-            return gateway_output.enqueue_alert(conn, alert, 1)
-        finally:
-            conn.close()
-
-    return emit
+    """The agent's output without MQTT: store + outbox."""
+    return GatewayOutput(store, SITE, GATEWAY).emit
 
 
 # --------------------------------------------------------------------------- hysteresis
@@ -342,15 +337,8 @@ def test_daily_forecast_per_sku_with_enough_history_once_per_origin(store: Store
     write_scans(store, {"SKU-A": 90, "SKU-B": 40, "SKU-NEW": 10})
     metrics = AgentMetrics()
 
-    def emit(forecast: Any) -> bool:
-        conn = store.connect()
-        try:
-            return gateway_output.enqueue_forecast(conn, forecast, 1)
-        finally:
-            conn.close()
-
     worker = ForecastWorker(
-        ModelsConfig(), GATEWAY, SITE, store, metrics, emit, today=lambda: ORIGIN
+        ModelsConfig(), GATEWAY, SITE, store, metrics, storing(store), today=lambda: ORIGIN
     )
     worker.start()
     try:

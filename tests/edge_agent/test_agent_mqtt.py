@@ -124,7 +124,7 @@ def test_birth_offline_status_and_alert_publish(make_config: Any, broker: Mosqui
         alert = AlertPayload(
             alert_id="a-1", gateway_id=GATEWAY, kind="system", state="raised", ts=1, message="test"
         )
-        assert agent.enqueue_alert(alert) and not agent.enqueue_alert(alert)
+        assert agent.output.emit(alert) and not agent.output.emit(alert)
         assert wait_for(lambda: alerts == [alert])
         assert agent.status().outbox_depth == 1
     finally:

@@ -7,7 +7,7 @@ import pytest
 from agent_testkit import GATEWAY, SITE, inbound, scan, status_msg, telemetry
 
 from edge_agent.ingest_batch import BatchWriter
-from edge_agent.store import Retention, Store, enqueue_alert, enqueue_forecast, migrate, transaction
+from edge_agent.store import Retention, Store, enqueue, migrate, transaction
 from edge_agent.store import outbox as ob
 from edge_agent.store.db import connect, used_bytes
 from edge_agent.store.retention import HISTORY
@@ -86,8 +86,8 @@ def test_outbox_is_written_with_the_data_in_one_transaction(store: Store) -> Non
 
 def test_enqueue_alert_and_forecast(store: Store) -> None:
     conn = store.connect()
-    assert enqueue_alert(conn, alert(), 5)
-    assert not enqueue_alert(conn, alert(), 6)
+    assert enqueue(conn, alert(), 5)
+    assert not enqueue(conn, alert(), 6)
     fc = ForecastPayload(
         forecast_id="f-1",
         gateway_id=GATEWAY,
@@ -99,7 +99,7 @@ def test_enqueue_alert_and_forecast(store: Store) -> None:
         p90=(2.0, 3.0),
         model_version=1,
     )
-    assert enqueue_forecast(conn, fc, 7)
+    assert enqueue(conn, fc, 7)
     rows = ob.read_oldest(conn, 10)
     assert [(r.id, r.kind) for r in rows] == [("alert:a-1", "alert"), ("forecast:f-1", "forecast")]
     assert conn.execute("SELECT COUNT(*) FROM alerts").fetchone()[0] == 1
@@ -108,7 +108,7 @@ def test_enqueue_alert_and_forecast(store: Store) -> None:
 def test_outbox_delete_and_reject(store: Store) -> None:
     conn = store.connect()
     for i in range(3):
-        enqueue_alert(conn, alert(f"a-{i}"), i)
+        enqueue(conn, alert(f"a-{i}"), i)
     with transaction(conn):
         assert ob.delete(conn, ["alert:a-0", "alert:nope"]) == 1
         assert ob.move_to_rejected(conn, [("alert:a-1", "bad")], 99) == 1
@@ -123,7 +123,7 @@ def test_retention_id_expressions_match_record_id(store: Store) -> None:
     conn = store.connect()
     writer = BatchWriter(conn, SITE, 2000, 4096)
     writer.write([inbound(telemetry(1)), inbound(scan(2)), inbound(status_msg(3))], 10)
-    enqueue_alert(conn, alert(), 1)
+    enqueue(conn, alert(), 1)
     for table, (expr, _) in HISTORY.items():
         sql_ids = {r[0] for r in conn.execute(f"SELECT {expr} FROM {table} t")}
         assert sql_ids <= {r.id for r in ob.read_oldest(conn, 100)}, table
