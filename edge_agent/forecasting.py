@@ -27,15 +27,8 @@ from edge_agent.config import ModelsConfig
 from edge_agent.metrics import AgentMetrics
 from edge_agent.store import Store
 from edge_agent.store.db import READER_CACHE_KIB
-from edge_agent.updates.slot import (
-    ModelInfo,
-    ModelWorker,
-    Shadow,
-    SlotStart,
-    SlotStats,
-    StatsCounter,
-    load_slot_model,
-)
+from edge_agent.updates.slot import ModelInfo, ModelWorker, Shadow, SlotStart, load_slot_model
+from edge_agent.updates.stats import SlotStats, StatsCounter
 from models.manifest import default_model_path
 from protocols import ForecastPayload, ModelStats
 

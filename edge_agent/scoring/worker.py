@@ -42,15 +42,8 @@ from edge_agent.store.telemetry import (
     rows_after,
     warmup_start,
 )
-from edge_agent.updates.slot import (
-    ModelInfo,
-    ModelWorker,
-    Shadow,
-    SlotStart,
-    StatsCounter,
-    Swap,
-    load_slot_model,
-)
+from edge_agent.updates.slot import ModelInfo, ModelWorker, Shadow, SlotStart, Swap, load_slot_model
+from edge_agent.updates.stats import StatsCounter
 from models.manifest import default_model_path
 from protocols import AlertPayload
 

@@ -5,8 +5,9 @@ ranged) · ``state`` (persisted install state) · ``slot`` (what the workers off
 (cloud report, status lines) · ``updater`` (the :class:`ModelUpdater` thread).
 """
 
-from edge_agent.updates.slot import InstallMode, ModelInfo, ModelSlot, SlotStart, SlotStats, StatsCounter
+from edge_agent.updates.slot import InstallMode, ModelInfo, ModelSlot, SlotStart
 from edge_agent.updates.state import InstallState, StateFile, slot_start
+from edge_agent.updates.stats import SlotStats, StatsCounter
 
 __all__ = [
     "InstallMode",

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
 from edge_agent.background import BackgroundWorker
+from edge_agent.updates.stats import SlotStats, StatsCounter, resumed_pair
 from models.manifest import ModelLoadError
 from protocols import ModelStats
 
@@ -61,62 +62,6 @@ def load_slot_model(task: str, source: ModelInfo | Path) -> tuple[LoadedModel, M
     return model, source
 
 
-@dataclass(slots=True)
-class StatsCounter:
-    """Running counts of one model version since ``since_ts`` (mutated by one worker thread only)."""
-
-    model_version: int
-    since_ts: int
-    readings: int = 0
-    alerts_raised: int = 0
-    alert_readings: int = 0
-    forecasts: int = 0
-    forecast_abs_error: float = 0.0
-    forecast_actual_units: float = 0.0
-
-    @classmethod
-    def resume(cls, version: int, now_ms: int, saved: ModelStats | None) -> StatsCounter:
-        """Counts of ``version`` carried over from before a restart when ``saved`` is of that
-        version (its ``since_ts`` kept); fresh counts from ``now_ms`` otherwise."""
-        if saved is None or saved.model_version != version:
-            return cls(version, now_ms)
-        return cls(
-            version,
-            saved.since_ts,
-            readings=saved.readings,
-            alerts_raised=saved.alerts_raised,
-            alert_readings=saved.alert_readings,
-            forecasts=saved.forecasts,
-            forecast_abs_error=saved.forecast_abs_error,
-            forecast_actual_units=saved.forecast_actual_units,
-        )
-
-    def snapshot(self) -> ModelStats:
-        return ModelStats(
-            model_version=self.model_version,
-            since_ts=self.since_ts,
-            readings=self.readings,
-            alerts_raised=self.alerts_raised,
-            alert_readings=self.alert_readings,
-            forecasts=self.forecasts,
-            forecast_abs_error=round(self.forecast_abs_error, 6),
-            forecast_actual_units=round(self.forecast_actual_units, 6),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class SlotStats:
-    """``active``: the running model since it became active; ``shadow`` and ``baseline``: the
-    shadow candidate and the running model over exactly the same readings/days; ``previous``: the
-    model the running one replaced, over its last active period. The updater keeps them in its
-    state file, so an agent restart carries them over (:meth:`StatsCounter.resume`)."""
-
-    active: ModelStats | None = None
-    shadow: ModelStats | None = None
-    baseline: ModelStats | None = None
-    previous: ModelStats | None = None
-
-
 @dataclass(frozen=True, slots=True)
 class SlotStart:
     """What a worker starts from besides its configured model: the models installed by updates,
@@ -125,25 +70,6 @@ class SlotStart:
     installed: tuple[ModelInfo, ...] = ()
     shadow: ModelInfo | None = None
     stats: SlotStats | None = None
-
-
-def resumed_pair(
-    saved: SlotStats | None, shadow_version: int, active_version: int, now_ms: int
-) -> tuple[StatsCounter, StatsCounter]:
-    """Counters of a shadow run and its baseline, carried over only as a pair (both versions
-    match what was saved): they must keep counting exactly the same readings."""
-    if (
-        saved is not None
-        and saved.shadow is not None
-        and saved.baseline is not None
-        and saved.shadow.model_version == shadow_version
-        and saved.baseline.model_version == active_version
-    ):
-        return (
-            StatsCounter.resume(shadow_version, now_ms, saved.shadow),
-            StatsCounter.resume(active_version, now_ms, saved.baseline),
-        )
-    return StatsCounter(shadow_version, now_ms), StatsCounter(active_version, now_ms)
 
 
 class ModelSlot(Protocol):

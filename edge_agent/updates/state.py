@@ -15,7 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from edge_agent.updates.slot import ModelInfo, SlotStart, SlotStats
+from edge_agent.updates.slot import ModelInfo, SlotStart
+from edge_agent.updates.stats import SlotStats
 from protocols import ModelStats, RejectCode
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,53 @@ class TaskState(_Model):
     rejected: Rejection | None = None
     #: The workers' statistics, saved with every report and at stop, resumed after a restart.
     stats: SavedStats | None = None
+
+    def record_active(self, info: ModelInfo, running: ModelInfo | None, now_ms: int) -> None:
+        """``info`` became the active model (installed or promoted from shadow): the model it
+        replaced is kept as the previous one (for rollback), no shadow runs."""
+        if self.current is not None:
+            self.previous = self.current
+        else:
+            self.previous = InstalledModel.of(running, now_ms) if running is not None else None
+        self.current = InstalledModel.of(info, now_ms)
+        self.shadow = None
+
+    def reconcile(self, task: str, running: ModelInfo | None, shadow_runs: bool, now_ms: int) -> bool:
+        """Agree with what the worker loaded at start; True when something changed.
+
+        An installed model that did not load is refused (``load_failed``); the previous one
+        becomes current when that is what runs. A shadow that does not run is forgotten.
+        """
+        changed = False
+        if self.current is not None and (running is None or running.sha256 != self.current.sha256):
+            failed = self.current
+            log.error(
+                "installed %s model v%d (%s) did not load; running %s",
+                task,
+                failed.version,
+                failed.path,
+                f"v{running.version}" if running else "nothing",
+            )
+            self.rejected = Rejection(
+                code="load_failed",
+                reason=f"installed model v{failed.version} did not load at start",
+                ts=now_ms,
+                version=failed.version,
+                metadata_version=failed.metadata_version,
+            )
+            if running is not None and self.previous is not None and running.sha256 == self.previous.sha256:
+                self.current, self.previous = self.previous, None
+            else:
+                self.current = None
+            changed = True
+        if self.shadow is not None and not shadow_runs:
+            self.shadow = None
+            changed = True
+        return changed
+
+    def files(self) -> set[str]:
+        """Names of the model files this task keeps: current, previous and shadow."""
+        return {Path(m.path).name for m in (self.current, self.previous, self.shadow) if m is not None}
 
 
 class KeysState(_Model):
