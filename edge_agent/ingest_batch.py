@@ -17,6 +17,8 @@ from edge_agent.rfid import RfidBurstFilter
 from edge_agent.store.db import padded, transaction
 from edge_agent.store.telemetry import readings_column
 from protocols import (
+    DEVICE_RECORD_KINDS,
+    RECORD_KIND_OF_TOPIC,
     DecodeError,
     DeviceStatusRecord,
     DeviceTopic,
@@ -34,8 +36,7 @@ from protocols import (
 Key = tuple[str, str, int]
 DeviceMessage = TelemetryMessage | ScanMessage | StatusMessage
 
-#: SyncRecord kind per topic kind, and the table holding its history.
-RECORD_KIND: Final = {"telemetry": "telemetry", "scan": "scan", "status": "device_status"}
+#: The table holding each device record kind's history.
 TABLE: Final = {"telemetry": "telemetry", "scan": "scans", "device_status": "device_status_history"}
 _TOPIC_CACHE_MAX: Final = 20_000
 _LOOKUP_CHUNK: Final = 1000
@@ -73,7 +74,7 @@ _INSERT_DEAD: Final = (
 @dataclass(slots=True)
 class BatchResult:
     messages: int = 0
-    stored: dict[str, int] = field(default_factory=lambda: {"telemetry": 0, "scan": 0, "device_status": 0})
+    stored: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DEVICE_RECORD_KINDS, 0))
     duplicates: int = 0
     rfid_burst_dropped: int = 0
     dead_letters: int = 0
@@ -126,7 +127,7 @@ class BatchWriter:
         self, batch: Sequence[Inbound], result: BatchResult
     ) -> tuple[dict[str, dict[Key, DeviceMessage]], list[DeadLetter]]:
         """Decode a batch: accepted messages per record kind (first of each key wins) and dead letters."""
-        accepted: dict[str, dict[Key, DeviceMessage]] = {"telemetry": {}, "scan": {}, "device_status": {}}
+        accepted: dict[str, dict[Key, DeviceMessage]] = {kind: {} for kind in DEVICE_RECORD_KINDS}
         dead: list[DeadLetter] = []
         for m in batch:
             topic = self._topic(m.topic)
@@ -145,7 +146,7 @@ class BatchWriter:
                 reason = f"device_id {msg.device_id!r} does not match the topic's {topic.device_id!r}"
                 dead.append(DeadLetter(m.topic, reason, "device_id", m.payload))
                 continue
-            bucket = accepted[RECORD_KIND[topic.kind.value]]
+            bucket = accepted[RECORD_KIND_OF_TOPIC[topic.kind.value]]
             key = (msg.device_id, msg.boot_id, msg.seq)
             if key in bucket:
                 result.duplicates += 1

@@ -6,8 +6,9 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from protocols import DEVICE_RECORD_KINDS
+
 PREFIX = "edgehouse_agent"
-STORED_KINDS = ("telemetry", "scan", "device_status")
 MODEL_TASK_LABELS = ("anomaly", "demand")
 
 
@@ -19,7 +20,7 @@ class AgentMetrics:
         r = self.registry
         self.messages_in = Counter(f"{PREFIX}_messages_in", "MQTT messages taken from the broker", registry=r)
         self.stored = Counter(f"{PREFIX}_stored", "Device messages stored (new)", ["kind"], registry=r)
-        for kind in STORED_KINDS:
+        for kind in DEVICE_RECORD_KINDS:
             self.stored.labels(kind)
         self.duplicates = Counter(
             f"{PREFIX}_duplicates", "Messages dropped as duplicates of (device_id, boot_id, seq)", registry=r

@@ -15,9 +15,12 @@ from edge_agent.metrics import AgentMetrics
 from edge_agent.store import Store
 from edge_agent.store import outbox as ob
 from edge_agent.updates.report import ModelTaskStatus
+from protocols import DEVICE_RECORD_KINDS
 
 
 class StoredCounts(BaseModel):
+    """Device messages stored since start, per record kind (``protocols.DEVICE_RECORD_KINDS``)."""
+
     model_config = ConfigDict(extra="forbid")
     telemetry: int
     scan: int
@@ -118,9 +121,7 @@ class StatusProbe:
             intake_paused=self._intake_paused(),
             messages_in=int(m.value("messages_in_total")),
             stored=StoredCounts(
-                telemetry=int(m.value("stored_total", {"kind": "telemetry"})),
-                scan=int(m.value("stored_total", {"kind": "scan"})),
-                device_status=int(m.value("stored_total", {"kind": "device_status"})),
+                **{kind: int(m.value("stored_total", {"kind": kind})) for kind in DEVICE_RECORD_KINDS}
             ),
             duplicates=int(m.value("duplicates_total")),
             rfid_burst_dropped=int(m.value("rfid_burst_dropped_total")),

@@ -37,7 +37,7 @@ from edge_agent.store import Store
 from edge_agent.store import outbox as ob
 from edge_agent.store.db import READER_CACHE_KIB, transaction
 from edge_agent.store.outbox import OutboxRow
-from protocols import AlertPayload, SyncAck
+from protocols import AlertPayload, SyncAck, SyncBatchHeader
 from protocols.sync import SyncRecord
 
 log = logging.getLogger(__name__)
@@ -298,13 +298,14 @@ class SyncWorker(BackgroundWorker[_Session]):
         return good
 
     def _batch_json(self, batch_id: str, rows: list[OutboxRow]) -> str:
-        # Outbox payloads are already SyncRecord JSON: splice them instead of re-serialising.
-        head = (
-            '{"schema":"edgehouse.sync_batch","v":1,'
-            f'"gateway_id":"{self._gateway_id}","batch_id":"{batch_id}",'
-            f'"sent_ts":{self._clock_ms()},"agent_version":"{__version__}","records":['
+        # Outbox payloads are already SyncRecord JSON: spliced instead of re-serialised.
+        header = SyncBatchHeader(
+            gateway_id=self._gateway_id,
+            batch_id=batch_id,
+            sent_ts=self._clock_ms(),
+            agent_version=__version__,
         )
-        return head + ",".join(r.payload for r in rows) + "]}"
+        return header.batch_json(r.payload for r in rows)
 
     def _on_rejected(self, rejected: list[tuple[str, str]]) -> None:
         self._metrics.sync_rejected.inc(len(rejected))

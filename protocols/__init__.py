@@ -38,6 +38,9 @@ from protocols.model_update import (
     TaskReport,
 )
 from protocols.sync import (
+    DEVICE_RECORD_KINDS,
+    RECORD_KIND_OF_TOPIC,
+    RECORD_KINDS,
     AlertRecord,
     DeviceStatusRecord,
     ForecastRecord,
@@ -45,6 +48,7 @@ from protocols.sync import (
     ScanRecord,
     SyncAck,
     SyncBatch,
+    SyncBatchHeader,
     TelemetryRecord,
     record_id,
 )
@@ -63,8 +67,11 @@ from protocols.topics import (
 __all__ = [
     "ARTIFACT_PATH",
     "DESIRED_PATH",
+    "DEVICE_RECORD_KINDS",
     "METRIC_RANGES",
     "MODEL_TASKS",
+    "RECORD_KINDS",
+    "RECORD_KIND_OF_TOPIC",
     "REPORT_PATH",
     "AlertPayload",
     "AlertRecord",
@@ -100,6 +107,7 @@ __all__ = [
     "StatusMessage",
     "SyncAck",
     "SyncBatch",
+    "SyncBatchHeader",
     "TaskReport",
     "TelemetryBody",
     "TelemetryMessage",

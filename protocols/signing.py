@@ -16,7 +16,6 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel
 
@@ -151,12 +150,3 @@ def trusted_map(keys: Iterable[str | bytes]) -> dict[str, bytes]:
         out[keyid_of(raw)] = raw
     return out
 
-
-def release_json(doc: SignedRelease) -> str:
-    return doc.model_dump_json(by_alias=True)
-
-
-def parse_release(data: str | bytes | Mapping[str, Any]) -> SignedRelease:
-    if isinstance(data, Mapping):
-        return SignedRelease.model_validate(data)
-    return SignedRelease.model_validate_json(data)

@@ -10,6 +10,7 @@ and those it already had; the gateway deletes exactly those from its outbox. Ids
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Final, Literal, TypeAlias
 
 from pydantic import Field
@@ -64,14 +65,39 @@ SyncRecord: TypeAlias = Annotated[
     Field(discriminator="kind"),
 ]
 
+#: Every sync record kind, device records first: the one list (read off the record models).
+RECORD_KINDS: Final[tuple[str, ...]] = tuple(
+    str(r.model_fields["kind"].default)
+    for r in (TelemetryRecord, ScanRecord, DeviceStatusRecord, AlertRecord, ForecastRecord)
+)
+#: The kinds of records made of device messages (telemetry, scans, device status).
+DEVICE_RECORD_KINDS: Final[tuple[str, ...]] = RECORD_KINDS[:3]
+#: The record kind a device message becomes, per device topic kind (``status`` -> ``device_status``).
+RECORD_KIND_OF_TOPIC: Final[dict[str, str]] = {
+    "telemetry": TelemetryRecord.model_fields["kind"].default,
+    "scan": ScanRecord.model_fields["kind"].default,
+    "status": DeviceStatusRecord.model_fields["kind"].default,
+}
 
-class SyncBatch(Frozen):
+
+class SyncBatchHeader(Frozen):
+    """A :class:`SyncBatch` without its records: what a sender writes around records it already
+    holds as JSON (:meth:`batch_json`)."""
+
     schema_: Literal["edgehouse.sync_batch"] = Field("edgehouse.sync_batch", alias="schema")
     v: Literal[1] = 1
     gateway_id: Ident
     batch_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
     sent_ts: TsMs
     agent_version: Annotated[str, Field(min_length=1, max_length=32)]
+
+    def batch_json(self, records_json: Iterable[str]) -> str:
+        """The :class:`SyncBatch` JSON of this header and records already serialised as
+        ``SyncRecord`` JSON (spliced, not parsed again: the sender validated each one)."""
+        return self.model_dump_json(by_alias=True)[:-1] + ',"records":[' + ",".join(records_json) + "]}"
+
+
+class SyncBatch(SyncBatchHeader):
     records: Annotated[tuple[SyncRecord, ...], Field(min_length=1, max_length=MAX_BATCH_RECORDS)]
 
 

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import json
+from typing import get_args
 
 import pytest
 
 from protocols import (
+    DEVICE_RECORD_KINDS,
+    RECORD_KIND_OF_TOPIC,
+    RECORD_KINDS,
     DecodeError,
+    DeviceTopicKind,
     Reading,
     ScanBody,
     ScanMessage,
     SyncAck,
     SyncBatch,
+    SyncBatchHeader,
     TelemetryBody,
     TelemetryMessage,
     TelemetryRecord,
@@ -25,6 +31,7 @@ from protocols import (
     record_id,
 )
 from protocols.schemas import drift
+from protocols.sync import SyncRecord
 
 
 def _telemetry(**over: object) -> dict:
@@ -117,6 +124,28 @@ def test_sync_batch_and_ack() -> None:
                        body=ScanBody(code_type="barcode", sku="SKU-1", location="A1", direction="pick", qty=2,
                                      reader_id="r1"))
     assert scan.schema_ == "edgehouse.scan"
+
+
+def test_a_header_spliced_with_record_json_is_the_batch() -> None:
+    """A gateway writes records as JSON once (its outbox) and splices them into a batch."""
+    msg = TelemetryMessage(
+        msg_id="m", device_id="d1", boot_id="b", seq=1, ts=5,
+        body=TelemetryBody(readings=(Reading(metric="power_w", value=120.0),)),
+    )
+    records = tuple(TelemetryRecord(id=record_id("telemetry", "d1", "b", i), received_ts=6, msg=msg) for i in (1, 2))
+    header = SyncBatchHeader(gateway_id="gw1", batch_id="gw1.b1", sent_ts=9, agent_version="0.1.0")
+    spliced = header.batch_json(r.model_dump_json(by_alias=True) for r in records)
+    batch = SyncBatch(**header.model_dump(), records=records)
+    assert SyncBatch.model_validate_json(spliced) == batch
+    assert json.loads(spliced) == json.loads(encode(batch))
+
+
+def test_record_kinds_are_the_record_models_kinds() -> None:
+    kinds = [m.model_fields["kind"].default for m in get_args(get_args(SyncRecord)[0])]
+    assert RECORD_KINDS == tuple(kinds) and len(set(kinds)) == 5
+    assert DEVICE_RECORD_KINDS == ("telemetry", "scan", "device_status")
+    assert set(RECORD_KIND_OF_TOPIC.values()) == set(DEVICE_RECORD_KINDS)
+    assert set(RECORD_KIND_OF_TOPIC) == {k.value for k in DeviceTopicKind}
 
 
 def test_committed_schemas_match_versions() -> None:
