@@ -46,6 +46,8 @@ from protocols.sync import (
     SyncAck,
     SyncBatch,
     TelemetryRecord,
+    alert_record_id,
+    forecast_record_id,
     record_id,
 )
 from protocols.topics import (
@@ -111,5 +113,7 @@ __all__ = [
     "encode",
     "gateway_topic",
     "parse_topic",
+    "alert_record_id",
+    "forecast_record_id",
     "record_id",
 ]

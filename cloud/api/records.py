@@ -17,7 +17,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code 
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="Page size")]
 Since = Annotated[int | None, Query(ge=0, description="Only items at or after this time (ms since epoch)")]
-Cursor = Annotated[str | None, Query(max_length=250, description="next_cursor of the previous page")]
+Cursor = Annotated[str | None, Query(max_length=300, description="next_cursor of the previous page")]
 GatewayFilter = Annotated[GatewayIdStr | None, Query()]
 
 

@@ -8,15 +8,14 @@ from __future__ import annotations
 import sqlite3
 
 from edge_agent.store.db import transaction
-from protocols import AlertPayload, AlertRecord, ForecastPayload, ForecastRecord
-
-
-def alert_record_id(alert: AlertPayload) -> str:
-    return f"alert:{alert.alert_id}"
-
-
-def forecast_record_id(forecast: ForecastPayload) -> str:
-    return f"forecast:{forecast.forecast_id}"
+from protocols import (
+    AlertPayload,
+    AlertRecord,
+    ForecastPayload,
+    ForecastRecord,
+    alert_record_id,
+    forecast_record_id,
+)
 
 
 def enqueue_alert(conn: sqlite3.Connection, alert: AlertPayload, now_ms: int) -> bool:
