@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 
-from cloud.auth import AdminDep, AnyRoleDep, reserved_token_hashes
+from cloud.auth import AdminDep, AnyRoleDep
 from cloud.deps import EngineDep, SettingsDep
 from cloud.errors import ApiError, ErrorBody
 from cloud.schemas import GatewayCreate, GatewayCreated, GatewayIdStr, GatewayOut
@@ -20,7 +20,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code 
 def register_gateway(body: GatewayCreate, _admin: AdminDep, engine: EngineDep,
                      settings: SettingsDep) -> GatewayCreated:
     """Register a gateway; the answer carries its bearer token, which is not shown again."""
-    return service.register_gateway(engine, body, reserved_token_hashes(settings.admin_token.get_secret_value()))
+    return service.register_gateway(engine, body, service.TokenRules.from_settings(settings))
 
 
 @router.get("", response_model=list[GatewayOut], responses=_ERRORS)

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Header, Path, Response
 from fastapi.responses import JSONResponse
 
 from cloud.api.byte_ranges import RangeNotSatisfiable, parse_range
-from cloud.api.model_deps import wire_body
+from cloud.api.model_deps import wire_body, wire_body_openapi
 from cloud.auth import Principal, require_role
 from cloud.deps import EngineDep
 from cloud.errors import ApiError, ErrorBody
@@ -70,7 +70,8 @@ def artifact(sha256: Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")], _principal
     return Response(data[first:last + 1], status_code=206, media_type="application/octet-stream", headers=headers)
 
 
-@router.post(REPORT_PATH, status_code=204, response_class=Response, responses=_ERRORS)
+@router.post(REPORT_PATH, status_code=204, response_class=Response, responses=_ERRORS,
+             openapi_extra=wire_body_openapi(ModelReport))
 def report(gateway_id: GatewayPath, principal: GatewayOrAdmin, engine: EngineDep,
            body: Annotated[ModelReport, Depends(wire_body(ModelReport))]) -> Response:
     """Store the gateway's ``protocols.ModelReport`` (its newest one is kept); drives rollout gates."""
