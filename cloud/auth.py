@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal, get_args
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 
@@ -94,9 +95,26 @@ class RoleCheck:
         self._allowed = frozenset(roles)
 
     def __call__(self, principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+        return self.authorize(principal, {})
+
+    def authorize(self, principal: Principal, _path_params: Mapping[str, Any]) -> Principal:
         if principal.role not in self._allowed:
             raise ApiError(403, f"role {principal.role!r} may not do this (needs {' or '.join(self.roles)})",
                            field="authorization")
+        return principal
+
+
+class OwnGatewayCheck(RoleCheck):
+    """:class:`RoleCheck` on a ``/{gateway_id}`` route: a gateway token acts only for its own gateway."""
+
+    def __call__(self, principal: Annotated[Principal, Depends(authenticate)],  # type: ignore[override]
+                 gateway_id: Annotated[str, Path()]) -> Principal:
+        return self.authorize(principal, {"gateway_id": gateway_id})
+
+    def authorize(self, principal: Principal, path_params: Mapping[str, Any]) -> Principal:
+        super().authorize(principal, path_params)
+        if principal.role == "gateway" and principal.gateway_id != path_params.get("gateway_id"):
+            raise ApiError(403, "a gateway token may only act for its own gateway", field="gateway_id")
         return principal
 
 
@@ -139,10 +157,14 @@ def authorize_first(request: Request) -> None:
     principal = authenticate(credentials, state.engine, state.settings)
     for check in checks:
         if isinstance(check, RoleCheck):
-            check(principal)
+            check.authorize(principal, request.path_params)
 
 
 AdminDep = Annotated[Principal, Depends(require_role("admin"))]
 ReaderDep = Annotated[Principal, Depends(require_role("admin", "planner"))]
 GatewayDep = Annotated[Principal, Depends(require_role("gateway"))]
 AnyRoleDep = Annotated[Principal, Depends(authenticate)]
+#: Any role on a ``/{gateway_id}`` route; a gateway token only for its own gateway.
+AnyRoleOwnGatewayDep = Annotated[Principal, Depends(OwnGatewayCheck("admin", "planner", "gateway"))]
+#: An admin, or the gateway named by the route's ``{gateway_id}``.
+OwnGatewayOrAdminDep = Annotated[Principal, Depends(OwnGatewayCheck("admin", "gateway"))]

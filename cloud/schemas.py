@@ -15,15 +15,16 @@ GatewayIdStr = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$
 Kind = Literal["telemetry", "scan", "device_status", "alert", "forecast"]
 T = TypeVar("T")
 
-#: Every integer the API takes ends in a BIGINT column (or is compared with one): larger values are
-#: refused with 422 naming the parameter instead of reaching the database.
-INT64_MAX: Final = 2**63 - 1
+#: The largest integer the API takes: the largest a JSON number (an IEEE double) holds exactly, so
+#: every client reads the documented bound as written, and well inside the BIGINT columns the values
+#: end in. Larger values are refused with 422 naming the parameter instead of reaching the database.
+MAX_API_INT: Final = 2**53 - 1
 #: A row id in a path (rollouts, train jobs, metadata versions).
-RowIdPath = Annotated[int, Path(ge=1, le=INT64_MAX)]
+RowIdPath = Annotated[int, Path(ge=1, le=MAX_API_INT)]
 #: A time in ms since the epoch, as a query parameter.
-TsQuery = Annotated[int | None, Query(ge=0, le=INT64_MAX, description="Time in ms since the epoch")]
+TsQuery = Annotated[int | None, Query(ge=0, le=MAX_API_INT, description="Time in ms since the epoch")]
 #: A time in ms since the epoch in a request body (a JSON integer: no booleans, no strings).
-TsField = Annotated[int, Field(ge=0, le=INT64_MAX, strict=True)]
+TsField = Annotated[int, Field(ge=0, le=MAX_API_INT, strict=True)]
 
 
 class _Request(BaseModel):
