@@ -19,12 +19,12 @@ import uvicorn
 from sqlalchemy import Engine
 
 from cloud.app import create_app
-from cloud.auth import reserved_token_hashes
 from cloud.db.engine import build_engine, create_tables
 from cloud.schemas import GatewayCreate, TokenCreate
 from cloud.services import gateways as gateway_service
 from cloud.services.errors import ServiceError
 from cloud.settings import CloudSettings, SettingsError, load_settings
+from protocols.untrusted import bound_log_handlers
 
 app = typer.Typer(help="Edgehouse cloud service.", no_args_is_help=True, add_completion=False)
 gateway_app = typer.Typer(help="Register and list gateways.", no_args_is_help=True)
@@ -55,10 +55,6 @@ def _engine(settings: CloudSettings) -> Iterator[Engine]:
         engine.dispose()
 
 
-def _reserved(settings: CloudSettings) -> frozenset[str]:
-    return reserved_token_hashes(settings.admin_token.get_secret_value())
-
-
 def _fail(exc: ServiceError) -> typer.Exit:
     typer.echo(f"error: {exc.field + ': ' if exc.field else ''}{exc.message}", err=True)
     return typer.Exit(1)
@@ -73,7 +69,10 @@ def serve(
     """Run the API with uvicorn until SIGINT/SIGTERM."""
     settings = _settings(config, host=host, port=port)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+    bound_log_handlers()  # nothing from a request is logged unbounded
+    # log_config=None: uvicorn's loggers propagate to the (bounded) root handler instead of their own.
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
+                log_config=None)
 
 
 @app.command("check-config")
@@ -99,7 +98,7 @@ def gateway_add(
         raise typer.Exit(2) from None
     with _engine(settings) as engine:
         try:
-            created = gateway_service.register_gateway(engine, req, _reserved(settings))
+            created = gateway_service.register_gateway(engine, req, gateway_service.TokenRules.from_settings(settings))
         except ServiceError as exc:
             raise _fail(exc) from None
     typer.echo(created.token)
@@ -143,7 +142,7 @@ def token_create(
         raise typer.Exit(2) from None
     with _engine(settings) as engine:
         try:
-            created = gateway_service.create_token(engine, req, _reserved(settings))
+            created = gateway_service.create_token(engine, req, gateway_service.TokenRules.from_settings(settings))
         except ServiceError as exc:
             raise _fail(exc) from None
     typer.echo(created.token)

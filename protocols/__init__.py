@@ -50,6 +50,8 @@ from protocols.sync import (
     SyncBatch,
     SyncBatchHeader,
     TelemetryRecord,
+    alert_record_id,
+    forecast_record_id,
     record_id,
 )
 from protocols.topics import (
@@ -113,10 +115,12 @@ __all__ = [
     "TelemetryMessage",
     "TelemetryRecord",
     "TopicError",
+    "alert_record_id",
     "decode_device_message",
     "device_filter",
     "device_topic",
     "encode",
+    "forecast_record_id",
     "gateway_topic",
     "parse_topic",
     "record_id",

@@ -2,9 +2,12 @@
 
 The gateway ``POST``s a :class:`SyncBatch` (JSON, ``Content-Encoding: gzip``) to
 ``/api/v1/sync`` with ``Authorization: Bearer <gateway token>``. Every record has a stable
-``id`` (see :func:`record_id`), so the cloud stores each record at most once however often a
-batch is retried. The cloud answers with a :class:`SyncAck` naming the ids it stored now
-and those it already had; the gateway deletes exactly those from its outbox. Ids listed in
+``id`` derived from its content (``content_id``: :func:`record_id` for a device message, the
+alert or forecast id for what the gateway produced), so the cloud stores each record at most once
+however often a batch is retried. The cloud keys records by (authenticated gateway, id): a gateway
+can never pre-empt, overwrite or shadow another gateway's records, and a record whose ``id`` is not
+its ``content_id`` is rejected. The cloud answers with a :class:`SyncAck` naming the ids it stored
+now and those it already had; the gateway deletes exactly those from its outbox. Ids listed in
 ``rejected`` were refused for good (with the reason): the gateway keeps them aside and alerts.
 """
 
@@ -16,7 +19,7 @@ from typing import Annotated, Final, Literal, TypeAlias
 from pydantic import Field
 
 from protocols.gateway import AlertPayload, ForecastPayload
-from protocols.messages import Frozen, Ident, ScanMessage, StatusMessage, TelemetryMessage, TsMs
+from protocols.messages import Frozen, Ident, ScanMessage, StatusMessage, TelemetryMessage, TsMs, non_empty
 
 MAX_BATCH_RECORDS: Final = 5000
 RecordId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,200}$")]
@@ -27,21 +30,42 @@ def record_id(kind: str, device_id: str, boot_id: str, seq: int) -> str:
     return f"{kind}:{device_id}:{boot_id}:{seq}"
 
 
-class TelemetryRecord(Frozen):
+def alert_record_id(alert: AlertPayload) -> str:
+    """Stable id of an alert (one raise or clear event) as a sync record."""
+    return f"alert:{alert.alert_id}"
+
+
+def forecast_record_id(forecast: ForecastPayload) -> str:
+    """Stable id of a forecast as a sync record."""
+    return f"forecast:{forecast.forecast_id}"
+
+
+class _DeviceMessageRecord(Frozen):
+    """A device message as a sync record: its id is :func:`record_id` of the message's dedup key."""
+
+    @property
+    def content_id(self) -> str:
+        """The id this record must carry: derived from the message it holds."""
+        kind: str = getattr(self, "kind")  # noqa: B009 - declared by each subclass
+        msg: TelemetryMessage | ScanMessage | StatusMessage = getattr(self, "msg")  # noqa: B009
+        return record_id(kind, msg.device_id, msg.boot_id, msg.seq)
+
+
+class TelemetryRecord(_DeviceMessageRecord):
     kind: Literal["telemetry"] = "telemetry"
     id: RecordId
     received_ts: TsMs
     msg: TelemetryMessage
 
 
-class ScanRecord(Frozen):
+class ScanRecord(_DeviceMessageRecord):
     kind: Literal["scan"] = "scan"
     id: RecordId
     received_ts: TsMs
     msg: ScanMessage
 
 
-class DeviceStatusRecord(Frozen):
+class DeviceStatusRecord(_DeviceMessageRecord):
     kind: Literal["device_status"] = "device_status"
     id: RecordId
     received_ts: TsMs
@@ -53,11 +77,21 @@ class AlertRecord(Frozen):
     id: RecordId
     alert: AlertPayload
 
+    @property
+    def content_id(self) -> str:
+        """The id this record must carry: derived from what it holds."""
+        return alert_record_id(self.alert)
+
 
 class ForecastRecord(Frozen):
     kind: Literal["forecast"] = "forecast"
     id: RecordId
     forecast: ForecastPayload
+
+    @property
+    def content_id(self) -> str:
+        """The id this record must carry: derived from what it holds."""
+        return forecast_record_id(self.forecast)
 
 
 SyncRecord: TypeAlias = Annotated[
@@ -98,7 +132,7 @@ class SyncBatchHeader(Frozen):
 
 
 class SyncBatch(SyncBatchHeader):
-    records: Annotated[tuple[SyncRecord, ...], Field(min_length=1, max_length=MAX_BATCH_RECORDS)]
+    records: Annotated[tuple[SyncRecord, ...], *non_empty(MAX_BATCH_RECORDS)]
 
 
 class RejectedRecord(Frozen):

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import Field
 
 from cloud.auth import AdminDep
 from cloud.errors import ErrorBody
+from cloud.schemas import RowIdPath, TsField, _Request
 from cloud.services.train_job_store import JobState, TrainJobDetail, TrainJobOut
 from cloud.services.train_jobs import TrainJobs, TrainParams
 
@@ -19,8 +20,7 @@ router = APIRouter(prefix="/api/v1/models", tags=["models"])
 _ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 403, 404, 409, 422, 429)}
 
 
-class TrainRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TrainRequest(_Request):
 
     task: Literal["anomaly", "demand"]
     scope: Annotated[
@@ -31,8 +31,8 @@ class TrainRequest(BaseModel):
     holdout_fraction: Annotated[
         float | None, Field(gt=0, le=0.5, description="anomaly: share of each series' time span held back")
     ] = None
-    data_from_ts: Annotated[int | None, Field(ge=0, description="use data at or after this time (ms)")] = None
-    data_to_ts: Annotated[int | None, Field(ge=0, description="use data before this time (ms)")] = None
+    data_from_ts: Annotated[TsField | None, Field(description="use data at or after this time (ms)")] = None
+    data_to_ts: Annotated[TsField | None, Field(description="use data before this time (ms)")] = None
 
 
 def get_train_jobs(request: Request) -> TrainJobs:
@@ -42,7 +42,7 @@ def get_train_jobs(request: Request) -> TrainJobs:
 
 
 JobsDep = Annotated[TrainJobs, Depends(get_train_jobs)]
-JobId = Annotated[int, Path(ge=1)]
+JobId = RowIdPath
 
 
 @router.post("/train", status_code=202, response_model=TrainJobOut, responses=_ERRORS)

@@ -37,16 +37,19 @@ def _insert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert
     return sqlite.insert(table)
 
 
-def insert_new(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]], key: str = "id") -> set[str]:
-    """Insert the rows whose ``key`` is not stored yet; return the keys inserted now.
+def insert_new(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]], key: str = "id",
+               scope: Sequence[str] = ()) -> set[str]:
+    """Insert the rows whose unique key ``(*scope, key)`` is not stored yet; return the ``key``s inserted now.
 
     One ``INSERT ... ON CONFLICT DO NOTHING RETURNING key`` run as an executemany, which
     SQLAlchemy batches into multi-row statements. A concurrent transaction inserting the same
     key makes this one wait for it and then skip the row, so each key is stored exactly once.
+    With a ``scope`` (e.g. ``("gateway_id",)``) the rows must share its values.
     """
     if not rows:
         return set()
-    stmt = _insert(conn, table).on_conflict_do_nothing(index_elements=[key]).returning(table.c[key])
+    stmt = (_insert(conn, table).on_conflict_do_nothing(index_elements=[*scope, key])
+            .returning(table.c[key]))
     return {row[0] for row in conn.execute(stmt, list(rows))}
 
 
@@ -123,7 +126,8 @@ class PageQuery:
     limit: int
     gateway_id: str | None = None
     since_ts: int | None = None
-    after: tuple[int, str] | None = None
+    #: (ts, gateway_id, id) of the last item of the previous page.
+    after: tuple[int, str, str] | None = None
 
 
 def _page(stmt: Select[Any], ts_col: Any, id_col: Any, gw_col: Any, query: PageQuery) -> Select[Any]:
@@ -133,11 +137,11 @@ def _page(stmt: Select[Any], ts_col: Any, id_col: Any, gw_col: Any, query: PageQ
     if query.since_ts is not None:
         conds.append(ts_col >= query.since_ts)
     if query.after is not None:
-        ts, rid = query.after
-        conds.append(or_(ts_col > ts, and_(ts_col == ts, id_col > rid)))
+        ts, gw, rid = query.after
+        conds.append(or_(ts_col > ts, and_(ts_col == ts, or_(gw_col > gw, and_(gw_col == gw, id_col > rid)))))
     if conds:
         stmt = stmt.where(*conds)
-    return stmt.order_by(ts_col, id_col).limit(query.limit)
+    return stmt.order_by(ts_col, gw_col, id_col).limit(query.limit)
 
 
 def list_alerts(conn: Connection, query: PageQuery, device_id: str | None = None) -> list[Any]:

@@ -1,4 +1,9 @@
-"""Tables of the cloud store (SQLAlchemy Core). One table per sync record kind, keyed by record id.
+"""Tables of the cloud store (SQLAlchemy Core). One table per sync record kind.
+
+Records are keyed by ``(gateway_id, id)``: the id is derived from the record's content (checked at
+ingest, see ``protocols.sync``) and scoped to the gateway that authenticated the batch, so no
+gateway can pre-empt or shadow another's records. A device heard by two gateways (moved between
+sites, or in range of both) has its messages stored once per gateway, each under its own gateway.
 
 Timestamps are integer milliseconds since the epoch, like the wire contracts.
 """
@@ -14,6 +19,7 @@ from sqlalchemy import (
     Column,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
@@ -60,8 +66,8 @@ tokens: Final = Table(
 def _message_columns() -> list[Column[Any]]:
     """Columns shared by the tables of device messages (envelope + where and when it arrived)."""
     return [
+        Column("gateway_id", String(64), primary_key=True),
         Column("id", String(200), primary_key=True),
-        Column("gateway_id", String(64), nullable=False),
         Column("device_id", String(64), nullable=False),
         Column("boot_id", String(64), nullable=False),
         Column("seq", BigInteger, nullable=False),
@@ -84,12 +90,14 @@ telemetry: Final = Table(
 readings: Final = Table(
     "readings",
     metadata,
-    Column("record_id", String(200), ForeignKey("telemetry.id"), primary_key=True),
+    Column("gateway_id", String(64), primary_key=True),
+    Column("record_id", String(200), primary_key=True),
     Column("metric", String(32), primary_key=True),
     Column("device_id", String(64), nullable=False),
     Column("ts", BigInteger, nullable=False),
     Column("value", Float, nullable=False),
     Index("ix_readings_device_metric_ts", "device_id", "metric", "ts"),
+    ForeignKeyConstraint(["gateway_id", "record_id"], ["telemetry.gateway_id", "telemetry.id"]),
 )
 
 scans: Final = Table(
@@ -120,8 +128,8 @@ device_status: Final = Table(
 alerts: Final = Table(
     "alerts",
     metadata,
+    Column("gateway_id", String(64), primary_key=True),
     Column("id", String(200), primary_key=True),
-    Column("gateway_id", String(64), nullable=False),
     Column("alert_id", String(128), nullable=False),
     Column("kind", String(16), nullable=False),
     Column("state", String(16), nullable=False),
@@ -130,14 +138,14 @@ alerts: Final = Table(
     Column("ts", BigInteger, nullable=False),
     Column("stored_ts", BigInteger, nullable=False),
     Column("payload", JSON, nullable=False),
-    Index("ix_alerts_ts_id", "ts", "id"),
+    Index("ix_alerts_ts_gw_id", "ts", "gateway_id", "id"),
 )
 
 forecasts: Final = Table(
     "forecasts",
     metadata,
+    Column("gateway_id", String(64), primary_key=True),
     Column("id", String(200), primary_key=True),
-    Column("gateway_id", String(64), nullable=False),
     Column("forecast_id", String(128), nullable=False),
     Column("site", String(64), nullable=False),
     Column("sku", String(64), nullable=False),
@@ -146,7 +154,7 @@ forecasts: Final = Table(
     Column("model_version", Integer, nullable=False),
     Column("stored_ts", BigInteger, nullable=False),
     Column("payload", JSON, nullable=False),
-    Index("ix_forecasts_created_id", "created_ts", "id"),
+    Index("ix_forecasts_created_gw_id", "created_ts", "gateway_id", "id"),
 )
 
 #: Table holding each sync record kind.

@@ -13,24 +13,29 @@ from cloud.schemas import AlertOut, ForecastOut, Page, payload_dict
 from cloud.services.errors import BadRequest
 from protocols import AlertPayload, ForecastPayload
 
+#: Neither gateway ids nor record ids may contain it (protocols' Ident and RecordId patterns).
+_SEP = "/"
+_MAX_TS_DIGITS = 19
 
-def encode_cursor(ts: int, record_id: str) -> str:
-    return f"{ts}:{record_id}"
+
+def encode_cursor(ts: int, gateway_id: str, record_id: str) -> str:
+    return f"{ts}{_SEP}{gateway_id}{_SEP}{record_id}"
 
 
-def decode_cursor(cursor: str) -> tuple[int, str]:
-    """``<ts>:<record id>`` of the last item of the previous page."""
-    ts, sep, rid = cursor.partition(":")
-    if not sep or not rid or not ts.isdigit():
+def decode_cursor(cursor: str) -> tuple[int, str, str]:
+    """``<ts>/<gateway id>/<record id>`` of the last item of the previous page."""
+    parts = cursor.split(_SEP)
+    if (len(parts) != 3 or not parts[1] or not parts[2] or not parts[0].isdigit()
+            or len(parts[0]) > _MAX_TS_DIGITS or int(parts[0]) > 2**63 - 1):
         raise BadRequest("malformed cursor; pass next_cursor from the previous page unchanged", "cursor")
-    return int(ts), rid
+    return int(parts[0]), parts[1], parts[2]
 
 
 def _next_cursor(rows: Sequence[Any], limit: int) -> str | None:
     if len(rows) < limit:
         return None
     last = rows[-1]
-    return encode_cursor(last.ts, last.id)
+    return encode_cursor(last.ts, last.gateway_id, last.id)
 
 
 def _query(limit: int, gateway_id: str | None, since_ts: int | None, cursor: str | None) -> repo.PageQuery:
@@ -40,7 +45,7 @@ def _query(limit: int, gateway_id: str | None, since_ts: int | None, cursor: str
 
 def list_alerts(engine: Engine, *, limit: int, gateway_id: str | None = None, device_id: str | None = None,
                 since_ts: int | None = None, cursor: str | None = None) -> Page[AlertOut]:
-    """Alerts ordered by their time (then id); ``since_ts`` keeps those raised at or after it."""
+    """Alerts ordered by their time (then gateway, id); ``since_ts`` keeps those raised at or after it."""
     query = _query(limit, gateway_id, since_ts, cursor)
     with reader(engine) as conn:
         rows = repo.list_alerts(conn, query, device_id=device_id)
@@ -54,7 +59,7 @@ def list_alerts(engine: Engine, *, limit: int, gateway_id: str | None = None, de
 
 def list_forecasts(engine: Engine, *, limit: int, gateway_id: str | None = None, sku: str | None = None,
                    since_ts: int | None = None, cursor: str | None = None) -> Page[ForecastOut]:
-    """Forecasts ordered by creation time (then id); ``since_ts`` keeps those created at or after it."""
+    """Forecasts ordered by creation time (then gateway, id); ``since_ts`` keeps those created at or after it."""
     query = _query(limit, gateway_id, since_ts, cursor)
     with reader(engine) as conn:
         rows = repo.list_forecasts(conn, query, sku=sku)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, select, tuple_
 
 from cloud.db.engine import reader
 from cloud.db.tables import forecasts
@@ -188,22 +188,22 @@ def latest_forecasts(conn: Connection, sites: Iterable[str],
     if not site_list or not sku_list:
         return {}
     keys = conn.execute(
-        select(forecasts.c.id, forecasts.c.site, forecasts.c.sku)
+        select(forecasts.c.gateway_id, forecasts.c.id, forecasts.c.site, forecasts.c.sku)
         .where(forecasts.c.site.in_(site_list), forecasts.c.sku.in_(sku_list))
         .order_by(forecasts.c.site, forecasts.c.sku, forecasts.c.origin.desc(), forecasts.c.created_ts.desc(),
-                  forecasts.c.id.desc())
+                  forecasts.c.gateway_id.desc(), forecasts.c.id.desc())
     )
-    winners: dict[tuple[str, str], str] = {}
+    winners: dict[tuple[str, str], tuple[str, str]] = {}
     for row in keys:
-        winners.setdefault((row.site, row.sku), row.id)
+        winners.setdefault((row.site, row.sku), (row.gateway_id, row.id))
     if not winners:
         return {}
     payloads = {
-        row.id: ForecastPayload.model_validate(payload_dict(row.payload), strict=False)
-        for row in conn.execute(select(forecasts.c.id, forecasts.c.payload)
-                                .where(forecasts.c.id.in_(list(winners.values()))))
+        (row.gateway_id, row.id): ForecastPayload.model_validate(payload_dict(row.payload), strict=False)
+        for row in conn.execute(select(forecasts.c.gateway_id, forecasts.c.id, forecasts.c.payload)
+                                .where(tuple_(forecasts.c.gateway_id, forecasts.c.id).in_(list(winners.values()))))
     }
-    return {key: LatestForecast(record_id=rid, forecast=payloads[rid]) for key, rid in winners.items()}
+    return {key: LatestForecast(record_id=rid[1], forecast=payloads[rid]) for key, rid in winners.items()}
 
 
 def order_quantity(p90_over_lead_time: float, on_hand: float) -> int:

@@ -1,8 +1,10 @@
 """Sync ingest: decode a (gzip) batch, store each record at most once, answer with a SyncAck.
 
-Every record is keyed by its stable ``id``. Rows are inserted with ``ON CONFLICT DO NOTHING
-RETURNING id``, so the ids returned are exactly those stored now; the others were already
-stored (by an earlier try of the batch, or by a concurrent one). The whole batch, the
+Every record is keyed by ``(gateway_id, id)``: the authenticated gateway and the record's stable
+id, which must equal the id derived from its content (``content_id``); a record whose id does not
+is rejected with the reason in the ack, never stored. Rows are inserted with ``ON CONFLICT DO
+NOTHING RETURNING id``, so the ids returned are exactly those stored now; the others were already
+stored for this gateway (by an earlier try of the batch, or by a concurrent one). The whole batch, the
 gateway's counters and its last-seen time commit in one transaction.
 """
 
@@ -139,6 +141,9 @@ _ROW_BUILDERS: Final[Mapping[type, Callable[[Any, str, int], dict[str, Any]]]] =
 
 def _reject_reason(rec: AnyRecord, gateway_id: str) -> str | None:
     """Why a record can never be stored for this gateway, or None."""
+    expected = rec.content_id
+    if rec.id != expected:
+        return f"id {rec.id!r} does not match the record's content (expected {expected!r})"
     if isinstance(rec, AlertRecord) and rec.alert.gateway_id != gateway_id:
         return f"alert.gateway_id {rec.alert.gateway_id!r} differs from the batch's {gateway_id!r}"
     if isinstance(rec, ForecastRecord) and rec.forecast.gateway_id != gateway_id:
@@ -165,7 +170,8 @@ def _plan(batch: SyncBatch, now_ms: int) -> _Plan:
         if isinstance(rec, TelemetryRecord):
             m = rec.msg
             reading_rows[rec.id] = [
-                {"record_id": rec.id, "metric": r.metric, "device_id": m.device_id, "ts": m.ts, "value": r.value}
+                {"gateway_id": batch.gateway_id, "record_id": rec.id, "metric": r.metric, "device_id": m.device_id,
+                 "ts": m.ts, "value": r.value}
                 for r in m.body.readings
             ]
     for kind_rows in rows.values():
@@ -179,7 +185,7 @@ def _store(conn: Connection, gateway_id: str, batch: SyncBatch, plan: _Plan, now
     stored: set[str] = set()
     counts: dict[str, int] = {}
     for kind in RECORD_KINDS:
-        new_ids = repo.insert_new(conn, RECORD_TABLES[kind], plan.rows[kind])
+        new_ids = repo.insert_new(conn, RECORD_TABLES[kind], plan.rows[kind], scope=("gateway_id",))
         counts[kind] = len(new_ids)
         stored |= new_ids
         if kind == "telemetry" and new_ids:

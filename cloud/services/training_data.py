@@ -21,7 +21,7 @@ import numpy as np
 from sqlalchemy import Engine, Select, func, select
 
 from cloud.db.engine import reader
-from cloud.db.tables import gateways, readings, scans, telemetry
+from cloud.db.tables import gateways, readings, scans
 from models.demand_eval import DemandPanel
 
 DAY_MS: Final = 86_400_000
@@ -77,12 +77,11 @@ def reading_series(engine: Engine, site: str | None = None, from_ts: int | None 
     stmt = select(readings.c.device_id, readings.c.metric, readings.c.ts, readings.c.value)
     if site is not None:
         stmt = (
-            stmt.join(telemetry, telemetry.c.id == readings.c.record_id)
-            .join(gateways, gateways.c.gateway_id == telemetry.c.gateway_id)
+            stmt.join(gateways, gateways.c.gateway_id == readings.c.gateway_id)
             .where(gateways.c.site == site)
         )
     stmt = _in_range(stmt, readings.c.ts, from_ts, to_ts)
-    stmt = stmt.order_by(readings.c.device_id, readings.c.metric, readings.c.ts, readings.c.record_id)
+    stmt = stmt.order_by(readings.c.device_id, readings.c.metric, readings.c.ts, readings.c.gateway_id, readings.c.record_id)
     out: list[ReadingSeries] = []
     key: tuple[str, str] | None = None
     ts: list[int] = []

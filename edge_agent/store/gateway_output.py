@@ -10,7 +10,14 @@ import sqlite3
 from typing import Final
 
 from edge_agent.store.db import transaction
-from protocols import AlertPayload, AlertRecord, ForecastPayload, ForecastRecord
+from protocols import (
+    AlertPayload,
+    AlertRecord,
+    ForecastPayload,
+    ForecastRecord,
+    alert_record_id,
+    forecast_record_id,
+)
 
 GatewayPayload = AlertPayload | ForecastPayload
 
@@ -22,14 +29,6 @@ _INSERT_FORECAST: Final = (
     "INSERT OR IGNORE INTO forecasts (forecast_id, created_ts, sku, origin, payload) VALUES (?, ?, ?, ?, ?)"
 )
 _INSERT_OUTBOX: Final = "INSERT OR IGNORE INTO outbox (id, kind, created_ts, payload) VALUES (?, ?, ?, ?)"
-
-
-def alert_record_id(alert: AlertPayload) -> str:
-    return f"alert:{alert.alert_id}"
-
-
-def forecast_record_id(forecast: ForecastPayload) -> str:
-    return f"forecast:{forecast.forecast_id}"
 
 
 def enqueue(conn: sqlite3.Connection, payload: GatewayPayload, now_ms: int) -> bool:

@@ -63,7 +63,7 @@ def scan_record(device: str = "reader-1", seq: int = 0, sku: str = "SKU-1", boot
 def status_record(device: str = "cold-1", seq: int = 0, boot: str = "b1") -> dict[str, Any]:
     return {
         "kind": "device_status",
-        "id": record_id("status", device, boot, seq),
+        "id": record_id("device_status", device, boot, seq),
         "received_ts": BASE_TS + seq,
         "msg": {
             "schema": "edgehouse.status", "v": 1, "msg_id": f"st-{device}-{seq}", "device_id": device,
@@ -76,7 +76,7 @@ def status_record(device: str = "cold-1", seq: int = 0, boot: str = "b1") -> dic
 def alert_record(gateway_id: str, n: int = 0, device: str = "cold-1", ts: int | None = None) -> dict[str, Any]:
     return {
         "kind": "alert",
-        "id": f"alert:{gateway_id}:{n}",
+        "id": f"alert:a{n}",  # protocols.alert_record_id: the id follows the content
         "alert": {
             "schema": "edgehouse.alert", "v": 1, "alert_id": f"a{n}", "gateway_id": gateway_id, "kind": "anomaly",
             "state": "raised", "severity": "critical", "ts": BASE_TS + n if ts is None else ts,
@@ -89,7 +89,7 @@ def alert_record(gateway_id: str, n: int = 0, device: str = "cold-1", ts: int | 
 def forecast_record(gateway_id: str, n: int = 0, sku: str = "SKU-1", site: str = "berlin") -> dict[str, Any]:
     return {
         "kind": "forecast",
-        "id": f"forecast:{gateway_id}:{sku}:{n}",
+        "id": f"forecast:f{n}",  # protocols.forecast_record_id
         "forecast": {
             "schema": "edgehouse.forecast", "v": 1, "forecast_id": f"f{n}", "gateway_id": gateway_id, "site": site,
             "sku": sku, "origin": "2026-11-24", "created_ts": BASE_TS + n, "p50": [3.0, 4.0, 5.0],

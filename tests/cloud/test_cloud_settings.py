@@ -81,3 +81,16 @@ def test_bad_toml_names_the_key(tmp_path: Path) -> None:
     with pytest.raises(SettingsError) as err:
         load_settings(tmp_path / "missing.toml")
     assert err.value.key == "config"
+
+
+def test_an_unknown_environment_variable_fails_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGEHOUSE_CLOUD_ADMIN_TOKEN", STRONG)
+    monkeypatch.setenv("EDGEHOUSE_CLOUD_MAX_BODY_BYTE", "10")
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert err.value.key == "EDGEHOUSE_CLOUD_MAX_BODY_BYTE"
+    assert "did you mean EDGEHOUSE_CLOUD_MAX_BODY_BYTES?" in err.value.reason
+    monkeypatch.delenv("EDGEHOUSE_CLOUD_MAX_BODY_BYTE")
+    monkeypatch.setenv("EDGEHOUSE_CLOUD_ZZZ", "1")
+    with pytest.raises(SettingsError, match="EDGEHOUSE_CLOUD_ZZZ: unknown setting"):
+        load_settings()

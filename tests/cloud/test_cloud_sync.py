@@ -88,7 +88,8 @@ def test_concurrent_posts_of_one_batch_store_one_copy(client: TestClient, engine
 
 
 def test_concurrent_overlapping_batches_from_two_gateways(client: TestClient, engine: Engine) -> None:
-    """The same device messages relayed by two gateways, in opposite orders, at the same time."""
+    """The same device messages relayed by two gateways, in opposite orders, at the same time: each
+    gateway's account is stored exactly once, under that gateway (records are scoped per gateway)."""
     heads = {gw: register(client, gw) for gw in ("gw-a", "gw-b")}
     docs = [(gw, telemetry_batch(gw, 0, 150, f"batch-{gw}")) for gw in heads]
     docs[1][1]["records"].reverse()
@@ -96,9 +97,11 @@ def test_concurrent_overlapping_batches_from_two_gateways(client: TestClient, en
     with ThreadPoolExecutor(max_workers=6) as pool:
         answers = list(pool.map(lambda job: post(client, heads[job[0]], job[1]), jobs))
     assert [a.status_code for a in answers] == [200] * 6, [a.text for a in answers]
-    assert len([i for a in answers for i in a.json()["stored"]]) == 150
-    assert count(engine, telemetry) == 150
-    assert gateway(client, "gw-a")["counts"]["telemetry"] + gateway(client, "gw-b")["counts"]["telemetry"] == 150
+    for gw, doc in docs:
+        stored = [i for job, a in zip(jobs, answers, strict=True) if job[0] == gw for i in a.json()["stored"]]
+        assert sorted(stored) == sorted(r["id"] for r in doc["records"])  # each id stored by exactly one answer
+        assert gateway(client, gw)["counts"]["telemetry"] == 150
+    assert count(engine, telemetry) == 300 and count(engine, readings) == 600
 
 
 def test_every_kind_is_stored_and_counted(client: TestClient, engine: Engine, gw_headers: dict) -> None:
@@ -227,3 +230,68 @@ def test_size_limits_are_413(database_url: str) -> None:
         assert too_big_sent.status_code == 413
         fits = client.post("/api/v1/sync", content=gz(telemetry_batch(GATEWAY_ID, 0, 40)), headers={**headers, **GZ})
         assert fits.status_code == 200
+
+
+def _readings_of(engine: Engine, gateway_id: str) -> list[tuple[str, str, float]]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(readings.c.record_id, readings.c.metric, readings.c.value)
+                            .where(readings.c.gateway_id == gateway_id)
+                            .order_by(readings.c.record_id, readings.c.metric)).all()
+    return [tuple(r) for r in rows]
+
+
+def test_another_gateway_cannot_pre_empt_or_shadow_records(client: TestClient, engine: Engine) -> None:
+    """The takeover of issue 10: gw-b posts gw-a's upcoming dev-1 seq 7 (forged values) and a record named
+    seq 8 that carries another device's message, before gw-a syncs its real ones."""
+    heads = {gw: register(client, gw) for gw in ("gw-a", "gw-b")}
+    forged = telemetry_record("dev-1", 7, temp=-40.0)
+    mislabelled = {**telemetry_record("zzz-other", 12345), "id": telemetry_record("dev-1", 8)["id"]}
+    ack = post(client, heads["gw-b"], batch("gw-b", [forged, mislabelled], "forged")).json()
+    assert ack["stored"] == [forged["id"]] and ack["duplicates"] == []
+    assert [r["id"] for r in ack["rejected"]] == [mislabelled["id"]]
+    assert ack["rejected"][0]["reason"] == ("id 'telemetry:dev-1:b1:8' does not match the record's content "
+                                            "(expected 'telemetry:zzz-other:b1:12345')")
+
+    real = [telemetry_record("dev-1", 7, temp=4.5), telemetry_record("dev-1", 8, temp=4.75)]
+    ack = post(client, heads["gw-a"], batch("gw-a", real, "real")).json()
+    assert ack["stored"] == [r["id"] for r in real] and ack["duplicates"] == [] and ack["rejected"] == []
+    assert gateway(client, "gw-a")["counts"]["telemetry"] == 2
+    assert gateway(client, "gw-b")["counts"]["telemetry"] == 1
+    assert _readings_of(engine, "gw-a") == [
+        ("telemetry:dev-1:b1:7", "door_open", 1.0), ("telemetry:dev-1:b1:7", "temperature_c", 4.5),
+        ("telemetry:dev-1:b1:8", "door_open", 0.0), ("telemetry:dev-1:b1:8", "temperature_c", 4.75)]
+    assert _readings_of(engine, "gw-b") == [
+        ("telemetry:dev-1:b1:7", "door_open", 1.0), ("telemetry:dev-1:b1:7", "temperature_c", -40.0)]
+    # gw-b retrying its forgery changes nothing for gw-a.
+    again = post(client, heads["gw-b"], batch("gw-b", [forged], "forged")).json()
+    assert again["duplicates"] == [forged["id"]]
+    assert len(_readings_of(engine, "gw-a")) == 4
+
+
+@pytest.mark.parametrize("make", [
+    lambda: {**telemetry_record("c-dev", 30), "id": "telemetry:c-dev:cb1:999999"},
+    lambda: {**telemetry_record("c-dev", 30), "id": "scan:c-dev:b1:30"},
+    lambda: {**scan_record("reader-1", 3), "id": "scan:reader-1:b1:4"},
+    lambda: {**status_record("cold-1", 2), "id": "status:cold-1:b1:2"},
+    lambda: {**alert_record(GATEWAY_ID, 1), "id": "alert:a2"},
+    lambda: {**forecast_record(GATEWAY_ID, 1), "id": "forecast:gw:SKU-1:1"},
+], ids=["seq", "kind", "scan", "status", "alert", "forecast"])
+def test_a_record_whose_id_does_not_match_its_content_is_rejected(client: TestClient, engine: Engine,
+                                                                 gw_headers: dict, make: Any) -> None:
+    bad = make()
+    ack = post(client, gw_headers, batch(GATEWAY_ID, [bad])).json()
+    assert ack["stored"] == [] and ack["duplicates"] == []
+    assert [r["id"] for r in ack["rejected"]] == [bad["id"]]
+    assert "does not match the record's content" in ack["rejected"][0]["reason"]
+    assert sum(count(engine, t) for t in (telemetry, scans, device_status, alerts, forecasts)) == 0
+    assert sum(gateway(client)["counts"].values()) == 0
+
+
+def test_a_correct_record_after_a_mislabelled_one_is_stored_once(client: TestClient, engine: Engine,
+                                                                 gw_headers: dict) -> None:
+    good = telemetry_record("c-dev", 30)
+    bad = {**good, "id": "telemetry:c-dev:cb1:999999"}
+    post(client, gw_headers, batch(GATEWAY_ID, [bad], "b1"))
+    ack = post(client, gw_headers, batch(GATEWAY_ID, [good, good], "b2")).json()
+    assert ack["stored"] == [good["id"]]
+    assert count(engine, telemetry) == 1 and count(engine, readings) == 2
