@@ -235,9 +235,9 @@ class BatchWriter:
                 assert isinstance(m, TelemetryMessage)
                 readings = readings_column(m.body.readings)
                 rows.append((m.device_id, m.boot_id, m.seq, m.ts, received_ts, m.msg_id, readings))
-                rid = record_id("telemetry", m.device_id, m.boot_id, m.seq)
+                rid = record_id(kind, m.device_id, m.boot_id, m.seq)
                 rec = TelemetryRecord(id=rid, received_ts=received_ts, msg=m)
-                outbox.append((rid, "telemetry", received_ts, rec.model_dump_json(by_alias=True)))
+                outbox.append((rid, kind, received_ts, rec.model_dump_json(by_alias=True)))
             self._conn.executemany(_INSERT_TELEMETRY, rows)
         elif kind == "scan":
             rows_s = []
@@ -261,9 +261,9 @@ class BatchWriter:
                         b.tag_id,
                     )
                 )
-                rid = record_id("scan", m.device_id, m.boot_id, m.seq)
+                rid = record_id(kind, m.device_id, m.boot_id, m.seq)
                 srec = ScanRecord(id=rid, received_ts=received_ts, msg=m)
-                outbox.append((rid, "scan", received_ts, srec.model_dump_json(by_alias=True)))
+                outbox.append((rid, kind, received_ts, srec.model_dump_json(by_alias=True)))
             self._conn.executemany(_INSERT_SCAN, rows_s)
         else:
             history, latest = [], []
@@ -297,9 +297,9 @@ class BatchWriter:
                         b.reason,
                     )
                 )
-                rid = record_id("device_status", m.device_id, m.boot_id, m.seq)
+                rid = record_id(kind, m.device_id, m.boot_id, m.seq)
                 drec = DeviceStatusRecord(id=rid, received_ts=received_ts, msg=m)
-                outbox.append((rid, "device_status", received_ts, drec.model_dump_json(by_alias=True)))
+                outbox.append((rid, kind, received_ts, drec.model_dump_json(by_alias=True)))
             self._conn.executemany(_INSERT_STATUS, history)
             self._conn.executemany(_UPSERT_LATEST, latest)
         return len(msgs)

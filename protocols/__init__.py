@@ -52,6 +52,7 @@ from protocols.sync import (
     TelemetryRecord,
     alert_record_id,
     forecast_record_id,
+    own_record_id,
     record_id,
 )
 from protocols.topics import (
@@ -122,6 +123,7 @@ __all__ = [
     "encode",
     "forecast_record_id",
     "gateway_topic",
+    "own_record_id",
     "parse_topic",
     "record_id",
 ]

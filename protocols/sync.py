@@ -30,14 +30,19 @@ def record_id(kind: str, device_id: str, boot_id: str, seq: int) -> str:
     return f"{kind}:{device_id}:{boot_id}:{seq}"
 
 
+def own_record_id(kind: str, own_id: str) -> str:
+    """Stable id of a record the gateway produced itself: its kind and the payload's own id."""
+    return f"{kind}:{own_id}"
+
+
 def alert_record_id(alert: AlertPayload) -> str:
     """Stable id of an alert (one raise or clear event) as a sync record."""
-    return f"alert:{alert.alert_id}"
+    return own_record_id("alert", alert.alert_id)
 
 
 def forecast_record_id(forecast: ForecastPayload) -> str:
     """Stable id of a forecast as a sync record."""
-    return f"forecast:{forecast.forecast_id}"
+    return own_record_id("forecast", forecast.forecast_id)
 
 
 class _DeviceMessageRecord(Frozen):

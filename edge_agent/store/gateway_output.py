@@ -35,18 +35,17 @@ def enqueue(conn: sqlite3.Connection, payload: GatewayPayload, now_ms: int) -> b
     """Store ``payload`` and put its sync record in the outbox, in one transaction; False when
     its id (``alert_id``, ``forecast_id``) was already stored."""
     data = payload.model_dump_json(by_alias=True)
+    record: AlertRecord | ForecastRecord
     if isinstance(payload, AlertPayload):
         a = payload
-        row = (a.alert_id, a.ts, a.kind, a.state, a.severity, a.device_id, data)
-        insert, rid, kind = _INSERT_ALERT, alert_record_id(a), "alert"
-        record = AlertRecord(id=rid, alert=a).model_dump_json(by_alias=True)
+        insert, row = _INSERT_ALERT, (a.alert_id, a.ts, a.kind, a.state, a.severity, a.device_id, data)
+        record = AlertRecord(id=alert_record_id(a), alert=a)
     else:
         f = payload
-        row = (f.forecast_id, f.created_ts, f.sku, f.origin, data)
-        insert, rid, kind = _INSERT_FORECAST, forecast_record_id(f), "forecast"
-        record = ForecastRecord(id=rid, forecast=f).model_dump_json(by_alias=True)
+        insert, row = _INSERT_FORECAST, (f.forecast_id, f.created_ts, f.sku, f.origin, data)
+        record = ForecastRecord(id=forecast_record_id(f), forecast=f)
     with transaction(conn):
         if conn.execute(insert, row).rowcount == 0:
             return False
-        conn.execute(_INSERT_OUTBOX, (rid, kind, now_ms, record))
+        conn.execute(_INSERT_OUTBOX, (record.id, record.kind, now_ms, record.model_dump_json(by_alias=True)))
     return True

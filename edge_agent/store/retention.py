@@ -9,27 +9,38 @@ The outbox and ``sync_rejected`` are never touched here: when they alone exceed 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
 from edge_agent.store.db import release_free_pages, transaction, used_bytes
+from protocols import own_record_id, record_id
 
 CHUNK_ROWS: Final = 2000
 
+
+def id_sql(make_id: Callable[..., str], kind: str, *columns: str) -> str:
+    """The SQL expression over row ``t``'s ``columns`` equal to ``make_id(kind, *their values)``.
+
+    protocols owns the record id format: ``make_id`` is rendered once with a marker per column,
+    and the text between the markers becomes SQL string literals joined to the columns by ``||``.
+    """
+    parts = make_id(kind, *(f"\x00{i}\x00" for i in range(len(columns)))).split("\x00")
+    sql = [f"t.{columns[int(p)]}" if i % 2 else "'" + p.replace("'", "''") + "'" for i, p in enumerate(parts)]
+    return " || ".join(s for s in sql if s != "''")
+
+
+_KEY: Final = ("device_id", "boot_id", "seq")
+
 # History table -> (SQL expression of its outbox record id, its gateway-clock timestamp column).
-# The id expressions must equal protocols.record_id(kind, ...) and the gateway_output ids; a
-# test pins that.
 HISTORY: Final[dict[str, tuple[str, str]]] = {
-    "telemetry": ("'telemetry:' || t.device_id || ':' || t.boot_id || ':' || t.seq", "received_ts"),
-    "scans": ("'scan:' || t.device_id || ':' || t.boot_id || ':' || t.seq", "received_ts"),
-    "device_status_history": (
-        "'device_status:' || t.device_id || ':' || t.boot_id || ':' || t.seq",
-        "received_ts",
-    ),
-    "alerts": ("'alert:' || t.alert_id", "ts"),
-    "forecasts": ("'forecast:' || t.forecast_id", "created_ts"),
+    "telemetry": (id_sql(record_id, "telemetry", *_KEY), "received_ts"),
+    "scans": (id_sql(record_id, "scan", *_KEY), "received_ts"),
+    "device_status_history": (id_sql(record_id, "device_status", *_KEY), "received_ts"),
+    "alerts": (id_sql(own_record_id, "alert", "alert_id"), "ts"),
+    "forecasts": (id_sql(own_record_id, "forecast", "forecast_id"), "created_ts"),
     # local only (never in the outbox): droppable like synced history
-    "rfid_burst_repeats": ("'rfid_burst:' || t.device_id || ':' || t.boot_id || ':' || t.seq", "received_ts"),
+    "rfid_burst_repeats": (id_sql(record_id, "rfid_burst", *_KEY), "received_ts"),
 }
 
 
