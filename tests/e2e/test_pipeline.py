@@ -125,5 +125,7 @@ def test_broker_restart_mid_stream(tmp_path: Path, broker: MosquittoBroker, clou
     t.join()
     assert summary is not None
     wait_until(lambda: all(a.status()["mqtt_connected"] for a in agents), 30, "agents to reconnect")
+    # connected, dropped by the restart, connected again: not a connection that merely survived
+    assert all(a.metric("edgehouse_agent_mqtt_connects_total") >= 2 for a in agents)
     wait_until(lambda: _drained(cloud, agents, summary), 90, "the stream to reach the cloud")
     _assert_exact(cloud, summary)

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import paho.mqtt.client as paho
 import pytest
-from agent_testkit import GATEWAY, SITE, free_port
+from agent_testkit import GATEWAY, SITE, free_port, inbound, scan
 from paho.mqtt.enums import CallbackAPIVersion
 from update_testkit import (
     ModelCloud,
@@ -40,11 +40,12 @@ from edge_agent.app import Agent
 from edge_agent.cli import model_line
 from edge_agent.config import AgentConfig, ConfigError
 from edge_agent.forecasting import forecast_accuracy
+from edge_agent.ingest_batch import BatchWriter
 from edge_agent.store import Store
 from edge_agent.updates.state import StateFile
 from edge_agent.updates.verify import Rejected, check_compatible, parse_manifest
 from models.manifest import ModelManifest
-from protocols import GatewayCommand, encode, gateway_topic
+from protocols import GatewayCommand, encode, gateway_topic, record_id
 from protocols.signing import Signer
 from tests.helpers.mosquitto import Mosquitto
 
@@ -421,8 +422,19 @@ def test_check_models_command_over_mqtt(
         cmd = GatewayCommand(cmd="check_models", cmd_id="c1")
         pub.publish(topic, encode(cmd), qos=1).wait_for_publish(5)
         assert wait_for(lambda: (agent.inference.running_model() or agent).version == 2)  # type: ignore[union-attr]
+        # A record in the outbox that nothing woke the sync for (cloud.interval_s is 60 s here):
+        # it reaches the cloud because of sync_now.
+        conn = agent.store.connect()
+        try:
+            BatchWriter(conn, SITE, 2000, 4096).write([inbound(scan(1, code_type="barcode", tag=None))], 1)
+        finally:
+            conn.close()
+        rid = record_id("scan", "scan-1", "boot-a", 1)
+        assert rid not in model_cloud.synced
         pub.publish(topic, encode(GatewayCommand(cmd="sync_now", cmd_id="c2")), qos=1).wait_for_publish(5)
         assert wait_for(lambda: agent.metrics.value("commands_total", {"cmd": "sync_now"}) == 1)
+        assert wait_for(lambda: rid in model_cloud.synced, timeout=10)  # well before the 60 s round
+        assert wait_for(lambda: agent.status().outbox_depth == 0)
     finally:
         pub.loop_stop()
         pub.disconnect()

@@ -159,6 +159,8 @@ class ModelCloud:
     not_modified: int = 0
     artifact_requests: list[tuple[str, str | None]] = field(default_factory=list)
     reports: list[ModelReport] = field(default_factory=list)
+    #: Ids of the sync records posted to ``/api/v1/sync``.
+    synced: list[str] = field(default_factory=list)
     auth: list[str] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
 
@@ -251,6 +253,7 @@ def _handler(cloud: ModelCloud) -> type[BaseHTTPRequestHandler]:
                 if self.headers.get("Content-Encoding") == "gzip":
                     raw = gzip.decompress(raw)
                 batch = SyncBatch.model_validate_json(raw)
+                cloud.synced.extend(r.id for r in batch.records)
                 ack = {
                     "schema": "edgehouse.sync_ack",
                     "batch_id": batch.batch_id,
