@@ -19,7 +19,11 @@ import pytest
 
 from edge_agent.config import AgentConfig
 from edge_agent.inbound import Inbound
+from edge_agent.output import GatewayOutput
+from edge_agent.store import Store
 from protocols import (
+    AlertPayload,
+    ForecastPayload,
     Reading,
     ScanBody,
     ScanMessage,
@@ -109,6 +113,22 @@ def inbound(
     return Inbound(topic or device_topic(SITE, msg.device_id, kind), encode(msg), mid, 1)
 
 
+# --------------------------------------------------------------------------- the store
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    """A migrated agent database in the test's temp folder."""
+    s = Store(tmp_path / "agent.db")
+    s.open()
+    return s
+
+
+def storing(store: Store) -> Callable[[AlertPayload | ForecastPayload], bool]:
+    """The agent's output without MQTT: store + outbox (what the workers are handed)."""
+    return GatewayOutput(store, SITE, GATEWAY).emit
+
+
 # --------------------------------------------------------------------------- config
 
 
@@ -149,6 +169,7 @@ def write_toml(path: Path, config: AgentConfig) -> Path:
 
 
 # --------------------------------------------------------------------------- private mosquitto
+
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Mosquitto]:

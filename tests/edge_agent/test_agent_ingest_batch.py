@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
 
 import pytest
 from agent_testkit import BASE_TS, SITE, inbound, scan, status_msg, telemetry
@@ -11,13 +10,6 @@ from edge_agent.ingest_batch import BatchWriter
 from edge_agent.store import Store
 from edge_agent.store import outbox as ob
 from protocols import device_topic, encode
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = Store(tmp_path / "agent.db")
-    s.open()
-    return s
 
 
 def writer(store: Store, window_ms: int = 2000, dead_max: int = 16) -> BatchWriter:

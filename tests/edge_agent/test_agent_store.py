@@ -14,13 +14,6 @@ from edge_agent.store.retention import HISTORY
 from protocols import AlertPayload, ForecastPayload, record_id
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = Store(tmp_path / "agent.db")
-    s.open()
-    return s
-
-
 def alert(alert_id: str = "a-1") -> AlertPayload:
     return AlertPayload(
         alert_id=alert_id, gateway_id=GATEWAY, kind="system", state="raised", ts=1, message="m"

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,13 +14,6 @@ from edge_agent.store import Store
 from edge_agent.store import outbox as ob
 from edge_agent.sync import Outcome, SyncWorker
 from protocols import AlertPayload, SyncBatch
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = Store(tmp_path / "agent.db")
-    s.open()
-    return s
 
 
 def fill(store: Store, n: int) -> None:

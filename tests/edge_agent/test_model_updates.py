@@ -8,7 +8,6 @@ import math
 import random
 import threading
 from collections.abc import Callable, Iterator
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +38,7 @@ from update_testkit import (
 from edge_agent.app import Agent
 from edge_agent.cli import model_line
 from edge_agent.config import AgentConfig, ConfigError
-from edge_agent.forecasting import forecast_accuracy
 from edge_agent.ingest_batch import BatchWriter
-from edge_agent.store import Store
 from edge_agent.updates.state import StateFile
 from edge_agent.updates.verify import Rejected, check_compatible, parse_manifest
 from models.manifest import ModelManifest
@@ -514,30 +511,6 @@ def test_compatibility_checks_are_pure_functions() -> None:
     with pytest.raises(Rejected) as info:
         parse_manifest(doc.signed, "demand")
     assert info.value.code == "manifest_mismatch"
-
-
-def test_forecast_accuracy_counts_elapsed_days_only(tmp_path: Path) -> None:
-    from agent_testkit import inbound, scan
-
-    from edge_agent.ingest_batch import BatchWriter
-
-    store = Store(tmp_path / "a.db")
-    store.open()
-    day0 = (date(2024, 3, 1) - date(1970, 1, 1)).days * 86_400_000
-    msgs = []
-    for i, qty in enumerate((4, 6)):  # 4 units on Mar 1, 6 on Mar 2
-        base = scan(i, ts=day0 + i * 86_400_000 + 3_600_000, code_type="barcode", tag=None)
-        body = base.body.model_copy(update={"sku": "SKU-A", "qty": qty})
-        msgs.append(inbound(base.model_copy(update={"body": body})))
-    conn = store.connect()
-    try:
-        BatchWriter(conn, SITE, 2000, 4096).write(msgs, 1)
-        err, actual = forecast_accuracy(
-            conn, "pick", [("SKU-A", date(2024, 3, 1), (5.0, 5.0, 5.0))], date(2024, 3, 3)
-        )
-    finally:
-        conn.close()
-    assert (err, actual) == (2.0, 10.0)  # |5-4| + |5-6|; Mar 3 has not ended
 
 
 def test_status_cli_model_line_and_http_status(agents: Callable[..., Agent], model_cloud: ModelCloud) -> None:

@@ -1,4 +1,4 @@
-"""Anomaly scoring in the agent: hysteresis, the inference thread, model load failures, MQTT."""
+"""edge_agent.scoring: hysteresis, the scoring thread, model load failures, alerts over MQTT."""
 
 from __future__ import annotations
 
@@ -7,29 +7,26 @@ import logging
 import math
 import random
 import shutil
-from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import paho.mqtt.client as paho
 import pytest
-from agent_testkit import GATEWAY, SITE, free_port, inbound, scan, telemetry
+from agent_testkit import GATEWAY, SITE, free_port, inbound, storing, telemetry
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.app import Agent
 from edge_agent.config import ModelsConfig
-from edge_agent.forecasting import ForecastWorker
 from edge_agent.ingest_batch import BatchWriter
 from edge_agent.metrics import AgentMetrics
-from edge_agent.output import GatewayOutput
 from edge_agent.scoring.hysteresis import AlertHysteresis, HysteresisConfig
 from edge_agent.scoring.worker import InferenceWorker
 from edge_agent.store import Store
 from edge_agent.store.telemetry import Reading
 from models.anomaly import AnomalyResult
 from models.runtime import default_model_path
-from protocols import AlertPayload, AlertRecord, ForecastRecord, device_topic, encode, gateway_topic
+from protocols import AlertPayload, AlertRecord, device_topic, encode, gateway_topic
 from tests.helpers.mosquitto import Mosquitto
 from tests.helpers.waiting import wait_for
 
@@ -44,15 +41,6 @@ def series(n: int = N_READINGS, spike_at: int | None = SPIKE_AT) -> list[float]:
     if spike_at is not None:
         values[spike_at] += 15.0
     return values
-
-
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = Store(tmp_path / "agent.db")
-    s.open()
-    return s
 
 
 def write_telemetry(store: Store, values: list[float], batch: int = 50, device: str = "dev-1") -> None:
@@ -74,11 +62,6 @@ def outbox_alerts(store: Store) -> list[AlertPayload]:
     finally:
         conn.close()
     return [AlertRecord.model_validate_json(payload).alert for (payload,) in rows]
-
-
-def storing(store: Store) -> Any:
-    """The agent's output without MQTT: store + outbox."""
-    return GatewayOutput(store, SITE, GATEWAY).emit
 
 
 # --------------------------------------------------------------------------- hysteresis
@@ -287,72 +270,3 @@ def test_agent_scores_mqtt_telemetry_and_publishes_alerts(make_config: Any, brok
         pub.disconnect()
         watcher.loop_stop()
         watcher.disconnect()
-
-
-# --------------------------------------------------------------------------- demand forecasts
-
-ORIGIN = date(2024, 3, 1)
-ORIGIN_MS = (ORIGIN - date(1970, 1, 1)).days * 86_400_000
-
-
-def write_scans(store: Store, sku_days: dict[str, int]) -> None:
-    """Per SKU, one pick a day (qty 3 on weekdays, 8 on Saturdays) for the last ``days`` days."""
-    msgs = []
-    seq = 0
-    for sku, days in sku_days.items():
-        for d in range(days, 0, -1):
-            ts = ORIGIN_MS - d * 86_400_000 + 9 * 3_600_000
-            base = scan(seq, ts=ts, code_type="barcode", tag=None)
-            qty = 8 if datetime.fromtimestamp(ts / 1000, UTC).weekday() == 5 else 3
-            msgs.append(
-                inbound(
-                    base.model_copy(update={"body": base.body.model_copy(update={"sku": sku, "qty": qty})})
-                )
-            )
-            seq += 1
-    conn = store.connect()
-    try:
-        BatchWriter(conn, SITE, 2000, 4096).write(msgs, 1)
-    finally:
-        conn.close()
-
-
-def forecasts(store: Store) -> list[Any]:
-    conn = store.connect()
-    try:
-        rows = conn.execute("SELECT payload FROM outbox WHERE kind = 'forecast' ORDER BY rowid").fetchall()
-    finally:
-        conn.close()
-    return [ForecastRecord.model_validate_json(payload).forecast for (payload,) in rows]
-
-
-def test_daily_forecast_per_sku_with_enough_history_once_per_origin(store: Store) -> None:
-    write_scans(store, {"SKU-A": 90, "SKU-B": 40, "SKU-NEW": 10})
-    metrics = AgentMetrics()
-
-    worker = ForecastWorker(
-        ModelsConfig(), GATEWAY, SITE, store, metrics, storing(store), today=lambda: ORIGIN
-    )
-    worker.start()
-    try:
-        assert wait_for(lambda: len(forecasts(store)) == 2)
-    finally:
-        worker.stop()
-    fcs = {f.sku: f for f in forecasts(store)}
-    assert set(fcs) == {"SKU-A", "SKU-B"}  # SKU-NEW: 10 days < forecast_min_history_days
-    a = fcs["SKU-A"]
-    assert a.origin == "2024-03-01" and a.forecast_id == "demand:SKU-A:2024-03-01" and a.model_version >= 1
-    assert len(a.p50) == len(a.p90) == 28 and all(hi >= lo >= 0 for lo, hi in zip(a.p50, a.p90))
-    assert 1.0 < sum(a.p50) / 28 < 10.0  # about 3.7 units a day were picked
-    assert metrics.value("model_loaded", {"task": "demand"}) == 1
-    assert worker.run_once(ORIGIN) == 0  # the same origin again: nothing new stored
-
-
-def test_bad_demand_model_leaves_forecasts_off(store: Store, tmp_path: Path) -> None:
-    metrics = AgentMetrics()
-    cfg = ModelsConfig(demand_model=tmp_path / "missing.tflite")
-    worker = ForecastWorker(cfg, GATEWAY, SITE, store, metrics, lambda f: True)
-    worker.start()
-    assert not worker.running and not worker.should_run and worker.error is not None
-    assert metrics.value("model_loaded", {"task": "demand"}) == 0
-    worker.stop()
