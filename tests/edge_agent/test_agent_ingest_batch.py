@@ -1,6 +1,9 @@
+"""edge_agent.ingest_batch: decode, dead letters, dedup, RFID bursts, device status, padded lookups."""
+
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 import pytest
 from agent_testkit import BASE_TS, SITE, inbound, scan, status_msg, telemetry
@@ -98,3 +101,26 @@ def test_device_status_latest_and_history(store: Store) -> None:
     assert count(store, "device_status_history") == 2
     ids = sorted(r.id for r in ob.read_oldest(conn, 10))
     assert ids == ["device_status:dev-1:boot-a:1", "device_status:dev-1:boot-a:2"]
+
+
+def test_ingest_dedup_is_exact_at_every_padded_length(tmp_path: Path) -> None:
+    """Batches of every size around the padded lengths: duplicates found, nothing else dropped."""
+    store = Store(tmp_path / "agent.db")
+    store.open()
+    w = BatchWriter(store.connect(), SITE, 2000, 16)
+    w.load_state()
+    stored = 0
+    seq = 0
+    for size in (1, 15, 16, 17, 127, 128, 129, 250):
+        fresh = [inbound(telemetry(seq + i)) for i in range(size)]
+        seq += size
+        again = fresh[: max(1, size // 3)]  # a third are re-deliveries of this same batch
+        result = w.write(fresh + again, 1)
+        assert result.stored["telemetry"] == size and result.duplicates == len(again)
+        stored += size
+        assert w.write(again, 2).duplicates == len(again)  # and of an earlier, committed one
+    conn = store.connect()
+    try:
+        assert conn.execute("SELECT COUNT(*) FROM telemetry").fetchone()[0] == stored
+    finally:
+        conn.close()

@@ -1,9 +1,12 @@
-"""The agent against a private Mosquitto started from the shipped config."""
+"""edge_agent.mqtt: the callbacks' guarantees, and the agent against a private Mosquitto started
+from the shipped config."""
 
 from __future__ import annotations
 
 import json
+import queue
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -14,6 +17,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge_agent import runtime
 from edge_agent.app import Agent
 from edge_agent.config import AgentConfig
+from edge_agent.inbound import Inbound
+from edge_agent.metrics import AgentMetrics
+from edge_agent.mqtt import MqttLink
 from protocols import AlertPayload, GatewayStatusPayload, device_topic, encode, gateway_topic
 from tests.helpers.mosquitto import Mosquitto
 from tests.helpers.waiting import wait_for
@@ -159,3 +165,40 @@ def test_reconnects_after_broker_restart_and_syncs(
         agent.stop()
     data = json.loads(json.dumps([b.model_dump(mode="json") for b in fake_cloud.batches]))
     assert all(b["gateway_id"] == GATEWAY for b in data)
+
+
+class _ExplodingQueue(queue.Queue[Inbound]):
+    def put(self, item: Inbound, block: bool = True, timeout: float | None = None) -> None:
+        raise RuntimeError("boom")
+
+
+def _message(topic: str = "edgehouse/v1/site-1/dev-1/telemetry", qos: int = 1, mid: int = 7) -> Any:
+    return SimpleNamespace(topic=topic, payload=b"{}", mid=mid, qos=qos)
+
+
+def test_on_message_never_raises_and_respects_closed_intake(make_config: Any) -> None:
+    link = MqttLink(make_config(), _ExplodingQueue(), AgentMetrics())
+    link._on_message(link._client, None, _message())  # logged, not raised
+    inbox: queue.Queue[Inbound] = queue.Queue(maxsize=1)
+    metrics = AgentMetrics()
+    link = MqttLink(make_config(), inbox, metrics)
+    link._on_message(link._client, None, _message(mid=1))
+    assert inbox.get_nowait() == Inbound("edgehouse/v1/site-1/dev-1/telemetry", b"{}", 1, 1, 0)
+    link._on_message(link._client, None, _message(qos=0))
+    link._on_message(link._client, None, _message(qos=0))  # queue full: QoS 0 dropped and counted
+    assert metrics.value("queue_overflow_total") == 1
+    inbox.get_nowait()
+    link.close_intake()
+    link._on_message(link._client, None, _message(mid=2))
+    assert inbox.empty()
+
+
+def test_acks_only_for_the_connection_that_delivered(make_config: Any) -> None:
+    link = MqttLink(make_config(), queue.Queue(), AgentMetrics())
+    sent: list[tuple[int, int]] = []
+    link._client.ack = lambda mid, qos: sent.append((mid, qos)) or 0  # type: ignore[method-assign]
+    link._connection = 2
+    link.ack(Inbound("t", b"", 5, 1, 1))  # delivered before a reconnect: the broker redelivers it
+    link.ack(Inbound("t", b"", 6, 0, 2))  # QoS 0: nothing to acknowledge
+    link.ack(Inbound("t", b"", 7, 1, 2))
+    assert sent == [(7, 1)]

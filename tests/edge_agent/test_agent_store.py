@@ -1,3 +1,5 @@
+"""edge_agent.store: WAL and migrations, transactions, the outbox, gateway output, retention, padding."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -9,7 +11,7 @@ from agent_testkit import GATEWAY, SITE, inbound, scan, status_msg, telemetry
 from edge_agent.ingest_batch import BatchWriter
 from edge_agent.store import Retention, Store, enqueue, migrate, transaction
 from edge_agent.store import outbox as ob
-from edge_agent.store.db import connect, used_bytes
+from edge_agent.store.db import PADDED_LENGTHS, connect, padded, used_bytes
 from edge_agent.store.retention import HISTORY
 from protocols import AlertPayload, ForecastPayload, record_id
 
@@ -182,3 +184,35 @@ def test_retention_age_limits(store: Store) -> None:
     )
     assert result.deleted == {"telemetry": 5}
     assert conn.execute("SELECT COUNT(*) FROM telemetry").fetchone()[0] == 5
+
+
+def test_padded_repeats_the_last_item_up_to_the_next_length() -> None:
+    assert padded([]) == []
+    assert padded([1]) == [1] * PADDED_LENGTHS[0]
+    items = list(range(PADDED_LENGTHS[0] + 1))
+    out = padded(items)
+    assert len(out) == PADDED_LENGTHS[1] and out[: len(items)] == items
+    assert set(out[len(items) :]) == {items[-1]}
+    assert len(padded(list(range(PADDED_LENGTHS[-1])))) == PADDED_LENGTHS[-1]
+    with pytest.raises(ValueError, match="chunk"):
+        padded(list(range(PADDED_LENGTHS[-1] + 1)))
+
+
+def test_outbox_delete_counts_each_id_once_whatever_the_padding(tmp_path: Path) -> None:
+    store = Store(tmp_path / "agent.db")
+    store.open()
+    conn = store.connect()
+    try:
+        ids = [f"r{i}" for i in range(1203)]
+        conn.executemany(
+            "INSERT INTO outbox (id, kind, created_ts, payload) VALUES (?, 'reading', 1, '{}')",
+            [(i,) for i in ids],
+        )
+        assert ob.delete(conn, ids[:3] + ["missing"]) == 3
+        assert ob.delete(conn, ids[3:]) == 1200
+        assert ob.depth(conn) == 0
+        # The cache holds one statement per padded length, not one per batch size.
+        for n in range(1, 40):
+            ob.delete(conn, [f"x{i}" for i in range(n)])
+    finally:
+        conn.close()

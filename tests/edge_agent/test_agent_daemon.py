@@ -1,4 +1,6 @@
-"""The agent as a real process: CLI, SIGKILL mid-stream without loss or duplicates, SIGTERM exits 0."""
+"""edge_agent.daemon, the agent as a real process: its lean start-up path (what it imports, the
+memory bounds behind the ingest bench's RSS figure), the CLI, SIGKILL mid-stream without loss or
+duplicates, SIGTERM exits 0, untrusted input logged bounded."""
 
 from __future__ import annotations
 
@@ -7,17 +9,20 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
+import pytest
 from agent_testkit import SITE, telemetry, write_toml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent import runtime
 from edge_agent.config import AgentConfig
+from edge_agent.daemon import limit_malloc_arenas
 from protocols import device_topic, encode, gateway_topic
 from tests.helpers.mosquitto import Mosquitto
 from tests.helpers.waiting import wait_for
@@ -63,8 +68,6 @@ def count(db: Path) -> tuple[int, int]:
         return 0, 0
     finally:
         conn.close()
-
-
 
 
 def test_validate_config(tmp_path: Path) -> None:
@@ -155,7 +158,9 @@ def test_untrusted_input_is_logged_bounded(make_config: Any, broker: Mosquitto, 
     config_path = write_toml(tmp_path / "agent.toml", cfg)
     log = tmp_path / "agent.log"
     proc = start_agent(config_path, cfg, log)
-    pub = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="garbage", protocol=paho.MQTTv5)
+    pub = paho.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2, client_id="garbage", protocol=paho.MQTTv5
+    )
     pub.connect("127.0.0.1", broker.port)
     pub.loop_start()
     try:
@@ -163,7 +168,9 @@ def test_untrusted_input_is_logged_bounded(make_config: Any, broker: Mosquitto, 
         garbage = b"{" + b"\x7f" * 30_000 + "é".encode() * 15_000
         pub.publish(gateway_topic(SITE, cfg.gateway_id, "cmd"), garbage, qos=1).wait_for_publish(10)
         pub.publish(device_topic(SITE, "dev-1", "telemetry"), garbage, qos=1).wait_for_publish(10)
-        assert wait_for(lambda: "malformed command" in log.read_text(errors="replace"), 20), log.read_text()[-2000:]
+        assert wait_for(lambda: "malformed command" in log.read_text(errors="replace"), 20), log.read_text()[
+            -2000:
+        ]
     finally:
         pub.loop_stop()
         pub.disconnect()
@@ -172,3 +179,91 @@ def test_untrusted_input_is_logged_bounded(make_config: Any, broker: Mosquitto, 
     lines = log.read_text(errors="replace").splitlines()
     assert max(len(line) for line in lines) < 2_500, max(lines, key=len)[:300]
     assert any("malformed command on" in line and "(60001 bytes)" in line for line in lines)
+
+
+def _python(code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: PLW1510 (the return code is asserted)
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
+    )
+
+
+def test_running_agent_with_models_off_loads_no_cli_stack_numpy_or_litert(tmp_path: Path) -> None:
+    """What `edgehouse-agent run` imports and starts, with both models switched off."""
+    out = _python(
+        f"""
+        import sys, threading
+        from edge_agent.daemon import block_httpx_cli
+        block_httpx_cli()
+        from edge_agent.app import Agent
+        from edge_agent.config import AgentConfig
+        cfg = AgentConfig.from_mapping({{
+            "gateway_id": "gw-lean", "site": "s", "data_dir": {str(tmp_path / "data")!r},
+            "mqtt": {{"port": 1}}, "http": {{"port": 0}},
+            "models": {{"enabled": False, "forecast_enabled": False}},
+        }})
+        agent = Agent(cfg)
+        agent.start()
+        agent.stop()
+        import httpx  # the sync worker's client still works without its CLI module
+        assert httpx.Client
+        heavy = {{"typer", "click", "rich", "pygments", "numpy", "ai_edge_litert", "tflite_runtime",
+                  "tensorflow", "cryptography"}}
+        print(sorted(heavy & {{m.split(".")[0] for m in sys.modules}}))
+        """,
+        tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_models_on_load_numpy_and_the_interpreter_with_the_first_model(tmp_path: Path) -> None:
+    out = _python(
+        f"""
+        import sys
+        from edge_agent.app import Agent
+        from edge_agent.config import AgentConfig
+        cfg = AgentConfig.from_mapping({{
+            "gateway_id": "gw-lean", "site": "s", "data_dir": {str(tmp_path / "data")!r},
+            "mqtt": {{"port": 1}}, "http": {{"port": 0}},
+        }})
+        agent = Agent(cfg)
+        before = "numpy" in sys.modules
+        agent.start()
+        loaded = agent.inference.running_model() is not None
+        agent.stop()
+        print(before, loaded, "numpy" in sys.modules)
+        """,
+        tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False True True"
+
+
+def test_run_help_and_status_help(tmp_path: Path) -> None:
+    for args in (["run", "--help"], ["status", "--help"], ["--help"]):
+        out = subprocess.run(  # noqa: PLW1510
+            [sys.executable, "-m", "edge_agent", *args], cwd=REPO, capture_output=True, text=True, timeout=60
+        )
+        assert out.returncode == 0, (args, out.stderr)
+        assert "--config" in out.stdout or "run" in out.stdout
+
+
+def test_run_without_config_is_a_usage_error() -> None:
+    out = subprocess.run(  # noqa: PLW1510
+        [sys.executable, "-m", "edge_agent", "run"], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2 and "--config" in out.stderr
+
+
+def test_malloc_arena_cap_applies_on_glibc_unless_the_operator_set_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    assert limit_malloc_arenas() is True
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert limit_malloc_arenas() is False
