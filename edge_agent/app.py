@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
+from edge_agent.background import BackgroundWorker
 from edge_agent.commands import CommandHandler
 from edge_agent.config import AgentConfig
 from edge_agent.forecasting import ForecastWorker
@@ -41,17 +42,11 @@ log = logging.getLogger(__name__)
 
 
 class Component(Protocol):
-    """What the agent starts, stops and checks in ``/healthz`` (a thread not running is a fault
-    while ``should_run``)."""
+    """What the agent starts and stops; the :class:`BackgroundWorker` ones are also checked by
+    ``/healthz`` (a thread not running is a fault while it ``should_run``)."""
 
     @property
     def name(self) -> str: ...
-
-    @property
-    def running(self) -> bool: ...
-
-    @property
-    def should_run(self) -> bool: ...
 
     def start(self) -> None: ...
 
@@ -151,7 +146,7 @@ class Agent:
             )
         http = [self.http] if self.http is not None else []
         sync = [self.sync] if self.sync is not None else []
-        #: Started in this order, and checked by ``/healthz``.
+        #: Started in this order; the threads among them are checked by ``/healthz``.
         self.components: list[Component] = [
             self.checkpointer,
             self.housekeeper,
@@ -239,4 +234,8 @@ class Agent:
         """Components that should be running but are not (for ``/healthz``)."""
         if not self._started:
             return []
-        return [c.name for c in self.components if c.should_run and not c.running]
+        return [
+            c.name
+            for c in self.components
+            if isinstance(c, BackgroundWorker) and c.should_run and not c.running
+        ]

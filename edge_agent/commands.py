@@ -65,8 +65,13 @@ class CommandHandler(BackgroundWorker[None]):
             except ValidationError as exc:
                 self._metrics.commands.labels("invalid").inc()
                 first = exc.errors(include_url=False, include_input=False)[0]
-                log.warning("malformed command on %s (%d bytes): %s at %s", clip(item.topic), len(item.payload),
-                            clip(first.get("msg", "invalid")), clip(".".join(map(str, first.get("loc", ())))))
+                log.warning(
+                    "malformed command on %s (%d bytes): %s at %s",
+                    clip(item.topic),
+                    len(item.payload),
+                    clip(first.get("msg", "invalid")),
+                    clip(".".join(map(str, first.get("loc", ())))),
+                )
                 return
             self._metrics.commands.labels(command.cmd).inc()
             handler = self._handlers.get(command.cmd)

@@ -29,7 +29,6 @@ from edge_agent.store import Store
 from edge_agent.store.db import READER_CACHE_KIB
 from edge_agent.updates.slot import ModelInfo, ModelWorker, Shadow, SlotStart, load_slot_model
 from edge_agent.updates.stats import SlotStats, StatsCounter
-from models.manifest import default_model_path
 from protocols import ForecastPayload, ModelStats
 
 if TYPE_CHECKING:
@@ -140,13 +139,8 @@ class ForecastWorker(ModelWorker[None, _Forecasting, _ShadowForecasts]):
         clock_ms: Callable[[], int] = now_ms,
         installed: SlotStart | None = None,
     ) -> None:
-        model_path = Path(config.demand_model) if config.demand_model else default_model_path("demand")
-        super().__init__(metrics, model_path, installed, clock_ms, nice=config.nice)
-        self._config = config
-        self._gateway_id = gateway_id
+        super().__init__(config, gateway_id, store, metrics, emit, config.demand_model, installed, clock_ms)
         self._site = site
-        self._store = store
-        self._emit = emit
         self._today = today
         self._done: date | None = None
 

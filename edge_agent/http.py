@@ -116,15 +116,6 @@ class StatusServer:
             runtime.write(self._runtime_path, info)
 
     @property
-    def running(self) -> bool:
-        thread = self._thread
-        return thread is not None and thread.is_alive()
-
-    @property
-    def should_run(self) -> bool:
-        return True
-
-    @property
     def host(self) -> str:
         if self._server is None:
             raise RuntimeError("status server not started")

@@ -44,7 +44,6 @@ from edge_agent.store.telemetry import (
 )
 from edge_agent.updates.slot import ModelInfo, ModelWorker, Shadow, SlotStart, Swap, load_slot_model
 from edge_agent.updates.stats import StatsCounter
-from models.manifest import default_model_path
 from protocols import AlertPayload
 
 if TYPE_CHECKING:
@@ -107,12 +106,7 @@ class InferenceWorker(ModelWorker[None, _Scoring, _Shadow]):
         installed: SlotStart | None = None,
         clock_ms: Callable[[], int] = now_ms,
     ) -> None:
-        model_path = Path(config.anomaly_model) if config.anomaly_model else default_model_path("anomaly")
-        super().__init__(metrics, model_path, installed, clock_ms, nice=config.nice)
-        self._config = config
-        self._gateway_id = gateway_id
-        self._store = store
-        self._emit = emit
+        super().__init__(config, gateway_id, store, metrics, emit, config.anomaly_model, installed, clock_ms)
         self._alerts: AlertHysteresis | None = None
         self._pending: _Pending | None = None
         self._swap_lock = threading.Lock()

@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
 from edge_agent.background import BackgroundWorker
+from edge_agent.config import ModelsConfig
 from edge_agent.updates.stats import SlotStats, StatsCounter, resumed_pair
-from models.manifest import ModelLoadError
+from models.manifest import ModelLoadError, default_model_path
 from protocols import ModelStats
 
 if TYPE_CHECKING:
     from edge_agent.metrics import AgentMetrics
+    from edge_agent.store import Store
     from models.runtime import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -168,15 +170,24 @@ class ModelWorker(BackgroundWorker[R], Generic[R, M, S]):
 
     def __init__(
         self,
+        config: ModelsConfig,
+        gateway_id: str,
+        store: Store,
         metrics: AgentMetrics,
-        model_path: Path,
+        emit: Callable[[Any], bool],
+        configured_model: Path | None,
         installed: SlotStart | None,
         clock_ms: Callable[[], int],
-        nice: int = 0,
     ) -> None:
-        super().__init__(metrics, nice=nice)
+        super().__init__(metrics, nice=config.nice)
+        self._config = config
+        self._gateway_id = gateway_id
+        self._store = store
         self._metrics = metrics
-        self._model_path = model_path
+        #: Where the output goes (:meth:`edge_agent.output.GatewayOutput.emit`).
+        self._emit = emit
+        #: The configured model, else the shipped one: tried after the installed ones.
+        self._model_path = Path(configured_model) if configured_model else default_model_path(self.task)
         installed = installed if installed is not None else SlotStart()
         self._installed = installed.installed
         self._installed_shadow = installed.shadow
