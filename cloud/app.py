@@ -1,6 +1,6 @@
 """The app factory: ``create_app(settings)`` wires routers, error handlers and a lifespan.
 
-The lifespan builds the database engine, creates missing tables, and disposes of the engine on
+The lifespan builds the database engine, applies pending migrations (cloud.db.migrate), and disposes of the engine on
 shutdown; nothing lives at module level, so several apps (tests, replicas) can coexist.
 """
 
@@ -29,7 +29,8 @@ from cloud.api import (
     tokens,
 )
 from cloud.api import train_jobs as train_jobs_api
-from cloud.db.engine import build_engine, create_tables
+from cloud.db.engine import build_engine
+from cloud.db.migrate import ensure_schema
 from cloud.deps import CloudState
 from cloud.errors import install_error_handlers
 from cloud.services import train_registry
@@ -56,7 +57,7 @@ def create_app(settings: CloudSettings) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         engine = build_engine(settings.database_url, pool_size=settings.db_pool_size)
         try:
-            create_tables(engine)
+            ensure_schema(engine, apply=settings.migrate_on_start)
             state.engine = engine
             route_jobs.start()
             ensure_shipped_defaults(engine)

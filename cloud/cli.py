@@ -1,4 +1,4 @@
-"""``edgehouse-cloud``: serve the API, register gateways and issue tokens.
+"""``edgehouse-cloud``: serve the API, migrate the database, register gateways and issue tokens.
 
 Settings come from ``EDGEHOUSE_CLOUD_*`` variables and optionally ``--config FILE`` (TOML).
 The admin commands work on the database directly, so they also provision a fresh install.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +21,8 @@ from sqlalchemy import Engine
 
 from cloud.app import create_app
 from cloud.auth import reserved_token_hashes
-from cloud.db.engine import build_engine, create_tables
+from cloud.db import migrate as migrations
+from cloud.db.engine import build_engine
 from cloud.schemas import GatewayCreate, TokenCreate
 from cloud.services import gateways as gateway_service
 from cloud.services.errors import ServiceError
@@ -49,7 +51,11 @@ def _settings(config: Path | None, **overrides: object) -> CloudSettings:
 def _engine(settings: CloudSettings) -> Iterator[Engine]:
     engine = build_engine(settings.database_url, pool_size=1)
     try:
-        create_tables(engine)
+        try:
+            migrations.ensure_schema(engine, apply=settings.migrate_on_start)
+        except migrations.MigrationError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
         yield engine
     finally:
         engine.dispose()
@@ -74,6 +80,34 @@ def serve(
     settings = _settings(config, host=host, port=port)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+
+
+@app.command()
+def migrate(
+    config: ConfigOption = None,
+    show_status: Annotated[bool, typer.Option("--status", help="Show each migration's state; change nothing")] = False,
+) -> None:
+    """Apply the pending schema migrations (safe while other processes start or run)."""
+    settings = _settings(config)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    engine = build_engine(settings.database_url, pool_size=1)
+    try:
+        if not show_status:
+            started = time.perf_counter()
+            try:
+                done = migrations.migrate(engine)
+            except migrations.MigrationError as exc:
+                typer.echo(f"error: {exc}", err=True)
+                raise typer.Exit(1) from None
+            took = time.perf_counter() - started
+            typer.echo(f"applied {len(done)} migrations in {took:.2f} s" if done else "the schema is up to date")
+        states = migrations.status(engine)
+    finally:
+        engine.dispose()
+    for st in states:
+        when = "" if st.applied_ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(st.applied_ts / 1000))
+        took_ms = "" if st.duration_ms is None else f"{st.duration_ms} ms"
+        typer.echo(f"{st.name:<40} {st.state:<8} {when:<19} {took_ms:>9}  {st.summary}")
 
 
 @app.command("check-config")

@@ -61,6 +61,9 @@ class CloudSettings(BaseSettings):
     #: Largest sync batch accepted after decompression, in bytes.
     max_decompressed_bytes: Annotated[int, Field(ge=1024, le=1 << 31)] = 64 * 1024 * 1024
     db_pool_size: Annotated[int, Field(ge=1, le=200)] = 5
+    #: Apply pending schema migrations at start-up; off: refuse to start on an outdated schema
+    #: (run ``edgehouse-cloud migrate`` first).
+    migrate_on_start: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     #: Directory of retraining jobs (spec, candidate model, result per job).
     train_workdir: Path = Path("var/cloud/train")

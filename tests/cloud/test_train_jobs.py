@@ -21,7 +21,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from train_testkit import DAY_MS, T0, scan_records, sync, telemetry_records, wait_for_state
 
-from cloud.db.engine import build_engine, create_tables
+from cloud.db.engine import build_engine
+from cloud.db.migrate import migrate
 from cloud.services import train_job_store
 from cloud.services.model_registry import CandidateIn
 from cloud.services.train_jobs import TrainJobs
@@ -293,7 +294,7 @@ def test_jobs_left_running_by_a_crash_fail_at_start_and_queued_ones_resume(tmp_p
     """TrainJobs alone, with injected registry callables (the shipped default as the deployed model)."""
     settings = make_settings(f"sqlite:///{tmp_path / 'cloud.db'}", train_workdir=tmp_path / "train")
     engine = build_engine(settings.database_url)
-    create_tables(engine)
+    migrate(engine)
     orphan = train_job_store.insert(engine, "anomaly", "fleet", {"epochs": 1, "seed": 7}, "admin")
     train_job_store.transition(engine, orphan, ["queued"], state="running", started_ts=1)  # a crash left it so
     waiting = train_job_store.insert(engine, "anomaly", "fleet", {"epochs": 1, "seed": 7, "holdout_fraction": 0.2},
