@@ -1,4 +1,5 @@
-"""``edgehouse-cloud``: serve the API, migrate the database, register gateways and issue tokens.
+"""``edgehouse-cloud``: serve the API, run job workers and the rollout controller, migrate the database,
+register gateways and issue tokens.
 
 Settings come from ``EDGEHOUSE_CLOUD_*`` variables and optionally ``--config FILE`` (TOML).
 The admin commands work on the database directly, so they also provision a fresh install.
@@ -8,7 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,11 +26,17 @@ from cloud.app import create_app
 from cloud.auth import reserved_token_hashes
 from cloud.db import migrate as migrations
 from cloud.db.engine import build_engine
+from cloud.jobs.queue import QUEUE_NAMES
+from cloud.jobs.worker import Worker
 from cloud.schemas import GatewayCreate, TokenCreate
 from cloud.services import gateways as gateway_service
 from cloud.services.errors import ServiceError
+from cloud.services.model_registry import ensure_shipped_defaults
+from cloud.services.model_signing import Keyring
+from cloud.services.rollout_controller import RolloutController
 from cloud.settings import CloudSettings, SettingsError, load_settings
 
+log = logging.getLogger(__name__)
 app = typer.Typer(help="Edgehouse cloud service.", no_args_is_help=True, add_completion=False)
 gateway_app = typer.Typer(help="Register and list gateways.", no_args_is_help=True)
 token_app = typer.Typer(help="Issue API tokens.", no_args_is_help=True)
@@ -78,8 +87,66 @@ def serve(
 ) -> None:
     """Run the API with uvicorn until SIGINT/SIGTERM."""
     settings = _settings(config, host=host, port=port)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    _logging(settings)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+
+
+def _until_signalled(component: Worker | RolloutController, what: str) -> None:
+    """Start ``component``, run until SIGINT/SIGTERM, then stop it (its jobs go back to the queue)."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("%s: %s received, stopping", what, signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    component.start()
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        component.stop()
+    log.info("%s stopped", what)
+
+
+def _logging(settings: CloudSettings) -> None:
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+@app.command()
+def worker(
+    config: ConfigOption = None,
+    queues: Annotated[str, typer.Option(help="Queues to serve, comma-separated: route, train")] = "route,train",
+    route_concurrency: Annotated[int | None, typer.Option(
+        min=1, max=64, help="Route jobs solved at once (default: WORKER_ROUTE_CONCURRENCY)")] = None,
+    train_concurrency: Annotated[int | None, typer.Option(
+        min=1, max=16, help="Retraining jobs run at once (default: MAX_CONCURRENT_TRAIN_JOBS)")] = None,
+) -> None:
+    """Run route and training jobs from the database until SIGINT/SIGTERM (any number of workers on PostgreSQL)."""
+    settings = _settings(config)
+    _logging(settings)
+    names = [q.strip() for q in queues.split(",") if q.strip()]
+    unknown = [q for q in names if q not in QUEUE_NAMES]
+    if unknown or not names:
+        typer.echo(f"error: --queues: unknown queue {unknown[0]!r} (route, train)" if unknown
+                   else "error: --queues: name at least one queue", err=True)
+        raise typer.Exit(2)
+    concurrency = {k: v for k, v in (("route", route_concurrency), ("train", train_concurrency)) if v is not None}
+    with _engine(settings) as engine:
+        ensure_shipped_defaults(engine)
+        _until_signalled(Worker(settings, engine, names, concurrency), "worker")  # type: ignore[arg-type]
+
+
+@app.command()
+def controller(config: ConfigOption = None) -> None:
+    """Run the rollout controller until SIGINT/SIGTERM (API replicas then set EMBEDDED_ROLLOUT_CONTROLLER=false)."""
+    settings = _settings(config)
+    _logging(settings)
+    with _engine(settings) as engine:
+        ensure_shipped_defaults(engine)
+        _until_signalled(RolloutController(engine, Keyring.from_settings(settings), settings.rollout_tick_s),
+                         "rollout controller")
 
 
 @app.command()
@@ -89,7 +156,7 @@ def migrate(
 ) -> None:
     """Apply the pending schema migrations (safe while other processes start or run)."""
     settings = _settings(config)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    _logging(settings)
     engine = build_engine(settings.database_url, pool_size=1)
     try:
         if not show_status:
