@@ -57,8 +57,8 @@ def _settings(config: Path | None, **overrides: object) -> CloudSettings:
 
 
 @contextmanager
-def _engine(settings: CloudSettings) -> Iterator[Engine]:
-    engine = build_engine(settings.database_url, pool_size=1)
+def _engine(settings: CloudSettings, pool_size: int = 1) -> Iterator[Engine]:
+    engine = build_engine(settings.database_url, pool_size=pool_size)
     try:
         try:
             migrations.ensure_schema(engine, apply=settings.migrate_on_start)
@@ -133,7 +133,9 @@ def worker(
                    else "error: --queues: name at least one queue", err=True)
         raise typer.Exit(2)
     concurrency = {k: v for k, v in (("route", route_concurrency), ("train", train_concurrency)) if v is not None}
-    with _engine(settings) as engine:
+    slots = (concurrency.get("route", settings.worker_route_concurrency) if "route" in names else 0) + (
+        concurrency.get("train", settings.max_concurrent_train_jobs) if "train" in names else 0)
+    with _engine(settings, pool_size=slots + 2) as engine:  # a connection per slot, the upkeep loop, one spare
         ensure_shipped_defaults(engine)
         _until_signalled(Worker(settings, engine, names, concurrency), "worker")  # type: ignore[arg-type]
 
@@ -143,8 +145,7 @@ def controller(config: ConfigOption = None) -> None:
     """Run the rollout controller until SIGINT/SIGTERM (API replicas then set EMBEDDED_ROLLOUT_CONTROLLER=false)."""
     settings = _settings(config)
     _logging(settings)
-    with _engine(settings) as engine:
-        ensure_shipped_defaults(engine)
+    with _engine(settings, pool_size=2) as engine:
         _until_signalled(RolloutController(engine, Keyring.from_settings(settings), settings.rollout_tick_s),
                          "rollout controller")
 
