@@ -102,6 +102,7 @@ def _until_signalled(component: Worker | RolloutController, what: str) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     component.start()
+    log.info("%s running until SIGTERM or SIGINT", what)
     try:
         while not stop.wait(1.0):
             pass
