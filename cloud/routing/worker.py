@@ -12,6 +12,7 @@ import base64
 import json
 import sys
 import tempfile
+import traceback
 from pathlib import Path
 
 from cloud.lifeline import exit_when_stdin_closes
@@ -39,9 +40,13 @@ def main() -> int:
     )
     print(json.dumps({"plan": plan.model_dump(mode="json")}), flush=True)
     if request.get("plot"):
-        with tempfile.TemporaryDirectory(prefix="route-plot-") as tmp:
-            path = Path(tmp) / "plan.png"
-            png = base64.b64encode(path.read_bytes()).decode() if plot_png(problem, plan, path) else None
+        png: str | None = None
+        try:
+            with tempfile.TemporaryDirectory(prefix="route-plot-") as tmp:
+                path = Path(tmp) / "plan.png"
+                png = base64.b64encode(path.read_bytes()).decode() if plot_png(problem, plan, path) else None
+        except Exception:  # noqa: BLE001 - a plot that fails must not fail the plan
+            traceback.print_exc()
         print(json.dumps({"plot_png": png}), flush=True)
     return 0
 

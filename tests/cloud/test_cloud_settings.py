@@ -81,3 +81,22 @@ def test_bad_toml_names_the_key(tmp_path: Path) -> None:
     with pytest.raises(SettingsError) as err:
         load_settings(tmp_path / "missing.toml")
     assert err.value.key == "config"
+
+
+def test_every_setting_and_command_is_documented() -> None:
+    """The README's configuration table names every setting; the READMEs name every edgehouse-cloud command."""
+    import re
+
+    import typer
+
+    from cloud.cli import app
+    from cloud.settings import CloudSettings
+
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text()
+    table = readme[readme.index("### Cloud (`edgehouse-cloud`)"):readme.index("API (OpenAPI at")]
+    documented = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", table))
+    assert [k for k in CloudSettings.model_fields if k.upper() not in documented] == []
+    docs = readme + (root / "cloud" / "README.md").read_text()
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    assert [c for c in commands if f"edgehouse-cloud {c}" not in docs] == []
