@@ -29,6 +29,7 @@ from cloud.api import (
     tokens,
 )
 from cloud.api import train_jobs as train_jobs_api
+from cloud.auth import authorize_first
 from cloud.db.engine import build_engine
 from cloud.db.migrate import ensure_schema
 from cloud.deps import CloudState
@@ -87,7 +88,7 @@ def create_app(settings: CloudSettings) -> FastAPI:
     app.state.route_solver = RouteSolver()
     app.state.model_keyring = keyring
     app.state.worker = None  # the embedded job worker while the app runs, if EMBEDDED_WORKER
-    install_error_handlers(app)
+    install_error_handlers(app, authorize_first)
     app.include_router(train_jobs_api.router)  # before any /models/{...} route, so /models/jobs matches here
     for router in (health.router, sync.router, gateways.router, tokens.router, records.router, routes.router,
                    replenishment.router, models.router, model_signing.router, model_updates.router,

@@ -10,11 +10,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Final, Literal, get_args
+from typing import Annotated, Any, Final, Literal, get_args
 
-from fastapi import Depends
+from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 
@@ -81,22 +81,90 @@ def authenticate(
     return principal
 
 
-def require_role(*roles: Role) -> Callable[[Principal], Principal]:
-    """A dependency that admits only callers with one of ``roles`` (403 otherwise)."""
-    if not roles or any(r not in ROLES for r in roles):
-        raise ValueError(f"roles must be among {ROLES}, got {roles}")
-    allowed = frozenset(roles)
+class RoleCheck:
+    """A dependency that admits only callers with one of ``roles`` (403 otherwise).
 
-    def _check(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
-        if principal.role not in allowed:
-            raise ApiError(403, f"role {principal.role!r} may not do this (needs {' or '.join(roles)})",
+    A class (not a closure) so that an error raised before dependencies run (a body that is not
+    JSON) can still be answered in the right order: see :func:`authorize_first`.
+    """
+
+    def __init__(self, *roles: Role) -> None:
+        if not roles or any(r not in ROLES for r in roles):
+            raise ValueError(f"roles must be among {ROLES}, got {roles}")
+        self.roles = roles
+        self._allowed = frozenset(roles)
+
+    def __call__(self, principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+        return self.authorize(principal, {})
+
+    def authorize(self, principal: Principal, _path_params: Mapping[str, Any]) -> Principal:
+        if principal.role not in self._allowed:
+            raise ApiError(403, f"role {principal.role!r} may not do this (needs {' or '.join(self.roles)})",
                            field="authorization")
         return principal
 
-    return _check
+
+class OwnGatewayCheck(RoleCheck):
+    """:class:`RoleCheck` on a ``/{gateway_id}`` route: a gateway token acts only for its own gateway."""
+
+    def __call__(self, principal: Annotated[Principal, Depends(authenticate)],  # type: ignore[override]
+                 gateway_id: Annotated[str, Path()]) -> Principal:
+        return self.authorize(principal, {"gateway_id": gateway_id})
+
+    def authorize(self, principal: Principal, path_params: Mapping[str, Any]) -> Principal:
+        super().authorize(principal, path_params)
+        if principal.role == "gateway" and principal.gateway_id != path_params.get("gateway_id"):
+            raise ApiError(403, "a gateway token may only act for its own gateway", field="gateway_id")
+        return principal
+
+
+def require_role(*roles: Role) -> RoleCheck:
+    """A dependency that admits only callers with one of ``roles`` (403 otherwise)."""
+    return RoleCheck(*roles)
+
+
+def _route_checks(dependant: Any) -> list[Any]:
+    """Every authentication dependency of a route's dependency tree, outermost first."""
+    found = []
+    for dep in dependant.dependencies:
+        if isinstance(dep.call, RoleCheck) or dep.call is authenticate:
+            found.append(dep.call)
+        found.extend(_route_checks(dep))
+    return found
+
+
+def authorize_first(request: Request) -> None:
+    """Run the route's authentication and role checks now; raise their 401/403 (if any).
+
+    FastAPI reads and decodes a JSON body before it solves dependencies, so a body that is not
+    JSON would otherwise be answered before the caller was even authenticated (a gateway token on
+    an admin route got 400 instead of 403). The error handlers call this first.
+    """
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    checks = _route_checks(dependant)
+    if not checks:
+        return
+    state = request.app.state.cloud
+    if state.engine is None:
+        return
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    credentials = (HTTPAuthorizationCredentials(scheme=scheme, credentials=token.strip())
+                   if scheme and token.strip() else None)
+    principal = authenticate(credentials, state.engine, state.settings)
+    for check in checks:
+        if isinstance(check, RoleCheck):
+            check.authorize(principal, request.path_params)
 
 
 AdminDep = Annotated[Principal, Depends(require_role("admin"))]
 ReaderDep = Annotated[Principal, Depends(require_role("admin", "planner"))]
 GatewayDep = Annotated[Principal, Depends(require_role("gateway"))]
 AnyRoleDep = Annotated[Principal, Depends(authenticate)]
+#: Any role on a ``/{gateway_id}`` route; a gateway token only for its own gateway.
+AnyRoleOwnGatewayDep = Annotated[Principal, Depends(OwnGatewayCheck("admin", "planner", "gateway"))]
+#: An admin, or the gateway named by the route's ``{gateway_id}``.
+OwnGatewayOrAdminDep = Annotated[Principal, Depends(OwnGatewayCheck("admin", "gateway"))]

@@ -23,7 +23,6 @@ import uvicorn
 from sqlalchemy import Engine
 
 from cloud.app import create_app
-from cloud.auth import reserved_token_hashes
 from cloud.db import migrate as migrations
 from cloud.db.engine import build_engine
 from cloud.jobs.queue import QUEUE_NAMES
@@ -35,6 +34,7 @@ from cloud.services.model_registry import ensure_shipped_defaults
 from cloud.services.model_signing import Keyring
 from cloud.services.rollout_controller import RolloutController
 from cloud.settings import CloudSettings, SettingsError, load_settings
+from protocols.untrusted import bound_log_handlers
 
 log = logging.getLogger(__name__)
 app = typer.Typer(help="Edgehouse cloud service.", no_args_is_help=True, add_completion=False)
@@ -70,10 +70,6 @@ def _engine(settings: CloudSettings, pool_size: int = 1) -> Iterator[Engine]:
         engine.dispose()
 
 
-def _reserved(settings: CloudSettings) -> frozenset[str]:
-    return reserved_token_hashes(settings.admin_token.get_secret_value())
-
-
 def _fail(exc: ServiceError) -> typer.Exit:
     typer.echo(f"error: {exc.field + ': ' if exc.field else ''}{exc.message}", err=True)
     return typer.Exit(1)
@@ -88,7 +84,9 @@ def serve(
     """Run the API with uvicorn until SIGINT/SIGTERM."""
     settings = _settings(config, host=host, port=port)
     _logging(settings)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+    # log_config=None: uvicorn's loggers propagate to the (bounded) root handler instead of their own.
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
+                log_config=None)
 
 
 def _until_signalled(component: Worker | RolloutController, what: str) -> None:
@@ -113,6 +111,7 @@ def _until_signalled(component: Worker | RolloutController, what: str) -> None:
 
 def _logging(settings: CloudSettings) -> None:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    bound_log_handlers()  # nothing from a request or a job's output is logged unbounded
 
 
 @app.command()
@@ -202,7 +201,7 @@ def gateway_add(
         raise typer.Exit(2) from None
     with _engine(settings) as engine:
         try:
-            created = gateway_service.register_gateway(engine, req, _reserved(settings))
+            created = gateway_service.register_gateway(engine, req, gateway_service.TokenRules.from_settings(settings))
         except ServiceError as exc:
             raise _fail(exc) from None
     typer.echo(created.token)
@@ -246,7 +245,7 @@ def token_create(
         raise typer.Exit(2) from None
     with _engine(settings) as engine:
         try:
-            created = gateway_service.create_token(engine, req, _reserved(settings))
+            created = gateway_service.create_token(engine, req, gateway_service.TokenRules.from_settings(settings))
         except ServiceError as exc:
             raise _fail(exc) from None
     typer.echo(created.token)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from fastapi import FastAPI, Request
@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from cloud.services.errors import ServiceError
 
@@ -59,7 +60,14 @@ def field_errors(errors: Sequence[Any]) -> list[FieldError]:
     out = []
     for err in list(errors)[:MAX_REPORTED_ERRORS]:
         message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
-        out.append(FieldError(field=error_location(err.get("loc", ())) or "body", message=message))
+        loc = err.get("loc", ())
+        if err.get("type") == "json_invalid":  # FastAPI puts the character position in the location
+            detail = (err.get("ctx") or {}).get("error")
+            position = loc[-1] if loc and isinstance(loc[-1], int) else None
+            message = f"body is not valid JSON: {detail or message}" + (
+                f" (at character {position})" if position is not None else "")
+            loc = ()
+        out.append(FieldError(field=error_location(loc) or "body", message=message))
     if len(errors) > MAX_REPORTED_ERRORS:
         out.append(FieldError(field=None, message=f"{len(errors) - MAX_REPORTED_ERRORS} more errors not shown"))
     return out
@@ -74,30 +82,72 @@ def _response(status: int, errors: list[FieldError], headers: Mapping[str, str] 
     return JSONResponse(ErrorBody(detail=errors).model_dump(), status_code=status, headers=headers)
 
 
-async def _on_request_validation(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    return validation_error_response(exc)
+#: What FastAPI answers (400) when a JSON body cannot even be decoded (e.g. it is not UTF-8).
+_BODY_PARSE_ERROR: Final = "There was an error parsing the body"
+
+Authorize = Callable[[Request], None]
 
 
-async def _on_http_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
-    field = exc.field if isinstance(exc, ApiError) else None
-    return _response(exc.status_code, [FieldError(field=field, message=str(exc.detail))], exc.headers)
+def _authorized(request: Request, authorize: Authorize) -> JSONResponse | None:
+    """The route's 401/403 when the caller may not call it at all, else None."""
+    try:
+        authorize(request)
+    except ApiError as exc:
+        return _response(exc.status_code, [FieldError(field=exc.field, message=str(exc.detail))], exc.headers)
+    return None
 
 
-async def _on_service_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ServiceError)
-    return _response(exc.status_code, [FieldError(field=exc.field, message=exc.message)])
+def _error_handlers(authorize: Authorize) -> dict[type[Exception], Callable[[Request, Exception], Any]]:
+    async def on_request_validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        if any(e.get("type") == "json_invalid" for e in exc.errors()):  # raised before the role check ran
+            refused = _authorized(request, authorize)
+            if refused is not None:
+                return refused
+        return validation_error_response(exc)
+
+    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        if not isinstance(exc, ApiError) and exc.status_code == 400 and exc.detail == _BODY_PARSE_ERROR:
+            refused = _authorized(request, authorize)
+            if refused is not None:
+                return refused
+            return _response(422, [FieldError(field="body", message="body is not valid JSON (UTF-8 expected)")])
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # Starlette's Allow names only the first route matching the path
+            headers = {k: v for k, v in headers.items() if k.lower() != "allow"}
+            headers["Allow"] = _allowed_methods(request)
+        field = exc.field if isinstance(exc, ApiError) else None
+        return _response(exc.status_code, [FieldError(field=field, message=str(exc.detail))], headers or None)
+
+    async def on_service_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ServiceError)
+        return _response(exc.status_code, [FieldError(field=exc.field, message=exc.message)])
+
+    async def on_database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable: %s", exc)
+        return _response(503, [FieldError(field=None, message="database unavailable, retry later")],
+                         {"Retry-After": "5"})
+
+    return {RequestValidationError: on_request_validation, StarletteHTTPException: on_http_error,
+            ServiceError: on_service_error, OperationalError: on_database_unavailable}
 
 
-async def _on_database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
-    log.warning("database unavailable: %s", exc)
-    return _response(503, [FieldError(field=None, message="database unavailable, retry later")],
-                     {"Retry-After": "5"})
+_METHODS: Final = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(RequestValidationError, _on_request_validation)
-    app.add_exception_handler(StarletteHTTPException, _on_http_error)
-    app.add_exception_handler(ServiceError, _on_service_error)
-    app.add_exception_handler(OperationalError, _on_database_unavailable)
+def _allowed_methods(request: Request) -> str:
+    """The methods the app serves at this request's path (for a 405's ``Allow`` header)."""
+    allowed = set()
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            allowed.add(method)
+    return ", ".join(sorted(allowed))
+
+
+def install_error_handlers(app: FastAPI, authorize: Authorize) -> None:
+    """Answer every error with :class:`ErrorBody`; ``authorize`` runs a route's role checks (see
+    ``cloud.auth.authorize_first``) when a body fails to parse before dependencies ran."""
+    for exc_type, handler in _error_handlers(authorize).items():
+        app.add_exception_handler(exc_type, handler)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import itertools
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
-from cloud.schemas import GatewayIdStr
+from cloud.schemas import MAX_API_INT, GatewayIdStr, TsField, _Request
 from protocols.model_update import ModelRelease
 
 ModelStatus = Literal["candidate", "promoted", "rejected", "retired"]
@@ -15,10 +15,6 @@ RolloutState = Literal["running", "paused", "halted", "aborted", "completed", "r
 ScopeStr = Annotated[str, Field(pattern=r"^(fleet|site:[A-Za-z0-9][A-Za-z0-9_.:-]{0,63})$",
                                 description='"fleet" or "site:<site>"')]
 GroupStr = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
-
-
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class ReleaseOut(BaseModel):
@@ -65,9 +61,9 @@ class CandidateUpload(_Request):
     manifest: dict[str, Any]
     metrics: dict[str, float] = Field(default_factory=dict)
     scope: ScopeStr = "fleet"
-    data_from_ts: Annotated[int, Field(ge=0)] | None = None
-    data_to_ts: Annotated[int, Field(ge=0)] | None = None
-    parent_version: Annotated[int, Field(ge=1)] | None = None
+    data_from_ts: TsField | None = None
+    data_to_ts: TsField | None = None
+    parent_version: Annotated[int, Field(ge=1, le=MAX_API_INT)] | None = None
 
 
 class PromoteRequest(_Request):
@@ -101,11 +97,11 @@ class GatewayGroupOut(BaseModel):
 
 
 class Gates(_Request):
-    min_readings: Annotated[int, Field(ge=0)] = 500
+    min_readings: Annotated[int, Field(ge=0, le=MAX_API_INT)] = 500
     max_alert_rate_ratio: Annotated[float, Field(gt=0)] = 2.0
     #: A ratio over the bound fails only with at least this many alerts (or readings in alert)
     #: beyond what the bound allows: 2 raises against 0 is noise, not a worse model.
-    min_excess_alerts: Annotated[int, Field(ge=0)] = 5
+    min_excess_alerts: Annotated[int, Field(ge=0, le=MAX_API_INT)] = 5
     max_wape_ratio: Annotated[float, Field(gt=0)] = 1.1
     min_actual_units: Annotated[float, Field(ge=0)] = 50.0
     min_stage_duration_s: Annotated[float, Field(ge=0)] = 60.0
@@ -114,7 +110,7 @@ class Gates(_Request):
 
 class RolloutCreate(_Request):
     task: Literal["anomaly", "demand"]
-    model_version: Annotated[int, Field(ge=1)]
+    model_version: Annotated[int, Field(ge=1, le=MAX_API_INT)]
     scope: ScopeStr | None = Field(None, description="default: the model version's scope")
     group: GroupStr | None = Field(None, description="only gateways of this group (default: every gateway)")
     canary_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.1

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Final, Generic, Literal, TypeVar
 
+from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from protocols import AlertPayload, ForecastPayload
@@ -14,9 +15,22 @@ GatewayIdStr = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$
 Kind = Literal["telemetry", "scan", "device_status", "alert", "forecast"]
 T = TypeVar("T")
 
+#: The largest integer the API takes: the largest a JSON number (an IEEE double) holds exactly, so
+#: every client reads the documented bound as written, and well inside the BIGINT columns the values
+#: end in. Larger values are refused with 422 naming the parameter instead of reaching the database.
+MAX_API_INT: Final = 2**53 - 1
+#: A row id in a path (rollouts, train jobs, metadata versions).
+RowIdPath = Annotated[int, Path(ge=1, le=MAX_API_INT)]
+#: A time in ms since the epoch, as a query parameter.
+TsQuery = Annotated[int | None, Query(ge=0, le=MAX_API_INT, description="Time in ms since the epoch")]
+#: A time in ms since the epoch in a request body (a JSON integer: no booleans, no strings).
+TsField = Annotated[int, Field(ge=0, le=MAX_API_INT, strict=True)]
+
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A request body: unknown fields refused, no silent coercion (``true`` is not ``1``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class GatewayCreate(_Request):

@@ -6,7 +6,10 @@ Everything is validated at start-up; an error names the offending key.
 
 from __future__ import annotations
 
+import difflib
+import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Final, Literal
 
@@ -176,8 +179,26 @@ def _key_error(key: str, reason: str) -> ValueError:
     return ValueError(f"{key}: {reason}")
 
 
+def unknown_environment(environ: Mapping[str, str]) -> str | None:
+    """The first ``EDGEHOUSE_CLOUD_*`` variable naming no setting (a typo would be ignored otherwise)."""
+    known = {name.upper() for name in CloudSettings.model_fields}
+    for var in sorted(environ):
+        if var.upper().startswith(ENV_PREFIX) and var.upper().removeprefix(ENV_PREFIX) not in known:
+            return var
+    return None
+
+
 def load_settings(config_file: Path | None = None, **overrides: object) -> CloudSettings:
-    """Build settings from the environment and optionally a TOML file; raise :class:`SettingsError`."""
+    """Build settings from the environment and optionally a TOML file; raise :class:`SettingsError`.
+
+    An ``EDGEHOUSE_CLOUD_*`` variable that names no setting fails, naming it.
+    """
+    unknown = unknown_environment(os.environ)
+    if unknown is not None:
+        known = [ENV_PREFIX + name.upper() for name in CloudSettings.model_fields]
+        close = difflib.get_close_matches(unknown.upper(), known, n=1)
+        hint = f"did you mean {close[0]}?" if close else f"see the {ENV_PREFIX}* settings in the README"
+        raise SettingsError(unknown[:100], f"unknown setting ({hint})")
     if config_file is not None and not config_file.is_file():
         raise SettingsError("config", f"file {config_file} does not exist")
     cls: type[CloudSettings] = CloudSettings

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from edge_agent.inbound import Acker, Inbound
 from edge_agent.metrics import AgentMetrics
 from protocols import GatewayCommand
+from protocols.untrusted import clip
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,9 @@ class CommandHandler:
                 command = GatewayCommand.model_validate_json(item.payload)
             except ValidationError as exc:
                 self._metrics.commands.labels("invalid").inc()
-                log.warning("malformed command on %s: %s", item.topic, exc.errors(include_url=False)[:1])
+                first = exc.errors(include_url=False, include_input=False)[0]
+                log.warning("malformed command on %s (%d bytes): %s at %s", clip(item.topic), len(item.payload),
+                            clip(first.get("msg", "invalid")), clip(".".join(map(str, first.get("loc", ())))))
                 return
             self._metrics.commands.labels(command.cmd).inc()
             handler = self._handlers.get(command.cmd)

@@ -96,6 +96,9 @@ def run(config: Path, validate_config: bool = False) -> int:
     logging.basicConfig(
         level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    from protocols.untrusted import bound_log_handlers
+
+    bound_log_handlers()  # nothing from a payload, topic or the cloud is logged unbounded
     # One line per sync post / model poll at INFO would drown the agent's own log.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     from edge_agent.app import Agent

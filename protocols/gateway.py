@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from protocols.messages import Frozen, Ident, TsMs
+from protocols.messages import Frozen, Ident, TsMs, non_empty
 
 Score = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -58,8 +58,8 @@ class ForecastPayload(Frozen):
     sku: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
     origin: Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")]
     created_ts: TsMs
-    p50: Annotated[tuple[Annotated[float, Field(ge=0)], ...], Field(min_length=1, max_length=366)]
-    p90: Annotated[tuple[Annotated[float, Field(ge=0)], ...], Field(min_length=1, max_length=366)]
+    p50: Annotated[tuple[Annotated[float, Field(ge=0)], ...], *non_empty(366)]
+    p90: Annotated[tuple[Annotated[float, Field(ge=0)], ...], *non_empty(366)]
     model_version: Annotated[int, Field(ge=0)]
 
     @model_validator(mode="after")

@@ -12,9 +12,17 @@ rejected with the reason and the dotted path of the offending field.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Final, Literal, TypeAlias
+from typing import Annotated, Any, Final, Literal, TypeAlias, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 from protocols.errors import DecodeError
 
@@ -25,6 +33,22 @@ Ident = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
 BootId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 MsgId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 TsMs = Annotated[int, Field(ge=0, le=MAX_TS_MS)]
+_T = TypeVar("_T")
+
+
+def _at_least_one(items: tuple[_T, ...]) -> tuple[_T, ...]:
+    if not items:
+        raise ValueError("needs at least 1 item")
+    return items
+
+
+def non_empty(max_length: int) -> Any:
+    """Metadata for a tuple of 1 to ``max_length`` items (``minItems: 1`` in the JSON Schema).
+
+    Emptiness is checked after the items, so an invalid item is reported alone instead of also
+    making the tuple "too short" (pydantic counts only the items that validated).
+    """
+    return (Field(max_length=max_length, json_schema_extra={"minItems": 1}), AfterValidator(_at_least_one))
 
 
 class Frozen(BaseModel):
@@ -68,7 +92,7 @@ class Reading(Frozen):
 
 
 class TelemetryBody(Frozen):
-    readings: Annotated[tuple[Reading, ...], Field(min_length=1, max_length=16)]
+    readings: Annotated[tuple[Reading, ...], *non_empty(16)]
 
     @model_validator(mode="after")
     def _unique_metrics(self) -> TelemetryBody:

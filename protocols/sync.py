@@ -18,7 +18,7 @@ from typing import Annotated, Final, Literal, TypeAlias
 from pydantic import Field
 
 from protocols.gateway import AlertPayload, ForecastPayload
-from protocols.messages import Frozen, Ident, ScanMessage, StatusMessage, TelemetryMessage, TsMs
+from protocols.messages import Frozen, Ident, ScanMessage, StatusMessage, TelemetryMessage, TsMs, non_empty
 
 MAX_BATCH_RECORDS: Final = 5000
 RecordId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,200}$")]
@@ -106,7 +106,7 @@ class SyncBatch(Frozen):
     batch_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
     sent_ts: TsMs
     agent_version: Annotated[str, Field(min_length=1, max_length=32)]
-    records: Annotated[tuple[SyncRecord, ...], Field(min_length=1, max_length=MAX_BATCH_RECORDS)]
+    records: Annotated[tuple[SyncRecord, ...], *non_empty(MAX_BATCH_RECORDS)]
 
 
 class RejectedRecord(Frozen):

@@ -6,9 +6,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 
-from cloud.auth import AdminDep, AnyRoleDep, reserved_token_hashes
+from cloud.auth import AdminDep, AnyRoleOwnGatewayDep
 from cloud.deps import EngineDep, SettingsDep
-from cloud.errors import ApiError, ErrorBody
+from cloud.errors import ErrorBody
 from cloud.schemas import GatewayCreate, GatewayCreated, GatewayIdStr, GatewayOut
 from cloud.services import gateways as service
 
@@ -20,7 +20,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code 
 def register_gateway(body: GatewayCreate, _admin: AdminDep, engine: EngineDep,
                      settings: SettingsDep) -> GatewayCreated:
     """Register a gateway; the answer carries its bearer token, which is not shown again."""
-    return service.register_gateway(engine, body, reserved_token_hashes(settings.admin_token.get_secret_value()))
+    return service.register_gateway(engine, body, service.TokenRules.from_settings(settings))
 
 
 @router.get("", response_model=list[GatewayOut], responses=_ERRORS)
@@ -31,9 +31,7 @@ def list_gateways(_admin: AdminDep, engine: EngineDep) -> list[GatewayOut]:
 
 @router.get("/{gateway_id}", response_model=GatewayOut, responses=_ERRORS)
 def get_gateway(
-    gateway_id: Annotated[GatewayIdStr, Path()], principal: AnyRoleDep, engine: EngineDep
+    gateway_id: Annotated[GatewayIdStr, Path()], _principal: AnyRoleOwnGatewayDep, engine: EngineDep
 ) -> GatewayOut:
     """One gateway; admins and planners see any, a gateway token only its own."""
-    if principal.role == "gateway" and principal.gateway_id != gateway_id:
-        raise ApiError(403, "a gateway token may only read its own gateway", field="gateway_id")
     return service.get_gateway(engine, gateway_id)

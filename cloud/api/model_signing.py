@@ -7,11 +7,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
 
-from cloud.api.model_deps import KeyringDep, wire_body
+from cloud.api.model_deps import KeyringDep, wire_body, wire_body_openapi
 from cloud.auth import AdminDep
 from cloud.deps import EngineDep
 from cloud.errors import ErrorBody
 from cloud.model_schemas import KeysOut, ReleaseOut, SigningRequestOut
+from cloud.schemas import RowIdPath
 from cloud.services import model_signing as service
 from protocols.model_update import ModelTask, SignedKeyRotation, SignedRelease
 
@@ -27,7 +28,8 @@ def signing_requests(_admin: AdminDep, engine: EngineDep,
     return service.signing_requests(engine, None if state == "all" else state)
 
 
-@router.post("/releases", status_code=201, response_model=ReleaseOut, responses=_ERRORS)
+@router.post("/releases", status_code=201, response_model=ReleaseOut, responses=_ERRORS,
+             openapi_extra=wire_body_openapi(SignedRelease))
 def upload_release(_admin: AdminDep, engine: EngineDep, keyring: KeyringDep,
                    doc: Annotated[SignedRelease, Depends(wire_body(SignedRelease))]) -> ReleaseOut:
     """Store an offline-signed release (body: ``protocols.SignedRelease``) for a pending request."""
@@ -35,7 +37,7 @@ def upload_release(_admin: AdminDep, engine: EngineDep, keyring: KeyringDep,
 
 
 @router.get("/{task}/releases/{metadata_version}", response_model=SignedRelease, responses=_ERRORS)
-def release_document(task: Annotated[ModelTask, Path()], metadata_version: Annotated[int, Path(ge=1)],
+def release_document(task: Annotated[ModelTask, Path()], metadata_version: RowIdPath,
                      _admin: AdminDep, engine: EngineDep) -> JSONResponse:
     """One signed release document as gateways receive it."""
     doc = service.get_release(engine, task, metadata_version)
@@ -48,7 +50,8 @@ def keys(_admin: AdminDep, engine: EngineDep, keyring: KeyringDep) -> KeysOut:
     return service.keys_info(engine, keyring)
 
 
-@router.post("/keys/rotations", status_code=201, response_model=KeysOut, responses=_ERRORS)
+@router.post("/keys/rotations", status_code=201, response_model=KeysOut, responses=_ERRORS,
+             openapi_extra=wire_body_openapi(SignedKeyRotation))
 def add_rotation(_admin: AdminDep, engine: EngineDep, keyring: KeyringDep,
                  doc: Annotated[SignedKeyRotation, Depends(wire_body(SignedKeyRotation))]) -> KeysOut:
     """Accept a ``protocols.SignedKeyRotation`` signed by a trusted key; served to every gateway."""

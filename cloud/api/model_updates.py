@@ -11,8 +11,8 @@ from fastapi import APIRouter, Depends, Header, Path, Response
 from fastapi.responses import JSONResponse
 
 from cloud.api.byte_ranges import RangeNotSatisfiable, parse_range
-from cloud.api.model_deps import wire_body
-from cloud.auth import Principal, require_role
+from cloud.api.model_deps import wire_body, wire_body_openapi
+from cloud.auth import OwnGatewayOrAdminDep, Principal, require_role
 from cloud.deps import EngineDep
 from cloud.errors import ApiError, ErrorBody
 from cloud.schemas import GatewayIdStr
@@ -25,11 +25,6 @@ GatewayOrAdmin = Annotated[Principal, Depends(require_role("admin", "gateway"))]
 GatewayPath = Annotated[GatewayIdStr, Path()]
 
 
-def _own(principal: Principal, gateway_id: str) -> None:
-    if principal.role == "gateway" and principal.gateway_id != gateway_id:
-        raise ApiError(403, "a gateway token may only act for its own gateway", field="gateway_id")
-
-
 def _matches(if_none_match: str | None, etag: str) -> bool:
     if if_none_match is None:
         return False
@@ -38,10 +33,9 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
 
 
 @router.get(DESIRED_PATH, response_model=DesiredModels, responses={**_ERRORS, 304: {"description": "unchanged"}})
-def desired(gateway_id: GatewayPath, principal: GatewayOrAdmin, engine: EngineDep,
+def desired(gateway_id: GatewayPath, _principal: OwnGatewayOrAdminDep, engine: EngineDep,
             if_none_match: Annotated[str | None, Header()] = None) -> Response:
     """The models this gateway should run, with a strong ETag; ``If-None-Match`` → 304 when unchanged."""
-    _own(principal, gateway_id)
     doc = model_desired.desired_models(engine, gateway_id)
     etag = model_desired.etag(doc)
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
@@ -70,11 +64,11 @@ def artifact(sha256: Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")], _principal
     return Response(data[first:last + 1], status_code=206, media_type="application/octet-stream", headers=headers)
 
 
-@router.post(REPORT_PATH, status_code=204, response_class=Response, responses=_ERRORS)
-def report(gateway_id: GatewayPath, principal: GatewayOrAdmin, engine: EngineDep,
+@router.post(REPORT_PATH, status_code=204, response_class=Response, responses=_ERRORS,
+             openapi_extra=wire_body_openapi(ModelReport))
+def report(gateway_id: GatewayPath, _principal: OwnGatewayOrAdminDep, engine: EngineDep,
            body: Annotated[ModelReport, Depends(wire_body(ModelReport))]) -> Response:
     """Store the gateway's ``protocols.ModelReport`` (its newest one is kept); drives rollout gates."""
-    _own(principal, gateway_id)
     if body.gateway_id != gateway_id:
         raise ApiError(422, "gateway_id differs from the path", field="gateway_id")
     model_desired.store_report(engine, body)

@@ -9,14 +9,14 @@ from fastapi import APIRouter, Query
 from cloud.auth import ReaderDep
 from cloud.deps import EngineDep
 from cloud.errors import ErrorBody
-from cloud.schemas import AlertOut, ForecastOut, GatewayIdStr, Page
+from cloud.schemas import MAX_API_INT, AlertOut, ForecastOut, GatewayIdStr, Page
 from cloud.services import records as service
 
 router = APIRouter(prefix="/api/v1", tags=["records"])
 _ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (400, 401, 403, 422)}
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="Page size")]
-Since = Annotated[int | None, Query(ge=0, description="Only items at or after this time (ms since epoch)")]
+Since = Annotated[int | None, Query(ge=0, le=MAX_API_INT, description="Only items at or after this time (ms since epoch)")]
 Cursor = Annotated[str | None, Query(max_length=300, description="next_cursor of the previous page")]
 GatewayFilter = Annotated[GatewayIdStr | None, Query()]
 

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Query
+from fastapi import APIRouter, Body, Query
 
 from cloud.api.model_deps import KeyringDep, principal_label
 from cloud.auth import AdminDep
 from cloud.deps import EngineDep
 from cloud.errors import ErrorBody
 from cloud.model_schemas import RolloutAction, RolloutCreate, RolloutOut, RolloutState, RolloutStatus
+from cloud.schemas import RowIdPath
 from cloud.services import rollouts as service
 from protocols.model_update import ModelTask
 
 router = APIRouter(prefix="/api/v1/rollouts", tags=["rollouts"])
 _ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 422)}
-RolloutId = Annotated[int, Path(ge=1)]
+RolloutId = RowIdPath
 ActionBody = Annotated[RolloutAction | None, Body()]
 
 

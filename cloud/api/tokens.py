@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from cloud.auth import AdminDep, reserved_token_hashes
+from cloud.auth import AdminDep
 from cloud.deps import EngineDep, SettingsDep
 from cloud.errors import ErrorBody
 from cloud.schemas import TokenCreate, TokenCreated
@@ -19,4 +19,4 @@ _ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code 
 @router.post("", status_code=201, response_model=TokenCreated, responses=_ERRORS)
 def create_token(body: TokenCreate, _admin: AdminDep, engine: EngineDep, settings: SettingsDep) -> TokenCreated:
     """Issue a token for a role; the secret is in this answer only."""
-    return service.create_token(engine, body, reserved_token_hashes(settings.admin_token.get_secret_value()))
+    return service.create_token(engine, body, service.TokenRules.from_settings(settings))

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Query
+from pydantic import Field
 
 from cloud.auth import AdminDep
 from cloud.deps import EngineDep, SettingsDep
 from cloud.errors import ErrorBody
+from cloud.schemas import RowIdPath, TsField, _Request
 from cloud.services import train_jobs as jobs
 from cloud.services.train_job_store import JobState, TrainJobDetail, TrainJobOut
 from cloud.services.train_jobs import TrainParams
@@ -21,8 +22,7 @@ router = APIRouter(prefix="/api/v1/models", tags=["models"])
 _ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 403, 404, 409, 422, 429)}
 
 
-class TrainRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TrainRequest(_Request):
 
     task: Literal["anomaly", "demand"]
     scope: Annotated[
@@ -33,11 +33,11 @@ class TrainRequest(BaseModel):
     holdout_fraction: Annotated[
         float | None, Field(gt=0, le=0.5, description="anomaly: share of each series' time span held back")
     ] = None
-    data_from_ts: Annotated[int | None, Field(ge=0, description="use data at or after this time (ms)")] = None
-    data_to_ts: Annotated[int | None, Field(ge=0, description="use data before this time (ms)")] = None
+    data_from_ts: Annotated[TsField | None, Field(description="use data at or after this time (ms)")] = None
+    data_to_ts: Annotated[TsField | None, Field(description="use data before this time (ms)")] = None
 
 
-JobId = Annotated[int, Path(ge=1)]
+JobId = RowIdPath
 
 
 @router.post("/train", status_code=202, response_model=TrainJobOut, responses=_ERRORS)

@@ -3,14 +3,44 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from cloud.auth import hash_token, new_token
+from cloud.auth import hash_token, new_token, reserved_token_hashes
 from cloud.db import repo
 from cloud.db.engine import reader
 from cloud.schemas import GatewayCreate, GatewayCreated, GatewayOut, TokenCreate, TokenCreated
 from cloud.services.errors import BadRequest, Conflict, NotFound
+from cloud.settings import CloudSettings, weak_token_reason
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRules:
+    """What a secret supplied for a new token must satisfy (random ones always do).
+
+    The same weak-secret rule as the admin token (``weak_token_reason``), waived only in
+    ``environment='development'``; and never a reserved secret (the configured admin token).
+    """
+
+    reserved_hashes: frozenset[str] = frozenset()
+    allow_weak: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: CloudSettings) -> TokenRules:
+        return cls(reserved_token_hashes(settings.admin_token.get_secret_value()),
+                   allow_weak=settings.environment == "development")
+
+    def check(self, token: str) -> None:
+        if hash_token(token) in self.reserved_hashes:
+            raise Conflict("this token is reserved (it is the configured admin token); choose another", "token")
+        reason = weak_token_reason(token)
+        if reason is not None and not self.allow_weak:
+            raise WeakToken(f"token {reason} (allowed only with environment='development')", "token")
+
+
+class WeakToken(BadRequest):
+    status_code = 422
 
 
 def _now_ms() -> int:
@@ -25,19 +55,16 @@ def _gateway_out(row: repo.GatewayRow) -> GatewayOut:
     )
 
 
-def _check_not_reserved(token: str, reserved_hashes: frozenset[str]) -> None:
-    if hash_token(token) in reserved_hashes:
-        raise Conflict("this token is reserved (it is the configured admin token); choose another", "token")
+def _issue(supplied: str | None, rules: TokenRules) -> str:
+    if supplied is None:
+        return new_token()
+    rules.check(supplied)
+    return supplied
 
 
-def register_gateway(engine: Engine, req: GatewayCreate, reserved_hashes: frozenset[str] = frozenset()
-                     ) -> GatewayCreated:
-    """Register a gateway and issue its token (the given one, or a random one).
-
-    ``reserved_hashes`` are hashes of secrets that must never be issued (the admin token).
-    """
-    token = req.token or new_token()
-    _check_not_reserved(token, reserved_hashes)
+def register_gateway(engine: Engine, req: GatewayCreate, rules: TokenRules) -> GatewayCreated:
+    """Register a gateway and issue its token (the given one, checked against ``rules``, or a random one)."""
+    token = _issue(req.token, rules)
     now = _now_ms()
     with engine.begin() as conn:
         if not repo.insert_gateway(conn, req.gateway_id, req.site, now):
@@ -61,12 +88,11 @@ def get_gateway(engine: Engine, gateway_id: str) -> GatewayOut:
     return _gateway_out(row)
 
 
-def create_token(engine: Engine, req: TokenCreate, reserved_hashes: frozenset[str] = frozenset()) -> TokenCreated:
+def create_token(engine: Engine, req: TokenCreate, rules: TokenRules) -> TokenCreated:
     """Issue an admin, planner or (extra, e.g. for rotation) gateway token."""
     if (req.role == "gateway") != (req.gateway_id is not None):
         raise BadRequest("gateway_id is required for gateway tokens and not allowed otherwise", "gateway_id")
-    token = req.token or new_token()
-    _check_not_reserved(token, reserved_hashes)
+    token = _issue(req.token, rules)
     with engine.begin() as conn:
         if req.gateway_id is not None and repo.get_gateway(conn, req.gateway_id) is None:
             raise NotFound(f"gateway {req.gateway_id!r} is not registered", "gateway_id")

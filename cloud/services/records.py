@@ -13,7 +13,6 @@ from cloud.schemas import AlertOut, ForecastOut, Page, payload_dict
 from cloud.services.errors import BadRequest
 from protocols import AlertPayload, ForecastPayload
 
-
 #: Neither gateway ids nor record ids may contain it (protocols' Ident and RecordId patterns).
 _SEP = "/"
 _MAX_TS_DIGITS = 19

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from models.manifest import manifest_path_for
 from models.runtime import default_model_path
 from protocols.signing import Signer, generate_private_key_pem
+from tests.helpers.waiting import patience
 
 T = TypeVar("T")
 
@@ -94,7 +95,7 @@ def rollout_status(client: TestClient, rollout_id: int) -> dict[str, Any]:
 
 def wait_for(probe: Callable[[], T | None], timeout_s: float = 15.0, what: str = "condition") -> T:
     """Poll ``probe`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + patience(timeout_s)
     while True:
         value = probe()
         if value:

@@ -56,6 +56,21 @@ def test_bad_config_fails_naming_the_key(cloud_env: dict[str, str], monkeypatch:
     assert check.exit_code == 2 and "configuration error: admin_token:" in check.stderr
 
 
+def test_supplied_secrets_follow_the_weak_token_rule(cloud_env: dict[str, str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    weak = runner.invoke(app, ["gateway", "add", "gw-z", "--site", "s", "--token", "x" * 20])
+    assert weak.exit_code == 1 and "token: token must use at least 8 distinct characters" in weak.stderr
+    monkeypatch.setenv("EDGEHOUSE_CLOUD_ENVIRONMENT", "development")
+    assert runner.invoke(app, ["gateway", "add", "gw-z", "--site", "s", "--token", "x" * 20]).exit_code == 0
+
+
+def test_a_misspelled_variable_fails_check_config(cloud_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGEHOUSE_CLOUD_MAX_BODY_BYTE", "10")
+    check = runner.invoke(app, ["check-config"])
+    assert check.exit_code == 2
+    assert "EDGEHOUSE_CLOUD_MAX_BODY_BYTE: unknown setting (did you mean EDGEHOUSE_CLOUD_MAX_BODY_BYTES?)" in check.stderr
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

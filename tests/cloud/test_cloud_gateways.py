@@ -122,3 +122,15 @@ def test_unreachable_database_is_503(client: TestClient) -> None:
     finally:
         state.engine.dispose()
         state.engine = working
+
+
+def test_supplied_tokens_follow_the_weak_token_rule(client: TestClient) -> None:
+    """Outside development, a supplied secret must be as strong as the admin token has to be."""
+    for token in ("x" * 20, "changeme" * 3, "admin-admin-admin-admin"):
+        resp = client.post("/api/v1/gateways", json={"gateway_id": "gw-z", "site": "s", "token": token},
+                           headers=admin_headers())
+        assert resp.status_code == 422, token
+        assert resp.json()["detail"][0]["field"] == "token"
+        resp = client.post("/api/v1/tokens", json={"role": "planner", "token": token}, headers=admin_headers())
+        assert resp.status_code == 422 and resp.json()["detail"][0]["field"] == "token"
+    assert client.get("/api/v1/gateways", headers=admin_headers()).json() == []

@@ -57,3 +57,4 @@ def test_bad_query_parameters_name_the_field(client: TestClient) -> None:
     assert resp.status_code == 422 and resp.json()["detail"][0]["field"] == "limit"
     resp = client.get("/api/v1/forecasts", headers=admin_headers(), params={"cursor": "nonsense"})
     assert resp.status_code == 400 and resp.json()["detail"][0]["field"] == "cursor"
+

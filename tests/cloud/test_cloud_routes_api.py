@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from cloud.routing.checker import check_plan
 from cloud.routing.plan import Plan
 from cloud.routing.problem import Problem
+from tests.helpers.waiting import patience
 
 HOUR = 3600.0
 LONG_S = 60.0  # a job that would outlive the test unless cancelling really stops it
@@ -51,7 +52,7 @@ def wait_for(client: TestClient, job_id: str, headers: dict[str, str], statuses:
              timeout_s: float = 20.0) -> list[dict[str, Any]]:
     """Poll the job until its status is one of ``statuses``; returns every answer seen."""
     seen: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + patience(timeout_s)
     while time.monotonic() < deadline:
         resp = client.get(f"/api/v1/route-jobs/{job_id}", headers=headers)
         assert resp.status_code == 200, resp.text

@@ -100,3 +100,16 @@ def test_every_setting_and_command_is_documented() -> None:
     docs = readme + (root / "cloud" / "README.md").read_text()
     commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
     assert [c for c in commands if f"edgehouse-cloud {c}" not in docs] == []
+
+
+def test_an_unknown_environment_variable_fails_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGEHOUSE_CLOUD_ADMIN_TOKEN", STRONG)
+    monkeypatch.setenv("EDGEHOUSE_CLOUD_MAX_BODY_BYTE", "10")
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert err.value.key == "EDGEHOUSE_CLOUD_MAX_BODY_BYTE"
+    assert "did you mean EDGEHOUSE_CLOUD_MAX_BODY_BYTES?" in err.value.reason
+    monkeypatch.delenv("EDGEHOUSE_CLOUD_MAX_BODY_BYTE")
+    monkeypatch.setenv("EDGEHOUSE_CLOUD_ZZZ", "1")
+    with pytest.raises(SettingsError, match="EDGEHOUSE_CLOUD_ZZZ: unknown setting"):
+        load_settings()

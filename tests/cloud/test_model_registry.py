@@ -219,6 +219,10 @@ def test_artifact_download_with_ranges(client: TestClient) -> None:
     beyond = client.get(url, headers={**headers, "Range": f"bytes={len(data)}-"})
     assert beyond.status_code == 416 and beyond.headers["content-range"] == f"bytes */{len(data)}"
     assert client.get(url, headers={**headers, "Range": "items=0-1"}).status_code == 200
+    for huge in ("bytes=1-" + "9" * 4301, "bytes=" + "9" * 4301 + "-", "bytes=-" + "9" * 4301,
+                 "bytes=0-9223372036854775808"):  # past int64 (and past Python's int-conversion limit)
+        resp = client.get(url, headers={**headers, "Range": huge})
+        assert resp.status_code == 416 and resp.headers["content-range"] == f"bytes */{len(data)}"
     assert client.get(f"/api/v1/models/artifacts/{'0' * 64}", headers=headers).status_code == 404
     planner = client.post("/api/v1/tokens", json={"role": "planner"}, headers=ADMIN).json()["token"]
     assert client.get(url, headers={"Authorization": f"Bearer {planner}"}).status_code == 403

@@ -11,6 +11,7 @@ from cloud_testkit import admin_headers, batch, gz
 from fastapi.testclient import TestClient
 
 from protocols import record_id
+from tests.helpers.waiting import patience
 
 DAY_MS = 86_400_000
 #: Sunday 2026-03-01 00:00 UTC: the first day of the generated data.
@@ -73,7 +74,7 @@ def scan_records(reader: str, days: int, skus: list[str], seed: int = 0, directi
 
 
 def wait_for_state(client: TestClient, job_id: int, states: set[str], timeout_s: float = 120.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + patience(timeout_s)
     while True:
         resp = client.get(f"/api/v1/models/jobs/{job_id}", headers=admin_headers())
         assert resp.status_code == 200, resp.text

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from firmware_sim.config import Fleet
+from tests.helpers.waiting import patience
 
 
 def two_site_fleet(seed: int = 11, day_seconds: float = 60.0) -> Fleet:
@@ -37,7 +38,7 @@ def two_site_fleet(seed: int = 11, day_seconds: float = 60.0) -> Fleet:
 
 
 def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + patience(timeout_s)
     while time.monotonic() < deadline:
         if predicate():
             return

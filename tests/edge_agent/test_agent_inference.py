@@ -7,7 +7,6 @@ import logging
 import math
 import random
 import shutil
-import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from models.anomaly import AnomalyResult
 from models.runtime import default_model_path
 from protocols import AlertPayload, AlertRecord, ForecastRecord, device_topic, encode, gateway_topic
 from tests.helpers.mosquitto import Mosquitto
+from tests.helpers.waiting import wait_for
 
 N_READINGS = 400
 SPIKE_AT = 300
@@ -43,13 +43,6 @@ def series(n: int = N_READINGS, spike_at: int | None = SPIKE_AT) -> list[float]:
     return values
 
 
-def wait_for(cond: Any, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return bool(cond())
 
 
 @pytest.fixture

@@ -12,15 +12,7 @@ from edge_agent.inbound import Inbound
 from edge_agent.ingest import Ingest
 from edge_agent.metrics import AgentMetrics
 from edge_agent.store import Store
-
-
-def wait_for(cond: Any, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.01)
-    return bool(cond())
+from tests.helpers.waiting import wait_for
 
 
 def setup(

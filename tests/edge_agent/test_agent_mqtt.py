@@ -16,15 +16,7 @@ from edge_agent.app import Agent
 from edge_agent.config import AgentConfig
 from protocols import AlertPayload, GatewayStatusPayload, device_topic, encode, gateway_topic
 from tests.helpers.mosquitto import Mosquitto
-
-
-def wait_for(cond: Any, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return bool(cond())
+from tests.helpers.waiting import wait_for
 
 
 def publisher(broker: Mosquitto, client_id: str = "pub") -> paho.Client:

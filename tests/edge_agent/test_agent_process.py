@@ -18,8 +18,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent import runtime
 from edge_agent.config import AgentConfig
-from protocols import device_topic, encode
+from protocols import device_topic, encode, gateway_topic
 from tests.helpers.mosquitto import Mosquitto
+from tests.helpers.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -64,13 +65,6 @@ def count(db: Path) -> tuple[int, int]:
         conn.close()
 
 
-def wait_for(cond: Any, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return bool(cond())
 
 
 def test_validate_config(tmp_path: Path) -> None:
@@ -153,3 +147,28 @@ def test_sigkill_mid_stream_then_restart_stores_everything_once(
         pub.loop_stop()
         pub.disconnect()
     assert not cfg.runtime_path.exists()
+
+
+def test_untrusted_input_is_logged_bounded(make_config: Any, broker: Mosquitto, tmp_path: Path) -> None:
+    """60 KB of garbage on the command topic and on a device topic: the log says so in bounded lines."""
+    cfg = make_config(mqtt={"port": broker.port})
+    config_path = write_toml(tmp_path / "agent.toml", cfg)
+    log = tmp_path / "agent.log"
+    proc = start_agent(config_path, cfg, log)
+    pub = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="garbage", protocol=paho.MQTTv5)
+    pub.connect("127.0.0.1", broker.port)
+    pub.loop_start()
+    try:
+        time.sleep(0.5)  # connected and subscribed
+        garbage = b"{" + b"\x7f" * 30_000 + "é".encode() * 15_000
+        pub.publish(gateway_topic(SITE, cfg.gateway_id, "cmd"), garbage, qos=1).wait_for_publish(10)
+        pub.publish(device_topic(SITE, "dev-1", "telemetry"), garbage, qos=1).wait_for_publish(10)
+        assert wait_for(lambda: "malformed command" in log.read_text(errors="replace"), 20), log.read_text()[-2000:]
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    lines = log.read_text(errors="replace").splitlines()
+    assert max(len(line) for line in lines) < 2_500, max(lines, key=len)[:300]
+    assert any("malformed command on" in line and "(60001 bytes)" in line for line in lines)

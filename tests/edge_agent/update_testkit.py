@@ -15,7 +15,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -42,6 +42,7 @@ from protocols import (
     SyncBatch,
 )
 from protocols.signing import Signer, generate_private_key_pem
+from tests.helpers.waiting import wait_for
 
 NOW_MS = int(time.time() * 1000)
 DAY_MS = 86_400_000
@@ -308,13 +309,6 @@ def update_sections(cloud: ModelCloud, signer: Signer, mqtt_port: int, **updates
     }
 
 
-def wait_for(cond: Callable[[], Any], timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return bool(cond())
 
 
 def checked(agent: Agent, timeout: float = 20.0) -> None:

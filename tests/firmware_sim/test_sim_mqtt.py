@@ -21,6 +21,7 @@ from firmware_sim.faults import FaultConfig
 from firmware_sim.runner import SimRunner
 from firmware_sim.truth import read_truth
 from tests.helpers.mosquitto import Mosquitto, free_port
+from tests.helpers.waiting import patience
 
 DEMO = Path(__file__).resolve().parents[2] / "firmware_sim" / "fleets" / "demo.toml"
 
@@ -43,7 +44,7 @@ class Collector:
         client.subscribe("edgehouse/v1/#", qos=1)
 
     def wait_for(self, n: int, timeout_s: float = 30.0) -> int:
-        deadline = time.monotonic() + timeout_s
+        deadline = time.monotonic() + patience(timeout_s)
         while len(self.payloads) < n and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.3)  # anything extra would show up now

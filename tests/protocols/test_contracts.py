@@ -122,3 +122,14 @@ def test_sync_batch_and_ack() -> None:
 def test_committed_schemas_match_versions() -> None:
     """Changing a wire model without bumping its ``v`` (and exporting) fails here."""
     assert drift() == []
+
+
+@pytest.mark.parametrize(("raw", "reason"), [
+    (b'{"v": 1}', "missing field 'schema'"),
+    (b'{"schema": "edgehouse.bogus"}', ("unknown schema 'edgehouse.bogus' (expected one of "
+                                        "'edgehouse.telemetry', 'edgehouse.scan', 'edgehouse.status')")),
+])
+def test_a_missing_or_unknown_schema_is_named_in_wire_terms(raw: bytes, reason: str) -> None:
+    with pytest.raises(DecodeError) as err:
+        decode_device_message(raw)
+    assert (err.value.field, err.value.reason) == ("schema", reason)
