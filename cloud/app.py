@@ -31,7 +31,7 @@ from cloud.api import (
 from cloud.api import train_jobs as train_jobs_api
 from cloud.auth import authorize_first
 from cloud.db.engine import build_engine
-from cloud.db.migrate import ensure_schema
+from cloud.db.migrate import MigrationError, ensure_schema
 from cloud.deps import CloudState
 from cloud.errors import install_error_handlers
 from cloud.jobs.worker import Worker
@@ -55,7 +55,11 @@ def create_app(settings: CloudSettings) -> FastAPI:
         engine = build_engine(settings.database_url, pool_size=settings.db_pool_size)
         background: list[RolloutController | Worker] = []  # stopped in reverse order
         try:
-            ensure_schema(engine, apply=settings.migrate_on_start)
+            try:
+                ensure_schema(engine, apply=settings.migrate_on_start)
+            except MigrationError as exc:  # one line an operator reads first (tracebacks are cut in the log)
+                log.error("cannot start: %s", exc)
+                raise
             state.engine = engine
             ensure_shipped_defaults(engine)
             if settings.embedded_rollout_controller:

@@ -30,6 +30,8 @@ from typing import Any, Final, Literal
 
 from sqlalchemy import BigInteger, Column, Connection, Engine, MetaData, String, Table, inspect, select, text
 
+from cloud.db.engine import reader
+
 log = logging.getLogger(__name__)
 
 MIGRATIONS_PACKAGE: Final = "cloud.db.migrations"
@@ -160,7 +162,7 @@ def migrate(engine: Engine, migrations: tuple[Migration, ...] | None = None) -> 
 
 
 def _recorded(engine: Engine) -> dict[str, Any]:
-    with engine.connect() as conn:
+    with reader(engine) as conn:  # SQLite: a read, no write lock
         if not inspect(conn).has_table(schema_migrations.name):
             return {}
         return {row.name: row for row in conn.execute(select(schema_migrations))}

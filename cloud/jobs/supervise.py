@@ -11,6 +11,7 @@ unreachable): by then another worker may soon take the job over, and it must nev
 from __future__ import annotations
 
 import logging
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -67,7 +68,10 @@ def _supervise(ctx: JobContext, child: Child, on_line: Callable[[str], None],
         for line in child.lines(CONTROL_S):
             on_line(line)
         if child.output_ended:
-            return "exited", child.wait()
+            try:
+                return "exited", child.wait(CONTROL_S)
+            except subprocess.TimeoutExpired:
+                pass  # it closed its output but still runs: keep supervising it
         now = time.monotonic()
         stop: Outcome | None = None
         if ctx.stopping.is_set():

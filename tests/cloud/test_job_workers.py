@@ -120,6 +120,38 @@ def test_a_route_job_survives_an_api_restart_and_a_killed_worker(database_url: s
         engine.dispose()
 
 
+def test_a_worker_stopped_with_sigterm_hands_its_job_back_at_once(database_url: str, tmp_path: Path) -> None:
+    """A rolling deploy: the job goes back to the queue without waiting for its lease, not counted as an attempt."""
+    settings = _replica_settings(database_url, tmp_path)
+    env = {**WORKER_ENV, "JOB_LEASE_S": "600"}  # a lease that would outlive the test
+    engine = build_engine(database_url, pool_size=1)
+    workers: list[WorkerProcess] = []
+    try:
+        with TestClient(create_app(settings)) as replica:
+            planner = _planner(replica)
+            job_id = replica.post("/api/v1/route-jobs?time_limit_s=4&engine=ortools", json=problem_doc(),
+                                  headers=planner).json()["id"]
+            first = WorkerProcess(database_url, tmp_path / "w1", env, ["--queues", "route"]).start()
+            workers.append(first)
+            wait_for(replica, job_id, planner, {"running"})
+            solvers = _wait_children(first)
+            asked = time.monotonic()
+            assert first.stop() == 0
+            handed_back_s = time.monotonic() - asked
+            wait_until_gone(solvers, 5)
+            back = _row(engine, route_jobs, job_id)
+            assert back.state == "queued" and back.attempts == 0 and back.worker is None
+            second = WorkerProcess(database_url, tmp_path / "w2", env, ["--queues", "route"]).start()
+            workers.append(second)
+            final = wait_for(replica, job_id, planner, {"done", "failed"}, timeout_s=60)[-1]
+            assert final["status"] == "done" and final["attempts"] == 1
+        print(f"worker stopped with SIGTERM mid-job: exited and handed the job back in {handed_back_s:.2f} s")
+    finally:
+        for w in workers:
+            w.stop()
+        engine.dispose()
+
+
 def _wait_children(worker: WorkerProcess, timeout_s: float = 30.0) -> list[int]:
     deadline = time.monotonic() + timeout_s
     while not (kids := worker.children()):
