@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from cloud.api import (
@@ -29,6 +29,7 @@ from cloud.api import (
     tokens,
 )
 from cloud.api import train_jobs as train_jobs_api
+from cloud.api.strict_query import reject_unknown_query
 from cloud.auth import authorize_first
 from cloud.db.engine import build_engine
 from cloud.db.migrate import MigrationError, ensure_schema
@@ -87,6 +88,7 @@ def create_app(settings: CloudSettings) -> FastAPI:
         description="Sync ingest from gateways, gateway registry and synced alerts/forecasts.",
         lifespan=lifespan,
         docs_url="/docs",
+        dependencies=[Depends(reject_unknown_query)],
     )
     app.state.cloud = state
     app.state.route_solver = RouteSolver()

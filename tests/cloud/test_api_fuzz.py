@@ -49,6 +49,8 @@ class FuzzCloud:
     def __init__(self, cloud: LiveCloud, headers: dict[str, dict[str, str]]) -> None:
         self.cloud = cloud
         self.headers = headers
+        self.requests = 0
+        self.statuses: dict[int, int] = {}
 
     @property
     def url(self) -> str:
@@ -81,7 +83,9 @@ def fuzz_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzCloud]:
     settings_ = make_settings(f"sqlite:///{root / 'cloud.db'}", train_workdir=root / "train",
                               max_queued_train_jobs=1, rollout_tick_s=3600)
     with LiveCloud(settings_) as cloud:
-        yield FuzzCloud(cloud, _seed(cloud.url))
+        fuzz = FuzzCloud(cloud, _seed(cloud.url))
+        yield fuzz
+    print(f"\nschemathesis: requests={fuzz.requests} statuses={dict(sorted(fuzz.statuses.items()))}")
 
 
 def _bound_work(case: Any) -> None:
@@ -109,4 +113,6 @@ EXCLUDED = [schemathesis.checks.positive_data_acceptance]
 def test_every_operation_as_every_role(case: Any, fuzz_cloud: FuzzCloud) -> None:
     _bound_work(case)
     for headers in fuzz_cloud.headers.values():
-        case.call_and_validate(base_url=fuzz_cloud.url, headers=headers, timeout=60, excluded_checks=EXCLUDED)
+        resp = case.call_and_validate(base_url=fuzz_cloud.url, headers=headers, timeout=60, excluded_checks=EXCLUDED)
+        fuzz_cloud.requests += 1
+        fuzz_cloud.statuses[resp.status_code] = fuzz_cloud.statuses.get(resp.status_code, 0) + 1

@@ -39,3 +39,14 @@ def test_an_invalid_record_gets_one_error(client: TestClient, gw_headers: dict) 
                        headers={**gw_headers, "Content-Encoding": "gzip"})
     assert resp.status_code == 422
     assert [e["field"] for e in resp.json()["detail"]] == ["records.0.msg.body.readings.0"]
+
+
+def test_an_unknown_query_parameter_is_422_naming_it(client: TestClient, gw_headers: dict) -> None:
+    resp = client.get("/api/v1/alerts?gateway=gw-a", headers=admin_headers())
+    assert resp.status_code == 422
+    assert resp.json()["detail"][0]["field"] == "gateway"
+    assert "gateway_id" in resp.json()["detail"][0]["message"]
+    assert client.get("/api/v1/alerts?gateway_id=gw-a&limit=5", headers=admin_headers()).status_code == 200
+    # the role check still comes first
+    assert client.get("/api/v1/models/jobs?bogus=1", headers=gw_headers).status_code == 403
+    assert client.get("/api/v1/models/jobs?bogus=1").status_code == 401
