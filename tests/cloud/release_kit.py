@@ -18,12 +18,13 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, MetaData, create_engine, inspect, select, text
+from sqlalchemy import Engine, MetaData, inspect, select
+
+from tests.helpers.postgres import fresh_database
 
 #: The last release without named migrations (its create_all schema is 0001_initial).
 PREVIOUS_RELEASE = "e60cd69"
 REPO = Path(__file__).resolve().parents[2]
-PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 
 
 def checkout_release(commit: str, dest: Path) -> Path:
@@ -52,16 +53,8 @@ def scratch_database(backend: str, tmp_path: Path) -> Iterator[str]:
     if backend == "sqlite":
         yield f"sqlite:///{tmp_path / f'scratch-{secrets.token_hex(4)}.db'}"
         return
-    name = f"edgehouse_m_{secrets.token_hex(6)}"
-    admin = create_engine(f"{PG_SERVER}/test", isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        yield f"{PG_SERVER}/{name}"
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
+    with fresh_database() as url:
+        yield url
 
 
 def schema_of(engine: Engine, skip: frozenset[str] = frozenset({"schema_migrations"})) -> dict[str, Any]:
