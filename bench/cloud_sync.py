@@ -34,6 +34,7 @@ from cloud_testkit import (
 )
 
 from cloud.app import create_app
+from cloud.db.migrate import schema_migrations
 from cloud.db.tables import metadata
 
 DEVICES = 200
@@ -64,10 +65,11 @@ def measure(database_url: str, payloads: list[bytes], batch_size: int, repeats: 
 
 
 def _reset(database_url: str) -> None:
-    """Drop the benchmark's tables so the next run starts empty."""
+    """Drop the benchmark's tables (and the migration record) so the next run starts empty."""
     engine = create_engine(database_url)
     try:
         metadata.drop_all(engine)
+        schema_migrations.drop(engine, checkfirst=True)
     finally:
         engine.dispose()
 

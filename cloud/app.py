@@ -1,6 +1,6 @@
 """The app factory: ``create_app(settings)`` wires routers, error handlers and a lifespan.
 
-The lifespan builds the database engine, creates missing tables, and disposes of the engine on
+The lifespan builds the database engine, applies pending migrations (cloud.db.migrate), and disposes of the engine on
 shutdown; nothing lives at module level, so several apps (tests, replicas) can coexist.
 """
 
@@ -31,15 +31,15 @@ from cloud.api import (
 from cloud.api import train_jobs as train_jobs_api
 from cloud.api.strict_query import reject_unknown_query
 from cloud.auth import authorize_first
-from cloud.db.engine import build_engine, create_tables
+from cloud.db.engine import build_engine
+from cloud.db.migrate import MigrationError, ensure_schema
 from cloud.deps import CloudState
 from cloud.errors import install_error_handlers
-from cloud.services import train_registry
+from cloud.jobs.worker import Worker
 from cloud.services.model_registry import ensure_shipped_defaults
 from cloud.services.model_signing import Keyring
 from cloud.services.rollout_controller import RolloutController
-from cloud.services.route_jobs import RouteJobs
-from cloud.services.train_jobs import TrainJobs
+from cloud.services.route_jobs import RouteSolver
 from cloud.settings import CloudSettings
 from protocols import SyncBatch
 
@@ -49,29 +49,36 @@ log = logging.getLogger(__name__)
 def create_app(settings: CloudSettings) -> FastAPI:
     """A new cloud API app for ``settings``; its database is opened when the app starts."""
     state = CloudState(settings=settings)
-    route_jobs = RouteJobs()
     keyring = Keyring.from_settings(settings)
-    controllers: list[RolloutController] = []
-    train_jobs = TrainJobs(settings, train_registry.register_candidate, train_registry.deployed_model)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = build_engine(settings.database_url, pool_size=settings.db_pool_size)
+        background: list[RolloutController | Worker] = []  # stopped in reverse order
         try:
-            create_tables(engine)
+            try:
+                ensure_schema(engine, apply=settings.migrate_on_start)
+            except MigrationError as exc:  # one line an operator reads first (tracebacks are cut in the log)
+                log.error("cannot start: %s", exc)
+                raise
             state.engine = engine
-            route_jobs.start()
             ensure_shipped_defaults(engine)
-            controllers.append(RolloutController(engine, keyring, settings.rollout_tick_s))
-            controllers[-1].start()
-            train_jobs.start(engine)
-            log.info("cloud API ready on %s (%s)", settings.backend, engine.url.render_as_string(hide_password=True))
+            if settings.embedded_rollout_controller:
+                background.append(RolloutController(engine, keyring, settings.rollout_tick_s))
+                background[-1].start()
+            if settings.embedded_worker:
+                app.state.worker = Worker(settings, engine)
+                background.append(app.state.worker)
+                background[-1].start()
+            log.info("cloud API ready on %s (%s)%s%s", settings.backend,
+                     engine.url.render_as_string(hide_password=True),
+                     "; embedded job worker" if settings.embedded_worker else "",
+                     "; embedded rollout controller" if settings.embedded_rollout_controller else "")
             yield
         finally:
-            while controllers:
-                controllers.pop().stop()
-            train_jobs.stop()
-            route_jobs.stop()
+            while background:
+                background.pop().stop()
+            app.state.worker = None
             state.engine = None
             engine.dispose()
 
@@ -84,9 +91,9 @@ def create_app(settings: CloudSettings) -> FastAPI:
         dependencies=[Depends(reject_unknown_query)],
     )
     app.state.cloud = state
-    app.state.route_jobs = route_jobs
+    app.state.route_solver = RouteSolver()
     app.state.model_keyring = keyring
-    app.state.train_jobs = train_jobs
+    app.state.worker = None  # the embedded job worker while the app runs, if EMBEDDED_WORKER
     install_error_handlers(app, authorize_first)
     app.include_router(train_jobs_api.router)  # before any /models/{...} route, so /models/jobs matches here
     for router in (health.router, sync.router, gateways.router, tokens.router, records.router, routes.router,

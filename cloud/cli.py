@@ -1,4 +1,5 @@
-"""``edgehouse-cloud``: serve the API, register gateways and issue tokens.
+"""``edgehouse-cloud``: serve the API, run job workers and the rollout controller, migrate the database,
+register gateways and issue tokens.
 
 Settings come from ``EDGEHOUSE_CLOUD_*`` variables and optionally ``--config FILE`` (TOML).
 The admin commands work on the database directly, so they also provision a fresh install.
@@ -8,7 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,13 +23,20 @@ import uvicorn
 from sqlalchemy import Engine
 
 from cloud.app import create_app
-from cloud.db.engine import build_engine, create_tables
+from cloud.db import migrate as migrations
+from cloud.db.engine import build_engine
+from cloud.jobs.queue import QUEUE_NAMES
+from cloud.jobs.worker import Worker
 from cloud.schemas import GatewayCreate, TokenCreate
 from cloud.services import gateways as gateway_service
 from cloud.services.errors import ServiceError
+from cloud.services.model_registry import ensure_shipped_defaults
+from cloud.services.model_signing import Keyring
+from cloud.services.rollout_controller import RolloutController
 from cloud.settings import CloudSettings, SettingsError, load_settings
 from protocols.untrusted import bound_log_handlers
 
+log = logging.getLogger(__name__)
 app = typer.Typer(help="Edgehouse cloud service.", no_args_is_help=True, add_completion=False)
 gateway_app = typer.Typer(help="Register and list gateways.", no_args_is_help=True)
 token_app = typer.Typer(help="Issue API tokens.", no_args_is_help=True)
@@ -46,10 +57,14 @@ def _settings(config: Path | None, **overrides: object) -> CloudSettings:
 
 
 @contextmanager
-def _engine(settings: CloudSettings) -> Iterator[Engine]:
-    engine = build_engine(settings.database_url, pool_size=1)
+def _engine(settings: CloudSettings, pool_size: int = 1) -> Iterator[Engine]:
+    engine = build_engine(settings.database_url, pool_size=pool_size)
     try:
-        create_tables(engine)
+        try:
+            migrations.ensure_schema(engine, apply=settings.migrate_on_start)
+        except migrations.MigrationError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
         yield engine
     finally:
         engine.dispose()
@@ -68,11 +83,99 @@ def serve(
 ) -> None:
     """Run the API with uvicorn until SIGINT/SIGTERM."""
     settings = _settings(config, host=host, port=port)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    bound_log_handlers()  # nothing from a request is logged unbounded
+    _logging(settings)
     # log_config=None: uvicorn's loggers propagate to the (bounded) root handler instead of their own.
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
                 log_config=None)
+
+
+def _until_signalled(component: Worker | RolloutController, what: str) -> None:
+    """Start ``component``, run until SIGINT/SIGTERM, then stop it (its jobs go back to the queue)."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("%s: %s received, stopping", what, signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    component.start()
+    log.info("%s running until SIGTERM or SIGINT", what)
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        component.stop()
+    log.info("%s stopped", what)
+
+
+def _logging(settings: CloudSettings) -> None:
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    bound_log_handlers()  # nothing from a request or a job's output is logged unbounded
+
+
+@app.command()
+def worker(
+    config: ConfigOption = None,
+    queues: Annotated[str, typer.Option(help="Queues to serve, comma-separated: route, train")] = "route,train",
+    route_concurrency: Annotated[int | None, typer.Option(
+        min=1, max=64, help="Route jobs solved at once (default: WORKER_ROUTE_CONCURRENCY)")] = None,
+    train_concurrency: Annotated[int | None, typer.Option(
+        min=1, max=16, help="Retraining jobs run at once (default: MAX_CONCURRENT_TRAIN_JOBS)")] = None,
+) -> None:
+    """Run route and training jobs from the database until SIGINT/SIGTERM (any number of workers on PostgreSQL)."""
+    settings = _settings(config)
+    _logging(settings)
+    names = [q.strip() for q in queues.split(",") if q.strip()]
+    unknown = [q for q in names if q not in QUEUE_NAMES]
+    if unknown or not names:
+        typer.echo(f"error: --queues: unknown queue {unknown[0]!r} (route, train)" if unknown
+                   else "error: --queues: name at least one queue", err=True)
+        raise typer.Exit(2)
+    concurrency = {k: v for k, v in (("route", route_concurrency), ("train", train_concurrency)) if v is not None}
+    slots = (concurrency.get("route", settings.worker_route_concurrency) if "route" in names else 0) + (
+        concurrency.get("train", settings.max_concurrent_train_jobs) if "train" in names else 0)
+    with _engine(settings, pool_size=slots + 2) as engine:  # a connection per slot, the upkeep loop, one spare
+        ensure_shipped_defaults(engine)
+        _until_signalled(Worker(settings, engine, names, concurrency), "worker")  # type: ignore[arg-type]
+
+
+@app.command()
+def controller(config: ConfigOption = None) -> None:
+    """Run the rollout controller until SIGINT/SIGTERM (API replicas then set EMBEDDED_ROLLOUT_CONTROLLER=false)."""
+    settings = _settings(config)
+    _logging(settings)
+    with _engine(settings, pool_size=2) as engine:
+        _until_signalled(RolloutController(engine, Keyring.from_settings(settings), settings.rollout_tick_s),
+                         "rollout controller")
+
+
+@app.command()
+def migrate(
+    config: ConfigOption = None,
+    show_status: Annotated[bool, typer.Option("--status", help="Show each migration's state; change nothing")] = False,
+) -> None:
+    """Apply the pending schema migrations (safe while other processes start or run)."""
+    settings = _settings(config)
+    _logging(settings)
+    engine = build_engine(settings.database_url, pool_size=1)
+    try:
+        if not show_status:
+            started = time.perf_counter()
+            try:
+                done = migrations.migrate(engine)
+            except migrations.MigrationError as exc:
+                typer.echo(f"error: {exc}", err=True)
+                raise typer.Exit(1) from None
+            took = time.perf_counter() - started
+            typer.echo(f"applied {len(done)} migrations in {took:.2f} s" if done else "the schema is up to date")
+        states = migrations.status(engine)
+    finally:
+        engine.dispose()
+    for st in states:
+        when = "" if st.applied_ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(st.applied_ts / 1000))
+        took_ms = "" if st.duration_ms is None else f"{st.duration_ms} ms"
+        typer.echo(f"{st.name:<40} {st.state:<8} {when:<19} {took_ms:>9}  {st.summary}")
 
 
 @app.command("check-config")

@@ -64,10 +64,28 @@ class CloudSettings(BaseSettings):
     #: Largest sync batch accepted after decompression, in bytes.
     max_decompressed_bytes: Annotated[int, Field(ge=1024, le=1 << 31)] = 64 * 1024 * 1024
     db_pool_size: Annotated[int, Field(ge=1, le=200)] = 5
+    #: Apply pending schema migrations at start-up; off: refuse to start on an outdated schema
+    #: (run ``edgehouse-cloud migrate`` first).
+    migrate_on_start: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    #: Directory of retraining jobs (spec, candidate model, result per job).
+    #: Run a job worker (route and train queues) inside the API process: a single-node install, the demo.
+    #: Off when dedicated ``edgehouse-cloud worker`` processes run the jobs (the compose file).
+    embedded_worker: bool = True
+    #: Run the rollout controller inside the API process; off when ``edgehouse-cloud controller`` runs it.
+    embedded_rollout_controller: bool = True
+    #: Route jobs one worker solves at once (each in its own solver process).
+    worker_route_concurrency: Annotated[int, Field(ge=1, le=64)] = 2
+    #: How often an idle worker slot looks for a queued job.
+    worker_poll_s: Annotated[float, Field(gt=0, le=60)] = 0.5
+    #: A running job's lease: its worker renews it every third of this; a job whose lease expired
+    #: (its worker died) is queued again or, after ``job_max_attempts``, failed.
+    job_lease_s: Annotated[float, Field(ge=1, le=3600)] = 30.0
+    job_max_attempts: Annotated[int, Field(ge=1, le=100)] = 3
+    #: Finished route jobs (and their plans) are deleted after this long.
+    route_job_retention_days: Annotated[float, Field(gt=0, le=3650)] = 7.0
+    #: Directory where a worker prepares retraining jobs (spec, deployed and candidate model per job).
     train_workdir: Path = Path("var/cloud/train")
-    #: Retraining worker processes running at once; further jobs wait in the queue.
+    #: Retraining jobs one worker runs at once (each in its own process); further jobs wait in the queue.
     max_concurrent_train_jobs: Annotated[int, Field(ge=1, le=16)] = 1
     #: Retraining jobs waiting at most; more are refused with 429.
     max_queued_train_jobs: Annotated[int, Field(ge=1, le=1000)] = 16

@@ -6,7 +6,7 @@ and never in the API process), evaluates candidate and deployed model on the hel
 writes ``result.json`` into the job's directory. Progress goes to stdout as JSON lines
 ``{"progress": 0.42, "message": "..."}``. A job that cannot run (not enough data) prints
 ``{"error": "..."}`` and exits with status 3; anything else that goes wrong exits non-zero with a
-traceback on stderr.
+traceback on stderr. With ``--lifeline`` it also exits when its stdin closes (cloud.lifeline).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cloud.db.engine import build_engine
+from cloud.lifeline import exit_when_stdin_closes
 from cloud.services.train_spec import (
     EXIT_REFUSED,
     MAX_SPLITS,
@@ -187,7 +188,11 @@ def run(spec: TrainJobSpec, report: Report) -> TrainResult:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cloud.train_worker", description=__doc__.splitlines()[0])
     parser.add_argument("--spec", type=Path, required=True, help="the job's spec.json")
+    parser.add_argument("--lifeline", action="store_true",
+                        help="exit when stdin closes (the worker that started this process died)")
     args = parser.parse_args(argv)
+    if args.lifeline:
+        exit_when_stdin_closes()
     spec = TrainJobSpec.model_validate_json(args.spec.read_text(encoding="utf-8"))
     try:
         run(spec, _report)

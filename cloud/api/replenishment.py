@@ -13,7 +13,7 @@ from fastapi import APIRouter, Body
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from cloud.api.routes import JobsDep, PlannerDep, located_error
+from cloud.api.routes import PlannerDep, SolverDep, located_error
 from cloud.deps import EngineDep
 from cloud.errors import ErrorBody
 from cloud.services import replenishment as service
@@ -32,7 +32,7 @@ def _validated(exc: ValidationError) -> RequestValidationError:
 
 @router.post("/replenishment-plan", response_model=ReplenishmentPlan, responses=_ERRORS)
 def replenishment_plan(body: RequestBody, _planner: PlannerDep, engine: EngineDep,
-                       jobs: JobsDep) -> ReplenishmentPlan:
+                       solver: SolverDep) -> ReplenishmentPlan:
     """Order quantities per store and SKU from the latest forecasts, and the delivery routes."""
     try:
         request = ReplenishmentRequest.model_validate(body)
@@ -43,6 +43,6 @@ def replenishment_plan(body: RequestBody, _planner: PlannerDep, engine: EngineDe
         problem = service.build_problem(request, stores)
     except ValidationError as exc:
         raise _validated(exc) from exc
-    plan = jobs.solve_now(problem, request.time_limit_s, request.engine, request.seed)
+    plan = solver.solve_now(problem, request.time_limit_s, request.engine, request.seed)
     return ReplenishmentPlan(lead_time_days=request.lead_time_days, dimensions=request.dimensions,
                              stores=stores, problem=problem, plan=plan)

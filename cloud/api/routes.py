@@ -16,11 +16,13 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from cloud.auth import Principal, require_role
+from cloud.deps import EngineDep
 from cloud.errors import ErrorBody
 from cloud.routing.plan import Plan
 from cloud.routing.problem import Problem
 from cloud.routing.service import Engine
-from cloud.services.route_jobs import JOB_MAX_TIME_LIMIT_S, SYNC_MAX_TIME_LIMIT_S, RouteJobInfo, RouteJobs
+from cloud.services import route_jobs as jobs
+from cloud.services.route_jobs import JOB_MAX_TIME_LIMIT_S, SYNC_MAX_TIME_LIMIT_S, RouteJobInfo, RouteSolver
 
 router = APIRouter(prefix="/api/v1", tags=["routes"])
 _ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 403, 404, 409, 422, 429)}
@@ -37,13 +39,13 @@ SeedQuery = Annotated[int, Query(ge=0, le=2**31 - 1)]
 JobId = Annotated[str, Path(min_length=1, max_length=64)]
 
 
-def get_route_jobs(request: Request) -> RouteJobs:
-    jobs = request.app.state.route_jobs
-    assert isinstance(jobs, RouteJobs)
-    return jobs
+def get_route_solver(request: Request) -> RouteSolver:
+    solver = request.app.state.route_solver
+    assert isinstance(solver, RouteSolver)
+    return solver
 
 
-JobsDep = Annotated[RouteJobs, Depends(get_route_jobs)]
+SolverDep = Annotated[RouteSolver, Depends(get_route_solver)]
 
 
 def located_error(err: Any) -> dict[str, Any]:
@@ -68,57 +70,58 @@ def parse_problem(body: dict[str, Any]) -> Problem:
 def solve_routes(
     body: ProblemBody,
     _planner: PlannerDep,
-    jobs: JobsDep,
+    solver: SolverDep,
     time_limit_s: Annotated[float, Query(gt=0, le=SYNC_MAX_TIME_LIMIT_S)] = 10.0,
     engine: EngineQuery = "auto",
     seed: SeedQuery = 0,
 ) -> Plan:
     """Solve a small problem within the request (at most 30 s); use route jobs for bigger ones."""
-    return jobs.solve_now(parse_problem(body), time_limit_s, engine, seed)
+    return solver.solve_now(parse_problem(body), time_limit_s, engine, seed)
 
 
 @router.post("/route-jobs", status_code=202, response_model=RouteJobInfo, responses=_ERRORS)
 def create_route_job(
     body: ProblemBody,
-    _planner: PlannerDep,
-    jobs: JobsDep,
+    planner: PlannerDep,
+    db: EngineDep,
     response: Response,
     time_limit_s: Annotated[float, Query(gt=0, le=JOB_MAX_TIME_LIMIT_S)] = 60.0,
     engine: EngineQuery = "auto",
     seed: SeedQuery = 0,
 ) -> RouteJobInfo:
-    """Queue a solve; poll ``GET /api/v1/route-jobs/{id}`` for its status and progress."""
-    info = jobs.submit(parse_problem(body), time_limit_s, engine, seed)
+    """Queue a solve (any worker takes it); poll ``GET /api/v1/route-jobs/{id}`` for its status and progress."""
+    who = planner.role if planner.token_id is None else f"token:{planner.token_id}"
+    info = jobs.submit(db, parse_problem(body), time_limit_s, engine, seed, created_by=who)
     response.headers["Location"] = f"{router.prefix}/route-jobs/{info.id}"
     return info
 
 
 @router.get("/route-jobs/{job_id}", response_model=RouteJobInfo, responses=_ERRORS)
-def get_route_job(job_id: JobId, _planner: PlannerDep, jobs: JobsDep) -> RouteJobInfo:
+def get_route_job(job_id: JobId, _planner: PlannerDep, db: EngineDep) -> RouteJobInfo:
     """Status (queued, running, done, failed, cancelled), progress fraction, best cost so far, error."""
-    return jobs.get(job_id)
+    return jobs.get(db, job_id)
 
 
 @router.delete("/route-jobs/{job_id}", response_model=RouteJobInfo, responses=_ERRORS)
-def cancel_route_job(job_id: JobId, _planner: PlannerDep, jobs: JobsDep) -> RouteJobInfo:
+def cancel_route_job(job_id: JobId, _planner: PlannerDep, db: EngineDep) -> RouteJobInfo:
     """Cancel a queued or running job; its solver process is stopped. 409 once it is done or failed."""
-    return jobs.cancel(job_id)
+    return jobs.cancel(db, job_id)
 
 
 @router.get("/route-jobs/{job_id}/result", response_model=Plan, responses=_ERRORS)
-def get_route_job_result(job_id: JobId, _planner: PlannerDep, jobs: JobsDep) -> Plan:
+def get_route_job_result(job_id: JobId, _planner: PlannerDep, db: EngineDep) -> Plan:
     """The plan of a finished job (409 while it is not done)."""
-    return jobs.result(job_id)[1]
+    return jobs.result(db, job_id)
 
 
 @router.get("/route-jobs/{job_id}/result.geojson", responses=_ERRORS)
-def get_route_job_geojson(job_id: JobId, _planner: PlannerDep, jobs: JobsDep) -> Response:
+def get_route_job_geojson(job_id: JobId, _planner: PlannerDep, db: EngineDep) -> Response:
     """The plan as a GeoJSON FeatureCollection: a LineString per route, a Point per unserved order."""
-    return Response(json.dumps(jobs.geojson(job_id)), media_type="application/geo+json")
+    return Response(json.dumps(jobs.geojson(db, job_id)), media_type="application/geo+json")
 
 
 @router.get("/route-jobs/{job_id}/plot.png", responses={**_ERRORS, 200: {"content": {"image/png": {}}}},
             response_class=Response)
-def get_route_job_plot(job_id: JobId, _planner: PlannerDep, jobs: JobsDep) -> Response:
+def get_route_job_plot(job_id: JobId, _planner: PlannerDep, db: EngineDep) -> Response:
     """The routes drawn as a PNG."""
-    return Response(jobs.plot(job_id), media_type="image/png")
+    return Response(jobs.plot(db, job_id), media_type="image/png")

@@ -1,20 +1,22 @@
 """Retraining jobs for admins: start one per task and scope, follow its progress and log, cancel it.
 
-Training runs in a worker process (cloud.services.train_jobs); these routes only queue, read and cancel.
+Training runs in a worker's process (cloud.services.train_jobs, cloud.jobs); these routes only queue, read and cancel.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 from pydantic import Field
 
 from cloud.auth import AdminDep
+from cloud.deps import EngineDep, SettingsDep
 from cloud.errors import ErrorBody
 from cloud.schemas import RowIdPath, TsField, _Request
+from cloud.services import train_jobs as jobs
 from cloud.services.train_job_store import JobState, TrainJobDetail, TrainJobOut
-from cloud.services.train_jobs import TrainJobs, TrainParams
+from cloud.services.train_jobs import TrainParams
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"])
 _ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 403, 404, 409, 422, 429)}
@@ -35,42 +37,35 @@ class TrainRequest(_Request):
     data_to_ts: Annotated[TsField | None, Field(description="use data before this time (ms)")] = None
 
 
-def get_train_jobs(request: Request) -> TrainJobs:
-    jobs = request.app.state.train_jobs
-    assert isinstance(jobs, TrainJobs)
-    return jobs
-
-
-JobsDep = Annotated[TrainJobs, Depends(get_train_jobs)]
 JobId = RowIdPath
 
 
 @router.post("/train", status_code=202, response_model=TrainJobOut, responses=_ERRORS)
-def start_training(body: TrainRequest, admin: AdminDep, jobs: JobsDep) -> TrainJobOut:
-    """Queue a retraining job; it trains, evaluates against the deployed model and registers its candidate."""
+def start_training(body: TrainRequest, admin: AdminDep, engine: EngineDep, settings: SettingsDep) -> TrainJobOut:
+    """Queue a retraining job; a worker trains, evaluates against the deployed model and registers its candidate."""
     who = "admin" if admin.token_id is None else f"token:{admin.token_id}"
-    return jobs.submit(TrainParams(**body.model_dump()), created_by=who)
+    return jobs.submit(engine, settings, TrainParams(**body.model_dump()), created_by=who)
 
 
 @router.get("/jobs", response_model=list[TrainJobOut], responses=_ERRORS)
 def list_jobs(
     _admin: AdminDep,
-    jobs: JobsDep,
+    engine: EngineDep,
     task: Literal["anomaly", "demand"] | None = None,
     state: Annotated[JobState | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[TrainJobOut]:
     """Retraining jobs, newest first."""
-    return jobs.list(task, state, limit)
+    return jobs.list_jobs(engine, task, state, limit)
 
 
 @router.get("/jobs/{job_id}", response_model=TrainJobDetail, responses=_ERRORS)
-def get_job(job_id: JobId, _admin: AdminDep, jobs: JobsDep) -> TrainJobDetail:
+def get_job(job_id: JobId, _admin: AdminDep, engine: EngineDep) -> TrainJobDetail:
     """One job with its progress, metrics, gate verdict and the last log lines."""
-    return jobs.get(job_id)
+    return jobs.get(engine, job_id)
 
 
 @router.delete("/jobs/{job_id}", response_model=TrainJobDetail, responses=_ERRORS)
-def cancel_job(job_id: JobId, _admin: AdminDep, jobs: JobsDep) -> TrainJobDetail:
+def cancel_job(job_id: JobId, _admin: AdminDep, engine: EngineDep) -> TrainJobDetail:
     """Cancel a queued or running job (its worker process is stopped); 409 once it succeeded or failed."""
-    return jobs.cancel(job_id)
+    return jobs.cancel(engine, job_id)

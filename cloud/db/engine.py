@@ -7,8 +7,6 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 
-from cloud.db.tables import metadata
-
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 #: Execution option marking a connection that only reads (SQLite then begins DEFERRED, sharing the file).
 READ_ONLY_OPTION = "edgehouse_read_only"
@@ -54,15 +52,6 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(conn: Any) -> None:
         read_only = conn.get_execution_options().get(READ_ONLY_OPTION, False)
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
-
-
-def create_tables(engine: Engine) -> None:
-    """Create every table and index that does not exist yet (safe to run from many replicas)."""
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            # Replicas starting together would race on CREATE TABLE; a transaction lock serialises them.
-            conn.execute(text("SELECT pg_advisory_xact_lock(7263512001)"))
-        metadata.create_all(conn)
 
 
 def reader(engine: Engine) -> Connection:

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata: Final = MetaData()
@@ -329,7 +330,19 @@ gateway_model_reports: Final = Table(
     Column("report", JSON, nullable=False),
 )
 
-#: Retraining jobs (cloud.services.train_jobs): one row per job, kept after it finished.
+def _queue_columns() -> list[Column[Any]]:
+    """Columns every durable job queue has (cloud.jobs.queue): cancellation, attempts and the worker's lease."""
+    return [
+        Column("cancel_requested", Boolean, nullable=False, server_default=false()),
+        Column("attempts", Integer, nullable=False, server_default="0"),
+        #: The worker holding the job while it runs ("host:pid:nonce"), its lease (database clock, ms).
+        Column("worker", String(200), nullable=True),
+        Column("lease_expires_ts", BigInteger, nullable=True),
+        Column("heartbeat_ts", BigInteger, nullable=True),
+    ]
+
+
+#: Retraining jobs (cloud.services.train_jobs, run by cloud.jobs workers): one row per job, kept after it finished.
 train_jobs: Final = Table(
     "train_jobs",
     metadata,
@@ -353,6 +366,43 @@ train_jobs: Final = Table(
     Column("created_ts", BigInteger, nullable=False),
     Column("started_ts", BigInteger, nullable=True),
     Column("finished_ts", BigInteger, nullable=True),
+    *_queue_columns(),
     Index("ix_train_jobs_state", "state"),
     Index("ix_train_jobs_task_created", "task", "created_ts"),
+)
+
+#: Files a retraining job produced that later jobs or other hosts need (the candidate's ``.keras``,
+#: from which the next retrain of the model it becomes is fine-tuned; ``result.json``).
+train_job_artifacts: Final = Table(
+    "train_job_artifacts",
+    metadata,
+    Column("job_id", Integer, ForeignKey("train_jobs.job_id"), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("created_ts", BigInteger, nullable=False),
+)
+
+#: Route planning jobs (cloud.services.route_jobs, solved by cloud.jobs workers), with their results.
+route_jobs: Final = Table(
+    "route_jobs",
+    metadata,
+    Column("job_id", String(32), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("engine", String(16), nullable=False),
+    Column("time_limit_s", Float, nullable=False),
+    Column("seed", BigInteger, nullable=False),
+    Column("problem", JSON, nullable=False),
+    Column("progress", Float, nullable=False, server_default="0"),
+    Column("best_cost", Float, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("plan", JSON, nullable=True),
+    Column("geojson", JSON, nullable=True),
+    Column("plot_png", LargeBinary, nullable=True),
+    Column("created_by", String(200), nullable=False),
+    Column("created_ts", BigInteger, nullable=False),
+    Column("started_ts", BigInteger, nullable=True),
+    Column("finished_ts", BigInteger, nullable=True),
+    *_queue_columns(),
+    Index("ix_route_jobs_state_created", "state", "created_ts"),
 )

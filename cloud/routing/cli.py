@@ -13,6 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from cloud.routing.checker import check_plan
+from cloud.routing.engines import AUTO, ENGINE_NAMES
 from cloud.routing.plan import Plan
 from cloud.routing.plot import has_coordinates, plot_png, to_geojson
 from cloud.routing.problem import Problem
@@ -50,7 +51,7 @@ def _summary(plan: Plan) -> Table:
 def solve_cmd(
     problem_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="problem JSON")],
     time_limit: Annotated[float, typer.Option("--time-limit", min=0.01, help="seconds")] = 10.0,
-    engine: Annotated[str, typer.Option("--engine", help="auto, ortools or pyvrp")] = "auto",
+    engine: Annotated[str, typer.Option("--engine", help=f"one of: {', '.join(ENGINE_NAMES)}")] = AUTO,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     out: Annotated[
         Path | None, typer.Option("--out", help="plan JSON path (default: <problem>.plan.json)")
@@ -58,8 +59,8 @@ def solve_cmd(
 ) -> None:
     """Solve a routing problem and write the plan (JSON, GeoJSON and a PNG when possible)."""
     console = Console()
-    if engine not in ("auto", "ortools", "pyvrp"):
-        raise typer.BadParameter("choose auto, ortools or pyvrp", param_hint="--engine")
+    if engine not in ENGINE_NAMES:
+        raise typer.BadParameter(f"choose {', '.join(ENGINE_NAMES)}", param_hint="--engine")
     try:
         problem = Problem.model_validate_json(problem_file.read_text())
     except ValidationError as exc:

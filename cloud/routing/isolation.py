@@ -1,7 +1,7 @@
 """Run a solve in a fresh interpreter when OR-Tools routing is unsafe in this one.
 
 OR-Tools routing crashes the process when TensorFlow was imported before
-``ortools.constraint_solver.pywrapcp`` (or-tools #2047/#3230; see STACK_NOTES). ``sys.modules``
+``ortools.constraint_solver.pywrapcp`` (or-tools #2047/#3230; the README explains it). ``sys.modules``
 keeps import order, so we can tell whether this process is in that state; if it is, the solve
 runs in ``python -m cloud.routing.worker`` and streams progress back as JSON lines.
 """

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Literal
 
 from cloud.routing.compiled import Compiled, compile_problem
-from cloud.routing.diagnose import IMPOSSIBLE, reason_for, unserved_list
+from cloud.routing.diagnose import unserved_list
 from cloud.routing.engine import EngineResult, Progress
+from cloud.routing.engines import AUTO, ENGINES, EngineName, RoutingEngine, engine_named
 from cloud.routing.isolation import ortools_unsafe_here, solve_in_subprocess
 from cloud.routing.plan import Plan
 from cloud.routing.problem import Problem
 from cloud.routing.schedule import build_plan
 
-Engine = Literal["auto", "ortools", "pyvrp"]
+Engine = EngineName  # the name callers import from here
 AUTO_ORTOOLS_SHARE = 0.1  # auto: OR-Tools secures a plan first, PyVRP improves in the rest
 AUTO_MIN_RACE_S = 1.0  # below this, auto runs OR-Tools alone
 PROGRESS_INTERVAL_S = 0.1  # at most this often without an improvement
@@ -72,42 +72,28 @@ def plan_rank(c: Compiled, plan: Plan) -> tuple[int, int, float]:
     return (1 if plan.status == "no_solution" else 0, missing, plan.total_cost)
 
 
-def _ortools(
-    c: Compiled, limit: float, seed: int, progress: Progress, max_iterations: int | None
-) -> EngineResult:
-    from cloud.routing.ortools_engine import solve_ortools
-
-    return solve_ortools(c, limit, progress=progress, solution_limit=max_iterations, seed=seed)
-
-
-def _pyvrp(
-    c: Compiled, limit: float, seed: int, progress: Progress, max_iterations: int | None
-) -> EngineResult:
-    from cloud.routing.pyvrp_engine import solve_pyvrp
-
-    # PyVRP must serve every required order to call a solution feasible: leave out the ones
-    # no vehicle can serve even alone (they stay unserved, with their reason).
-    skip = frozenset(i for i in range(len(c.orders)) if reason_for(c, i) in IMPOSSIBLE)
-    return solve_pyvrp(c, limit, seed=seed, progress=progress, max_iterations=max_iterations, skip=skip)
+def _run(engine: RoutingEngine, c: Compiled, limit: float, seed: int, report: _Reporter,
+         max_iterations: int | None, t0: float, label: str | None = None, limit_reported: float | None = None
+         ) -> Plan:
+    r = engine.solve(c, limit, seed, report, max_iterations)
+    return _to_plan(c, r, label or engine.name, limit_reported or limit, seed, time.perf_counter() - t0)
 
 
 def _auto(
     c: Compiled, limit: float, seed: int, report: _Reporter, max_iterations: int | None, t0: float
 ) -> Plan:
-    from cloud.routing.pyvrp_engine import unsupported_reason
-
-    if unsupported_reason(c) is not None or limit < AUTO_MIN_RACE_S:
-        r = _ortools(c, limit, seed, report, max_iterations)
-        return _to_plan(c, r, "auto:ortools", limit, seed, time.perf_counter() - t0)
-    first = _ortools(
-        c, limit * AUTO_ORTOOLS_SHARE, seed, report.slice(0.0, AUTO_ORTOOLS_SHARE), max_iterations
-    )
+    """OR-Tools secures a plan in a share of the time, PyVRP improves in the rest; the better plan wins."""
+    first_engine, second_engine = ENGINES["ortools"], ENGINES["pyvrp"]
+    if second_engine.unsupported(c) is not None or limit < AUTO_MIN_RACE_S:
+        return _run(first_engine, c, limit, seed, report, max_iterations, t0, label=f"{AUTO}:{first_engine.name}")
+    first = first_engine.solve(c, limit * AUTO_ORTOOLS_SHARE, seed, report.slice(0.0, AUTO_ORTOOLS_SHARE),
+                               max_iterations)
     rest = max(0.05, limit - (time.perf_counter() - t0))
-    second = _pyvrp(c, rest, seed, report.slice(1.0 - rest / limit, rest / limit), max_iterations)
+    second = second_engine.solve(c, rest, seed, report.slice(1.0 - rest / limit, rest / limit), max_iterations)
     elapsed = time.perf_counter() - t0
-    plans = [_to_plan(c, r, f"auto:{r.engine}", limit, seed, elapsed) for r in (first, second) if r.found]
+    plans = [_to_plan(c, r, f"{AUTO}:{r.engine}", limit, seed, elapsed) for r in (first, second) if r.found]
     if not plans:
-        return _to_plan(c, first, "auto", limit, seed, elapsed)
+        return _to_plan(c, first, AUTO, limit, seed, elapsed)
     return min(plans, key=lambda p: plan_rank(c, p))
 
 
@@ -127,8 +113,7 @@ def solve(
     """
     if time_limit_s <= 0:
         raise ValueError("time_limit_s: must be positive")
-    if engine not in ("auto", "ortools", "pyvrp"):
-        raise ValueError(f"engine: unknown engine {engine!r}; choose auto, ortools or pyvrp")
+    chosen = None if engine == AUTO else engine_named(engine)  # ValueError naming the choices
     if not problem.orders:  # nothing to route: the empty plan is feasible and optimal
         return Plan(problem=problem.name, status="feasible", engine=engine, time_limit_s=time_limit_s, seed=seed)
     if ortools_unsafe_here():
@@ -137,13 +122,9 @@ def solve(
     c = compile_problem(problem)
     report = _Reporter(progress)
     limit = max(0.01, time_limit_s - (time.perf_counter() - t0))
-    if engine == "auto":
+    if chosen is None:
         plan = _auto(c, limit, seed, report, max_iterations, t0)
-    elif engine == "ortools":
-        r = _ortools(c, limit, seed, report, max_iterations)
-        plan = _to_plan(c, r, "ortools", time_limit_s, seed, time.perf_counter() - t0)
     else:
-        r = _pyvrp(c, limit, seed, report, max_iterations)
-        plan = _to_plan(c, r, "pyvrp", time_limit_s, seed, time.perf_counter() - t0)
+        plan = _run(chosen, c, limit, seed, report, max_iterations, t0, limit_reported=time_limit_s)
     report.slice(0.0, 1.0)(None, 1.0)
     return plan.model_copy(update={"time_limit_s": time_limit_s})

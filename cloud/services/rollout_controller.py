@@ -12,18 +12,18 @@ replicas never act twice):
 4. a stage older than ``stage_timeout_s`` → halted (not rolled back), naming who it waits for.
 
 Then, with an online key, releases in use that expire within a quarter of their lifetime are
-re-signed. Start with :meth:`RolloutController.start`; :meth:`stop` sets the stop event and joins.
+re-signed. A :class:`cloud.background.Loop`: :meth:`RolloutController.start`, :meth:`stop` sets the stop
+event and joins; errors are logged, counted in ``health`` and backed off.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
+from cloud.background import Loop, LoopHealth
 from cloud.db.engine import reader
 from cloud.db.tables import rollout_members, rollouts
 from cloud.model_schemas import Gates
@@ -34,14 +34,6 @@ from cloud.services.rollout_gates import GateResult, evaluate, rejection
 from cloud.services.rollouts import stage_name
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ControllerHealth:
-    ticks: int = 0
-    errors: int = 0
-    last_tick_ts: int | None = None
-    last_error: str | None = None
 
 
 def _set_gates(conn: Connection, r: Any, members: list[Any], results: dict[str, GateResult]) -> None:
@@ -128,37 +120,17 @@ class RolloutController:
             raise ValueError("tick_s: must be positive")
         self._engine = engine
         self._keyring = keyring
-        self._tick_s = tick_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.health = ControllerHealth()
+        self._loop = Loop("rollout-controller", tick_s, self.tick)
+
+    @property
+    def health(self) -> LoopHealth:
+        return self._loop.health
 
     def start(self) -> None:
-        if self._thread is not None:
-            raise RuntimeError("the rollout controller is already started")
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="rollout-controller", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
-
-    def _run(self) -> None:
-        failures = 0
-        while not self._stop.is_set():
-            try:
-                self.tick()
-                failures = 0
-            except Exception as exc:  # one bad pass must not end the loop
-                failures += 1
-                self.health.errors += 1
-                self.health.last_error = repr(exc)
-                log.exception("rollout controller pass failed")
-            # back off (bounded) while the database keeps failing
-            self._stop.wait(min(self._tick_s * (2 ** min(failures, 6)), max(self._tick_s, 60.0)))
+        self._loop.stop(timeout_s)
 
     def tick(self, now: int | None = None) -> None:
         """One pass over every running rollout, then the re-signing of expiring releases."""
@@ -167,7 +139,7 @@ class RolloutController:
             ids = [int(row.rollout_id) for row in conn.execute(
                 select(rollouts.c.rollout_id).where(rollouts.c.state == "running").order_by(rollouts.c.rollout_id))]
         for rollout_id in ids:
-            if self._stop.is_set():
+            if self._loop.stopping.is_set():
                 return
             with self._engine.begin() as conn:
                 step(conn, self._keyring, rollout_id, now)
@@ -177,5 +149,3 @@ class RolloutController:
             if due:
                 with self._engine.begin() as conn:
                     resign_expiring(conn, self._keyring, due, now)
-        self.health.ticks += 1
-        self.health.last_tick_ts = now

@@ -44,6 +44,9 @@ class TrainJobOut(BaseModel):
     created_ts: int
     started_ts: int | None
     finished_ts: int | None
+    #: Times a worker took the job (more than 1 after a worker died while training it), and the last one.
+    attempts: int = 0
+    worker: str | None = None
 
 
 class TrainJobDetail(TrainJobOut):
@@ -97,12 +100,6 @@ def list_jobs(engine: Engine, task: str | None, state: str | None, limit: int) -
         return [_out(r) for r in conn.execute(stmt)]
 
 
-def job_ids_in(engine: Engine, state: JobState) -> list[int]:
-    with reader(engine) as conn:
-        rows = conn.execute(select(train_jobs.c.job_id).where(train_jobs.c.state == state).order_by(train_jobs.c.job_id))
-        return [int(r[0]) for r in rows]
-
-
 def transition(engine: Engine, job_id: int, from_states: Iterable[str], **values: Any) -> bool:
     """Set ``values`` if the job is in one of ``from_states``; whether it was."""
     with engine.begin() as conn:
@@ -112,25 +109,3 @@ def transition(engine: Engine, job_id: int, from_states: Iterable[str], **values
             .values(**values)
         )
         return bool(result.rowcount)
-
-
-def fail_all(engine: Engine, state: JobState, error: str) -> int:
-    """Mark every job in ``state`` failed with ``error``; how many."""
-    with engine.begin() as conn:
-        result = conn.execute(
-            update(train_jobs)
-            .where(train_jobs.c.state == state)
-            .values(state="failed", error=error, message=error, finished_ts=now_ms())
-        )
-        return int(result.rowcount)
-
-
-def candidate_keras_job(engine: Engine, task: str, version: int) -> int | None:
-    """The succeeded job that produced model ``version`` of ``task``, if any."""
-    with reader(engine) as conn:
-        row = conn.execute(
-            select(train_jobs.c.job_id).where(
-                train_jobs.c.task == task, train_jobs.c.candidate_version == version, train_jobs.c.state == "succeeded"
-            )
-        ).first()
-    return int(row[0]) if row is not None else None

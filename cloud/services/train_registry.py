@@ -1,6 +1,6 @@
 """The model registry as retraining jobs see it: register a candidate, read what is deployed.
 
-Adapts cloud.services.model_registry to the callables cloud.services.train_jobs.TrainJobs takes
+Adapts cloud.services.model_registry to the callables cloud.jobs.train_runner.TrainRunner takes
 (its tests inject their own).
 """
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,23 +13,14 @@ from sqlalchemy import Engine, create_engine, inspect, text
 from cloud.app import create_app
 from cloud.db.tables import metadata
 from cloud.settings import CloudSettings
-
-PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
+from tests.helpers.postgres import fresh_database
 
 
 @pytest.fixture(scope="session")
 def pg_database_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session, dropped at the end."""
-    name = f"edgehouse_t_{secrets.token_hex(6)}"
-    admin = create_engine(f"{PG_SERVER}/test", isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        yield f"{PG_SERVER}/{name}"
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
+    with fresh_database() as url:
+        yield url
 
 
 def _empty_postgres(url: str) -> None:

@@ -1,13 +1,11 @@
 """Route planning API: synchronous solves, background jobs (progress, results, cancel) and access rules.
 
-Routing stores nothing in the database, so these tests run on SQLite only (auth is covered on both
-backends by the other suites).
+Route jobs are rows of the database, solved by the app's embedded worker: SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,11 +19,6 @@ from tests.helpers.waiting import patience
 
 HOUR = 3600.0
 LONG_S = 60.0  # a job that would outlive the test unless cancelling really stops it
-
-
-@pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'cloud.db'}"
 
 
 @pytest.fixture

@@ -83,6 +83,25 @@ def test_bad_toml_names_the_key(tmp_path: Path) -> None:
     assert err.value.key == "config"
 
 
+def test_every_setting_and_command_is_documented() -> None:
+    """The README's configuration table names every setting; the READMEs name every edgehouse-cloud command."""
+    import re
+
+    import typer
+
+    from cloud.cli import app
+    from cloud.settings import CloudSettings
+
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text()
+    table = readme[readme.index("### Cloud (`edgehouse-cloud`)"):readme.index("API (OpenAPI at")]
+    documented = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", table))
+    assert [k for k in CloudSettings.model_fields if k.upper() not in documented] == []
+    docs = readme + (root / "cloud" / "README.md").read_text()
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    assert [c for c in commands if f"edgehouse-cloud {c}" not in docs] == []
+
+
 def test_an_unknown_environment_variable_fails_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EDGEHOUSE_CLOUD_ADMIN_TOKEN", STRONG)
     monkeypatch.setenv("EDGEHOUSE_CLOUD_MAX_BODY_BYTE", "10")

@@ -1,13 +1,12 @@
 """Retraining jobs: data extraction and hold-out split (SQLite and PostgreSQL), the API, a real tiny
 anomaly retrain end to end in a worker process, not-enough-data failures, cancel, restart recovery,
-and the guard that TensorFlow never enters the API process."""
+and the guard that TensorFlow never enters the API or worker process."""
 
 from __future__ import annotations
 
 import builtins
 import importlib
 import json
-import os
 import subprocess
 import sys
 import time
@@ -20,11 +19,15 @@ from cloud_testkit import GATEWAY_ID, admin_headers, make_settings, register
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from train_testkit import DAY_MS, T0, scan_records, sync, telemetry_records, wait_for_state
+from worker_kit import alive
 
-from cloud.db.engine import build_engine, create_tables
+from cloud.db.engine import build_engine
+from cloud.db.migrate import migrate
+from cloud.jobs.queue import TRAIN, claim
+from cloud.jobs.train_runner import TrainRunner
+from cloud.jobs.worker import Worker
 from cloud.services import train_job_store
 from cloud.services.model_registry import CandidateIn
-from cloud.services.train_jobs import TrainJobs
 from cloud.services.train_spec import TrainResult
 from cloud.services.training_data import demand_panel, head_rows, parse_scope, reading_series, split_series
 from cloud.settings import CloudSettings
@@ -247,12 +250,12 @@ def test_cancel_stops_the_worker_and_a_queued_job_never_runs(request: pytest.Fix
     resp = client.delete(f"/api/v1/models/jobs/{queued['job_id']}", headers=ADMIN)
     assert resp.status_code == 200 and resp.json()["state"] == "cancelled"
 
-    jobs: TrainJobs = client.app.state.train_jobs  # type: ignore[attr-defined]
+    worker: Worker = client.app.state.worker  # type: ignore[attr-defined]  # the app's embedded worker
     deadline = time.monotonic() + 60
     while True:  # until TensorFlow is loaded and training has begun in the worker
         job = client.get(f"/api/v1/models/jobs/{long_job['job_id']}", headers=ADMIN).json()
         assert job["state"] == "running" or job["state"] == "queued", job
-        pid = jobs.worker_pid(long_job["job_id"])
+        pid = worker.running_pid("train", long_job["job_id"])
         if pid is not None and job["progress"] >= 0.1:
             break
         assert time.monotonic() < deadline, job
@@ -260,7 +263,7 @@ def test_cancel_stops_the_worker_and_a_queued_job_never_runs(request: pytest.Fix
     resp = client.delete(f"/api/v1/models/jobs/{long_job['job_id']}", headers=ADMIN)
     assert resp.status_code == 200 and resp.json()["state"] == "cancelled"
     deadline = time.monotonic() + 10
-    while _alive(pid):
+    while alive(pid):
         assert time.monotonic() < deadline, "the worker survived its cancellation"
         time.sleep(0.1)
     time.sleep(0.5)  # the runner thread records what it saw; state stays cancelled
@@ -272,15 +275,6 @@ def test_cancel_stops_the_worker_and_a_queued_job_never_runs(request: pytest.Fix
     assert again.status_code == 200 and again.json()["state"] == "cancelled"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split(") ", 1)[1][0] != "Z"
-
-
 # recovery and wiring -----------------------------------------------------------------------
 
 
@@ -289,39 +283,49 @@ def _default_deployed(_engine: Engine, task: str, _scope: str) -> tuple[int, byt
     return 1, path.read_bytes(), json.loads(path.with_suffix(".json").read_text())
 
 
-def test_jobs_left_running_by_a_crash_fail_at_start_and_queued_ones_resume(tmp_path: Path) -> None:
-    """TrainJobs alone, with injected registry callables (the shipped default as the deployed model)."""
-    settings = make_settings(f"sqlite:///{tmp_path / 'cloud.db'}", train_workdir=tmp_path / "train")
+def test_a_job_whose_worker_died_runs_again_until_its_attempts_are_spent(tmp_path: Path) -> None:
+    """A worker alone, with injected registry callables (the shipped default as the deployed model)."""
+    settings = make_settings(f"sqlite:///{tmp_path / 'cloud.db'}", train_workdir=tmp_path / "train",
+                             job_max_attempts=2, embedded_worker=False)
     engine = build_engine(settings.database_url)
-    create_tables(engine)
-    orphan = train_job_store.insert(engine, "anomaly", "fleet", {"epochs": 1, "seed": 7}, "admin")
-    train_job_store.transition(engine, orphan, ["queued"], state="running", started_ts=1)  # a crash left it so
-    waiting = train_job_store.insert(engine, "anomaly", "fleet", {"epochs": 1, "seed": 7, "holdout_fraction": 0.2},
-                                     "admin")
+    migrate(engine)
+    params = {"epochs": 1, "seed": 7, "holdout_fraction": 0.2}
+    orphan = train_job_store.insert(engine, "anomaly", "fleet", params, "admin")
+    assert claim(engine, TRAIN, "gone:1:dead", lease_s=0.001) is not None  # its worker died right after
+    spent = train_job_store.insert(engine, "anomaly", "fleet", params, "admin")
+    assert claim(engine, TRAIN, "gone:2:dead", lease_s=0.001) is not None
+    train_job_store.transition(engine, spent, ["running"], attempts=2)  # its second worker died too
+    waiting = train_job_store.insert(engine, "anomaly", "fleet", params, "admin")
     registered: list[CandidateIn] = []
 
     def register_candidate(_engine: Engine, c: CandidateIn) -> int:
         registered.append(c)
         return 2
 
-    jobs = TrainJobs(settings, register_candidate, _default_deployed)
-    jobs.start(engine)
+    worker = Worker(settings, engine, ["train"], train_runner=TrainRunner(settings, register_candidate,
+                                                                           _default_deployed))
+    worker.start()
     try:
-        job = jobs.get(orphan)
-        assert job.state == "failed" and job.error is not None and "crash or restart" in job.error
-        deadline = time.monotonic() + 60
-        while jobs.get(waiting).state in ("queued", "running"):  # queued again, and run
+        deadline = time.monotonic() + 90
+        while any(train_job_store.detail(engine, j).state in ("queued", "running")  # type: ignore[union-attr]
+                  for j in (orphan, waiting)):
             assert time.monotonic() < deadline
             time.sleep(0.2)
-        resumed = jobs.get(waiting)
-        assert resumed.state == "failed" and resumed.error is not None
-        assert resumed.error.startswith("not enough data") and registered == []
+        given_up = train_job_store.detail(engine, spent)
+        assert given_up is not None and given_up.state == "failed" and given_up.attempts == 2
+        assert given_up.error == "given up: worker gone:2:dead stopped renewing its lease (attempt 2 of 2); no attempt left"
+        for job_id, attempts in ((orphan, 2), (waiting, 1)):  # run (again) to the end, here: not enough data
+            job = train_job_store.detail(engine, job_id)
+            assert job is not None and job.state == "failed" and job.attempts == attempts, job
+            assert job.error is not None and job.error.startswith("not enough data") and job.worker == worker.name
+        assert registered == []
     finally:
-        jobs.stop()
+        worker.stop()
         engine.dispose()
 
 
 def test_the_api_process_never_imports_tensorflow() -> None:
-    code = ("import sys, cloud.app, cloud.services.train_jobs, cloud.api.train_jobs, cloud.services.training_data; "
+    code = ("import sys, cloud.app, cloud.services.train_jobs, cloud.api.train_jobs, cloud.services.training_data, "
+            "cloud.jobs.worker, cloud.cli; "
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,14 +21,14 @@ import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from e2e_kit import wait_until
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, select
 
 from cloud.db.tables import readings
 from edgehouse_cli.broker import MosquittoBroker
 from edgehouse_cli.stack import AgentProcess, CloudProcess
 from protocols import device_topic, record_id
+from tests.helpers.postgres import fresh_database
 
-PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 T0 = 1_780_000_000_000
 
 
@@ -38,16 +37,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'cloud.db'}"
         return
-    name = f"edgehouse_t_{secrets.token_hex(6)}"
-    admin = create_engine(f"{PG_SERVER}/test", isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        yield f"{PG_SERVER}/{name}"
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
+    with fresh_database() as url:
+        yield url
 
 
 def _telemetry(device: str, seq: int, value: float) -> dict[str, Any]:

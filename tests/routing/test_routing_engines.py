@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
 import pytest
 from routing_cases import HOUR, loc, rich_problem, small_problem
 
 from cloud.routing.checker import check_plan
+from cloud.routing.compiled import compile_problem
+from cloud.routing.engines import ENGINE_NAMES, ENGINES, EngineName
 from cloud.routing.instances import read_vrplib
 from cloud.routing.plan import Plan
 from cloud.routing.problem import (
@@ -39,7 +42,7 @@ def route_of(plan: Plan, vehicle: str) -> list[str]:
     return []
 
 
-@pytest.mark.parametrize("engine", ["ortools", "pyvrp", "auto"])
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
 def test_small_problem_every_engine(engine: str) -> None:
     plan = solved(small_problem(), engine, 1.2)
     assert plan.status == "feasible" and not plan.unserved
@@ -141,8 +144,15 @@ def test_pyvrp_rejects_what_it_cannot_model() -> None:
 
 
 def test_unknown_engine_is_named() -> None:
-    with pytest.raises(ValueError, match="engine"):
+    with pytest.raises(ValueError, match="engine: unknown engine 'magic'; choose auto, ortools, pyvrp"):
         solve(small_problem(), 0.5, "magic")  # type: ignore[arg-type]
+
+
+def test_the_registry_is_what_callers_may_name() -> None:
+    """The API's engine enum, the CLI's choices and the registry are one list."""
+    assert ENGINE_NAMES == ("auto", *ENGINES) == get_args(EngineName)
+    for name, engine in ENGINES.items():
+        assert engine.name == name and engine.unsupported(compile_problem(small_problem())) is None
 
 
 def _geo_problem(travel: object, locations: list[Location]) -> Problem:

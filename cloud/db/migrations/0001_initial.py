@@ -1,0 +1,347 @@
+"""The schema of the last release without migrations (e60cd69), exactly as its create_all made it.
+
+A frozen copy of that release's ``cloud/db/tables.py``: never edit it; change the schema in a new
+migration. A database that release created (its tables exist, no migration is recorded) is
+recognised by these definitions and stamped with this migration instead of running it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata: Final = MetaData()
+
+RECORD_KINDS: Final = ("telemetry", "scan", "device_status", "alert", "forecast")
+
+
+def _count_columns() -> list[Column[int]]:
+    return [Column(f"n_{kind}", BigInteger, nullable=False, server_default="0") for kind in RECORD_KINDS]
+
+
+gateways: Final = Table(
+    "gateways",
+    metadata,
+    Column("gateway_id", String(64), primary_key=True),
+    Column("site", String(64), nullable=False),
+    Column("created_ts", BigInteger, nullable=False),
+    Column("last_seen_ts", BigInteger, nullable=True),
+    Column("last_batch_id", String(128), nullable=True),
+    Column("agent_version", String(32), nullable=True),
+    *_count_columns(),
+)
+
+tokens: Final = Table(
+    "api_tokens",
+    metadata,
+    Column("token_id", Integer, primary_key=True, autoincrement=True),
+    Column("token_sha256", String(64), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),
+    Column("gateway_id", String(64), ForeignKey("gateways.gateway_id"), nullable=True),
+    Column("label", String(200), nullable=True),
+    Column("created_ts", BigInteger, nullable=False),
+)
+
+
+def _message_columns() -> list[Column[Any]]:
+    """Columns shared by the tables of device messages (envelope + where and when it arrived)."""
+    return [
+        Column("id", String(200), primary_key=True),
+        Column("gateway_id", String(64), nullable=False),
+        Column("device_id", String(64), nullable=False),
+        Column("boot_id", String(64), nullable=False),
+        Column("seq", BigInteger, nullable=False),
+        Column("msg_id", String(64), nullable=False),
+        Column("ts", BigInteger, nullable=False),
+        Column("received_ts", BigInteger, nullable=False),
+        Column("stored_ts", BigInteger, nullable=False),
+    ]
+
+
+telemetry: Final = Table(
+    "telemetry",
+    metadata,
+    *_message_columns(),
+    Column("n_readings", Integer, nullable=False),
+    Index("ix_telemetry_device_ts", "device_id", "ts"),
+)
+
+#: One row per reading of a telemetry message, for training queries (device, metric, time range).
+readings: Final = Table(
+    "readings",
+    metadata,
+    Column("record_id", String(200), ForeignKey("telemetry.id"), primary_key=True),
+    Column("metric", String(32), primary_key=True),
+    Column("device_id", String(64), nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("value", Float, nullable=False),
+    Index("ix_readings_device_metric_ts", "device_id", "metric", "ts"),
+)
+
+scans: Final = Table(
+    "scans",
+    metadata,
+    *_message_columns(),
+    Column("code_type", String(16), nullable=False),
+    Column("sku", String(64), nullable=False),
+    Column("location", String(64), nullable=False),
+    Column("direction", String(16), nullable=False),
+    Column("qty", Integer, nullable=False),
+    Column("reader_id", String(64), nullable=False),
+    Column("tag_id", String(128), nullable=True),
+    Index("ix_scans_sku_ts", "sku", "ts"),
+)
+
+device_status: Final = Table(
+    "device_status",
+    metadata,
+    *_message_columns(),
+    Column("state", String(16), nullable=False),
+    Column("fw_version", String(32), nullable=False),
+    Column("uptime_s", Float, nullable=False),
+    Column("reason", String(200), nullable=True),
+    Index("ix_device_status_device_ts", "device_id", "ts"),
+)
+
+alerts: Final = Table(
+    "alerts",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("gateway_id", String(64), nullable=False),
+    Column("alert_id", String(128), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("device_id", String(64), nullable=True),
+    Column("ts", BigInteger, nullable=False),
+    Column("stored_ts", BigInteger, nullable=False),
+    Column("payload", JSON, nullable=False),
+    Index("ix_alerts_ts_id", "ts", "id"),
+)
+
+forecasts: Final = Table(
+    "forecasts",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("gateway_id", String(64), nullable=False),
+    Column("forecast_id", String(128), nullable=False),
+    Column("site", String(64), nullable=False),
+    Column("sku", String(64), nullable=False),
+    Column("origin", String(10), nullable=False),
+    Column("created_ts", BigInteger, nullable=False),
+    Column("model_version", Integer, nullable=False),
+    Column("stored_ts", BigInteger, nullable=False),
+    Column("payload", JSON, nullable=False),
+    Index("ix_forecasts_created_id", "created_ts", "id"),
+)
+
+# --- model registry, signed releases and staged rollouts (cloud/services/model_registry.py, rollouts.py) ---
+
+#: Every model version of a task; ``scope`` is "fleet" or "site:<site>".
+model_versions: Final = Table(
+    "model_versions",
+    metadata,
+    Column("task", String(16), primary_key=True),
+    Column("model_version", BigInteger, primary_key=True),
+    Column("scope", String(80), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("manifest", JSON, nullable=False),
+    Column("metrics", JSON, nullable=False),
+    Column("data_from_ts", BigInteger, nullable=True),
+    Column("data_to_ts", BigInteger, nullable=True),
+    Column("parent_version", BigInteger, nullable=True),
+    Column("created_ts", BigInteger, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("job_id", BigInteger, nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("gate_passed", Boolean, nullable=True),
+    Column("gate_reason", Text, nullable=True),
+    Column("promoted_by", String(200), nullable=True),
+    Column("promoted_ts", BigInteger, nullable=True),
+    Index("ix_model_versions_status", "task", "status"),
+)
+
+#: ``.tflite`` bytes, stored once per digest.
+model_artifacts: Final = Table(
+    "model_artifacts",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("created_ts", BigInteger, nullable=False),
+)
+
+#: Signed release documents (protocols.SignedRelease JSON). ``held``: a pre-signed rollback not served yet.
+model_releases: Final = Table(
+    "model_releases",
+    metadata,
+    Column("task", String(16), primary_key=True),
+    Column("metadata_version", BigInteger, primary_key=True),
+    Column("model_version", BigInteger, nullable=False),
+    Column("rollback", Boolean, nullable=False),
+    Column("held", Boolean, nullable=False),
+    Column("document", JSON, nullable=False),
+    Column("created_ts", BigInteger, nullable=False),
+    Column("expires_ts", BigInteger, nullable=False),
+    Index("ix_model_releases_model", "task", "model_version", "metadata_version"),
+)
+
+#: Release documents waiting for an offline signature (``edgehouse models sign``).
+model_signing_requests: Final = Table(
+    "model_signing_requests",
+    metadata,
+    Column("request_id", Integer, primary_key=True, autoincrement=True),
+    Column("task", String(16), nullable=False),
+    Column("metadata_version", BigInteger, nullable=False),
+    Column("model_version", BigInteger, nullable=False),
+    Column("purpose", String(16), nullable=False),
+    Column("held", Boolean, nullable=False),
+    Column("release", JSON, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("created_ts", BigInteger, nullable=False),
+    Column("signed_ts", BigInteger, nullable=True),
+    UniqueConstraint("task", "metadata_version", name="uq_model_signing_requests_task_md"),
+)
+
+#: Accepted key rotations (protocols.SignedKeyRotation JSON), served to every gateway.
+model_key_rotations: Final = Table(
+    "model_key_rotations",
+    metadata,
+    Column("rotation_version", BigInteger, primary_key=True),
+    Column("document", JSON, nullable=False),
+    Column("created_ts", BigInteger, nullable=False),
+)
+
+#: The model version each scope runs outside rollouts ("fleet", "site:<site>").
+model_baselines: Final = Table(
+    "model_baselines",
+    metadata,
+    Column("task", String(16), primary_key=True),
+    Column("scope", String(80), primary_key=True),
+    Column("model_version", BigInteger, nullable=False),
+    Column("updated_ts", BigInteger, nullable=False),
+)
+
+#: Per-gateway pins (group rollouts that completed, aborted rollouts, rollbacks); override the baseline.
+gateway_model_pins: Final = Table(
+    "gateway_model_pins",
+    metadata,
+    Column("gateway_id", String(64), ForeignKey("gateways.gateway_id"), primary_key=True),
+    Column("task", String(16), primary_key=True),
+    Column("model_version", BigInteger, nullable=False),
+    Column("updated_ts", BigInteger, nullable=False),
+)
+
+gateway_groups: Final = Table(
+    "gateway_groups",
+    metadata,
+    Column("gateway_id", String(64), ForeignKey("gateways.gateway_id"), primary_key=True),
+    Column("group_name", String(64), nullable=False),
+    Column("updated_ts", BigInteger, nullable=False),
+    Index("ix_gateway_groups_group", "group_name"),
+)
+
+rollouts: Final = Table(
+    "rollouts",
+    metadata,
+    Column("rollout_id", Integer, primary_key=True, autoincrement=True),
+    Column("task", String(16), nullable=False),
+    Column("model_version", BigInteger, nullable=False),
+    Column("previous_version", BigInteger, nullable=True),
+    Column("scope", String(80), nullable=False),
+    Column("group_name", String(64), nullable=True),
+    Column("state", String(16), nullable=False),
+    Column("stage", Integer, nullable=False),
+    Column("n_stages", Integer, nullable=False),
+    Column("phase", String(16), nullable=False),
+    Column("stage_started_ts", BigInteger, nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("created_by", String(200), nullable=False),
+    Column("created_ts", BigInteger, nullable=False),
+    Column("updated_ts", BigInteger, nullable=False),
+    Index("ix_rollouts_task_state", "task", "state"),
+)
+
+rollout_members: Final = Table(
+    "rollout_members",
+    metadata,
+    Column("rollout_id", Integer, ForeignKey("rollouts.rollout_id"), primary_key=True),
+    Column("gateway_id", String(64), primary_key=True),
+    Column("stage", Integer, nullable=False),
+    Column("previous_version", BigInteger, nullable=True),
+    Column("gate", String(16), nullable=False),
+    Column("detail", Text, nullable=True),
+)
+
+rollout_events: Final = Table(
+    "rollout_events",
+    metadata,
+    Column("event_id", Integer, primary_key=True, autoincrement=True),
+    Column("rollout_id", Integer, ForeignKey("rollouts.rollout_id"), nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("stage", Integer, nullable=True),
+    Column("reason", Text, nullable=False),
+    Index("ix_rollout_events_rollout", "rollout_id", "event_id"),
+)
+
+#: The latest protocols.ModelReport of each gateway.
+gateway_model_reports: Final = Table(
+    "gateway_model_reports",
+    metadata,
+    Column("gateway_id", String(64), ForeignKey("gateways.gateway_id"), primary_key=True),
+    Column("ts", BigInteger, nullable=False),
+    Column("received_ts", BigInteger, nullable=False),
+    Column("report", JSON, nullable=False),
+)
+
+#: Retraining jobs (cloud.services.train_jobs): one row per job, kept after it finished.
+train_jobs: Final = Table(
+    "train_jobs",
+    metadata,
+    Column("job_id", Integer, primary_key=True, autoincrement=True),
+    Column("task", String(16), nullable=False),
+    Column("scope", String(80), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("progress", Float, nullable=False, server_default="0"),
+    Column("message", String(500), nullable=True),
+    Column("log", JSON, nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("metrics", JSON, nullable=True),
+    Column("candidate_version", Integer, nullable=True),
+    Column("parent_version", Integer, nullable=True),
+    Column("gate_passed", Boolean, nullable=True),
+    Column("gate_reason", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("data_from_ts", BigInteger, nullable=True),
+    Column("data_to_ts", BigInteger, nullable=True),
+    Column("created_by", String(200), nullable=False),
+    Column("created_ts", BigInteger, nullable=False),
+    Column("started_ts", BigInteger, nullable=True),
+    Column("finished_ts", BigInteger, nullable=True),
+    Index("ix_train_jobs_state", "state"),
+    Index("ix_train_jobs_task_created", "task", "created_ts"),
+)
+
+
+def upgrade(conn: Connection) -> None:
+    metadata.create_all(conn)
