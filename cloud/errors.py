@@ -15,13 +15,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from cloud.services.errors import ServiceError
+from protocols import RECORD_KINDS
 
 log = logging.getLogger(__name__)
 
 MAX_REPORTED_ERRORS: Final = 50
 _REQUEST_PARTS: Final = frozenset({"body", "query", "path", "header", "cookie"})
 #: Tags of the discriminated union of sync records: pydantic puts the tag in error locations.
-_RECORD_TAGS: Final = frozenset({"telemetry", "scan", "device_status", "alert", "forecast"})
+_RECORD_TAGS: Final = frozenset(RECORD_KINDS)
 
 
 class FieldError(BaseModel):

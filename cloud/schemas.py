@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final, Generic, Literal, TypeVar
+from typing import Annotated, Any, Final, Generic, Literal, TypeVar, get_args
 
 from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from protocols import AlertPayload, ForecastPayload
+from protocols import RECORD_KINDS, AlertPayload, ForecastPayload
 
 #: Tokens given by provisioning scripts: long enough to be secrets, printable without quoting.
 TOKEN_PATTERN = r"^[A-Za-z0-9_.~+/=-]{20,256}$"
 GatewayIdStr = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
 Kind = Literal["telemetry", "scan", "device_status", "alert", "forecast"]
+if get_args(Kind) != RECORD_KINDS:  # the documented counter keys are the wire contract's record kinds
+    raise RuntimeError(f"cloud.schemas.Kind {get_args(Kind)} differs from protocols.RECORD_KINDS {RECORD_KINDS}")
 T = TypeVar("T")
 
 #: The largest integer the API takes: the largest a JSON number (an IEEE double) holds exactly, so

@@ -31,9 +31,12 @@ from sqlalchemy import (
     false,
 )
 
+import protocols
+
 metadata: Final = MetaData()
 
-RECORD_KINDS: Final = ("telemetry", "scan", "device_status", "alert", "forecast")
+#: One table (and one gateway counter ``n_<kind>``) per sync record kind of the wire contract.
+RECORD_KINDS: Final = protocols.RECORD_KINDS
 
 
 def _count_columns() -> list[Column[int]]:
