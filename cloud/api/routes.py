@@ -11,12 +11,12 @@ import json
 import re
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from cloud.auth import Principal, require_role
-from cloud.deps import EngineDep
+from cloud.deps import EngineDep, get_route_solver
 from cloud.errors import ErrorBody
 from cloud.routing.plan import Plan
 from cloud.routing.problem import Problem
@@ -37,12 +37,6 @@ ProblemBody = Annotated[dict[str, Any], Body(description="the routing Problem (c
 EngineQuery = Annotated[Engine, Query(description="auto (OR-Tools, then PyVRP), ortools or pyvrp")]
 SeedQuery = Annotated[int, Query(ge=0, le=2**31 - 1)]
 JobId = Annotated[str, Path(min_length=1, max_length=64)]
-
-
-def get_route_solver(request: Request) -> RouteSolver:
-    solver = request.app.state.route_solver
-    assert isinstance(solver, RouteSolver)
-    return solver
 
 
 SolverDep = Annotated[RouteSolver, Depends(get_route_solver)]
@@ -90,7 +84,7 @@ def create_route_job(
     seed: SeedQuery = 0,
 ) -> RouteJobInfo:
     """Queue a solve (any worker takes it); poll ``GET /api/v1/route-jobs/{id}`` for its status and progress."""
-    who = planner.role if planner.token_id is None else f"token:{planner.token_id}"
+    who = planner.label
     info = jobs.submit(db, parse_problem(body), time_limit_s, engine, seed, created_by=who)
     response.headers["Location"] = f"{router.prefix}/route-jobs/{info.id}"
     return info
