@@ -26,6 +26,7 @@ from cloud.api import (
     rollouts,
     routes,
     sync,
+    timeseries,
     tokens,
 )
 from cloud.api import train_jobs as train_jobs_api
@@ -98,7 +99,7 @@ def create_app(settings: CloudSettings) -> FastAPI:
     app.include_router(train_jobs_api.router)  # before any /models/{...} route, so /models/jobs matches here
     for router in (health.router, sync.router, gateways.router, tokens.router, records.router, routes.router,
                    replenishment.router, models.router, model_signing.router, model_updates.router,
-                   rollouts.router, gateway_groups.router):
+                   rollouts.router, gateway_groups.router, timeseries.router):
         app.include_router(router)
     _document_sync_batch(app)
     return app
