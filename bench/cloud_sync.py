@@ -1,10 +1,12 @@
-"""Throughput of ``POST /api/v1/sync`` (gzip batches of new telemetry records) on SQLite and PostgreSQL.
+"""Throughput of ``POST /api/v1/sync`` (gzip batches of a gateway's ordinary records) on SQLite and PostgreSQL.
 
 Runs the app in-process (FastAPI TestClient, no network) so the figure is the API + validation +
-storage cost. Batches are built and compressed before timing. PostgreSQL gets a throwaway
-database on ``--pg-server`` that is dropped afterwards.
+storage cost. Records are realistic (``cloud_testkit.mixed_records``: per 200 records 170 telemetry
+messages of 2-3 readings, 24 scans, 2 status messages, 3 alerts, 1 forecast), in batches of the agent's
+default size (1,000 records); a record counts once however many readings it holds. Batches are built and
+compressed before timing. PostgreSQL gets a throwaway database on ``--pg-server`` that is dropped afterwards.
 
-    .venv/bin/python bench/cloud_sync.py [--batches 20] [--batch-size 500]
+    .venv/bin/python bench/cloud_sync.py [--batches 20] [--batch-size 1000]
 
 Last line: ``cloud_sync: sqlite_records_per_s=<n> postgres_records_per_s=<n>``.
 """
@@ -29,8 +31,8 @@ from cloud_testkit import (
     batch,
     gz,
     make_settings,
+    mixed_records,
     register,
-    telemetry_record,
 )
 
 from cloud.app import create_app
@@ -41,11 +43,8 @@ DEVICES = 200
 
 
 def _payloads(batches: int, batch_size: int) -> list[bytes]:
-    out = []
-    for b in range(batches):
-        records = [telemetry_record(f"dev-{i % DEVICES}", b * batch_size + i) for i in range(batch_size)]
-        out.append(gz(batch(GATEWAY_ID, records, f"bench-{b}")))
-    return out
+    return [gz(batch(GATEWAY_ID, mixed_records(GATEWAY_ID, b * batch_size, batch_size, devices=DEVICES),
+                     f"bench-{b}")) for b in range(batches)]
 
 
 def measure(database_url: str, payloads: list[bytes], batch_size: int, repeats: int) -> float:
@@ -77,13 +76,13 @@ def _reset(database_url: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batches", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--pg-server", default="postgresql+psycopg://postgres@127.0.0.1:5432")
     args = parser.parse_args()
     payloads = _payloads(args.batches, args.batch_size)
     n = args.batches * args.batch_size
-    print(f"{n} telemetry records in {args.batches} gzip batches of {args.batch_size}, median of {args.repeats}")
+    print(f"{n} records in {args.batches} gzip batches of {args.batch_size}, median of {args.repeats}")
 
     with tempfile.TemporaryDirectory() as tmp:
         sqlite_rate = measure(f"sqlite:///{tmp}/bench.db", payloads, args.batch_size, args.repeats)

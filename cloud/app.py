@@ -26,6 +26,7 @@ from cloud.api import (
     rollouts,
     routes,
     sync,
+    timeseries,
     tokens,
 )
 from cloud.api import train_jobs as train_jobs_api
@@ -38,6 +39,7 @@ from cloud.errors import install_error_handlers
 from cloud.jobs.worker import Worker
 from cloud.services.model_registry import ensure_shipped_defaults
 from cloud.services.model_signing import Keyring
+from cloud.services.partition_upkeep import PartitionUpkeep
 from cloud.services.rollout_controller import RolloutController
 from cloud.services.route_jobs import RouteSolver
 from cloud.settings import CloudSettings
@@ -54,7 +56,7 @@ def create_app(settings: CloudSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = build_engine(settings.database_url, pool_size=settings.db_pool_size)
-        background: list[RolloutController | Worker] = []  # stopped in reverse order
+        background: list[RolloutController | Worker | PartitionUpkeep] = []  # stopped in reverse order
         try:
             try:
                 ensure_schema(engine, apply=settings.migrate_on_start)
@@ -63,6 +65,8 @@ def create_app(settings: CloudSettings) -> FastAPI:
                 raise
             state.engine = engine
             ensure_shipped_defaults(engine)
+            background.append(PartitionUpkeep(engine, settings.readings_retention_days, settings.partition_upkeep_s))
+            background[-1].start()
             if settings.embedded_rollout_controller:
                 background.append(RolloutController(engine, keyring, settings.rollout_tick_s))
                 background[-1].start()
@@ -95,7 +99,7 @@ def create_app(settings: CloudSettings) -> FastAPI:
     app.include_router(train_jobs_api.router)  # before any /models/{...} route, so /models/jobs matches here
     for router in (health.router, sync.router, gateways.router, tokens.router, records.router, routes.router,
                    replenishment.router, models.router, model_signing.router, model_updates.router,
-                   rollouts.router, gateway_groups.router):
+                   rollouts.router, gateway_groups.router, timeseries.router):
         app.include_router(router)
     _document_sync_batch(app)
     return app

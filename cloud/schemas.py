@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Any, Final, Generic, Literal, TypeVar, get_args
 
 from fastapi import Path, Query
@@ -90,6 +91,38 @@ class ForecastOut(BaseModel):
 class Page(BaseModel, Generic[T]):
     items: list[T]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end")
+
+
+class ReadingPoint(BaseModel):
+    ts: int = Field(description="Start of the bucket (ms since the epoch)")
+    min: float
+    max: float
+    mean: float
+    count: int = Field(description="Readings in the bucket")
+
+
+class ReadingsOut(BaseModel):
+    device_id: str
+    metric: str
+    from_ts: int
+    to_ts: int
+    bucket_ms: int = Field(description="Width of every bucket; at most max_points buckets cover [from, to)")
+    points: list[ReadingPoint] = Field(description="Buckets holding readings, in time order (empty ones left out)")
+
+
+class DemandDay(BaseModel):
+    date: dt.date
+    day_start_ts: int
+    units: int = Field(description="Units picked (sum of qty of pick scans)")
+    scans: int = Field(description="Pick scans")
+
+
+class DemandOut(BaseModel):
+    site: str
+    sku: str
+    from_ts: int
+    to_ts: int
+    days: list[DemandDay] = Field(description="Every UTC day the range touches, in order (0 when nothing was picked)")
 
 
 class Health(BaseModel):

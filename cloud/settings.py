@@ -110,6 +110,11 @@ class CloudSettings(BaseSettings):
     release_ttl_days: Annotated[float, Field(gt=0, le=3650)] = 30.0
     #: Seconds between two passes of the rollout controller.
     rollout_tick_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    #: Telemetry, readings and scans older than this many days are removed (PostgreSQL: whole week
+    #: partitions dropped; SQLite: rows deleted); 0 keeps everything.
+    readings_retention_days: Annotated[float, Field(ge=0, le=36_500)] = 0.0
+    #: Seconds between two passes of the partition upkeep (weeks created ahead, retention).
+    partition_upkeep_s: Annotated[float, Field(ge=1, le=86_400)] = 3600.0
 
     @field_validator("signing_key_file")
     @classmethod

@@ -12,8 +12,11 @@ def count_columns(kinds: tuple[str, ...]) -> list[Column[int]]:
     return [Column(f"n_{kind}", BigInteger, nullable=False, server_default="0") for kind in kinds]
 
 
-def message_columns() -> list[Column[Any]]:
-    """Columns shared by the tables of device messages (envelope + where and when it arrived)."""
+def message_columns(time_keyed: bool = False) -> list[Column[Any]]:
+    """Columns shared by the tables of device messages (envelope + where and when it arrived).
+
+    ``time_keyed``: ``ts`` is part of the primary key (PostgreSQL partitions those tables by time).
+    """
     return [
         Column("gateway_id", String(64), primary_key=True),
         Column("id", String(200), primary_key=True),
@@ -21,7 +24,7 @@ def message_columns() -> list[Column[Any]]:
         Column("boot_id", String(64), nullable=False),
         Column("seq", BigInteger, nullable=False),
         Column("msg_id", String(64), nullable=False),
-        Column("ts", BigInteger, nullable=False),
+        Column("ts", BigInteger, primary_key=time_keyed, nullable=False),
         Column("received_ts", BigInteger, nullable=False),
         Column("stored_ts", BigInteger, nullable=False),
     ]

@@ -6,6 +6,13 @@ gateway can pre-empt or shadow another's records. A device heard by two gateways
 sites, or in range of both) has its messages stored once per gateway, each under its own gateway.
 
 Timestamps are integer milliseconds since the epoch, like the wire contracts.
+
+The time series (``telemetry``, its ``readings``, ``scans``) are partitioned by ``ts`` on PostgreSQL
+(weekly range partitions kept by ``cloud.db.partitions``; ignored on SQLite). PostgreSQL requires a
+partitioned table's unique keys to hold the partition key, so these two record tables are keyed by
+``(gateway_id, id, ts)``: ``ts`` is the time of the device message the id names, the same in every
+retry of the record. ``readings`` has no key of its own: its rows are inserted only with the
+telemetry record they belong to, when that record is new.
 """
 
 from __future__ import annotations
@@ -19,7 +26,6 @@ from sqlalchemy import (
     Column,
     Float,
     ForeignKey,
-    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
@@ -63,32 +69,38 @@ tokens: Final = Table(
 )
 
 
+#: How PostgreSQL partitions the time series (``cloud.db.partitions`` creates the partitions).
+PARTITION_BY: Final = "RANGE (ts)"
+
+
 telemetry: Final = Table(
     "telemetry",
     metadata,
-    *message_columns(),
+    *message_columns(time_keyed=True),
     Column("n_readings", Integer, nullable=False),
     Index("ix_telemetry_device_ts", "device_id", "ts"),
+    postgresql_partition_by=PARTITION_BY,
 )
 
-#: One row per reading of a telemetry message, for training queries (device, metric, time range).
+#: One row per reading of a telemetry message: the series the readings API downsamples and training reads
+#: (device, metric, time range; PostgreSQL answers from the index alone, ``value`` included in it).
 readings: Final = Table(
     "readings",
     metadata,
-    Column("gateway_id", String(64), primary_key=True),
-    Column("record_id", String(200), primary_key=True),
-    Column("metric", String(32), primary_key=True),
+    Column("gateway_id", String(64), nullable=False),
+    Column("record_id", String(200), nullable=False),
+    Column("metric", String(32), nullable=False),
     Column("device_id", String(64), nullable=False),
     Column("ts", BigInteger, nullable=False),
     Column("value", Float, nullable=False),
-    Index("ix_readings_device_metric_ts", "device_id", "metric", "ts"),
-    ForeignKeyConstraint(["gateway_id", "record_id"], ["telemetry.gateway_id", "telemetry.id"]),
+    Index("ix_readings_device_metric_ts", "device_id", "metric", "ts", postgresql_include=["value"]),
+    postgresql_partition_by=PARTITION_BY,
 )
 
 scans: Final = Table(
     "scans",
     metadata,
-    *message_columns(),
+    *message_columns(time_keyed=True),
     Column("code_type", String(16), nullable=False),
     Column("sku", String(64), nullable=False),
     Column("location", String(64), nullable=False),
@@ -97,7 +109,11 @@ scans: Final = Table(
     Column("reader_id", String(64), nullable=False),
     Column("tag_id", String(128), nullable=True),
     Index("ix_scans_sku_ts", "sku", "ts"),
+    postgresql_partition_by=PARTITION_BY,
 )
+
+#: The partitioned time series, each with the column it is partitioned by.
+TIME_SERIES: Final[tuple[Table, ...]] = (telemetry, readings, scans)
 
 device_status: Final = Table(
     "device_status",

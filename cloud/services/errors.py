@@ -36,3 +36,9 @@ class UnsupportedEncoding(ServiceError):
 
 class BadRequest(ServiceError):
     status_code = 400
+
+
+class InvalidParameter(ServiceError):
+    """A parameter that is well-formed alone but not with the others (``to`` before ``from``)."""
+
+    status_code = 422

@@ -2,10 +2,12 @@
 
 Every record is keyed by ``(gateway_id, id)``: the authenticated gateway and the record's stable
 id, which must equal the id derived from its content (``content_id``); a record whose id does not
-is rejected with the reason in the ack, never stored. Rows are inserted with ``ON CONFLICT DO
-NOTHING RETURNING id``, so the ids returned are exactly those stored now; the others were already
-stored for this gateway (by an earlier try of the batch, or by a concurrent one). The whole batch, the
-gateway's counters and its last-seen time commit in one transaction.
+is rejected with the reason in the ack, never stored. ``cloud.db.bulk_store`` inserts the rows (COPY
+into staging tables and ``INSERT … ON CONFLICT DO NOTHING RETURNING id`` on PostgreSQL, a lookup and
+``executemany`` under the write lock on SQLite) and answers exactly the ids stored now; the others were
+already stored for this gateway (by an earlier try of the batch, or by a concurrent one: the gateway's
+row is locked first, so its batches take turns). The whole batch, the gateway's counters and its
+last-seen time commit in one transaction; a deadlock or serialization failure retries the transaction.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from cloud import clock
-from cloud.db import repo
-from cloud.db.tables import RECORD_KINDS, RECORD_TABLES, readings
+from cloud.db import bulk_store, repo
+from cloud.db.bulk_store import COLUMNS, Row
+from cloud.db.tables import RECORD_KINDS
 from cloud.services.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, UnsupportedEncoding
 from protocols import (
     AlertRecord,
@@ -84,59 +87,64 @@ def parse_batch(raw_json: bytes) -> SyncBatch:
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
-    """A batch split into rows per table, in a fixed order (ids sorted) to avoid deadlocks."""
+    """A batch split into row tuples per table (``cloud.db.bulk_store.COLUMNS`` order)."""
 
     order: tuple[str, ...]
-    rows: dict[str, list[dict[str, Any]]]
-    readings: dict[str, list[dict[str, Any]]]
+    rows: dict[str, list[Row]]
+    readings: list[Row]
     rejected: tuple[RejectedRecord, ...]
 
 
-def _message_row(rec: TelemetryRecord | ScanRecord | DeviceStatusRecord, gateway_id: str, now_ms: int
-                 ) -> dict[str, Any]:
+def _telemetry_row(rec: TelemetryRecord, gw: str, now_ms: int) -> Row:
     m = rec.msg
-    return {"id": rec.id, "gateway_id": gateway_id, "device_id": m.device_id, "boot_id": m.boot_id,
-            "seq": m.seq, "msg_id": m.msg_id, "ts": m.ts, "received_ts": rec.received_ts, "stored_ts": now_ms}
+    return (gw, rec.id, m.device_id, m.boot_id, m.seq, m.msg_id, m.ts, rec.received_ts, now_ms,
+            len(m.body.readings))
 
 
-def _telemetry_rows(rec: TelemetryRecord, gateway_id: str, now_ms: int) -> dict[str, Any]:
-    return {**_message_row(rec, gateway_id, now_ms), "n_readings": len(rec.msg.body.readings)}
+def _scan_row(rec: ScanRecord, gw: str, now_ms: int) -> Row:
+    m, b = rec.msg, rec.msg.body
+    return (gw, rec.id, m.device_id, m.boot_id, m.seq, m.msg_id, m.ts, rec.received_ts, now_ms, b.code_type, b.sku,
+            b.location, b.direction, b.qty, b.reader_id, b.tag_id)
 
 
-def _scan_rows(rec: ScanRecord, gateway_id: str, now_ms: int) -> dict[str, Any]:
-    b = rec.msg.body
-    return {**_message_row(rec, gateway_id, now_ms), "code_type": b.code_type, "sku": b.sku,
-            "location": b.location, "direction": b.direction, "qty": b.qty, "reader_id": b.reader_id,
-            "tag_id": b.tag_id}
+def _status_row(rec: DeviceStatusRecord, gw: str, now_ms: int) -> Row:
+    m, b = rec.msg, rec.msg.body
+    return (gw, rec.id, m.device_id, m.boot_id, m.seq, m.msg_id, m.ts, rec.received_ts, now_ms, b.state,
+            b.fw_version, b.uptime_s, b.reason)
 
 
-def _status_rows(rec: DeviceStatusRecord, gateway_id: str, now_ms: int) -> dict[str, Any]:
-    b = rec.msg.body
-    return {**_message_row(rec, gateway_id, now_ms), "state": b.state, "fw_version": b.fw_version,
-            "uptime_s": b.uptime_s, "reason": b.reason}
-
-
-def _alert_rows(rec: AlertRecord, gateway_id: str, now_ms: int) -> dict[str, Any]:
+def _alert_row(rec: AlertRecord, gw: str, now_ms: int) -> Row:
     a = rec.alert
-    return {"id": rec.id, "gateway_id": gateway_id, "alert_id": a.alert_id, "kind": a.kind, "state": a.state,
-            "severity": a.severity, "device_id": a.device_id, "ts": a.ts, "stored_ts": now_ms,
-            "payload": a.model_dump(mode="json", by_alias=True)}
+    return (gw, rec.id, a.alert_id, a.kind, a.state, a.severity, a.device_id, a.ts, now_ms,
+            a.model_dump_json(by_alias=True))
 
 
-def _forecast_rows(rec: ForecastRecord, gateway_id: str, now_ms: int) -> dict[str, Any]:
+def _forecast_row(rec: ForecastRecord, gw: str, now_ms: int) -> Row:
     f = rec.forecast
-    return {"id": rec.id, "gateway_id": gateway_id, "forecast_id": f.forecast_id, "site": f.site, "sku": f.sku,
-            "origin": f.origin, "created_ts": f.created_ts, "model_version": f.model_version,
-            "stored_ts": now_ms, "payload": f.model_dump(mode="json", by_alias=True)}
+    return (gw, rec.id, f.forecast_id, f.site, f.sku, f.origin, f.created_ts, f.model_version, now_ms,
+            f.model_dump_json(by_alias=True))
 
 
-_ROW_BUILDERS: Final[Mapping[type, Callable[[Any, str, int], dict[str, Any]]]] = {
-    TelemetryRecord: _telemetry_rows,
-    ScanRecord: _scan_rows,
-    DeviceStatusRecord: _status_rows,
-    AlertRecord: _alert_rows,
-    ForecastRecord: _forecast_rows,
+#: Row builder per record type, with the columns its tuples fill (checked against the tables below).
+_ROW_BUILDERS: Final[Mapping[type, tuple[str, Callable[[Any, str, int], Row]]]] = {
+    TelemetryRecord: ("telemetry", _telemetry_row),
+    ScanRecord: ("scan", _scan_row),
+    DeviceStatusRecord: ("device_status", _status_row),
+    AlertRecord: ("alert", _alert_row),
+    ForecastRecord: ("forecast", _forecast_row),
 }
+_MESSAGE: Final = ("gateway_id", "id", "device_id", "boot_id", "seq", "msg_id", "ts", "received_ts", "stored_ts")
+_FILLED: Final = {
+    "telemetry": (*_MESSAGE, "n_readings"),
+    "scans": (*_MESSAGE, "code_type", "sku", "location", "direction", "qty", "reader_id", "tag_id"),
+    "device_status": (*_MESSAGE, "state", "fw_version", "uptime_s", "reason"),
+    "alerts": ("gateway_id", "id", "alert_id", "kind", "state", "severity", "device_id", "ts", "stored_ts", "payload"),
+    "forecasts": ("gateway_id", "id", "forecast_id", "site", "sku", "origin", "created_ts", "model_version",
+                  "stored_ts", "payload"),
+    "readings": ("gateway_id", "record_id", "metric", "device_id", "ts", "value"),
+}
+if _FILLED != COLUMNS:  # a column added to a table must be filled here too
+    raise RuntimeError(f"sync row builders {_FILLED} do not match the tables {COLUMNS}")
 
 
 def _reject_reason(rec: AnyRecord, gateway_id: str) -> str | None:
@@ -152,46 +160,35 @@ def _reject_reason(rec: AnyRecord, gateway_id: str) -> str | None:
 
 
 def _plan(batch: SyncBatch, now_ms: int) -> _Plan:
+    gw = batch.gateway_id
     order: list[str] = []
     seen: set[str] = set()
-    rows: dict[str, list[dict[str, Any]]] = {kind: [] for kind in RECORD_KINDS}
-    reading_rows: dict[str, list[dict[str, Any]]] = {}
+    rows: dict[str, list[Row]] = {kind: [] for kind in RECORD_KINDS}
+    reading_rows: list[Row] = []
     rejected: list[RejectedRecord] = []
     for rec in batch.records:
         if rec.id in seen:  # repeated inside the batch: stored (or not) once
             continue
         seen.add(rec.id)
-        reason = _reject_reason(rec, batch.gateway_id)
+        reason = _reject_reason(rec, gw)
         if reason is not None:
             rejected.append(RejectedRecord(id=rec.id, reason=reason))
             continue
         order.append(rec.id)
-        rows[rec.kind].append(_ROW_BUILDERS[type(rec)](rec, batch.gateway_id, now_ms))
-        if isinstance(rec, TelemetryRecord):
-            m = rec.msg
-            reading_rows[rec.id] = [
-                {"gateway_id": batch.gateway_id, "record_id": rec.id, "metric": r.metric, "device_id": m.device_id,
-                 "ts": m.ts, "value": r.value}
-                for r in m.body.readings
-            ]
-    for kind_rows in rows.values():
-        kind_rows.sort(key=lambda row: str(row["id"]))
+        kind, build = _ROW_BUILDERS[type(rec)]
+        rows[kind].append(build(rec, gw, now_ms))
+        if kind == "telemetry":
+            m = rec.msg  # type: ignore[union-attr]
+            reading_rows.extend((gw, rec.id, r.metric, m.device_id, m.ts, r.value) for r in m.body.readings)
     return _Plan(order=tuple(order), rows=rows, readings=reading_rows, rejected=tuple(rejected))
 
 
 def _store(conn: Connection, gateway_id: str, batch: SyncBatch, plan: _Plan, now_ms: int) -> set[str]:
     if not repo.touch_gateway(conn, gateway_id, now_ms, batch.batch_id, batch.agent_version):
         raise NotFound(f"gateway {gateway_id!r} is not registered", "gateway_id")
-    stored: set[str] = set()
-    counts: dict[str, int] = {}
-    for kind in RECORD_KINDS:
-        new_ids = repo.insert_new(conn, RECORD_TABLES[kind], plan.rows[kind], scope=("gateway_id",))
-        counts[kind] = len(new_ids)
-        stored |= new_ids
-        if kind == "telemetry" and new_ids:
-            repo.insert_ignore(conn, readings, [r for rid in sorted(new_ids) for r in plan.readings[rid]])
-    repo.add_counts(conn, gateway_id, counts)
-    return stored
+    new = bulk_store.store_rows(conn, gateway_id, plan.rows, plan.readings)
+    repo.add_counts(conn, gateway_id, {kind: len(ids) for kind, ids in new.items()})
+    return set().union(*new.values()) if new else set()
 
 
 def _retryable(exc: DBAPIError) -> bool:

@@ -110,3 +110,58 @@ def gz(doc: dict[str, Any]) -> bytes:
 def telemetry_batch(gateway_id: str, start: int, stop: int, batch_id: str = "batch-1",
                     device: str = "cold-1") -> dict[str, Any]:
     return batch(gateway_id, [telemetry_record(device, seq) for seq in range(start, stop)], batch_id)
+
+
+#: Device kinds of :func:`mixed_records`: the metrics each telemetry message carries (as firmware_sim's devices).
+DEVICE_METRICS: dict[str, tuple[str, ...]] = {
+    "cold": ("temperature_c", "door_open", "power_w"),
+    "conv": ("vibration_rms_mm_s", "power_w", "temperature_c"),
+    "amb": ("humidity_pct", "temperature_c"),
+}
+
+
+def mixed_records(gateway_id: str, start: int, n: int, devices: int = 20, ts0: int = BASE_TS,
+                  step_ms: int = 1000) -> list[dict[str, Any]]:
+    """``n`` records of a gateway's ordinary traffic, numbered from ``start`` (same numbers, same records).
+
+    Per 200 records: 170 telemetry messages of 2-3 readings with sensor-like values (cold rooms,
+    conveyors, ambient sensors cycling over ``devices`` devices), 24 scans (picks, some inbound,
+    barcode and RFID), 2 device status messages, 3 alerts and 1 forecast. Record ``k`` is at
+    ``ts0 + k * step_ms`` (a message every ``step_ms`` across the gateway's devices).
+    """
+    out: list[dict[str, Any]] = []
+    kinds = tuple(DEVICE_METRICS)
+    for k in range(start, start + n):
+        ts, slot = ts0 + k * step_ms, k % 200
+        if slot < 170:
+            device = f"{kinds[k % 3]}-{k % devices}"
+            seq = k
+            readings = [{"metric": m, "value": _value(m, k)} for m in DEVICE_METRICS[kinds[k % 3]]]
+            out.append({"kind": "telemetry", "id": record_id("telemetry", device, "b1", seq), "received_ts": ts + 7,
+                        "msg": {"schema": "edgehouse.telemetry", "v": 1, "msg_id": f"m{k:012d}", "device_id": device,
+                                "boot_id": "b1", "seq": seq, "ts": ts, "body": {"readings": readings}}})
+        elif slot < 194:
+            reader = f"reader-{k % 4}"
+            rfid = k % 3 == 0
+            body: dict[str, Any] = {"code_type": "rfid" if rfid else "barcode", "sku": f"SKU-{k % 37:03d}",
+                                    "location": f"A-{k % 12:02d}", "direction": "inbound" if k % 5 == 0 else "pick",
+                                    "qty": 1 + k % 4, "reader_id": reader}
+            if rfid:
+                body["tag_id"] = f"E200{k:016X}"
+            out.append({"kind": "scan", "id": record_id("scan", reader, "b1", k), "received_ts": ts + 3,
+                        "msg": {"schema": "edgehouse.scan", "v": 1, "msg_id": f"s{k:012d}", "device_id": reader,
+                                "boot_id": "b1", "seq": k, "ts": ts, "body": body}})
+        elif slot < 196:
+            out.append(status_record(f"cold-{k % devices}", k))
+            out[-1]["msg"]["ts"] = ts
+        elif slot < 199:
+            out.append(alert_record(gateway_id, k, device=f"cold-{k % devices}", ts=ts))
+        else:
+            out.append(forecast_record(gateway_id, k, sku=f"SKU-{k % 37:03d}"))
+    return out
+
+
+def _value(metric: str, k: int) -> float:
+    wave = ((k * 7919) % 1000) / 1000.0
+    return {"temperature_c": round(3.5 + wave, 2), "door_open": float(k % 17 == 0), "power_w": round(850 + 90 * wave, 2),
+            "vibration_rms_mm_s": round(2.0 + 1.5 * wave, 2), "humidity_pct": round(45 + 10 * wave, 2)}[metric]

@@ -18,7 +18,7 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, MetaData, inspect, select
+from sqlalchemy import Engine, MetaData, inspect, select, text
 
 from tests.helpers.postgres import fresh_database
 
@@ -63,7 +63,8 @@ def schema_of(engine: Engine, skip: frozenset[str] = frozenset({"schema_migratio
     query alike. Column order and constraint names other than indexes' are left out."""
     insp = inspect(engine)
     out: dict[str, Any] = {}
-    for table in sorted(set(insp.get_table_names()) - skip):
+    partition_keys, partitions = _partitioning(engine)
+    for table in sorted(set(insp.get_table_names()) - skip - partitions):
         columns = {c["name"]: (_type_name(c["type"]), bool(c["nullable"]), _default(c.get("default")))
                    for c in insp.get_columns(table)}
         out[table] = {
@@ -71,11 +72,26 @@ def schema_of(engine: Engine, skip: frozenset[str] = frozenset({"schema_migratio
             "primary_key": tuple(insp.get_pk_constraint(table)["constrained_columns"]),
             "foreign_keys": sorted((tuple(fk["constrained_columns"]), fk["referred_table"],
                                     tuple(fk["referred_columns"])) for fk in insp.get_foreign_keys(table)),
-            "indexes": sorted((ix["name"], tuple(ix["column_names"]), bool(ix["unique"]))
+            "indexes": sorted((ix["name"], tuple(ix["column_names"]), bool(ix["unique"]),
+                               tuple(ix.get("include_columns") or ()))
                               for ix in insp.get_indexes(table)),
             "unique": sorted(tuple(u["column_names"]) for u in insp.get_unique_constraints(table)),
+            "partitioned_by": partition_keys.get(table),
         }
     return out
+
+
+def _partitioning(engine: Engine) -> tuple[dict[str, str], frozenset[str]]:
+    """PostgreSQL: the partition key of each partitioned table, and the names of the partitions (which
+    the service creates as time goes on: not part of the schema)."""
+    if engine.dialect.name != "postgresql":
+        return {}, frozenset()
+    with engine.connect() as conn:
+        keys = {r[0]: r[1] for r in conn.execute(text(
+            "SELECT c.relname, pg_get_partkeydef(c.oid) FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partrelid"))}
+        parts = frozenset(r[0] for r in conn.execute(text("SELECT relname FROM pg_class WHERE relispartition "
+                                                          "AND relkind IN ('r', 'p')")))
+    return keys, parts
 
 
 def _type_name(column_type: Any) -> str:

@@ -34,6 +34,8 @@ POLICY: Final[dict[tuple[str, str], Policy]] = {
     ("POST", "/api/v1/tokens"): "admin",
     ("GET", "/api/v1/alerts"): "reader",
     ("GET", "/api/v1/forecasts"): "reader",
+    ("GET", "/api/v1/devices/{device_id}/readings"): "reader",
+    ("GET", "/api/v1/sites/{site}/demand"): "reader",
     ("GET", "/api/v1/models"): "admin",
     ("GET", "/api/v1/models/artifacts/{sha256}"): "gateway_or_admin",
     ("GET", "/api/v1/models/jobs"): "admin",
@@ -68,7 +70,7 @@ POLICY: Final[dict[tuple[str, str], Policy]] = {
 CALLERS: Final = ("none", "wrong", "gateway_own", "gateway_other", "planner", "admin")
 #: Values for path parameters; {gateway_id} is the calling gateway's own or the other one's.
 PATH_VALUES: Final = {"task": "anomaly", "version": "1", "metadata_version": "1", "rollout_id": "1",
-                      "job_id": "1", "sha256": "0" * 64}
+                      "job_id": "1", "sha256": "0" * 64, "device_id": "cold-1", "site": "berlin"}
 
 
 def _admitted(policy: Policy, caller: str) -> bool:
