@@ -120,9 +120,9 @@ class AlertPayload(Frozen):
             raise ValueError("flood goes with code 'alert_flood' (and it needs flood)")
         if self.flood is not None and self.kind != "system":
             raise ValueError("an alert_flood alert is kind 'system'")
-        if self.v >= 2 and self.window_start_ts is not None and self.window_end_ts is not None:
-            if self.window_start_ts > self.window_end_ts:
-                raise ValueError("window_start_ts must not be after window_end_ts")
+        start, end = self.window_start_ts, self.window_end_ts
+        if self.v >= 2 and start is not None and end is not None and start > end:
+            raise ValueError("window_start_ts must not be after window_end_ts")
         streams = {(d.device_id, d.metric) for d in self.drivers}
         if len(streams) != len(self.drivers):
             raise ValueError("each (device_id, metric) may appear once in drivers")
