@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from protocols.messages import Frozen, Ident, TsMs, non_empty
 
@@ -102,6 +102,19 @@ class AlertPayload(Frozen):
     drivers: Annotated[tuple[AlertDriver, ...], Field(max_length=MAX_DRIVERS)] = ()
     window_readings: Count | None = None
     flood: AlertFlood | None = None
+
+    @model_serializer(mode="wrap")
+    def _as_its_version(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        """A v1 alert is written as v1 (without the v2 keys), so it stays valid against its schema.
+
+        (No return annotation on purpose: with one, pydantic would publish the annotation instead of
+        this model as the serialization schema, e.g. in the cloud's OpenAPI.)
+        """
+        data: dict[str, Any] = handler(self)
+        if self.v == 1:
+            for name in ALERT_V2_FIELDS:
+                data.pop(name, None)
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> AlertPayload:

@@ -120,7 +120,7 @@ def _alert_rows(rec: AlertRecord, gateway_id: str, now_ms: int) -> dict[str, Any
     a = rec.alert
     return {"id": rec.id, "gateway_id": gateway_id, "alert_id": a.alert_id, "kind": a.kind, "state": a.state,
             "severity": a.severity, "device_id": a.device_id, "ts": a.ts, "stored_ts": now_ms,
-            "payload": a.model_dump(mode="json", by_alias=True)}
+            "code": a.code, "metric": a.metric, "payload": a.model_dump(mode="json", by_alias=True)}
 
 
 def _forecast_rows(rec: ForecastRecord, gateway_id: str, now_ms: int) -> dict[str, Any]:

@@ -62,8 +62,7 @@ def _flood(**over: Any) -> dict[str, Any]:
 def test_an_older_agents_v1_alert_is_still_valid_and_round_trips() -> None:
     alert = AlertPayload.model_validate_json(json.dumps(V1_ALERT))
     assert alert.v == 1 and alert.drivers == () and alert.code is None
-    assert json.loads(encode(alert)) == {**V1_ALERT, "code": None, "detector": None, "drivers": [],
-                                         "window_readings": None, "flood": None}
+    assert json.loads(encode(alert)) == V1_ALERT  # written as v1: valid against edgehouse.alert.v1.json
     # Re-read from what a cloud stored (its JSON column, read back non-strictly) it stays v1.
     assert AlertPayload.model_validate(json.loads(encode(alert)), strict=False) == alert
 
@@ -131,6 +130,9 @@ def test_the_v1_alert_schema_stays_committed_next_to_v2() -> None:
     assert v1["properties"]["v"] == {"const": 1, "default": 1, "title": "V", "type": "integer"}
     assert set(v2["properties"]) - set(v1["properties"]) == {"code", "detector", "drivers", "window_readings",
                                                              "flood"}
+    # what the current code writes for a v1 alert has only the v1 schema's keys (additionalProperties: false)
+    written = json.loads(encode(AlertPayload.model_validate_json(json.dumps(V1_ALERT))))
+    assert v1["additionalProperties"] is False and set(written) <= set(v1["properties"])
 
 
 def test_drift_sees_an_envelope_change_but_not_an_embedded_contracts(tmp_path: Path) -> None:
