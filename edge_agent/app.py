@@ -1,15 +1,15 @@
 """Composition root: builds the components, wires them together, owns the start and stop order.
 
-Start: store (migrations) -> WAL checkpointer -> housekeeping -> models (anomaly scoring,
-forecasts; the installed update first) -> model updater -> http (+ runtime file) -> ingest ->
-sync -> commands -> mqtt (subscriptions last, so nothing arrives before it can be stored or
-dispatched).
+Start: store (migrations) -> WAL checkpointer -> housekeeping -> alert budget (an open flood
+restored) -> models (anomaly scoring, forecasts; the installed update first) -> model updater ->
+http (+ runtime file) -> ingest -> sync -> commands -> mqtt (subscriptions last, so nothing
+arrives before it can be stored or dispatched).
 Stop: close MQTT intake -> commands -> model updater (an interrupted download resumes at the next
-start) -> drain, commit and ack the queue -> score what was committed, stop the forecasts -> one
-last sync round (bounded) -> offline status + clean MQTT disconnect -> housekeeping ->
-checkpointer -> http (+ runtime file). Each component opens and closes its own database
-connection. Everything the agent produces itself leaves through one :class:`GatewayOutput`.
-"""
+start) -> drain, commit and ack the queue -> score what was committed, stop the forecasts -> the
+alert budget's thread -> one last sync round (bounded) -> offline status + clean MQTT disconnect
+-> housekeeping -> checkpointer -> http (+ runtime file). Each component opens and closes its own
+database connection. Everything the agent produces itself leaves through one
+:class:`GatewayOutput`, past the site's :class:`AlertBudget`."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
+from edge_agent.alert_budget import AlertBudget, AlertBudgetWorker
 from edge_agent.background import BackgroundWorker
+from edge_agent.clock import now_ms
 from edge_agent.commands import CommandHandler
 from edge_agent.config import AgentConfig
 from edge_agent.forecasting import ForecastWorker
@@ -63,7 +65,14 @@ class Agent:
         # Twice the Receive Maximum: redeliveries after a reconnect can join messages still queued.
         self._inbox: queue.Queue[Inbound] = queue.Queue(maxsize=2 * config.receive_maximum)
         self.mqtt = MqttLink(config, self._inbox, self.metrics)
-        self.output = GatewayOutput(self.store, config.site, config.gateway_id, self.mqtt.publish)
+        # The site's alert budget (ISA-18.2): every alert passes it on its way out.
+        self.budget = AlertBudget(config.alerts, config.site, config.gateway_id, self.metrics)
+        self.output = GatewayOutput(
+            self.store, config.site, config.gateway_id, self.mqtt.publish, budget=self.budget
+        )
+        self.budget_worker = AlertBudgetWorker(
+            config.alerts.check_interval_s, self.output.check_budget, self.output.restore_budget, self.metrics
+        )
         self.sync: SyncWorker | None = None
         if config.cloud.enabled:
             self.sync = SyncWorker(
@@ -127,6 +136,10 @@ class Agent:
             intake_paused=self.intake_paused.is_set,
             stopped_components=self._stopped_components,
             models=self.updater.status,
+            alerts=lambda: self.budget.status(now_ms()),
+        )
+        self.metrics.bind_budget(
+            in_window=lambda: self.budget.in_window(now_ms()), last_24h=lambda: self.budget.last_24h(now_ms())
         )
         self.metrics.bind_live(
             outbox_depth=self.probe.outbox_depth,
@@ -150,6 +163,7 @@ class Agent:
         self.components: list[Component] = [
             self.checkpointer,
             self.housekeeper,
+            self.budget_worker,  # restores an open alert flood before any alert is scored
             self.inference,  # a model that does not load is logged; the agent runs without it
             self.forecaster,
             self.updater,  # its own thread: the first check runs there, never delays start-up
@@ -168,6 +182,7 @@ class Agent:
             self.ingest,
             self.inference,
             self.forecaster,
+            self.budget_worker,
             *sync,
             self.mqtt,
             self.housekeeper,

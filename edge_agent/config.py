@@ -17,6 +17,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -184,6 +185,37 @@ class ModelsConfig(Section):
     nice: Annotated[int, Field(ge=0, le=19)] = 19
 
 
+class AlertsConfig(Section):
+    """The alert budget of the site (``edge_agent/alert_budget.py``), after ISA-18.2: about 150
+    alerts per operator per day is "very likely acceptable", more than 10 in 10 minutes is a flood.
+
+    More than ``flood_alerts`` anomaly alerts raised within ``flood_window_s`` (agent clock) is a
+    flood: the agent raises one ``alert_flood`` system alert and withholds further anomaly alerts,
+    counting them, until the window holds ``flood_clear_alerts`` or fewer; then the flood clears
+    with the final counts. System alerts are never withheld.
+    """
+
+    #: False: every alert goes out (still counted in ``/status`` and ``/metrics``).
+    budget_enabled: bool = True
+    flood_window_s: Annotated[int, Field(ge=1, le=86_400)] = 600
+    #: More than this many alerts raised within ``flood_window_s`` is a flood.
+    flood_alerts: Annotated[int, Field(ge=1, le=100_000)] = 10
+    #: The flood clears once the window holds this many or fewer (below ``flood_alerts``).
+    flood_clear_alerts: Annotated[int, Field(ge=0, le=100_000)] = 5
+    #: Alerts per day the site's operator can handle; ``/status`` shows the last 24 h against it.
+    daily_alerts: Annotated[int, Field(ge=1, le=1_000_000)] = 150
+    #: How often a flood is checked for its end while no alert arrives.
+    check_interval_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
+
+    @field_validator("flood_clear_alerts")
+    @classmethod
+    def _clear_below_flood(cls, value: int, info: ValidationInfo) -> int:
+        flood = info.data.get("flood_alerts")
+        if flood is not None and value >= flood:
+            raise ValueError(f"must be below alerts.flood_alerts ({flood})")
+        return value
+
+
 def _key_file_entries(path: Path) -> list[str]:
     """The keys in a trusted-key file: one base64 (or ``ed25519:base64``) key per line, ``#`` comments."""
     try:
@@ -265,6 +297,7 @@ class AgentConfig(BaseSettings):
     cloud: CloudConfig = CloudConfig()
     http: HttpConfig = HttpConfig()
     models: ModelsConfig = ModelsConfig()
+    alerts: AlertsConfig = AlertsConfig()
     updates: UpdatesConfig = UpdatesConfig()
 
     @classmethod

@@ -19,7 +19,7 @@ from edge_agent.clock import now_ms
 from edge_agent.config import StoreConfig
 from edge_agent.metrics import AgentMetrics
 from edge_agent.store import Retention, RetentionResult, Store
-from protocols import AlertPayload
+from protocols import DISK_QUOTA, AlertPayload
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +129,7 @@ class Housekeeper(BackgroundWorker[Retention]):
             severity=severity,  # type: ignore[arg-type]
             ts=now,
             message=message[:500],
+            code=DISK_QUOTA,
         )
         try:
             self._raise_alert(alert)

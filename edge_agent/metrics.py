@@ -161,6 +161,27 @@ class AgentMetrics:
             buckets=(0.00002, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.005),
             registry=r,
         )
+        # the alert budget (edge_agent/alert_budget.py)
+        self.alert_budget_window_alerts = Gauge(
+            f"{PREFIX}_alert_budget_window_alerts",
+            "Anomaly alerts raised within the flood window (withheld ones included)",
+            registry=r,
+        )
+        self.alert_flood_active = Gauge(
+            f"{PREFIX}_alert_flood_active", "1 while an alert_flood alert is raised", registry=r
+        )
+        self.alert_floods = Counter(f"{PREFIX}_alert_floods", "alert_flood alerts raised", registry=r)
+        self.alerts_withheld = Counter(
+            f"{PREFIX}_alerts_withheld",
+            "Anomaly alerts withheld by the alert budget during a flood (raises and their clears)",
+            ["state"],
+            registry=r,
+        )
+        for state in ("raised", "cleared"):
+            self.alerts_withheld.labels(state)
+        self.alerts_last_24h = Gauge(
+            f"{PREFIX}_alerts_last_24h", "Raised alerts that went out in the last 24 hours", registry=r
+        )
         # demand forecasts (edge_agent/forecasting.py)
         self.forecasts = Counter(f"{PREFIX}_forecasts", "Demand forecasts stored (new)", registry=r)
         self.forecast_errors = Counter(
@@ -188,6 +209,11 @@ class AgentMetrics:
         self.outbox_depth.set_function(outbox_depth)
         self.oldest_unsynced_age.set_function(oldest_unsynced_age)
         self.uptime.set_function(uptime)
+
+    def bind_budget(self, in_window: Callable[[], float], last_24h: Callable[[], float]) -> None:
+        """The alert budget's gauges, computed when scraped."""
+        self.alert_budget_window_alerts.set_function(in_window)
+        self.alerts_last_24h.set_function(last_24h)
 
     def value(self, name: str, labels: dict[str, str] | None = None) -> float:
         """Current value of a sample (``name`` without the prefix), 0 when absent."""

@@ -5,19 +5,25 @@ One call stores the payload and its sync record in one transaction
 consumers (``…/gw/{id}/alert``, ``…/forecast``; best effort, it works offline) and wakes the
 sync worker. Scoring, forecasting, sync (its refusal alerts) and housekeeping (the quota alert)
 are handed :meth:`~GatewayOutput.emit`; nothing else writes the agent's output.
+
+Every alert passes the site's :class:`~edge_agent.alert_budget.AlertBudget` first (when one is
+given): during an alert flood, anomaly alerts are withheld (counted) and one ``alert_flood``
+alert goes out instead; :meth:`~GatewayOutput.check_budget` sends the flood's clear.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from edge_agent.clock import now_ms
 from edge_agent.store import Store
-from edge_agent.store.gateway_output import GatewayPayload, enqueue
-from protocols import AlertPayload, GatewayTopicKind, encode, gateway_topic
+from edge_agent.store.gateway_output import GatewayPayload, enqueue, is_stored, last_alert_with_prefix
+from protocols import ALERT_FLOOD, AlertPayload, GatewayTopicKind, encode, gateway_topic
 
 if TYPE_CHECKING:
+    from edge_agent.alert_budget import AlertBudget
     from edge_agent.ingest_batch import BatchResult
 
 #: ``publish(topic, payload)``: :meth:`edge_agent.mqtt.MqttLink.publish` (QoS 1, not retained).
@@ -32,10 +38,13 @@ class GatewayOutput:
         gateway_id: str,
         publish: Publish | None = None,
         clock_ms: Callable[[], int] = now_ms,
+        budget: AlertBudget | None = None,
     ) -> None:
         self._store = store
         self._publish = publish
         self._clock_ms = clock_ms
+        self._gateway_id = gateway_id
+        self.budget = budget
         self._alert_topic = gateway_topic(site, gateway_id, GatewayTopicKind.ALERT)
         self._forecast_topic = gateway_topic(site, gateway_id, GatewayTopicKind.FORECAST)
         self._wake_sync: list[Callable[[], None]] = []
@@ -46,12 +55,47 @@ class GatewayOutput:
 
     def emit(self, payload: GatewayPayload) -> bool:
         """Store + outbox ``payload`` (one transaction), publish it, wake the sync; False when
-        its id was already stored (nothing published then)."""
+        its id was already stored, or the alert budget withheld it (nothing published then)."""
         conn = self._store.connect()
         try:
-            new = enqueue(conn, payload, self._clock_ms())
+            if self.budget is not None and isinstance(payload, AlertPayload):
+                if is_stored(conn, payload):  # a repeat of what went out: not counted again
+                    return False
+                verdict = self.budget.admit(payload, self._clock_ms())
+                if verdict.flood is not None:
+                    self._emit_on(conn, verdict.flood)
+                if not verdict.send:
+                    return False
+            return self._emit_on(conn, payload)
         finally:
             conn.close()
+
+    def check_budget(self) -> AlertPayload | None:
+        """Send the flood's clear once the alert rate has fallen back; return it (None: no change)."""
+        if self.budget is None:
+            return None
+        cleared = self.budget.check(self._clock_ms())
+        if cleared is not None:
+            conn = self._store.connect()
+            try:
+                self._emit_on(conn, cleared)
+            finally:
+                conn.close()
+        return cleared
+
+    def restore_budget(self) -> None:
+        """After a restart: an ``alert_flood`` left raised by the previous run stays open."""
+        if self.budget is None:
+            return
+        conn = self._store.connect()
+        try:
+            last = last_alert_with_prefix(conn, f"{ALERT_FLOOD}.{self._gateway_id}.")
+        finally:
+            conn.close()
+        self.budget.restore(last, self._clock_ms())
+
+    def _emit_on(self, conn: sqlite3.Connection, payload: GatewayPayload) -> bool:
+        new = enqueue(conn, payload, self._clock_ms())
         if new:
             if self._publish is not None:
                 topic = self._alert_topic if isinstance(payload, AlertPayload) else self._forecast_topic

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict
 
 from edge_agent import __version__
+from edge_agent.alert_budget import AlertBudgetStatus
 from edge_agent.metrics import AgentMetrics
 from edge_agent.store import Store
 from edge_agent.store import outbox as ob
@@ -52,6 +53,8 @@ class AgentStatus(BaseModel):
     #: Per task (anomaly, demand): running version, sha256 prefix, state, pending/shadow version,
     #: last refusal; ``keys`` when a key rotation was refused.
     models: dict[str, ModelTaskStatus] = {}
+    #: The site's alert budget (ISA-18.2): alerts in the window, an open flood, withheld alerts.
+    alerts: AlertBudgetStatus | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +78,10 @@ class StatusProbe:
         stopped_components: Callable[[], list[str]] = list,
         cache_s: float = 1.0,
         models: Callable[[], dict[str, ModelTaskStatus]] = dict,
+        alerts: Callable[[], AlertBudgetStatus | None] = lambda: None,
     ) -> None:
         self._models = models
+        self._alerts = alerts
         self._gateway_id = gateway_id
         self._store = store
         self._metrics = metrics
@@ -134,6 +139,7 @@ class StatusProbe:
             last_sync_ts=last_sync,
             uptime_s=round(self.uptime_s(), 3),
             models=self._models(),
+            alerts=self._alerts(),
         )
 
     def health(self) -> list[str]:

@@ -37,7 +37,7 @@ from edge_agent.store import Store
 from edge_agent.store import outbox as ob
 from edge_agent.store.db import READER_CACHE_KIB, transaction
 from edge_agent.store.outbox import OutboxRow
-from protocols import AlertPayload, SyncAck, SyncBatchHeader
+from protocols import SYNC_REJECTED, AlertPayload, SyncAck, SyncBatchHeader
 from protocols.sync import SyncRecord
 
 log = logging.getLogger(__name__)
@@ -325,6 +325,7 @@ class SyncWorker(BackgroundWorker[_Session]):
             ts=now,
             message=f"{len(rejected)} records rejected by the cloud (kept in sync_rejected); "
             f"first {first_id}: {first_reason}"[:500],
+            code=SYNC_REJECTED,
         )
         try:
             self._raise_alert(alert)

@@ -4,7 +4,18 @@ Pure data: this package imports nothing else of Edgehouse.
 """
 
 from protocols.errors import DecodeError
-from protocols.gateway import AlertPayload, ForecastPayload, GatewayCommand, GatewayStatusPayload
+from protocols.gateway import (
+    ALERT_FLOOD,
+    DISK_QUOTA,
+    MAX_DRIVERS,
+    SYNC_REJECTED,
+    AlertDriver,
+    AlertFlood,
+    AlertPayload,
+    ForecastPayload,
+    GatewayCommand,
+    GatewayStatusPayload,
+)
 from protocols.messages import (
     METRIC_RANGES,
     Reading,
@@ -68,14 +79,20 @@ from protocols.topics import (
 )
 
 __all__ = [
+    "ALERT_FLOOD",
     "ARTIFACT_PATH",
     "DESIRED_PATH",
     "DEVICE_RECORD_KINDS",
+    "DISK_QUOTA",
+    "MAX_DRIVERS",
     "METRIC_RANGES",
     "MODEL_TASKS",
     "RECORD_KINDS",
     "RECORD_KIND_OF_TOPIC",
     "REPORT_PATH",
+    "SYNC_REJECTED",
+    "AlertDriver",
+    "AlertFlood",
     "AlertPayload",
     "AlertRecord",
     "ArtifactRef",

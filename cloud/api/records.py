@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 
 from cloud.auth import ReaderDep
+from cloud.db.repo import AlertFilter
 from cloud.deps import EngineDep
 from cloud.errors import ErrorBody
 from cloud.schemas import MAX_API_INT, AlertOut, ForecastOut, GatewayIdStr, Page
@@ -27,13 +28,21 @@ def list_alerts(
     engine: EngineDep,
     gateway_id: GatewayFilter = None,
     device_id: Annotated[str | None, Query(max_length=64)] = None,
+    kind: Annotated[Literal["anomaly", "system"] | None, Query(description="anomaly or system alerts")] = None,
+    code: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_]{0,47}$",
+                                      description="e.g. alert_flood, disk_quota, sync_rejected")] = None,
+    metric: Annotated[str | None, Query(max_length=64, description="the stream's metric")] = None,
+    state: Annotated[Literal["raised", "cleared"] | None, Query()] = None,
     since: Since = None,
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> Page[AlertOut]:
-    """Alerts ordered by alert time, then id."""
-    return service.list_alerts(engine, limit=limit, gateway_id=gateway_id, device_id=device_id, since_ts=since,
-                               cursor=cursor)
+    """Alerts ordered by alert time, then id. Each carries its whole payload: the stream(s) that drove
+    it (``drivers``, for a device alert each channel's contribution), expected vs observed, the window
+    and, for an ``alert_flood``, the budget's figures (``flood``: alerts in the window, withheld)."""
+    where = AlertFilter(device_id=device_id, kind=kind, code=code, metric=metric, state=state)
+    return service.list_alerts(engine, limit=limit, gateway_id=gateway_id, since_ts=since, cursor=cursor,
+                               where=where)
 
 
 @router.get("/forecasts", response_model=Page[ForecastOut], responses=_ERRORS)

@@ -144,10 +144,23 @@ def _page(stmt: Select[Any], ts_col: Any, id_col: Any, gw_col: Any, query: PageQ
     return stmt.order_by(ts_col, gw_col, id_col).limit(query.limit)
 
 
-def list_alerts(conn: Connection, query: PageQuery, device_id: str | None = None) -> list[Any]:
+@dataclass(frozen=True, slots=True)
+class AlertFilter:
+    """Column filters of the alert listing (None: any)."""
+
+    device_id: str | None = None
+    kind: str | None = None
+    code: str | None = None
+    metric: str | None = None
+    state: str | None = None
+
+
+def list_alerts(conn: Connection, query: PageQuery, where: AlertFilter = AlertFilter()) -> list[Any]:
     stmt = select(alerts.c.id, alerts.c.gateway_id, alerts.c.ts, alerts.c.stored_ts, alerts.c.payload)
-    if device_id is not None:
-        stmt = stmt.where(alerts.c.device_id == device_id)
+    for name in ("device_id", "kind", "code", "metric", "state"):
+        value = getattr(where, name)
+        if value is not None:
+            stmt = stmt.where(alerts.c[name] == value)
     return list(conn.execute(_page(stmt, alerts.c.ts, alerts.c.id, alerts.c.gateway_id, query)))
 
 
@@ -162,7 +175,7 @@ def list_forecasts(conn: Connection, query: PageQuery, sku: str | None = None) -
 
 
 __all__ = [
-    "GatewayRow", "PageQuery", "TokenRow", "add_counts", "find_token", "get_gateway",
+    "AlertFilter", "GatewayRow", "PageQuery", "TokenRow", "add_counts", "find_token", "get_gateway",
     "insert_gateway", "insert_ignore", "insert_new", "insert_token", "list_alerts", "list_forecasts",
     "list_gateways", "touch_gateway",
 ]

@@ -139,6 +139,9 @@ alerts: Final = Table(
     Column("ts", BigInteger, nullable=False),
     Column("stored_ts", BigInteger, nullable=False),
     Column("payload", JSON, nullable=False),
+    #: Alert v2 (migration 0008): what a system alert is about (``alert_flood``, ...), the stream's metric.
+    Column("code", String(48), nullable=True),
+    Column("metric", String(64), nullable=True),
     Index("ix_alerts_ts_gw_id", "ts", "gateway_id", "id"),
 )
 

@@ -43,12 +43,13 @@ def _query(limit: int, gateway_id: str | None, since_ts: int | None, cursor: str
                           after=decode_cursor(cursor) if cursor else None)
 
 
-def list_alerts(engine: Engine, *, limit: int, gateway_id: str | None = None, device_id: str | None = None,
-                since_ts: int | None = None, cursor: str | None = None) -> Page[AlertOut]:
-    """Alerts ordered by their time (then gateway, id); ``since_ts`` keeps those raised at or after it."""
+def list_alerts(engine: Engine, *, limit: int, gateway_id: str | None = None, since_ts: int | None = None,
+                cursor: str | None = None, where: repo.AlertFilter | None = None) -> Page[AlertOut]:
+    """Alerts ordered by their time (then gateway, id); ``since_ts`` keeps those raised at or after it,
+    ``where`` filters on device, kind, code, metric and state."""
     query = _query(limit, gateway_id, since_ts, cursor)
     with reader(engine) as conn:
-        rows = repo.list_alerts(conn, query, device_id=device_id)
+        rows = repo.list_alerts(conn, query, where or repo.AlertFilter())
     items = [
         AlertOut(id=r.id, gateway_id=r.gateway_id, stored_ts=r.stored_ts,
                  alert=AlertPayload.model_validate(payload_dict(r.payload), strict=False))

@@ -116,7 +116,7 @@ def _status_row(rec: DeviceStatusRecord, gw: str, now_ms: int) -> Row:
 def _alert_row(rec: AlertRecord, gw: str, now_ms: int) -> Row:
     a = rec.alert
     return (gw, rec.id, a.alert_id, a.kind, a.state, a.severity, a.device_id, a.ts, now_ms,
-            a.model_dump_json(by_alias=True))
+            a.model_dump_json(by_alias=True), a.code, a.metric)
 
 
 def _forecast_row(rec: ForecastRecord, gw: str, now_ms: int) -> Row:
@@ -138,7 +138,8 @@ _FILLED: Final = {
     "telemetry": (*_MESSAGE, "n_readings"),
     "scans": (*_MESSAGE, "code_type", "sku", "location", "direction", "qty", "reader_id", "tag_id"),
     "device_status": (*_MESSAGE, "state", "fw_version", "uptime_s", "reason"),
-    "alerts": ("gateway_id", "id", "alert_id", "kind", "state", "severity", "device_id", "ts", "stored_ts", "payload"),
+    "alerts": ("gateway_id", "id", "alert_id", "kind", "state", "severity", "device_id", "ts", "stored_ts", "payload",
+               "code", "metric"),
     "forecasts": ("gateway_id", "id", "forecast_id", "site", "sku", "origin", "created_ts", "model_version",
                   "stored_ts", "payload"),
     "readings": ("gateway_id", "record_id", "metric", "device_id", "ts", "value"),

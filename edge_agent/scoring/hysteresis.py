@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from edge_agent.store.telemetry import Reading
-from protocols import AlertPayload
+from protocols import AlertDriver, AlertPayload
 
 if TYPE_CHECKING:
     from models.anomaly import AnomalyResult
@@ -26,6 +26,8 @@ class _StreamAlert:
     active: bool = False
     raised_ts: int | None = None
     peak: float = 0.0
+    #: Readings since the raise (the window of the clear event).
+    since_raise: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +87,11 @@ class AlertHysteresis:
         score = result.score
         if st.active:
             st.peak = max(st.peak, score)
+            st.since_raise += 1
             if score < cfg.clear_below:
                 st.active = False
                 start = st.raised_ts if st.raised_ts is not None else st.window[0]
-                return self._payload("cleared", reading, result, start)
+                return self._payload("cleared", reading, result, start, st.since_raise)
             return None
         if score < cfg.threshold:
             return None
@@ -98,11 +101,14 @@ class AlertHysteresis:
         st.active = True
         st.raised_ts = reading.ts
         st.peak = score
-        return self._payload("raised", reading, result, st.window[0])
+        st.since_raise = 1
+        return self._payload("raised", reading, result, st.window[0], len(st.window))
 
     def _payload(
-        self, state: AlertState, reading: Reading, result: AnomalyResult, window_start: int
+        self, state: AlertState, reading: Reading, result: AnomalyResult, window_start: int, readings: int
     ) -> AlertPayload:
+        """The alert of one stream: the stream itself is its one driver (contribution 1), with
+        expected vs observed, the test that scored it and its window (``readings`` readings)."""
         cfg = self.config
         expected = "n/a" if result.expected is None else f"{result.expected:.4g}"
         if state == "raised":
@@ -132,6 +138,18 @@ class AlertHysteresis:
             window_start_ts=min(window_start, reading.ts),
             window_end_ts=reading.ts,
             model_version=self._model_version,
+            detector=result.detector,
+            window_readings=readings,
+            drivers=(
+                AlertDriver(
+                    device_id=reading.device_id,
+                    metric=reading.metric,
+                    contribution=1.0,
+                    score=result.score,
+                    expected=result.expected,
+                    observed=result.observed,
+                ),
+            ),
         )
 
 

@@ -49,3 +49,23 @@ def enqueue(conn: sqlite3.Connection, payload: GatewayPayload, now_ms: int) -> b
             return False
         conn.execute(_INSERT_OUTBOX, (record.id, record.kind, now_ms, record.model_dump_json(by_alias=True)))
     return True
+
+
+def is_stored(conn: sqlite3.Connection, alert: AlertPayload) -> bool:
+    """Whether an alert of this id is already stored."""
+    return conn.execute("SELECT 1 FROM alerts WHERE alert_id = ?", (alert.alert_id,)).fetchone() is not None
+
+
+def last_alert_with_prefix(conn: sqlite3.Connection, prefix: str) -> AlertPayload | None:
+    """The newest stored alert whose id starts with ``prefix`` (a clear before a raise of the same ms)."""
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    row = conn.execute(
+        "SELECT payload FROM alerts WHERE alert_id LIKE ? ESCAPE '\\' ORDER BY ts DESC, state = 'cleared' DESC LIMIT 1",
+        (escaped + "%",),
+    ).fetchone()
+    if row is None:
+        return None
+    try:
+        return AlertPayload.model_validate_json(row[0])
+    except ValueError:
+        return None
