@@ -15,6 +15,8 @@ from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from cloud.api import (
+    alarms,
+    fleet,
     gateway_groups,
     gateways,
     health,
@@ -98,7 +100,7 @@ def create_app(settings: CloudSettings) -> FastAPI:
     app.include_router(train_jobs_api.router)  # before any /models/{...} route, so /models/jobs matches here
     for router in (health.router, sync.router, gateways.router, tokens.router, records.router, routes.router,
                    replenishment.router, models.router, model_signing.router, model_updates.router,
-                   rollouts.router, gateway_groups.router):
+                   rollouts.router, gateway_groups.router, fleet.router, alarms.router):
         app.include_router(router)
     _document_sync_batch(app)
     return app

@@ -20,7 +20,7 @@ from typing import Any, Final
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from cloud.db import repo
+from cloud.db import alarm_repo, repo
 from cloud.db.tables import RECORD_KINDS, RECORD_TABLES, readings
 from cloud.services.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, UnsupportedEncoding
 from protocols import (
@@ -190,6 +190,8 @@ def _store(conn: Connection, gateway_id: str, batch: SyncBatch, plan: _Plan, now
         stored |= new_ids
         if kind == "telemetry" and new_ids:
             repo.insert_ignore(conn, readings, [r for rid in sorted(new_ids) for r in plan.readings[rid]])
+        if kind == "alert" and new_ids:  # alert management (ISA-18.2 states) follows every stored raise/clear
+            alarm_repo.track(conn, gateway_id, [r for r in plan.rows[kind] if r["id"] in new_ids])
     repo.add_counts(conn, gateway_id, counts)
     return stored
 
