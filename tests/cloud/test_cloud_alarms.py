@@ -10,6 +10,8 @@ from typing import Any
 from cloud_testkit import admin_headers, batch, gz, register
 from fastapi.testclient import TestClient
 
+from cloud.services import alarms as service
+
 GZ = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
 
 
@@ -122,8 +124,6 @@ def test_shelving_hides_an_alarm_until_it_returns_by_itself(client: TestClient) 
     actions = [e["action"] for e in back.json()["events"]]
     assert actions == ["shelve", "comment", "unshelve"]
     # the automatic return: a shelve whose time has passed no longer counts (read at a later "now")
-    from cloud.services import alarms as service  # noqa: PLC0415  (the service's clock, moved forward)
-
     engine = client.app.state.cloud.engine  # type: ignore[attr-defined]
     client.post(f"{url}/shelve", json={"duration_s": 60, "reason": "short"}, headers=operator)
     later = service.list_alarms(engine, service.AlarmFilter(shelved="hide"), now=int(time.time() * 1000) + 61_000)
