@@ -50,8 +50,8 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: CloudSettings) -> FastAPI:
     """A new cloud API app for ``settings``; its database is opened when the app starts."""
-    state = CloudState(settings=settings)
     keyring = Keyring.from_settings(settings)
+    state = CloudState(settings=settings, keyring=keyring, route_solver=RouteSolver())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -69,8 +69,8 @@ def create_app(settings: CloudSettings) -> FastAPI:
                 background.append(RolloutController(engine, keyring, settings.rollout_tick_s))
                 background[-1].start()
             if settings.embedded_worker:
-                app.state.worker = Worker(settings, engine)
-                background.append(app.state.worker)
+                state.worker = Worker(settings, engine)
+                background.append(state.worker)
                 background[-1].start()
             log.info("cloud API ready on %s (%s)%s%s", settings.backend,
                      engine.url.render_as_string(hide_password=True),
@@ -80,7 +80,7 @@ def create_app(settings: CloudSettings) -> FastAPI:
         finally:
             while background:
                 background.pop().stop()
-            app.state.worker = None
+            state.worker = None
             state.engine = None
             engine.dispose()
 
@@ -93,9 +93,6 @@ def create_app(settings: CloudSettings) -> FastAPI:
         dependencies=[Depends(reject_unknown_query)],
     )
     app.state.cloud = state
-    app.state.route_solver = RouteSolver()
-    app.state.model_keyring = keyring
-    app.state.worker = None  # the embedded job worker while the app runs, if EMBEDDED_WORKER
     install_error_handlers(app, authorize_first)
     app.include_router(train_jobs_api.router)  # before any /models/{...} route, so /models/jobs matches here
     for router in (health.router, sync.router, gateways.router, tokens.router, records.router, routes.router,

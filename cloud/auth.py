@@ -27,7 +27,7 @@ from sqlalchemy import Engine
 
 from cloud.db import repo
 from cloud.db.engine import reader
-from cloud.deps import EngineDep, SettingsDep
+from cloud.deps import EngineDep, SettingsDep, get_state
 from cloud.errors import ApiError
 
 Role = Literal["admin", "planner", "operator", "gateway"]
@@ -46,6 +46,14 @@ class Principal:
     role: Role
     gateway_id: str | None = None
     token_id: int | None = None
+
+    @property
+    def label(self) -> str:
+        """Who acted, as recorded in ``created_by``/``promoted_by``/audit columns.
+
+        ``admin`` for the settings' admin token, ``<role>:token:<id>`` for a stored token.
+        """
+        return self.role if self.token_id is None else f"{self.role}:token:{self.token_id}"
 
 
 def hash_token(token: str) -> str:
@@ -173,7 +181,7 @@ def authorize_first(request: Request) -> None:
     checks = _route_checks(dependant)
     if not checks:
         return
-    state = request.app.state.cloud
+    state = get_state(request)
     if state.engine is None:
         return
     header = request.headers.get("authorization", "")

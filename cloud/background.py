@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 import random
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from cloud.clock import now_ms
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class Loop:
                 busy = bool(self._tick())
                 failures = 0
                 self.health.ticks += 1
-                self.health.last_tick_ts = int(time.time() * 1000)
+                self.health.last_tick_ts = now_ms()
             except Exception as exc:  # one bad pass must not end the loop
                 failures += 1
                 self.health.errors += 1

@@ -66,6 +66,7 @@ def _engine(settings: CloudSettings, pool_size: int = 1) -> Iterator[Engine]:
         except migrations.MigrationError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from None
+        ensure_shipped_defaults(engine)  # as the app's lifespan does: every process that opens the database
         yield engine
     finally:
         engine.dispose()
@@ -137,7 +138,6 @@ def worker(
     slots = (concurrency.get("route", settings.worker_route_concurrency) if "route" in names else 0) + (
         concurrency.get("train", settings.max_concurrent_train_jobs) if "train" in names else 0)
     with _engine(settings, pool_size=slots + 2) as engine:  # a connection per slot, the upkeep loop, one spare
-        ensure_shipped_defaults(engine)
         _until_signalled(Worker(settings, engine, names, concurrency), "worker")  # type: ignore[arg-type]
 
 

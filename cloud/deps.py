@@ -3,26 +3,46 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy import Engine
 
 from cloud.settings import CloudSettings
 
+if TYPE_CHECKING:
+    from cloud.jobs.worker import Worker
+    from cloud.services.model_signing import Keyring
+    from cloud.services.route_jobs import RouteSolver
+
 
 @dataclass
 class CloudState:
-    """What one app instance owns: its settings and, while running, its database engine."""
+    """Everything one app instance owns (the only thing on ``app.state``).
+
+    Built by :func:`cloud.app.create_app`: its settings, the model-signing keyring and the route solver; while the app
+    runs, its database engine and, with ``EMBEDDED_WORKER``, the embedded job worker.
+    """
 
     settings: CloudSettings
+    keyring: Keyring
+    route_solver: RouteSolver
     engine: Engine | None = field(default=None)
+    worker: Worker | None = field(default=None)
 
 
 def get_state(request: Request) -> CloudState:
     state = request.app.state.cloud
     assert isinstance(state, CloudState)
     return state
+
+
+def get_keyring(state: Annotated[CloudState, Depends(get_state)]) -> Keyring:
+    return state.keyring
+
+
+def get_route_solver(state: Annotated[CloudState, Depends(get_state)]) -> RouteSolver:
+    return state.route_solver
 
 
 def get_settings(state: Annotated[CloudState, Depends(get_state)]) -> CloudSettings:

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cloud.clock import now_ms
 from protocols.model_update import KeyRotation, ModelRelease
 from protocols.signing import Signer, generate_private_key_pem
 
@@ -395,7 +396,7 @@ def rotate_key(
     """Sign a key rotation with the old key that adds the new one, and upload it."""
     old, new = _signer(old_key), _signer(new_key)
     keys = _run(ctx, "GET", "/api/v1/models/keys")
-    rotation = KeyRotation(rotation_version=int(keys["rotation_version"]) + 1, created_ts=int(time.time() * 1000),
+    rotation = KeyRotation(rotation_version=int(keys["rotation_version"]) + 1, created_ts=now_ms(),
                            add=(new.public_key,), revoke=(old.keyid,) if revoke_old else ())
     doc = old.sign_rotation(rotation)
     result = _run(ctx, "POST", "/api/v1/models/keys/rotations", content=doc.model_dump_json(by_alias=True))

@@ -150,3 +150,32 @@ def trusted_map(keys: Iterable[str | bytes]) -> dict[str, bytes]:
         out[keyid_of(raw)] = raw
     return out
 
+
+
+# key rotation: the one rule, applied by the cloud (accepting a rotation) and by every gateway (trusting it) ------------
+
+
+def check_rotation(doc: SignedKeyRotation, trusted: Mapping[str, bytes], last_version: int) -> None:
+    """Whether ``doc`` may follow the rotations applied so far; :class:`SignatureError` otherwise.
+
+    A rotation is accepted only when its ``rotation_version`` is above ``last_version`` (code ``stale``), it is
+    signed by a key trusted *before* it (:func:`verify`), and every key it adds carries the key id of its public key
+    (``bad_signature``). Apply it with :func:`rotate_trust`.
+    """
+    rot = doc.signed
+    if rot.rotation_version <= last_version:
+        raise SignatureError("stale", f"rotation_version must be above {last_version}")
+    verify(rot, doc.signatures, trusted)
+    for key in rot.add:
+        if keyid_of(decode_public_key(key.public_key)) != key.keyid:
+            raise SignatureError("bad_signature", f"key {key.keyid[:12]} does not match its public key")
+
+
+def rotate_trust(trusted: Mapping[str, bytes], rotation: KeyRotation) -> dict[str, bytes]:
+    """The trusted keys after ``rotation``: its keys added, then its revocations removed (a revoked key stays revoked
+    even when configuration still lists it, because trust is always rebuilt as configured + rotations in order)."""
+    out = dict(trusted)
+    out.update(trusted_map([key.public_key for key in rotation.add]))
+    for keyid in rotation.revoke:
+        out.pop(keyid, None)
+    return out

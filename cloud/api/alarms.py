@@ -10,7 +10,6 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 
-from cloud.api.model_deps import principal_label
 from cloud.auth import OperatorDep, ReaderDep
 from cloud.console_schemas import (
     AckRequest,
@@ -68,7 +67,7 @@ def flood(_reader: ReaderDep, engine: EngineDep, site: Name = None) -> list[Site
 @router.post("/ack", response_model=AckResult, responses=_ERRORS)
 def acknowledge_many(body: AckRequest, principal: OperatorDep, engine: EngineDep) -> AckResult:
     """Acknowledge one or many alarms at once (all or none: an unknown one is 404 naming it)."""
-    return service.acknowledge(engine, body, principal_label(principal))
+    return service.acknowledge(engine, body, principal.label)
 
 
 @router.get("/{gateway_id}/{alarm_id}", response_model=AlarmDetail, responses=_ERRORS)
@@ -82,25 +81,25 @@ def acknowledge(gateway_id: GatewayPath, alarm_id: AlarmPath, principal: Operato
                 ) -> AckResult:
     """Acknowledge one alarm (again: nothing changes, it is listed as already acknowledged)."""
     req = AckRequest(alarms=[AlarmRef(gateway_id=gateway_id, id=alarm_id)])
-    return service.acknowledge(engine, req, principal_label(principal))
+    return service.acknowledge(engine, req, principal.label)
 
 
 @router.post("/{gateway_id}/{alarm_id}/shelve", response_model=AlarmDetail, responses=_ERRORS)
 def shelve(gateway_id: GatewayPath, alarm_id: AlarmPath, body: ShelveRequest, principal: OperatorDep,
            engine: EngineDep) -> AlarmDetail:
     """Shelve for ``duration_s`` with a reason; it comes back by itself when that time is over."""
-    return service.shelve(engine, gateway_id, alarm_id, body, principal_label(principal))
+    return service.shelve(engine, gateway_id, alarm_id, body, principal.label)
 
 
 @router.post("/{gateway_id}/{alarm_id}/unshelve", response_model=AlarmDetail, responses=_ERRORS)
 def unshelve(gateway_id: GatewayPath, alarm_id: AlarmPath, principal: OperatorDep, engine: EngineDep
              ) -> AlarmDetail:
     """Return a shelved alarm now (409 when it is not shelved)."""
-    return service.unshelve(engine, gateway_id, alarm_id, principal_label(principal))
+    return service.unshelve(engine, gateway_id, alarm_id, principal.label)
 
 
 @router.post("/{gateway_id}/{alarm_id}/comments", response_model=AlarmDetail, responses=_ERRORS)
 def add_comment(gateway_id: GatewayPath, alarm_id: AlarmPath, body: CommentRequest, principal: OperatorDep,
                 engine: EngineDep) -> AlarmDetail:
     """Add a comment to the alarm's log."""
-    return service.comment(engine, gateway_id, alarm_id, body.text, principal_label(principal))
+    return service.comment(engine, gateway_id, alarm_id, body.text, principal.label)

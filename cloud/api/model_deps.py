@@ -13,24 +13,13 @@ from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
-from cloud.auth import Principal
+from cloud.deps import get_keyring
 from cloud.services.model_signing import Keyring
 
 M = TypeVar("M", bound=BaseModel)
 
 
-def get_keyring(request: Request) -> Keyring:
-    keyring = request.app.state.model_keyring
-    assert isinstance(keyring, Keyring)
-    return keyring
-
-
 KeyringDep = Annotated[Keyring, Depends(get_keyring)]
-
-
-def principal_label(principal: Principal) -> str:
-    """Who acted, for ``promoted_by``/``created_by``: ``admin`` (settings token) or ``token:<id>``."""
-    return principal.role if principal.token_id is None else f"{principal.role}:token:{principal.token_id}"
 
 
 def wire_body(model: type[M]) -> Callable[[Request], Awaitable[M]]:

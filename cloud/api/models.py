@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query
 
-from cloud.api.model_deps import KeyringDep, principal_label
+from cloud.api.model_deps import KeyringDep
 from cloud.auth import AdminDep
 from cloud.deps import EngineDep
 from cloud.errors import ApiError, ErrorBody
@@ -35,7 +35,6 @@ VersionPath = Annotated[int, Path(ge=1, le=2**53 - 1)]
 def list_models(_admin: AdminDep, engine: EngineDep, task: Annotated[ModelTask | None, Query()] = None,
                 status: Annotated[ModelStatus | None, Query()] = None) -> list[ModelVersionOut]:
     """Every registered model version (the shipped defaults included), filtered by task and status."""
-    registry.ensure_shipped_defaults(engine)
     return registry.list_versions(engine, task, status)
 
 
@@ -56,7 +55,7 @@ def upload_candidate(task: TaskPath, body: CandidateUpload, principal: AdminDep,
     return registry.register_candidate(engine, registry.CandidateIn(
         task=task, scope=body.scope, tflite=tflite, manifest=body.manifest, metrics=body.metrics,
         data_from_ts=body.data_from_ts, data_to_ts=body.data_to_ts, parent_version=body.parent_version,
-        created_by=principal_label(principal)))
+        created_by=principal.label))
 
 
 @router.post("/{task}/versions/{version}/promote", response_model=ModelVersionDetail, responses=_ERRORS)
@@ -65,4 +64,4 @@ def promote_version(task: TaskPath, version: VersionPath, principal: AdminDep, e
                     ) -> ModelVersionDetail:
     """Approve a candidate: its release is signed now (online key) or awaits `edgehouse models sign`."""
     force = body.force if body is not None else False
-    return registry.promote(engine, keyring, task, version, principal_label(principal), force)
+    return registry.promote(engine, keyring, task, version, principal.label, force)

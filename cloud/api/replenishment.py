@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from sqlalchemy import Engine as Database
 
-from cloud.api.routes import PlannerDep, SolverDep, job_creator, located_error
+from cloud.api.routes import PlannerDep, SolverDep, located_error
 from cloud.deps import EngineDep
 from cloud.errors import ErrorBody
 from cloud.routing.problem import Problem
@@ -55,7 +55,7 @@ def replenishment_job(body: RequestBody, planner: PlannerDep, engine: EngineDep,
     """The same orders from the latest forecasts, routed by a route job (progress, best cost, cancel)."""
     request, _stores, problem = _problem(engine, body)
     info = jobs.submit(engine, problem, time_limit_s or request.time_limit_s, request.engine, request.seed,
-                       created_by=job_creator(planner))
+                       created_by=planner.label)
     response.headers["Location"] = f"{router.prefix}/route-jobs/{info.id}"
     return info
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query
 
-from cloud.api.model_deps import KeyringDep, principal_label
+from cloud.api.model_deps import KeyringDep
 from cloud.auth import AdminDep
 from cloud.deps import EngineDep
 from cloud.errors import ErrorBody
@@ -28,7 +28,7 @@ def _reason(body: RolloutAction | None) -> str | None:
 @router.post("", status_code=201, response_model=RolloutStatus, responses=_ERRORS)
 def create_rollout(body: RolloutCreate, principal: AdminDep, engine: EngineDep) -> RolloutStatus:
     """Start a staged rollout of a promoted version: canary first, then the waves, gated by reports."""
-    return service.create(engine, body, principal_label(principal))
+    return service.create(engine, body, principal.label)
 
 
 @router.get("", response_model=list[RolloutOut], responses=_ERRORS)
@@ -47,25 +47,25 @@ def rollout_status(rollout_id: RolloutId, _admin: AdminDep, engine: EngineDep) -
 def pause(rollout_id: RolloutId, principal: AdminDep, engine: EngineDep, body: ActionBody = None
           ) -> RolloutStatus:
     """Stop advancing for now; gateways keep their desired state."""
-    return service.pause(engine, rollout_id, principal_label(principal), _reason(body))
+    return service.pause(engine, rollout_id, principal.label, _reason(body))
 
 
 @router.post("/{rollout_id}/resume", response_model=RolloutStatus, responses=_ERRORS)
 def resume(rollout_id: RolloutId, principal: AdminDep, engine: EngineDep, body: ActionBody = None
            ) -> RolloutStatus:
     """Continue a paused or halted rollout (the current stage's clock restarts)."""
-    return service.resume(engine, rollout_id, principal_label(principal), _reason(body))
+    return service.resume(engine, rollout_id, principal.label, _reason(body))
 
 
 @router.post("/{rollout_id}/abort", response_model=RolloutStatus, responses=_ERRORS)
 def abort(rollout_id: RolloutId, principal: AdminDep, engine: EngineDep, body: ActionBody = None
           ) -> RolloutStatus:
     """Stop for good and leave every gateway on what it runs now."""
-    return service.abort(engine, rollout_id, principal_label(principal), _reason(body))
+    return service.abort(engine, rollout_id, principal.label, _reason(body))
 
 
 @router.post("/{rollout_id}/rollback", response_model=RolloutStatus, responses=_ERRORS)
 def rollback(rollout_id: RolloutId, principal: AdminDep, engine: EngineDep, keyring: KeyringDep,
              body: ActionBody = None) -> RolloutStatus:
     """Send every member back to its previous model (signed rollback release); the candidate is rejected."""
-    return service.rollback(engine, keyring, rollout_id, principal_label(principal), _reason(body))
+    return service.rollback(engine, keyring, rollout_id, principal.label, _reason(body))

@@ -11,12 +11,12 @@ import json
 import re
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from cloud.auth import Principal, require_role
-from cloud.deps import EngineDep
+from cloud.deps import EngineDep, get_route_solver
 from cloud.errors import ErrorBody
 from cloud.routing.plan import Plan
 from cloud.routing.problem import Problem
@@ -45,12 +45,6 @@ SeedQuery = Annotated[int, Query(ge=0, le=2**31 - 1)]
 JobId = Annotated[str, Path(min_length=1, max_length=64)]
 
 
-def get_route_solver(request: Request) -> RouteSolver:
-    solver = request.app.state.route_solver
-    assert isinstance(solver, RouteSolver)
-    return solver
-
-
 SolverDep = Annotated[RouteSolver, Depends(get_route_solver)]
 
 
@@ -63,10 +57,6 @@ def located_error(err: Any) -> dict[str, Any]:
         loc += [int(p) if p.isdigit() else p for p in _PATH_PART.findall(match.group(1))]
         message = match.group(2)
     return {"loc": ("body", *loc), "msg": message, "type": err["type"]}
-
-
-def job_creator(principal: Principal) -> str:
-    return principal.role if principal.token_id is None else f"token:{principal.token_id}"
 
 
 def parse_problem(body: dict[str, Any]) -> Problem:
@@ -100,7 +90,7 @@ def create_route_job(
     seed: SeedQuery = 0,
 ) -> RouteJobInfo:
     """Queue a solve (any worker takes it); poll ``GET /api/v1/route-jobs/{id}`` for its status and progress."""
-    info = jobs.submit(db, parse_problem(body), time_limit_s, engine, seed, created_by=job_creator(planner))
+    info = jobs.submit(db, parse_problem(body), time_limit_s, engine, seed, created_by=planner.label)
     response.headers["Location"] = f"{router.prefix}/route-jobs/{info.id}"
     return info
 

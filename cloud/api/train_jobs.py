@@ -43,7 +43,7 @@ JobId = RowIdPath
 @router.post("/train", status_code=202, response_model=TrainJobOut, responses=_ERRORS)
 def start_training(body: TrainRequest, admin: AdminDep, engine: EngineDep, settings: SettingsDep) -> TrainJobOut:
     """Queue a retraining job; a worker trains, evaluates against the deployed model and registers its candidate."""
-    who = "admin" if admin.token_id is None else f"token:{admin.token_id}"
+    who = admin.label
     return jobs.submit(engine, settings, TrainParams(**body.model_dump()), created_by=who)
 
 

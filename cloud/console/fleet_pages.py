@@ -9,7 +9,21 @@ from sqlalchemy import Engine
 
 from cloud.auth import Principal
 from cloud.console import alert_pages
-from cloud.console.html import Html, age, esc, href, join, link, page, pager, select, sortable, table, tag, when
+from cloud.console.html import (
+    Html,
+    age,
+    esc,
+    href,
+    join,
+    link,
+    page,
+    pager,
+    select,
+    sortable,
+    table,
+    tag,
+    when,
+)
 from cloud.console_schemas import FleetGateway
 from cloud.db.alarm_repo import AlarmFilter
 from cloud.services import alarms, fleet

@@ -70,7 +70,7 @@ def _late(order: Order | None, stop: Stop) -> bool:
 
 
 def _hhmm(seconds: float) -> str:
-    s = int(round(seconds))
+    s = round(seconds)
     return f"{s // 3600:02d}:{s % 3600 // 60:02d}"
 
 
@@ -151,8 +151,8 @@ Status <span class="badge job-{esc(info.status)}" id="job-status">{esc(info.stat
                               tag("button", "PNG of this map", type="button", data_action="map-png",
                                   class_="link")]
             parts += [
-                tag("p", [f"{plan.status}: {plan.vehicles_used} vehicles, {plan.total_distance:,.1f} km, total cost "
-                          f"{plan.total_cost:,.1f}, {len(plan.unserved)} unserved · download "] + downloads,
+                tag("p", [(f"{plan.status}: {plan.vehicles_used} vehicles, {plan.total_distance:,.1f} km, total cost "
+                          f"{plan.total_cost:,.1f}, {len(plan.unserved)} unserved · download ")] + downloads,
                     class_="summary"),
                 Html('<div class="map-wrap"><canvas id="route-map" width="960" height="560" '
                      'aria-label="route map"></canvas></div>') if data["coords"] else tag(

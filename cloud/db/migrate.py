@@ -30,6 +30,7 @@ from typing import Any, Final, Literal
 
 from sqlalchemy import BigInteger, Column, Connection, Engine, MetaData, String, Table, inspect, select, text
 
+from cloud.clock import now_ms
 from cloud.db.engine import reader
 
 log = logging.getLogger(__name__)
@@ -202,7 +203,7 @@ def _sqlite_pragma(conn: Connection, pragma: str) -> None:
 
 
 def _record(conn: Connection, name: str, how: str, duration_ms: int) -> None:
-    conn.execute(schema_migrations.insert().values(name=name, applied_ts=int(time.time() * 1000), how=how,
+    conn.execute(schema_migrations.insert().values(name=name, applied_ts=now_ms(), how=how,
                                                    duration_ms=duration_ms))
 
 

@@ -16,12 +16,12 @@ All lease times are the database's clock, so workers on hosts with skewed clocks
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from sqlalchemy import Connection, Engine, Row, Table, case, select, text, update
 
+from cloud.clock import now_ms
 from cloud.db.engine import reader
 from cloud.db.tables import route_jobs, train_jobs
 
@@ -53,7 +53,7 @@ def db_now_ms(conn: Connection) -> int:
     """The database server's clock in ms (SQLite: this host's, the file is local)."""
     if conn.dialect.name == "postgresql":
         return int(conn.execute(text("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint")).scalar_one())
-    return int(time.time() * 1000)
+    return now_ms()
 
 
 def has_queued(engine: Engine, queue: Queue) -> bool:

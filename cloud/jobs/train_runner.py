@@ -24,6 +24,7 @@ from typing import Any, Final
 
 from sqlalchemy import Engine, select
 
+from cloud.clock import now_ms
 from cloud.db.engine import reader
 from cloud.db.tables import model_versions, train_job_artifacts, train_jobs
 from cloud.jobs.child import Child
@@ -31,7 +32,6 @@ from cloud.jobs.queue import finish, give_back, still_held
 from cloud.jobs.supervise import JobContext, supervise
 from cloud.services import train_registry
 from cloud.services.model_registry import CandidateIn
-from cloud.services.train_job_store import now_ms
 from cloud.services.train_spec import EXIT_REFUSED, RESULT_FILE, SPEC_FILE, TrainJobSpec, TrainResult
 from cloud.settings import CloudSettings
 from models.runtime import default_model_path

@@ -8,11 +8,11 @@ the future, so nothing has to run for it to come back.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from sqlalchemy import Engine
 
+from cloud.clock import now_ms
 from cloud.console_schemas import (
     AckRequest,
     AckResult,
@@ -30,10 +30,6 @@ from cloud.db.engine import reader
 from cloud.schemas import payload_dict
 from cloud.services.alarm_conditions import FLOOD_LIMIT, isa_state, shelved
 from cloud.services.errors import Conflict, NotFound
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _alarm(row: Any, now: int) -> AlarmOut:

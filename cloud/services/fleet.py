@@ -12,12 +12,12 @@ updates from its tasks.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from typing import Any, Final
 
 from sqlalchemy import Connection, Engine, and_, case, func, literal, or_, select
 
+from cloud.clock import now_ms
 from cloud.console_schemas import (
     DeviceOut,
     FleetGateway,
@@ -151,7 +151,7 @@ def _columns(now: int, t: Thresholds) -> list[Any]:
 
 def list_fleet(engine: Engine, t: Thresholds, f: FleetFilter, *, sort: str = "gateway_id", descending: bool = False,
                offset: int = 0, limit: int = 50, now: int | None = None) -> FleetPage:
-    at = int(time.time() * 1000) if now is None else now
+    at = now_ms() if now is None else now
     status = _status_expr(at, t).label("status")
     with reader(engine) as conn:
         rows = conn.execute(_filtered(_base(_columns(at, t)), f, at, t)
@@ -181,7 +181,7 @@ def _devices(conn: Connection, gateway_id: str) -> list[DeviceOut]:
 
 
 def gateway_detail(engine: Engine, t: Thresholds, gateway_id: str, now: int | None = None) -> GatewayDetail:
-    at = int(time.time() * 1000) if now is None else now
+    at = now_ms() if now is None else now
     with reader(engine) as conn:
         row = conn.execute(_base(_columns(at, t)).where(_g.c.gateway_id == gateway_id)).first()
         if row is None:

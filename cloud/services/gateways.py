@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
 from cloud.auth import hash_token, new_token, reserved_token_hashes
+from cloud.clock import now_ms
 from cloud.db import repo
 from cloud.db.engine import reader
 from cloud.schemas import GatewayCreate, GatewayCreated, GatewayOut, TokenCreate, TokenCreated
@@ -43,9 +43,6 @@ class WeakToken(BadRequest):
     status_code = 422
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
 
 def _gateway_out(row: repo.GatewayRow) -> GatewayOut:
     return GatewayOut(
@@ -65,7 +62,7 @@ def _issue(supplied: str | None, rules: TokenRules) -> str:
 def register_gateway(engine: Engine, req: GatewayCreate, rules: TokenRules) -> GatewayCreated:
     """Register a gateway and issue its token (the given one, checked against ``rules``, or a random one)."""
     token = _issue(req.token, rules)
-    now = _now_ms()
+    now = now_ms()
     with engine.begin() as conn:
         if not repo.insert_gateway(conn, req.gateway_id, req.site, now):
             raise Conflict(f"gateway {req.gateway_id!r} is already registered", "gateway_id")
@@ -96,7 +93,7 @@ def create_token(engine: Engine, req: TokenCreate, rules: TokenRules) -> TokenCr
     with engine.begin() as conn:
         if req.gateway_id is not None and repo.get_gateway(conn, req.gateway_id) is None:
             raise NotFound(f"gateway {req.gateway_id!r} is not registered", "gateway_id")
-        if not repo.insert_token(conn, hash_token(token), req.role, req.gateway_id, req.label, _now_ms()):
+        if not repo.insert_token(conn, hash_token(token), req.role, req.gateway_id, req.label, now_ms()):
             raise Conflict("this token is already in use; choose another", "token")
         found = repo.find_token(conn, hash_token(token))
     assert found is not None

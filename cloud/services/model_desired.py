@@ -19,11 +19,12 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, Engine, select
 
+from cloud.clock import now_ms
 from cloud.db import model_repo, repo
 from cloud.db.engine import reader
 from cloud.db.tables import gateway_model_reports, rollout_members, rollouts
 from cloud.services.errors import NotFound
-from cloud.services.model_signing import now_ms, parse_release, rotations
+from cloud.services.model_signing import parse_release, rotations
 from cloud.services.rollout_transitions import OPEN_STATES
 from protocols.model_update import (
     ARTIFACT_PATH,

@@ -21,12 +21,13 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy import Engine, Row, select
 from sqlalchemy.exc import IntegrityError
 
+from cloud.clock import now_ms
 from cloud.db import model_repo
 from cloud.db.engine import reader
 from cloud.db.tables import model_baselines, model_signing_requests, model_versions
 from cloud.model_schemas import ModelVersionDetail, ModelVersionOut
 from cloud.services.errors import BadRequest, Conflict, NotFound
-from cloud.services.model_signing import Keyring, issue_release, now_ms, release_out
+from cloud.services.model_signing import Keyring, issue_release, release_out
 from models.manifest import ModelManifest, manifest_path_for, read_manifest
 from models.runtime import default_model_path
 from protocols.model_update import MODEL_TASKS
@@ -78,7 +79,11 @@ def _check_task(task: str) -> None:
 
 
 def ensure_shipped_defaults(engine: Engine) -> None:
-    """Import the shipped default model of every task that has no version yet (idempotent)."""
+    """Import the shipped default model of every task that has no version yet (idempotent).
+
+    Called once by every process that opens the database, right after its migrations: the app's lifespan and the
+    CLI's commands (worker, controller, ...). Services rely on it having run.
+    """
     with reader(engine) as conn:
         missing = [t for t in MODEL_TASKS if model_repo.max_model_version(conn, t) == 0]
     for task in missing:
@@ -141,7 +146,6 @@ def register_candidate(engine: Engine, c: CandidateIn) -> ModelVersionOut:
         raise BadRequest('scope must be "fleet" or "site:<site>"', "scope")
     if not c.tflite:
         raise BadRequest("the tflite model is empty", "tflite")
-    ensure_shipped_defaults(engine)
     sha256 = hashlib.sha256(c.tflite).hexdigest()
     now = now_ms()
     for attempt in range(3):
@@ -172,7 +176,6 @@ def register_candidate(engine: Engine, c: CandidateIn) -> ModelVersionOut:
 def deployed_model(engine: Engine, task: str, scope: str = "fleet") -> tuple[int, bytes, dict[str, Any]] | None:
     """(version, tflite bytes, manifest) of what ``scope`` runs outside rollouts (site falls back to fleet)."""
     _check_task(task)
-    ensure_shipped_defaults(engine)
     with reader(engine) as conn:
         version = model_repo.scope_baseline(conn, task, scope)
         row = None if version is None else model_repo.get_version(conn, task, version)

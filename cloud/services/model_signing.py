@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from pydantic import ValidationError
 from sqlalchemy import Connection, Engine, Row, func, select
 
+from cloud.clock import now_ms
 from cloud.db import model_repo
 from cloud.db.engine import reader
 from cloud.db.tables import model_key_rotations, model_releases, model_signing_requests
@@ -28,7 +28,7 @@ from cloud.model_schemas import KeysOut, ReleaseOut, SigningRequestOut
 from cloud.services.errors import BadRequest, Conflict, NotFound
 from cloud.settings import CloudSettings
 from protocols.model_update import ArtifactRef, ModelRelease, SignedKeyRotation, SignedRelease
-from protocols.signing import SignatureError, Signer, trusted_map, verify
+from protocols.signing import SignatureError, Signer, check_rotation, rotate_trust, trusted_map, verify
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +37,6 @@ DAY_MS: Final = 86_400_000
 _NAME_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 Purpose = Literal["release", "rollback", "resign"]
 
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass(frozen=True)
@@ -86,17 +83,10 @@ def rotations(conn: Connection) -> list[SignedKeyRotation]:
     return [parse_rotation(row.document) for row in rows]
 
 
-def _apply(trusted: dict[str, bytes], rotation: SignedKeyRotation) -> None:
-    for key in rotation.signed.add:
-        trusted.update(trusted_map([key.public_key]))
-    for keyid in rotation.signed.revoke:
-        trusted.pop(keyid, None)
-
-
 def trusted_keys(conn: Connection, keyring: Keyring) -> dict[str, bytes]:
     trusted = dict(keyring.configured)
     for rotation in rotations(conn):
-        _apply(trusted, rotation)
+        trusted = rotate_trust(trusted, rotation.signed)
     return trusted
 
 
@@ -112,13 +102,13 @@ def add_rotation(engine: Engine, keyring: Keyring, doc: SignedKeyRotation) -> Ke
     """Store a key rotation signed by an already trusted key; 409 unless its version is the highest."""
     with engine.begin() as conn:
         model_repo.lock_task(conn, "key_rotation")
-        try:
-            verify(doc.signed, doc.signatures, trusted_keys(conn, keyring))
-        except SignatureError as exc:
-            raise BadRequest(f"key rotation refused ({exc.code}): {exc}", "signatures") from None
         top = int(conn.execute(select(func.max(model_key_rotations.c.rotation_version))).scalar() or 0)
-        if doc.signed.rotation_version <= top:
-            raise Conflict(f"rotation_version must be above {top}", "signed.rotation_version")
+        try:
+            check_rotation(doc, trusted_keys(conn, keyring), top)
+        except SignatureError as exc:
+            if exc.code == "stale":
+                raise Conflict(str(exc), "signed.rotation_version") from None
+            raise BadRequest(f"key rotation refused ({exc.code}): {exc}", "signatures") from None
         conn.execute(model_key_rotations.insert().values(
             rotation_version=doc.signed.rotation_version, document=document(doc), created_ts=now_ms()))
     return keys_info(engine, keyring)

@@ -24,26 +24,19 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select
 
 from cloud.background import Loop, LoopHealth
+from cloud.clock import now_ms
 from cloud.db.engine import reader
-from cloud.db.tables import rollout_members, rollouts
-from cloud.model_schemas import Gates
+from cloud.db.tables import rollouts
 from cloud.services import rollout_transitions as tr
 from cloud.services.model_desired import task_reports
-from cloud.services.model_signing import Keyring, due_for_resign, now_ms, resign_expiring
+from cloud.services.model_signing import Keyring, due_for_resign, resign_expiring
 from cloud.services.rollout_gates import GateResult, evaluate, rejection
-from cloud.services.rollouts import stage_name
 
 log = logging.getLogger(__name__)
 
 
 def _set_gates(conn: Connection, r: Any, members: list[Any], results: dict[str, GateResult]) -> None:
-    for m in members:
-        res = results.get(m.gateway_id)
-        if res is not None and (m.gate, m.detail) != (res.verdict, res.detail):
-            conn.execute(rollout_members.update()
-                         .where(rollout_members.c.rollout_id == r.rollout_id,
-                                rollout_members.c.gateway_id == m.gateway_id)
-                         .values(gate=res.verdict, detail=res.detail))
+    tr.set_member_gates(conn, r.rollout_id, {gw: (res.verdict, res.detail) for gw, res in results.items()}, members)
 
 
 def step(conn: Connection, keyring: Keyring, rollout_id: int, now: int) -> None:
@@ -52,8 +45,8 @@ def step(conn: Connection, keyring: Keyring, rollout_id: int, now: int) -> None:
     if r is None or r.state != "running":
         return
     v = int(r.model_version)
-    gates = Gates(**r.params["gates"])
-    shadow = bool(r.params["shadow"])
+    params = tr.RolloutParams.of(r)
+    gates, shadow = params.gates, params.shadow
     reached = tr.members(conn, rollout_id, r.stage)
     reports = task_reports(conn, [m.gateway_id for m in reached], r.task)
     for m in reached:
@@ -63,7 +56,7 @@ def step(conn: Connection, keyring: Keyring, rollout_id: int, now: int) -> None:
             tr.rollback(conn, keyring, r, f"gateway {m.gateway_id} rejected {r.task} version {v}: {why}", now)
             return
     current = [m for m in reached if m.stage == r.stage]
-    name = stage_name(r.stage)
+    name = tr.stage_name(r.stage)
     results: dict[str, GateResult] = {}
     if r.phase == "shadow" or not shadow:
         results = {m.gateway_id: evaluate(r.task, v, reports.get(m.gateway_id), r.phase, gates) for m in current}
@@ -81,11 +74,8 @@ def step(conn: Connection, keyring: Keyring, rollout_id: int, now: int) -> None:
     passed = all(res.verdict == "pass" for res in results.values())
     elapsed_ms = now - r.stage_started_ts
     if r.phase == "shadow" and passed:
-        conn.execute(rollouts.update().where(rollouts.c.rollout_id == rollout_id)
-                     .values(phase="active", updated_ts=now))
         detail = "; ".join(f"{gw}: {res.detail}" for gw, res in sorted(results.items()))
-        tr.add_event(conn, rollout_id, "shadow_passed", f"{name}: every member passed the shadow gate ({detail})",
-                     now, r.stage)
+        tr.pass_shadow(conn, r, f"{name}: every member passed the shadow gate ({detail})", now)
         return
     if r.phase == "active":
         running = all(reports.get(m.gateway_id) is not None
@@ -96,14 +86,7 @@ def step(conn: Connection, keyring: Keyring, rollout_id: int, now: int) -> None:
             if r.stage + 1 >= r.n_stages:
                 tr.complete(conn, r, now)
                 return
-            conn.execute(rollouts.update().where(rollouts.c.rollout_id == rollout_id).values(
-                stage=r.stage + 1, phase="shadow" if shadow else "active", stage_started_ts=now, updated_ts=now))
-            nxt = conn.execute(select(rollout_members.c.gateway_id).where(
-                rollout_members.c.rollout_id == rollout_id, rollout_members.c.stage == r.stage + 1)
-                .order_by(rollout_members.c.gateway_id))
-            tr.add_event(conn, rollout_id, "stage_started",
-                         f"{stage_name(r.stage + 1)} ({', '.join(row.gateway_id for row in nxt)}) starts"
-                         f"{' in shadow' if shadow else ''}", now, r.stage + 1)
+            tr.start_stage(conn, rollout_id, r.stage + 1, shadow, now)
             return
     if elapsed_ms > gates.stage_timeout_s * 1000:
         waiting = [f"{gw} ({res.detail})" for gw, res in sorted(results.items()) if res.verdict != "pass"]

@@ -1,6 +1,7 @@
 """State transitions of a rollout shared by the admin actions and the controller.
 
-Every function runs in the caller's writing transaction and logs an event with its reason.
+The only writer of ``rollouts``/``rollout_members`` after creation: every function runs in the caller's writing
+transaction and logs an event with its reason. :class:`RolloutParams` reads a rollout's stored parameters.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Final
 
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Connection, Row, func, select
 
 from cloud.db import model_repo
@@ -20,6 +22,7 @@ from cloud.db.tables import (
     rollout_members,
     rollouts,
 )
+from cloud.model_schemas import Gates
 from cloud.services import model_signing
 from cloud.services.model_signing import Keyring
 
@@ -27,6 +30,25 @@ log = logging.getLogger(__name__)
 
 #: Rollouts whose candidate is served to the members of reached stages.
 OPEN_STATES: Final = ("running", "paused", "halted")
+
+
+class RolloutParams(BaseModel):
+    """A rollout's ``params`` column, typed (written once by ``rollouts.create``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    canary_fraction: float
+    waves: tuple[float, ...]
+    shadow: bool
+    gates: Gates
+
+    @classmethod
+    def of(cls, r: Row[Any]) -> RolloutParams:
+        return cls.model_validate(r.params)
+
+
+def stage_name(stage: int) -> str:
+    return "canary" if stage == 0 else f"wave {stage}"
 
 
 def add_event(conn: Connection, rollout_id: int, kind: str, reason: str, now: int, stage: int | None = None) -> None:
@@ -39,6 +61,35 @@ def set_state(conn: Connection, r: Row[Any], state: str, kind: str, reason: str,
     conn.execute(rollouts.update().where(rollouts.c.rollout_id == r.rollout_id)
                  .values(state=state, reason=reason, updated_ts=now, **extra))
     add_event(conn, r.rollout_id, kind, reason, now, r.stage)
+
+
+def start_stage(conn: Connection, rollout_id: int, stage: int, shadow: bool, now: int) -> None:
+    """Make ``stage`` the current one (its clock starts now) and log which gateways it reaches."""
+    conn.execute(rollouts.update().where(rollouts.c.rollout_id == rollout_id).values(
+        stage=stage, phase="shadow" if shadow else "active", stage_started_ts=now, updated_ts=now))
+    names = conn.execute(select(rollout_members.c.gateway_id).where(
+        rollout_members.c.rollout_id == rollout_id, rollout_members.c.stage == stage)
+        .order_by(rollout_members.c.gateway_id)).scalars()
+    add_event(conn, rollout_id, "stage_started",
+              f"{stage_name(stage)} ({', '.join(names)}) starts{' in shadow' if shadow else ''}", now, stage)
+
+
+def pass_shadow(conn: Connection, r: Row[Any], reason: str, now: int) -> None:
+    """The current stage leaves its shadow phase: every member now runs the candidate."""
+    conn.execute(rollouts.update().where(rollouts.c.rollout_id == r.rollout_id).values(phase="active", updated_ts=now))
+    add_event(conn, r.rollout_id, "shadow_passed", reason, now, r.stage)
+
+
+def set_member_gates(conn: Connection, rollout_id: int, verdicts: dict[str, tuple[str, str]],
+                     current: list[Row[Any]]) -> None:
+    """Store each member's gate verdict and detail (only where they changed)."""
+    for m in current:
+        verdict = verdicts.get(m.gateway_id)
+        if verdict is not None and (m.gate, m.detail) != verdict:
+            conn.execute(rollout_members.update()
+                         .where(rollout_members.c.rollout_id == rollout_id,
+                                rollout_members.c.gateway_id == m.gateway_id)
+                         .values(gate=verdict[0], detail=verdict[1]))
 
 
 def lock_rollout(conn: Connection, rollout_id: int) -> Row[Any] | None:

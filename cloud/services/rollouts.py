@@ -17,11 +17,11 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, select
 
+from cloud.clock import now_ms
 from cloud.db import model_repo
 from cloud.db.engine import reader
 from cloud.db.tables import gateway_groups, gateways, rollout_events, rollout_members, rollouts
 from cloud.model_schemas import (
-    Gates,
     GatewayGroupOut,
     RolloutCreate,
     RolloutEventOut,
@@ -33,8 +33,7 @@ from cloud.model_schemas import (
 from cloud.services import rollout_transitions as tr
 from cloud.services.errors import Conflict, NotFound
 from cloud.services.model_desired import rollout_mode, task_reports
-from cloud.services.model_registry import ensure_shipped_defaults
-from cloud.services.model_signing import Keyring, now_ms
+from cloud.services.model_signing import Keyring
 
 
 def stage_sizes(n: int, canary_fraction: float, waves: list[float]) -> list[int]:
@@ -70,7 +69,6 @@ def _eligible(conn: Connection, scope: str, group: str | None) -> list[tuple[str
 
 
 def create(engine: Engine, req: RolloutCreate, by: str) -> RolloutStatus:
-    ensure_shipped_defaults(engine)
     now = now_ms()
     with engine.begin() as conn:
         model_repo.lock_task(conn, req.task)
@@ -113,26 +111,17 @@ def create(engine: Engine, req: RolloutCreate, by: str) -> RolloutStatus:
         tr.add_event(conn, rollout_id, "created",
                      f"{req.task} version {req.model_version} over {previous} to {len(eligible)} gateways of "
                      f"{scope}{f' group {req.group}' if req.group else ''} in {n_stages} stages", now)
-        tr.add_event(conn, rollout_id, "stage_started", _stage_text(0, stages, req.shadow), now, 0)
+        tr.start_stage(conn, rollout_id, 0, req.shadow, now)
     return status(engine, rollout_id)
 
 
-def _stage_text(stage: int, stages: dict[str, int], shadow: bool) -> str:
-    names = sorted(g for g, s in stages.items() if s == stage)
-    return f"{stage_name(stage)} ({', '.join(names)}) starts{' in shadow' if shadow else ''}"
-
-
-def stage_name(stage: int) -> str:
-    return "canary" if stage == 0 else f"wave {stage}"
-
-
 def _out(r: Row[Any]) -> RolloutOut:
-    p = r.params
+    p = tr.RolloutParams.of(r)
     return RolloutOut(
         rollout_id=r.rollout_id, task=r.task, model_version=r.model_version, previous_version=r.previous_version,
         scope=r.scope, group=r.group_name, state=r.state, stage=r.stage, n_stages=r.n_stages, phase=r.phase,
-        stage_started_ts=r.stage_started_ts, shadow=p["shadow"], canary_fraction=p["canary_fraction"],
-        waves=list(p["waves"]), gates=Gates(**p["gates"]), reason=r.reason, created_by=r.created_by,
+        stage_started_ts=r.stage_started_ts, shadow=p.shadow, canary_fraction=p.canary_fraction,
+        waves=list(p.waves), gates=p.gates, reason=r.reason, created_by=r.created_by,
         created_ts=r.created_ts, updated_ts=r.updated_ts)
 
 
@@ -178,7 +167,7 @@ def status(engine: Engine, rollout_id: int) -> RolloutStatus:
         for m in ms
     ]
     stages = [
-        RolloutStageOut(index=i, name=stage_name(i), gateways=[m.gateway_id for m in ms if m.stage == i],
+        RolloutStageOut(index=i, name=tr.stage_name(i), gateways=[m.gateway_id for m in ms if m.stage == i],
                         state=_stage_state(r, i))  # type: ignore[arg-type]
         for i in range(r.n_stages)
     ]

@@ -15,6 +15,7 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Engine, func, select
 
+from cloud.clock import now_ms
 from cloud.db.engine import reader
 from cloud.db.tables import route_jobs
 from cloud.jobs.queue import ROUTE
@@ -24,7 +25,6 @@ from cloud.routing.problem import Problem
 from cloud.routing.service import Engine as SolverEngine
 from cloud.routing.service import solve
 from cloud.services.errors import Conflict, NotFound, ServiceError
-from cloud.services.train_job_store import now_ms
 
 SYNC_MAX_TIME_LIMIT_S: Final = 30.0
 JOB_MAX_TIME_LIMIT_S: Final = 600.0

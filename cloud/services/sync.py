@@ -11,7 +11,6 @@ gateway's counters and its last-seen time commit in one transaction.
 from __future__ import annotations
 
 import logging
-import time
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Any, Final
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from cloud import clock
 from cloud.db import alarm_repo, repo
 from cloud.db.tables import RECORD_KINDS, RECORD_TABLES, readings
 from cloud.services.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, UnsupportedEncoding
@@ -205,7 +205,7 @@ def store_batch(engine: Engine, batch: SyncBatch, gateway_id: str, now_ms: int |
     if batch.gateway_id != gateway_id:
         raise Forbidden(f"batch is for gateway {batch.gateway_id!r} but the token is for {gateway_id!r}",
                         "gateway_id")
-    now = int(time.time() * 1000) if now_ms is None else now_ms
+    now = clock.now_ms() if now_ms is None else now_ms
     plan = _plan(batch, now)
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:

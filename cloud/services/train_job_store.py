@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Engine, select, update
 
+from cloud.clock import now_ms
 from cloud.db.engine import reader
 from cloud.db.tables import train_jobs
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 FINISHED: Final = frozenset({"succeeded", "failed", "cancelled"})
 
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class TrainJobOut(BaseModel):

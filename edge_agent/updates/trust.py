@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from edge_agent.updates.state import KeysState, Rejection
-from edge_agent.updates.verify import Rejected, check_signature, doc_digest
+from edge_agent.updates.verify import Rejected, check_rotation, doc_digest
 from protocols import SignedKeyRotation
 from protocols.signing import decode_public_key, keyid_of
 
@@ -48,10 +48,7 @@ class TrustStore:
             if self.keys.rejected is not None and self.keys.rejected.digest == digest:
                 continue
             try:
-                check_signature(rot, doc.signatures, self.trusted())
-                for key in rot.add:
-                    if keyid_of(decode_public_key(key.public_key)) != key.keyid:
-                        raise Rejected("bad_signature", f"key {key.keyid[:12]} does not match its public key")
+                check_rotation(doc, self.trusted(), self.keys.rotation_version)
             except Rejected as exc:
                 self.keys.rejected = Rejection(
                     code=exc.code,

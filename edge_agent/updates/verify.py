@@ -17,7 +17,7 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 
 from models.manifest import ModelManifest
-from protocols import ArtifactRef, ModelRelease, RejectCode, Signature, SignedRelease
+from protocols import ArtifactRef, ModelRelease, RejectCode, Signature, SignedKeyRotation, SignedRelease
 from protocols.signing import canonical_bytes
 
 _SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)")
@@ -62,6 +62,17 @@ def check_signature(signed: BaseModel, signatures: Iterable[Signature], trusted:
 
     try:
         return verify(signed, signatures, trusted)
+    except SignatureError as exc:
+        raise Rejected(exc.code, str(exc)) from None  # type: ignore[arg-type]
+
+
+def check_rotation(doc: SignedKeyRotation, trusted: Mapping[str, bytes], last_version: int) -> None:
+    """``protocols.signing.check_rotation`` (the rule the cloud applies too), refusals as :class:`Rejected`."""
+    from protocols.signing import SignatureError
+    from protocols.signing import check_rotation as rule
+
+    try:
+        rule(doc, trusted, last_version)
     except SignatureError as exc:
         raise Rejected(exc.code, str(exc)) from None  # type: ignore[arg-type]
 

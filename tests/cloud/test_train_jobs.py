@@ -250,7 +250,7 @@ def test_cancel_stops_the_worker_and_a_queued_job_never_runs(request: pytest.Fix
     resp = client.delete(f"/api/v1/models/jobs/{queued['job_id']}", headers=ADMIN)
     assert resp.status_code == 200 and resp.json()["state"] == "cancelled"
 
-    worker: Worker = client.app.state.worker  # type: ignore[attr-defined]  # the app's embedded worker
+    worker: Worker = client.app.state.cloud.worker  # type: ignore[attr-defined]  # the app's embedded worker
     deadline = time.monotonic() + 60
     while True:  # until TensorFlow is loaded and training has begun in the worker
         job = client.get(f"/api/v1/models/jobs/{long_job['job_id']}", headers=ADMIN).json()
