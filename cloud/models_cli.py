@@ -10,18 +10,17 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
-import httpx
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from cloud.clock import now_ms
+from cloud.http_client import Api, ApiFailure
 from protocols.model_update import KeyRotation, ModelRelease
 from protocols.signing import Signer, generate_private_key_pem
 
@@ -37,42 +36,6 @@ def _out() -> Console:
 
 def _err() -> Console:
     return Console(stderr=True)
-
-
-class ApiFailure(Exception):
-    pass
-
-
-@dataclass(frozen=True)
-class Api:
-    """An HTTP client of the cloud API with the caller's token."""
-
-    url: str
-    token: str | None
-    timeout_s: float = 30.0
-
-    def call(self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None,
-             content: str | None = None) -> Any:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        if content is not None:
-            headers["Content-Type"] = "application/json"
-        try:
-            with httpx.Client(base_url=self.url, timeout=self.timeout_s) as client:
-                resp = client.request(method, path, json=body, params=params, content=content, headers=headers)
-        except httpx.HTTPError as exc:
-            raise ApiFailure(f"cannot reach {self.url}: {exc}") from None
-        if resp.status_code >= 400:
-            raise ApiFailure(_error_text(resp))
-        return resp.json() if resp.content else None
-
-
-def _error_text(resp: httpx.Response) -> str:
-    try:
-        details = resp.json()["detail"]
-        text = "; ".join(f"{d['field']}: {d['message']}" if d.get("field") else d["message"] for d in details)
-    except (ValueError, KeyError, TypeError):
-        text = resp.text[:300]
-    return f"HTTP {resp.status_code}: {text}"
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cloud.models_cli import Api
+from cloud.http_client import Api
 from models.manifest import manifest_path_for
 from models.runtime import default_model_path
 

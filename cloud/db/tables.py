@@ -10,7 +10,7 @@ Timestamps are integer milliseconds since the epoch, like the wire contracts.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 
 from sqlalchemy import (
     JSON,
@@ -28,19 +28,15 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    false,
 )
 
 import protocols
+from cloud.db.columns import count_columns, message_columns, queue_columns
 
 metadata: Final = MetaData()
 
 #: One table (and one gateway counter ``n_<kind>``) per sync record kind of the wire contract.
 RECORD_KINDS: Final = protocols.RECORD_KINDS
-
-
-def _count_columns() -> list[Column[int]]:
-    return [Column(f"n_{kind}", BigInteger, nullable=False, server_default="0") for kind in RECORD_KINDS]
 
 
 gateways: Final = Table(
@@ -52,7 +48,7 @@ gateways: Final = Table(
     Column("last_seen_ts", BigInteger, nullable=True),
     Column("last_batch_id", String(128), nullable=True),
     Column("agent_version", String(32), nullable=True),
-    *_count_columns(),
+    *count_columns(RECORD_KINDS),
 )
 
 tokens: Final = Table(
@@ -67,25 +63,10 @@ tokens: Final = Table(
 )
 
 
-def _message_columns() -> list[Column[Any]]:
-    """Columns shared by the tables of device messages (envelope + where and when it arrived)."""
-    return [
-        Column("gateway_id", String(64), primary_key=True),
-        Column("id", String(200), primary_key=True),
-        Column("device_id", String(64), nullable=False),
-        Column("boot_id", String(64), nullable=False),
-        Column("seq", BigInteger, nullable=False),
-        Column("msg_id", String(64), nullable=False),
-        Column("ts", BigInteger, nullable=False),
-        Column("received_ts", BigInteger, nullable=False),
-        Column("stored_ts", BigInteger, nullable=False),
-    ]
-
-
 telemetry: Final = Table(
     "telemetry",
     metadata,
-    *_message_columns(),
+    *message_columns(),
     Column("n_readings", Integer, nullable=False),
     Index("ix_telemetry_device_ts", "device_id", "ts"),
 )
@@ -107,7 +88,7 @@ readings: Final = Table(
 scans: Final = Table(
     "scans",
     metadata,
-    *_message_columns(),
+    *message_columns(),
     Column("code_type", String(16), nullable=False),
     Column("sku", String(64), nullable=False),
     Column("location", String(64), nullable=False),
@@ -121,7 +102,7 @@ scans: Final = Table(
 device_status: Final = Table(
     "device_status",
     metadata,
-    *_message_columns(),
+    *message_columns(),
     Column("state", String(16), nullable=False),
     Column("fw_version", String(32), nullable=False),
     Column("uptime_s", Float, nullable=False),
@@ -377,18 +358,6 @@ alarm_events: Final = Table(
     Index("ix_alarm_events_alarm", "gateway_id", "alarm_id", "event_id"),
 )
 
-def _queue_columns() -> list[Column[Any]]:
-    """Columns every durable job queue has (cloud.jobs.queue): cancellation, attempts and the worker's lease."""
-    return [
-        Column("cancel_requested", Boolean, nullable=False, server_default=false()),
-        Column("attempts", Integer, nullable=False, server_default="0"),
-        #: The worker holding the job while it runs ("host:pid:nonce"), its lease (database clock, ms).
-        Column("worker", String(200), nullable=True),
-        Column("lease_expires_ts", BigInteger, nullable=True),
-        Column("heartbeat_ts", BigInteger, nullable=True),
-    ]
-
-
 #: Retraining jobs (cloud.services.train_jobs, run by cloud.jobs workers): one row per job, kept after it finished.
 train_jobs: Final = Table(
     "train_jobs",
@@ -413,7 +382,7 @@ train_jobs: Final = Table(
     Column("created_ts", BigInteger, nullable=False),
     Column("started_ts", BigInteger, nullable=True),
     Column("finished_ts", BigInteger, nullable=True),
-    *_queue_columns(),
+    *queue_columns(),
     Index("ix_train_jobs_state", "state"),
     Index("ix_train_jobs_task_created", "task", "created_ts"),
 )
@@ -450,6 +419,6 @@ route_jobs: Final = Table(
     Column("created_ts", BigInteger, nullable=False),
     Column("started_ts", BigInteger, nullable=True),
     Column("finished_ts", BigInteger, nullable=True),
-    *_queue_columns(),
+    *queue_columns(),
     Index("ix_route_jobs_state_created", "state", "created_ts"),
 )

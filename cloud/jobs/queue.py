@@ -1,7 +1,7 @@
 """Durable job queues in database tables: claim, lease, cancel, finish, and recovery of lost jobs.
 
 A queue is a table with a ``state`` column (``queued`` → ``running`` → done / failed / cancelled)
-and the columns of ``cloud.db.tables._queue_columns``. A worker **claims** the oldest queued job
+and the columns of ``cloud.db.columns.queue_columns``. A worker **claims** the oldest queued job
 (PostgreSQL: ``SELECT … FOR UPDATE SKIP LOCKED``, so concurrent workers take different jobs without
 waiting; SQLite: the ``BEGIN IMMEDIATE`` write lock serialises claims), which sets it running under
 the worker's name with a **lease** until ``now + lease_s``. While it runs, the worker renews the lease
