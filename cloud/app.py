@@ -33,6 +33,7 @@ from cloud.api import (
 from cloud.api import train_jobs as train_jobs_api
 from cloud.api.strict_query import reject_unknown_query
 from cloud.auth import authorize_first
+from cloud.console import router as console
 from cloud.db.engine import build_engine
 from cloud.db.migrate import MigrationError, ensure_schema
 from cloud.deps import CloudState
@@ -99,6 +100,7 @@ def create_app(settings: CloudSettings) -> FastAPI:
                    replenishment.router, models.router, model_signing.router, model_updates.router,
                    rollouts.router, gateway_groups.router, fleet.router, alarms.router):
         app.include_router(router)
+    app.include_router(console.router)  # /console: pages for people, not in the OpenAPI
     _document_sync_batch(app)
     return app
 

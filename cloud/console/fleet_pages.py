@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi.responses import HTMLResponse
@@ -111,6 +112,4 @@ def gateway_page(engine: Engine, settings: CloudSettings, principal: Principal, 
 
 
 def _pretty(doc: Any) -> str:
-    import json
-
     return json.dumps(doc, indent=2, sort_keys=True)

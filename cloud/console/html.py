@@ -30,7 +30,7 @@ def join(parts: Iterable[Any]) -> Html:
     return Html("".join(esc(p) for p in parts))
 
 
-def tag(name: str, content: Any = "", **attrs: Any) -> Html:
+def tag(name: str, content: Any = "", /, **attrs: Any) -> Html:
     """``<name attrs>content</name>``; ``class_`` for ``class``, ``data_x`` for ``data-x``; None/False skipped."""
     rendered = []
     for key, value in attrs.items():
@@ -41,8 +41,8 @@ def tag(name: str, content: Any = "", **attrs: Any) -> Html:
     return Html(f"<{name}{''.join(rendered)}>{join(content) if isinstance(content, list) else esc(content)}</{name}>")
 
 
-def link(href: str, text: Any, **attrs: Any) -> Html:
-    return tag("a", text, href=href, **attrs)
+def link(target: str, text: Any, /, **attrs: Any) -> Html:
+    return tag("a", text, href=target, **attrs)
 
 
 @dataclass(frozen=True, slots=True)

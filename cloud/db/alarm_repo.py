@@ -8,8 +8,9 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, Select, and_, case, func, insert, select, update
 
+from cloud.db.alarm_tables import alarm_events, alarms
 from cloud.db.repo import insert_ignore
-from cloud.db.tables import alarm_events, alarms, alerts, gateways
+from cloud.db.tables import alerts, gateways
 from cloud.services.alarm_conditions import FLOOD_WINDOW_MS, condition
 
 #: Severity rank for sorting (most urgent first).
