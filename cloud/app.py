@@ -15,6 +15,8 @@ from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from cloud.api import (
+    alarms,
+    fleet,
     gateway_groups,
     gateways,
     health,
@@ -32,6 +34,7 @@ from cloud.api import (
 from cloud.api import train_jobs as train_jobs_api
 from cloud.api.strict_query import reject_unknown_query
 from cloud.auth import authorize_first
+from cloud.console import router as console
 from cloud.db.engine import build_engine
 from cloud.db.migrate import MigrationError, ensure_schema
 from cloud.deps import CloudState
@@ -99,8 +102,9 @@ def create_app(settings: CloudSettings) -> FastAPI:
     app.include_router(train_jobs_api.router)  # before any /models/{...} route, so /models/jobs matches here
     for router in (health.router, sync.router, gateways.router, tokens.router, records.router, routes.router,
                    replenishment.router, models.router, model_signing.router, model_updates.router,
-                   rollouts.router, gateway_groups.router, timeseries.router):
+                   rollouts.router, gateway_groups.router, timeseries.router, fleet.router, alarms.router):
         app.include_router(router)
+    app.include_router(console.router)  # /console: pages for people, not in the OpenAPI
     _document_sync_batch(app)
     return app
 

@@ -1,8 +1,15 @@
 """Bearer-token authentication and role checks.
 
-Tokens are random secrets; only their sha256 is stored, with a role: ``admin``, ``planner`` or
-``gateway`` (bound to one gateway id). The admin token from the settings is always an admin.
+Tokens are random secrets; only their sha256 is stored, with a role: ``admin``, ``planner``,
+``operator`` (fleet and alerts: acknowledges and shelves, no admin rights) or ``gateway`` (bound to
+one gateway id). The admin token from the settings is always an admin.
 Use ``Depends(require_role("admin", "planner"))`` on any route that needs a role.
+
+The console (``/console``) logs in with the same tokens and keeps the token in an HttpOnly,
+``SameSite=Strict`` cookie (:data:`CONSOLE_COOKIE`); its scripts call this API with that cookie and
+the header :data:`CONSOLE_HEADER`. A cookie counts only together with that header: a cross-site page
+can neither send the cookie (SameSite) nor set the header without a CORS preflight this API never
+grants, so the cookie opens no CSRF hole.
 """
 
 from __future__ import annotations
@@ -23,7 +30,11 @@ from cloud.db.engine import reader
 from cloud.deps import EngineDep, SettingsDep, get_state
 from cloud.errors import ApiError
 
-Role = Literal["admin", "planner", "gateway"]
+Role = Literal["admin", "planner", "operator", "gateway"]
+#: Roles a person logs in with (the console); gateway tokens are for agents only.
+HUMAN_ROLES: Final[tuple[str, ...]] = ("admin", "planner", "operator")
+CONSOLE_COOKIE: Final = "edgehouse_console"
+CONSOLE_HEADER: Final = "x-edgehouse-console"
 ROLES: Final[tuple[str, ...]] = get_args(Role)
 _CHALLENGE: Final = {"WWW-Authenticate": "Bearer"}
 
@@ -72,18 +83,33 @@ def principal_for(token: str, admin_token: str, engine: Engine) -> Principal | N
     return Principal(role=role, gateway_id=row.gateway_id, token_id=row.token_id)
 
 
-_bearer_scheme = HTTPBearer(auto_error=False, description="Bearer token (admin, planner or gateway)")
+_bearer_scheme = HTTPBearer(auto_error=False,
+                            description="Bearer token (admin, planner, operator or gateway)")
+
+
+def console_token(request: Request) -> str | None:
+    """The console's cookie token, when the request also carries :data:`CONSOLE_HEADER` (see the module doc)."""
+    if request.headers.get(CONSOLE_HEADER) != "1":
+        return None
+    token = request.cookies.get(CONSOLE_COOKIE)
+    return token or None
 
 
 def authenticate(
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)],
     engine: EngineDep,
     settings: SettingsDep,
 ) -> Principal:
     """The caller's principal; 401 when the token is missing or unknown."""
-    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+    token: str | None = None
+    if credentials is not None and credentials.scheme.lower() == "bearer" and credentials.credentials:
+        token = credentials.credentials
+    elif credentials is None:
+        token = console_token(request)
+    if token is None:
         raise ApiError(401, "missing bearer token", field="authorization", headers=_CHALLENGE)
-    principal = principal_for(credentials.credentials, settings.admin_token.get_secret_value(), engine)
+    principal = principal_for(token, settings.admin_token.get_secret_value(), engine)
     if principal is None:
         raise ApiError(401, "unknown token", field="authorization", headers=_CHALLENGE)
     return principal
@@ -162,17 +188,20 @@ def authorize_first(request: Request) -> None:
     scheme, _, token = header.partition(" ")
     credentials = (HTTPAuthorizationCredentials(scheme=scheme, credentials=token.strip())
                    if scheme and token.strip() else None)
-    principal = authenticate(credentials, state.engine, state.settings)
+    principal = authenticate(request, credentials, state.engine, state.settings)
     for check in checks:
         if isinstance(check, RoleCheck):
             check.authorize(principal, request.path_params)
 
 
 AdminDep = Annotated[Principal, Depends(require_role("admin"))]
-ReaderDep = Annotated[Principal, Depends(require_role("admin", "planner"))]
+#: Any person's role: admin, planner or operator (reads alerts, forecasts, the fleet and its streams).
+ReaderDep = Annotated[Principal, Depends(require_role("admin", "planner", "operator"))]
+#: Who manages alerts (acknowledge, shelve, comment): operators and admins.
+OperatorDep = Annotated[Principal, Depends(require_role("admin", "operator"))]
 GatewayDep = Annotated[Principal, Depends(require_role("gateway"))]
 AnyRoleDep = Annotated[Principal, Depends(authenticate)]
 #: Any role on a ``/{gateway_id}`` route; a gateway token only for its own gateway.
-AnyRoleOwnGatewayDep = Annotated[Principal, Depends(OwnGatewayCheck("admin", "planner", "gateway"))]
+AnyRoleOwnGatewayDep = Annotated[Principal, Depends(OwnGatewayCheck("admin", "planner", "operator", "gateway"))]
 #: An admin, or the gateway named by the route's ``{gateway_id}``.
 OwnGatewayOrAdminDep = Annotated[Principal, Depends(OwnGatewayCheck("admin", "gateway"))]

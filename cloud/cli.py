@@ -16,13 +16,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 import uvicorn
 from sqlalchemy import Engine
 
 from cloud.app import create_app
+from cloud.auth import ROLES, Role
 from cloud.db import migrate as migrations
 from cloud.db.engine import build_engine
 from cloud.jobs.queue import QUEUE_NAMES
@@ -227,17 +228,17 @@ def gateway_list(
 
 @token_app.command("create")
 def token_create(
-    role: Annotated[str, typer.Option(help="admin, planner or gateway")],
+    role: Annotated[str, typer.Option(help="admin, planner, operator or gateway")],
     gateway_id: Annotated[str | None, typer.Option(help="The gateway, for gateway tokens")] = None,
     label: Annotated[str | None, typer.Option(help="What the token is for")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Issue a token and print it (shown only now)."""
     settings = _settings(config)
-    if role not in ("admin", "planner", "gateway"):
-        typer.echo("error: role: must be admin, planner or gateway", err=True)
+    if role not in ROLES:
+        typer.echo(f"error: role: must be one of {', '.join(ROLES)}", err=True)
         raise typer.Exit(2)
-    checked_role: Literal["admin", "planner", "gateway"] = role  # type: ignore[assignment]
+    checked_role: Role = role  # type: ignore[assignment]  # checked against ROLES above
     try:
         req = TokenCreate(role=checked_role, gateway_id=gateway_id, label=label)
     except ValueError as exc:

@@ -60,7 +60,7 @@ class GatewayOut(BaseModel):
 
 
 class TokenCreate(_Request):
-    role: Literal["admin", "planner", "gateway"]
+    role: Literal["admin", "planner", "operator", "gateway"]
     gateway_id: Annotated[GatewayIdStr | None, Field(description="Required for (and only for) gateway tokens")] = None
     label: Annotated[str | None, Field(max_length=200)] = None
     token: Annotated[str | None, Field(pattern=TOKEN_PATTERN, description="Provisioned secret; random if absent")] = None

@@ -115,6 +115,12 @@ class CloudSettings(BaseSettings):
     readings_retention_days: Annotated[float, Field(ge=0, le=36_500)] = 0.0
     #: Seconds between two passes of the partition upkeep (weeks created ahead, retention).
     partition_upkeep_s: Annotated[float, Field(ge=1, le=86_400)] = 3600.0
+    #: The fleet view (issue 16): a gateway not heard from (sync or model report) for this long is late …
+    fleet_late_after_s: Annotated[float, Field(gt=0, le=30 * 86400)] = 180.0
+    #: … and offline after this long (never heard from: offline).
+    fleet_offline_after_s: Annotated[float, Field(gt=0, le=365 * 86400)] = 900.0
+    #: Map tiles for the console's route map (``{z}/{x}/{y}`` URL); unset: coordinates drawn without tiles.
+    console_tile_url: Annotated[str, Field(max_length=500)] | None = None
 
     @field_validator("signing_key_file")
     @classmethod
@@ -150,6 +156,8 @@ class CloudSettings(BaseSettings):
         reason = weak_token_reason(token)
         if reason is not None and self.environment != "development":
             raise _key_error("admin_token", f"{reason} (allowed only with environment='development')")
+        if self.fleet_offline_after_s <= self.fleet_late_after_s:
+            raise _key_error("fleet_offline_after_s", "must be more than fleet_late_after_s")
         if self.max_decompressed_bytes < self.max_body_bytes:
             raise _key_error("max_decompressed_bytes", "must be at least max_body_bytes")
         return self

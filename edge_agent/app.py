@@ -38,7 +38,7 @@ from edge_agent.store import Checkpointer, Store
 from edge_agent.sync import SyncWorker
 from edge_agent.updates import InstallState, StateFile, slot_start
 from edge_agent.updates.updater import ModelUpdater
-from protocols import GatewayTopicKind, gateway_topic
+from protocols import GatewayHealth, GatewayTopicKind, gateway_topic
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,7 @@ class Agent:
             self.metrics,
             state_file,
             install_state,
+            health=self._health,
         )
         # Commands on our own cmd topic: routed past ingest, dispatched on their own thread.
         handlers: dict[str, Callable[[], object]] = {"check_models": self.updater.check_now}
@@ -244,6 +245,10 @@ class Agent:
 
     def status(self) -> AgentStatus:
         return self.probe.snapshot()
+
+    def _health(self) -> GatewayHealth:
+        """What the model report tells the cloud about this agent (the console's fleet view)."""
+        return self.probe.gateway_health()
 
     def _stopped_components(self) -> list[str]:
         """Components that should be running but are not (for ``/healthz``)."""

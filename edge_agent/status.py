@@ -16,7 +16,7 @@ from edge_agent.metrics import AgentMetrics
 from edge_agent.store import Store
 from edge_agent.store import outbox as ob
 from edge_agent.updates.report import ModelTaskStatus
-from protocols import DEVICE_RECORD_KINDS
+from protocols import DEVICE_RECORD_KINDS, GatewayHealth
 
 
 class StoredCounts(BaseModel):
@@ -114,6 +114,12 @@ class StatusProbe:
     def oldest_unsynced_age_s(self) -> float | None:
         oldest = self._db_stats().oldest_created_ts
         return None if oldest is None else max(0.0, time.time() - oldest / 1000.0)
+
+    def gateway_health(self) -> GatewayHealth:
+        """Outbox depth, its oldest record's time and the broker link, as the model report carries them."""
+        stats = self._db_stats()
+        return GatewayHealth(outbox_depth=stats.outbox_depth, oldest_unsynced_ts=stats.oldest_created_ts,
+                             mqtt_connected=self._mqtt_connected())
 
     def snapshot(self) -> AgentStatus:
         m = self._metrics

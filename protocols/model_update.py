@@ -198,11 +198,25 @@ class TaskReport(Frozen):
     previous_stats: ModelStats | None = None
 
 
+class GatewayHealth(Frozen):
+    """How the agent itself is doing when it reports (``ModelReport`` v2): what the console's fleet shows."""
+
+    #: Records in the outbox, not yet acknowledged by the cloud.
+    outbox_depth: Annotated[int, Field(ge=0, le=2**53 - 1)]
+    #: When the oldest of them was created (None: the outbox is empty).
+    oldest_unsynced_ts: TsMs | None = None
+    #: Whether the agent is connected to its local MQTT broker.
+    mqtt_connected: bool
+
+
 class ModelReport(Frozen):
+    """A gateway's report. v2 adds ``gateway`` (its health); the cloud takes v1 and v2 (deploy it first)."""
+
     schema_: Literal["edgehouse.model_report"] = Field("edgehouse.model_report", alias="schema")
-    v: Literal[1] = 1
+    v: Literal[1, 2] = 2
     gateway_id: Ident
     ts: TsMs
     agent_version: Annotated[str, Field(min_length=1, max_length=32)]
     trusted_keyids: Annotated[tuple[KeyId, ...], Field(max_length=32)] = ()
     tasks: Annotated[tuple[TaskReport, ...], Field(max_length=4)] = ()
+    gateway: GatewayHealth | None = None

@@ -22,7 +22,13 @@ from cloud.routing.plan import Plan
 from cloud.routing.problem import Problem
 from cloud.routing.service import Engine
 from cloud.services import route_jobs as jobs
-from cloud.services.route_jobs import JOB_MAX_TIME_LIMIT_S, SYNC_MAX_TIME_LIMIT_S, RouteJobInfo, RouteSolver
+from cloud.services.route_jobs import (
+    JOB_MAX_TIME_LIMIT_S,
+    SYNC_MAX_TIME_LIMIT_S,
+    RouteJobInfo,
+    RouteJobSummary,
+    RouteSolver,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["routes"])
 _ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 403, 404, 409, 422, 429)}
@@ -84,10 +90,22 @@ def create_route_job(
     seed: SeedQuery = 0,
 ) -> RouteJobInfo:
     """Queue a solve (any worker takes it); poll ``GET /api/v1/route-jobs/{id}`` for its status and progress."""
-    who = planner.label
-    info = jobs.submit(db, parse_problem(body), time_limit_s, engine, seed, created_by=who)
+    info = jobs.submit(db, parse_problem(body), time_limit_s, engine, seed, created_by=planner.label)
     response.headers["Location"] = f"{router.prefix}/route-jobs/{info.id}"
     return info
+
+
+@router.get("/route-jobs", response_model=list[RouteJobSummary], responses=_ERRORS)
+def list_route_jobs(_planner: PlannerDep, db: EngineDep,
+                    limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[RouteJobSummary]:
+    """The newest jobs first, with their problem's name, orders and vehicles."""
+    return jobs.list_jobs(db, limit)
+
+
+@router.get("/route-jobs/{job_id}/problem", response_model=Problem, responses=_ERRORS)
+def get_route_job_problem(job_id: JobId, _planner: PlannerDep, db: EngineDep) -> Problem:
+    """The problem the job solves (locations, time windows, vehicles: what the console draws)."""
+    return jobs.problem(db, job_id)
 
 
 @router.get("/route-jobs/{job_id}", response_model=RouteJobInfo, responses=_ERRORS)

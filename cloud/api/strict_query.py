@@ -3,7 +3,9 @@
 A misspelled filter (``?gateway=gw-a`` for ``?gateway_id=gw-a``) would otherwise be ignored and the
 answer silently cover everything. The app runs :func:`reject_unknown_query` on every route: a query
 parameter the route does not declare gets 422 naming it (after the route's own authentication and
-role checks, so a caller who may not call the route still learns only that).
+role checks, so a caller who may not call the route still learns only that). So does a parameter given
+twice (``?site=a&site=b``): no route takes lists in its query, and taking the last one silently would
+answer a different question than the caller asked.
 """
 
 from __future__ import annotations
@@ -46,3 +48,7 @@ def reject_unknown_query(request: Request) -> None:
         authorize_first(request)
         allowed = ", ".join(sorted(declared)) or "none"
         raise ApiError(422, f"unknown query parameter (this route takes: {allowed})", field=clip(unknown[0], 64))
+    repeated = sorted(k for k in declared if len(request.query_params.getlist(k)) > 1)
+    if repeated:
+        authorize_first(request)
+        raise ApiError(422, "query parameter given more than once", field=clip(repeated[0], 64))

@@ -331,7 +331,13 @@ gateway_model_reports: Final = Table(
     Column("ts", BigInteger, nullable=False),
     Column("received_ts", BigInteger, nullable=False),
     Column("report", JSON, nullable=False),
+    #: From the report's ``gateway`` part (v2) and its tasks, for the fleet's filters and sort (issue 16).
+    Column("outbox_depth", BigInteger, nullable=True),
+    Column("oldest_unsynced_ts", BigInteger, nullable=True),
+    Column("mqtt_connected", Boolean, nullable=True),
+    Column("rejected_updates", Integer, nullable=False, server_default="0"),
 )
+
 
 #: Retraining jobs (cloud.services.train_jobs, run by cloud.jobs workers): one row per job, kept after it finished.
 train_jobs: Final = Table(
@@ -397,3 +403,6 @@ route_jobs: Final = Table(
     *queue_columns(),
     Index("ix_route_jobs_state_created", "state", "created_ts"),
 )
+
+# Alert management (issue 16) lives in its own module, registered on this metadata here.
+from cloud.db import alarm_tables as _alarm_tables  # noqa: F401

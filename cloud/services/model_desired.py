@@ -100,9 +100,15 @@ def store_report(engine: Engine, report: ModelReport) -> None:
             gateway_model_reports.c.gateway_id == report.gateway_id)).first()
         if stored is not None and stored.ts > report.ts:
             return
+        health = report.gateway
         model_repo.upsert(conn, gateway_model_reports,
                           {"gateway_id": report.gateway_id, "ts": report.ts, "received_ts": now,
-                           "report": json.loads(report.model_dump_json(by_alias=True))}, ["gateway_id"])
+                           "report": json.loads(report.model_dump_json(by_alias=True)),
+                           "outbox_depth": None if health is None else health.outbox_depth,
+                           "oldest_unsynced_ts": None if health is None else health.oldest_unsynced_ts,
+                           "mqtt_connected": None if health is None else health.mqtt_connected,
+                           "rejected_updates": sum(1 for t in report.tasks if t.rejected_version is not None)},
+                          ["gateway_id"])
 
 
 def task_reports(conn: Connection, gateway_ids: list[str], task: str) -> dict[str, TaskReport]:

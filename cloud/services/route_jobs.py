@@ -65,6 +65,15 @@ class RouteJobInfo(BaseModel):
     attempts: int = 0
 
 
+class RouteJobSummary(RouteJobInfo):
+    """A job in a list: its info and what it solves."""
+
+    problem_name: str
+    orders: int
+    vehicles: int
+    created_by: str
+
+
 class RouteSolver:
     """At most ``slots`` synchronous solves in this process at once (no job state)."""
 
@@ -123,6 +132,25 @@ def get(db: Engine, job_id: str) -> RouteJobInfo:
     if row is None:
         raise NotFound(f"no route job {job_id!r}", field="id")
     return _info(row)
+
+
+def list_jobs(db: Engine, limit: int = 50) -> list[RouteJobSummary]:
+    """The newest jobs first, with their problem's name and size (the console's job list)."""
+    with reader(db) as conn:
+        rows = conn.execute(select(*_INFO_COLUMNS, route_jobs.c.problem, route_jobs.c.created_by)
+                            .order_by(route_jobs.c.created_ts.desc(), route_jobs.c.job_id).limit(limit)).all()
+    return [RouteJobSummary(**_info(r).model_dump(), problem_name=str(r.problem.get("name", "problem")),
+                            orders=len(r.problem.get("orders") or ()), vehicles=len(r.problem.get("vehicles") or ()),
+                            created_by=r.created_by) for r in rows]
+
+
+def problem(db: Engine, job_id: str) -> Problem:
+    """The problem a job solves (as submitted, validated)."""
+    with reader(db) as conn:
+        row = conn.execute(select(route_jobs.c.problem).where(route_jobs.c.job_id == job_id)).first()
+    if row is None:
+        raise NotFound(f"no route job {job_id!r}", field="id")
+    return Problem.model_validate(row.problem)
 
 
 def cancel(db: Engine, job_id: str) -> RouteJobInfo:

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from cloud import clock
-from cloud.db import bulk_store, repo
+from cloud.db import alarm_repo, bulk_store, repo
 from cloud.db.bulk_store import COLUMNS, Row
 from cloud.db.tables import RECORD_KINDS
 from cloud.services.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, UnsupportedEncoding
@@ -189,6 +189,9 @@ def _store(conn: Connection, gateway_id: str, batch: SyncBatch, plan: _Plan, now
         raise NotFound(f"gateway {gateway_id!r} is not registered", "gateway_id")
     new = bulk_store.store_rows(conn, gateway_id, plan.rows, plan.readings)
     repo.add_counts(conn, gateway_id, {kind: len(ids) for kind, ids in new.items()})
+    if new.get("alert"):  # alert management (ISA-18.2 states) follows every stored raise/clear
+        alarm_repo.track(conn, gateway_id, [dict(zip(COLUMNS["alerts"], r, strict=True))
+                                            for r in plan.rows["alert"] if r[1] in new["alert"]])
     return set().union(*new.values()) if new else set()
 
 

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict
 
 from edge_agent.updates.slot import ModelSlot
 from edge_agent.updates.state import InstallState, TaskState
-from protocols import ModelReport, TaskReport
+from protocols import GatewayHealth, ModelReport, TaskReport
 from protocols.model_update import TaskState as ReportedState
 
 
@@ -73,12 +73,14 @@ def build_report(
     state: InstallState,
     pending: Mapping[str, int],
     trusted_keyids: tuple[str, ...],
+    health: GatewayHealth | None = None,
 ) -> ModelReport:
     return ModelReport(
         gateway_id=gateway_id,
         ts=now_ms,
         agent_version=agent_version,
         trusted_keyids=trusted_keyids[:32],
+        gateway=health,
         tasks=tuple(
             task_report(slot, state.tasks.get(task), pending.get(task)) for task, slot in slots.items()
         ),

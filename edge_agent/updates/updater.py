@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -35,7 +36,7 @@ from edge_agent.updates.report import ModelTaskStatus, build_report, status_line
 from edge_agent.updates.slot import ModelSlot
 from edge_agent.updates.state import InstallState, SavedStats, StateFile
 from edge_agent.updates.trust import TrustStore
-from protocols import ModelReport
+from protocols import GatewayHealth, ModelReport
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,9 @@ class ModelUpdater(BackgroundWorker[httpx.Client]):
         clock_ms: Callable[[], int] = now_ms,
         agent_version: str = __version__,
         rng: random.Random | None = None,
+        health: Callable[[], GatewayHealth | None] = lambda: None,
     ) -> None:
+        self._health = health
         super().__init__(metrics)
         self.enabled = config.updates_enabled
         self._config = config.updates
@@ -141,7 +144,16 @@ class ModelUpdater(BackgroundWorker[httpx.Client]):
             self._state,
             dict(self._installer.pending),
             self._trust.keyids(),
+            self._gateway_health(),
         )
+
+    def _gateway_health(self) -> GatewayHealth | None:
+        """The agent's health for the report; None (reported without it) when it cannot be read now."""
+        try:
+            return self._health()
+        except (OSError, ValueError, sqlite3.Error) as exc:
+            log.warning("gateway health not reported: %s", exc)
+            return None
 
     def reconcile(self) -> None:
         """Make the state agree with what the workers actually loaded at start."""

@@ -17,11 +17,13 @@ import pytest
 from cloud_testkit import admin_headers, register
 from fastapi.testclient import TestClient
 
-Policy = Literal["public", "admin", "reader", "planner", "any_own", "gateway_or_admin", "own_or_admin", "gateway"]
+Policy = Literal["public", "any", "admin", "reader", "planner", "operator", "any_own", "gateway_or_admin",
+                 "own_or_admin", "gateway"]
 
-#: Who may call each route: public (anyone), admin, reader/planner (admin or planner), any_own (any role,
-#: a gateway only on its own {gateway_id}), gateway_or_admin, own_or_admin (a gateway only its own
-#: {gateway_id}), gateway (gateway tokens only).
+#: Who may call each route: public (anyone), any (any valid token), admin, reader (admin, planner or
+#: operator), planner (admin or planner), operator (admin or operator), any_own (any role, a gateway only
+#: on its own {gateway_id}), gateway_or_admin, own_or_admin (a gateway only its own {gateway_id}),
+#: gateway (gateway tokens only).
 POLICY: Final[dict[tuple[str, str], Policy]] = {
     ("GET", "/healthz"): "public",
     ("POST", "/api/v1/sync"): "gateway",
@@ -65,20 +67,37 @@ POLICY: Final[dict[tuple[str, str], Policy]] = {
     ("GET", "/api/v1/route-jobs/{job_id}/result"): "planner",
     ("GET", "/api/v1/route-jobs/{job_id}/result.geojson"): "planner",
     ("GET", "/api/v1/route-jobs/{job_id}/plot.png"): "planner",
+    ("GET", "/api/v1/me"): "any",
+    ("GET", "/api/v1/route-jobs"): "planner",
+    ("GET", "/api/v1/route-jobs/{job_id}/problem"): "planner",
+    ("POST", "/api/v1/replenishment-jobs"): "planner",
+    ("GET", "/api/v1/fleet"): "reader",
+    ("GET", "/api/v1/fleet/{gateway_id}"): "reader",
+    ("GET", "/api/v1/alarms"): "reader",
+    ("GET", "/api/v1/alarms/flood"): "reader",
+    ("POST", "/api/v1/alarms/ack"): "operator",
+    ("GET", "/api/v1/alarms/{gateway_id}/{alarm_id}"): "reader",
+    ("POST", "/api/v1/alarms/{gateway_id}/{alarm_id}/ack"): "operator",
+    ("POST", "/api/v1/alarms/{gateway_id}/{alarm_id}/shelve"): "operator",
+    ("POST", "/api/v1/alarms/{gateway_id}/{alarm_id}/unshelve"): "operator",
+    ("POST", "/api/v1/alarms/{gateway_id}/{alarm_id}/comments"): "operator",
 }
 
-CALLERS: Final = ("none", "wrong", "gateway_own", "gateway_other", "planner", "admin")
+CALLERS: Final = ("none", "wrong", "gateway_own", "gateway_other", "planner", "operator", "admin")
 #: Values for path parameters; {gateway_id} is the calling gateway's own or the other one's.
 PATH_VALUES: Final = {"task": "anomaly", "version": "1", "metadata_version": "1", "rollout_id": "1",
-                      "job_id": "1", "sha256": "0" * 64, "device_id": "cold-1", "site": "berlin"}
+                      "job_id": "1", "sha256": "0" * 64, "device_id": "cold-1", "site": "berlin",
+                      "alarm_id": "alert:a1"}
 
 
 def _admitted(policy: Policy, caller: str) -> bool:
     if policy == "public":
         return True
     role = {"gateway_own": "gateway", "gateway_other": "gateway"}.get(caller, caller)
-    roles = {"admin": {"admin"}, "reader": {"admin", "planner"}, "planner": {"admin", "planner"},
-             "any_own": {"admin", "planner", "gateway"}, "gateway_or_admin": {"admin", "gateway"},
+    humans = {"admin", "planner", "operator"}
+    roles = {"any": humans | {"gateway"}, "admin": {"admin"}, "reader": humans, "planner": {"admin", "planner"},
+             "operator": {"admin", "operator"},
+             "any_own": humans | {"gateway"}, "gateway_or_admin": {"admin", "gateway"},
              "own_or_admin": {"admin", "gateway"}, "gateway": {"gateway"}}[policy]
     if role not in roles:
         return False
@@ -108,8 +127,11 @@ def test_authorization_matrix(client: TestClient) -> None:
     register(client, "gw-other", "hamburg")
     planner = client.post("/api/v1/tokens", json={"role": "planner", "label": "matrix"}, headers=admin_headers())
     assert planner.status_code == 201
+    operator = client.post("/api/v1/tokens", json={"role": "operator", "label": "matrix"}, headers=admin_headers())
+    assert operator.status_code == 201
     headers = {"none": {}, "wrong": {"Authorization": "Bearer not-a-token-anybody-was-given-0123"},
                "gateway_own": own, "gateway_other": own, "planner": {"Authorization": f"Bearer {planner.json()['token']}"},
+               "operator": {"Authorization": f"Bearer {operator.json()['token']}"},
                "admin": admin_headers()}
     checked = 0
     wrong: list[str] = []

@@ -50,3 +50,9 @@ def test_an_unknown_query_parameter_is_422_naming_it(client: TestClient, gw_head
     # the role check still comes first
     assert client.get("/api/v1/models/jobs?bogus=1", headers=gw_headers).status_code == 403
     assert client.get("/api/v1/models/jobs?bogus=1").status_code == 401
+
+
+def test_a_query_parameter_given_twice_is_422_naming_it(client: TestClient, gw_headers: dict) -> None:
+    resp = client.get("/api/v1/alarms/flood?site=a&site=b", headers=admin_headers())
+    assert resp.status_code == 422 and resp.json()["detail"][0]["field"] == "site"
+    assert client.get("/api/v1/alarms/flood?site=a&site=b", headers=gw_headers).status_code == 403

@@ -1,0 +1,1 @@
+"""The operations console at ``/console``: server-rendered pages with small hand-written scripts (issue 16)."""
