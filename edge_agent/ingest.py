@@ -201,6 +201,9 @@ class Ingest(BackgroundWorker[BatchWriter]):
             total.duplicates += one.duplicates
             total.rfid_burst_dropped += one.rfid_burst_dropped
             total.dead_letters += one.dead_letters
+            total.stock.positions += one.stock.positions
+            total.stock.discrepancies += one.stock.discrepancies
+            total.stock.picked_at_zero |= one.stock.picked_at_zero
         return total
 
     def _record(self, result: BatchResult) -> None:

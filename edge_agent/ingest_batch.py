@@ -15,6 +15,7 @@ from typing import Final
 from edge_agent.inbound import Inbound
 from edge_agent.rfid import RfidBurstFilter
 from edge_agent.store.db import padded, transaction
+from edge_agent.store.stock import StockBook, StockChanges
 from edge_agent.store.telemetry import readings_column
 from protocols import (
     DEVICE_RECORD_KINDS,
@@ -78,6 +79,8 @@ class BatchResult:
     duplicates: int = 0
     rfid_burst_dropped: int = 0
     dead_letters: int = 0
+    #: What the batch's scans changed in the stock book (committed with them).
+    stock: StockChanges = field(default_factory=StockChanges)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +101,7 @@ class BatchWriter:
         self._site = site
         self._dead_max = dead_letter_max_bytes
         self.rfid = RfidBurstFilter(rfid_burst_window_ms)
+        self.stock = StockBook(conn, site)
         self._topics: dict[str, DeviceTopic | str] = {}
 
     def load_state(self) -> None:
@@ -186,6 +190,9 @@ class BatchWriter:
                 if kind == "scan":
                     fresh = self._drop_rfid_bursts(fresh, pending_rfid, result, received_ts)
                 result.stored[kind] = self._insert(kind, fresh, received_ts, outbox)
+                if kind == "scan" and fresh:
+                    scans = [m for m in fresh if isinstance(m, ScanMessage)]
+                    result.stock = self.stock.apply(scans, received_ts)
             if outbox:
                 self._conn.executemany(_INSERT_OUTBOX, outbox)
             if dead:

@@ -37,7 +37,7 @@ from edge_agent.store import Store
 from edge_agent.store import outbox as ob
 from edge_agent.store.db import READER_CACHE_KIB, transaction
 from edge_agent.store.outbox import OutboxRow
-from protocols import SYNC_REJECTED, AlertPayload, SyncAck, SyncBatchHeader
+from protocols import SYNC_REJECTED, AlertPayload, SyncAck, SyncBatchHeader, batch_version
 from protocols.sync import SyncRecord
 
 log = logging.getLogger(__name__)
@@ -300,6 +300,7 @@ class SyncWorker(BackgroundWorker[_Session]):
     def _batch_json(self, batch_id: str, rows: list[OutboxRow]) -> str:
         # Outbox payloads are already SyncRecord JSON: spliced instead of re-serialised.
         header = SyncBatchHeader(
+            v=batch_version(r.kind for r in rows),  # v1 unless it carries stock records
             gateway_id=self._gateway_id,
             batch_id=batch_id,
             sent_ts=self._clock_ms(),

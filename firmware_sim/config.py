@@ -90,6 +90,10 @@ class BarcodeScannerGroup(_GroupBase):
     stockout_every_days: Annotated[float, Field(gt=0.0)] = 30.0
     open_hour: Annotated[float, Field(ge=0.0, lt=24.0)] = 6.0
     close_hour: Annotated[float, Field(gt=0.0, le=24.0)] = 22.0
+    #: Mean days between cycle counts of each SKU's slot (0: never). A count scans what is on the
+    #: shelf: the scanner's own book less 0..``count_shrink_max`` units gone missing, never below 0.
+    count_every_days: Annotated[float, Field(ge=0.0)] = 0.0
+    count_shrink_max: Annotated[int, Field(ge=0, le=1000)] = 3
 
 
 class RfidPortalGroup(_GroupBase):

@@ -16,7 +16,7 @@ from protocols import (
     TelemetryMessage,
     encode,
 )
-from protocols.messages import Reading
+from protocols.messages import COUNT_DIRECTION, Reading
 
 
 class Envelopes:
@@ -51,7 +51,10 @@ class Envelopes:
 
     def scan(self, body: ScanBody, ts: int) -> tuple[bytes, int]:
         msg_id, seq = self._next()
-        msg = ScanMessage(msg_id=msg_id, device_id=self.device_id, boot_id=self.boot_id, seq=seq, ts=ts, body=body)
+        # Movements stay scan schema v1 (gateways of every release take them); counts need v2.
+        v = 2 if body.direction == COUNT_DIRECTION else 1
+        msg = ScanMessage(msg_id=msg_id, v=v, device_id=self.device_id, boot_id=self.boot_id, seq=seq, ts=ts,
+                          body=body)
         return encode(msg), seq
 
     def status(self, state: str, ts: int, t_ms: int, reason: str | None = None) -> tuple[bytes, int]:

@@ -102,19 +102,31 @@ class TelemetryBody(Frozen):
         return self
 
 
+#: Scan directions that move stock, with the sign of their effect on the position.
+STOCK_MOVES: Final[dict[str, int]] = {"inbound": 1, "pick": -1, "outbound": -1}
+#: The cycle-count direction (scan schema v2): ``qty`` is the quantity counted at the location,
+#: which sets the position (0 allowed).
+COUNT_DIRECTION: Final = "count"
+
+
 class ScanBody(Frozen):
+    """One scan. ``inbound`` / ``pick`` / ``outbound`` move ``qty`` (≥ 1) units of ``sku`` at
+    ``location``; ``count`` (scan schema v2) says ``qty`` (≥ 0) units were counted there."""
+
     code_type: Literal["barcode", "rfid"]
     sku: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
     location: Annotated[str, Field(min_length=1, max_length=64)]
-    direction: Literal["inbound", "pick", "outbound"]
-    qty: Annotated[int, Field(ge=1, le=100_000)]
+    direction: Literal["inbound", "pick", "outbound", "count"]
+    qty: Annotated[int, Field(ge=0, le=100_000)]
     reader_id: Ident
     tag_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")] | None = None
 
     @model_validator(mode="after")
-    def _rfid_has_tag(self) -> ScanBody:
+    def _consistent(self) -> ScanBody:
         if self.code_type == "rfid" and self.tag_id is None:
             raise ValueError("tag_id is required for rfid reads")
+        if self.qty < 1 and self.direction != COUNT_DIRECTION:
+            raise ValueError(f"qty must be at least 1 for direction {self.direction!r}")
         return self
 
 
@@ -144,8 +156,18 @@ class TelemetryMessage(_Envelope):
 
 
 class ScanMessage(_Envelope):
+    """A scan. Version 2 added the ``count`` direction (cycle counts); a v1 scan (inbound, pick,
+    outbound) is unchanged and still valid, and devices keep sending movements as v1."""
+
     schema_: Literal["edgehouse.scan"] = Field("edgehouse.scan", alias="schema")
+    v: Literal[1, 2] = 2  # type: ignore[assignment]
     body: ScanBody
+
+    @model_validator(mode="after")
+    def _count_needs_v2(self) -> ScanMessage:
+        if self.v < 2 and self.body.direction == COUNT_DIRECTION:
+            raise ValueError("direction 'count' needs scan schema v 2")
+        return self
 
 
 class StatusMessage(_Envelope):

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from protocols.gateway import AlertPayload, ForecastPayload, GatewayCommand, GatewayStatusPayload
 from protocols.messages import ScanMessage, StatusMessage, TelemetryMessage
 from protocols.model_update import DesiredModels, KeyRotation, ModelRelease, ModelReport
+from protocols.stock import StockDiscrepancy, StockPosition
 from protocols.sync import SyncAck, SyncBatch
 
 CONTRACTS: Final[tuple[type[BaseModel], ...]] = (
@@ -29,6 +30,8 @@ CONTRACTS: Final[tuple[type[BaseModel], ...]] = (
     StatusMessage,
     AlertPayload,
     ForecastPayload,
+    StockPosition,
+    StockDiscrepancy,
     GatewayStatusPayload,
     GatewayCommand,
     SyncBatch,

@@ -18,8 +18,11 @@ from typing import Annotated, Final, Literal, TypeAlias
 
 from pydantic import Field
 
+from pydantic import model_validator
+
 from protocols.gateway import AlertPayload, ForecastPayload
 from protocols.messages import Frozen, Ident, ScanMessage, StatusMessage, TelemetryMessage, TsMs, non_empty
+from protocols.stock import StockDiscrepancy, StockPosition, discrepancy_record_id, stock_record_id
 
 MAX_BATCH_RECORDS: Final = 5000
 RecordId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,200}$")]
@@ -99,6 +102,34 @@ class ForecastRecord(Frozen):
         return forecast_record_id(self.forecast)
 
 
+class StockRecord(Frozen):
+    """One version of a stock position (sync batch v2); the cloud keeps the highest version."""
+
+    kind: Literal["stock"] = "stock"
+    id: RecordId
+    position: StockPosition
+
+    @property
+    def content_id(self) -> str:
+        """The id this record must carry: derived from what it holds."""
+        p = self.position
+        return stock_record_id(p.site, p.location, p.sku, p.version)
+
+
+class StockDiscrepancyRecord(Frozen):
+    """One revision of a cycle count's discrepancy (sync batch v2); the cloud keeps the highest."""
+
+    kind: Literal["stock_discrepancy"] = "stock_discrepancy"
+    id: RecordId
+    discrepancy: StockDiscrepancy
+
+    @property
+    def content_id(self) -> str:
+        """The id this record must carry: derived from what it holds."""
+        d = self.discrepancy
+        return discrepancy_record_id(d.device_id, d.boot_id, d.seq, d.revision)
+
+
 SyncRecord: TypeAlias = Annotated[
     TelemetryRecord | ScanRecord | DeviceStatusRecord | AlertRecord | ForecastRecord,
     Field(discriminator="kind"),
@@ -109,6 +140,8 @@ RECORD_KINDS: Final[tuple[str, ...]] = tuple(
     str(r.model_fields["kind"].default)
     for r in (TelemetryRecord, ScanRecord, DeviceStatusRecord, AlertRecord, ForecastRecord)
 )
+#: Record kinds that appeared in sync batch v2 (a v1 batch carries none of them).
+BATCH_V2_KINDS: Final[frozenset[str]] = frozenset({"stock", "stock_discrepancy"})
 #: The kinds of records made of device messages (telemetry, scans, device status).
 DEVICE_RECORD_KINDS: Final[tuple[str, ...]] = RECORD_KINDS[:3]
 #: The record kind a device message becomes, per device topic kind (``status`` -> ``device_status``).
@@ -119,12 +152,18 @@ RECORD_KIND_OF_TOPIC: Final[dict[str, str]] = {
 }
 
 
+def batch_version(kinds: Iterable[str]) -> Literal[1, 2]:
+    """The lowest batch version that can carry records of ``kinds`` (v1 where it can: clouds of
+    every release take it)."""
+    return 2 if any(kind in BATCH_V2_KINDS for kind in kinds) else 1
+
+
 class SyncBatchHeader(Frozen):
     """A :class:`SyncBatch` without its records: what a sender writes around records it already
-    holds as JSON (:meth:`batch_json`)."""
+    holds as JSON (:meth:`batch_json`). Version 2 added the stock record kinds."""
 
     schema_: Literal["edgehouse.sync_batch"] = Field("edgehouse.sync_batch", alias="schema")
-    v: Literal[1] = 1
+    v: Literal[1, 2] = 2
     gateway_id: Ident
     batch_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
     sent_ts: TsMs
@@ -138,6 +177,14 @@ class SyncBatchHeader(Frozen):
 
 class SyncBatch(SyncBatchHeader):
     records: Annotated[tuple[SyncRecord, ...], *non_empty(MAX_BATCH_RECORDS)]
+
+    @model_validator(mode="after")
+    def _kinds_of_its_version(self) -> SyncBatch:
+        if self.v < 2:
+            newer = sorted({r.kind for r in self.records} & BATCH_V2_KINDS)
+            if newer:
+                raise ValueError(f"records of kind {', '.join(newer)} need sync batch v 2")
+        return self
 
 
 class RejectedRecord(Frozen):

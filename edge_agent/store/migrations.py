@@ -127,9 +127,50 @@ CREATE TABLE rfid_burst_repeats (
 );
 """
 
+# Stock kept from committed scans (edge_agent/store/stock.py), updated in the ingest transaction.
+# ``stock``: one row per (site, location, sku) position; ``stock_discrepancies``: one row per cycle
+# count (keyed by the count scan), which is also the count history the book orders counts by.
+# ``scans_position_ts`` serves the sums of movements after a count (a count or a late movement).
+_STOCK = """
+CREATE TABLE stock (
+    site              TEXT    NOT NULL,
+    location          TEXT    NOT NULL,
+    sku               TEXT    NOT NULL,
+    on_hand           INTEGER NOT NULL,    -- may be negative: flagged, never clipped
+    version           INTEGER NOT NULL,    -- +1 per committed change (the sync record's version)
+    last_scan_ts      INTEGER NOT NULL,    -- device clock of the newest scan that changed it
+    updated_ts        INTEGER NOT NULL,    -- gateway clock of the last change
+    count_ts          INTEGER,             -- the latest cycle count applied (NULL: none yet)
+    count_device_id   TEXT,
+    count_boot_id     TEXT,
+    count_seq         INTEGER,
+    count_qty         INTEGER,
+    stockout_alert_id TEXT,                -- the open stock-out alert (NULL: none)
+    PRIMARY KEY (site, location, sku)
+);
+CREATE TABLE stock_discrepancies (
+    device_id     TEXT    NOT NULL,        -- the count scan
+    boot_id       TEXT    NOT NULL,
+    seq           INTEGER NOT NULL,
+    site          TEXT    NOT NULL,
+    location      TEXT    NOT NULL,
+    sku           TEXT    NOT NULL,
+    ts            INTEGER NOT NULL,        -- the count's device clock
+    counted       INTEGER NOT NULL,
+    expected      INTEGER NOT NULL,        -- the book at ts
+    revision      INTEGER NOT NULL,        -- +1 when a late movement changed expected
+    received_ts   INTEGER NOT NULL,
+    updated_ts    INTEGER NOT NULL,
+    PRIMARY KEY (device_id, boot_id, seq)
+);
+CREATE INDEX stock_discrepancies_position ON stock_discrepancies (site, location, sku, ts);
+CREATE INDEX scans_position_ts ON scans (location, sku, ts);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_initial", _INITIAL),
     Migration("0002_rfid_burst_repeats", _RFID_BURST_REPEATS),
+    Migration("0003_stock", _STOCK),
 )
 
 

@@ -6,6 +6,7 @@ import random
 
 from firmware_sim.config import BarcodeScannerGroup, RfidPortalGroup
 from firmware_sim.devices.base import (
+    DAY_MS,
     HOUR_MS,
     Anomaly,
     AnomalyKind,
@@ -17,6 +18,7 @@ from firmware_sim.devices.base import (
 )
 from firmware_sim.devices.demand import SkuDemand, poisson, sku_name
 from protocols import ScanBody
+from protocols.messages import COUNT_DIRECTION, STOCK_MOVES
 
 SCANNER_KINDS = (AnomalyKind("promotion", "picks", 72.0, 168.0), AnomalyKind("stock_out", "picks", 24.0, 72.0))
 
@@ -45,6 +47,8 @@ class BarcodeScanner:
             for i in range(group.skus)
         ]
         self._slots = {d.sku: f"A{rng.randint(1, 40):02d}-{rng.randint(1, 30):02d}" for d in self.skus}
+        #: Units per SKU by this scanner's own scans: what a cycle count finds, less shrinkage.
+        self._book = {d.sku: 0 for d in self.skus}
 
     def step(self, t_ms: int, dt_ms: int) -> StepResult:
         anomalies: list[Anomaly] = []
@@ -61,10 +65,15 @@ class BarcodeScanner:
             for _ in range(n):
                 qty = 1 if self._rng.random() < 0.8 else self._rng.randint(2, 6)
                 samples.append(self._scan(t_ms + self._rng.randrange(dt_ms), d.sku, "pick", qty))
+            if self.g.count_every_days > 0 and self._rng.random() < dt_ms / (self.g.count_every_days * DAY_MS):
+                # at the end of the step, after every movement of it: the shelf as it is then
+                shrink = self._rng.randint(0, self.g.count_shrink_max)
+                samples.append(self._scan(t_ms + dt_ms - 1, d.sku, "count", max(0, self._book[d.sku] - shrink)))
         samples.sort(key=lambda s: s.t_ms)
         return StepResult(samples, anomalies)
 
     def _scan(self, t: int, sku: str, direction: str, qty: int) -> Sample:
+        self._book[sku] = qty if direction == COUNT_DIRECTION else self._book[sku] + STOCK_MOVES[direction] * qty
         body = ScanBody(
             code_type="barcode",
             sku=sku,
