@@ -13,8 +13,11 @@ from rich.table import Table
 
 from edge_agent import runtime
 from edge_agent.config import AgentConfig, ConfigError
+from edge_agent.tools.cli import db_app, dead_letters_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Edgehouse gateway agent.")
+app.add_typer(db_app, name="db")
+app.add_typer(dead_letters_app, name="dead-letters")
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Agent TOML config file.")]
 

@@ -19,6 +19,8 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+#: Exit status of a configuration that cannot be used (the systemd unit does not restart on it).
+CONFIG_ERROR_EXIT = 2
 #: glibc ``mallopt`` parameter: the number of malloc arenas.
 _M_ARENA_MAX = -8
 #: The agent's threads (MQTT, ingest, scoring, forecasts, sync, housekeeping, HTTP) would each
@@ -88,24 +90,33 @@ def run(config: Path, validate_config: bool = False) -> int:
         cfg = AgentConfig.load(config)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
-        return 2
+        return CONFIG_ERROR_EXIT
     if validate_config:
         print("OK")
         return 0
     limit_malloc_arenas()
-    logging.basicConfig(
-        level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    from edge_agent import logs
+
+    logs.configure(cfg.log_level)  # plain text, or journald's priority prefixes under systemd
     from protocols.untrusted import bound_log_handlers
 
     bound_log_handlers()  # nothing from a payload, topic or the cloud is logged unbounded
     # One line per sync post / model poll at INFO would drown the agent's own log.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     from edge_agent.app import Agent
+    from edge_agent.service.notify import notify
 
     stop = threading.Event()
     install_stop_signals(stop)
-    Agent(cfg).run_until(stop)
+    agent = Agent(cfg)
+    agent.start()
+    # Type=notify: systemd counts the service as started only now (store open, threads running).
+    notify("READY=1", f"STATUS=gateway {cfg.gateway_id} (site {cfg.site}) running", f"MAINPID={os.getpid()}")
+    try:
+        stop.wait()
+    finally:
+        notify("STOPPING=1", "STATUS=stopping: draining ingest, last sync round")
+        agent.stop()
     return 0
 
 

@@ -8,7 +8,7 @@ acknowledges the batch's MQTT messages only after :meth:`BatchWriter.write` retu
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -172,8 +172,17 @@ class BatchWriter:
             found.update((d, b, int(s)) for d, b, s in rows)
         return found
 
-    def write(self, batch: Sequence[Inbound], received_ts: int) -> BatchResult:
-        """Decode and store one batch in one transaction; return what happened to its messages."""
+    def write(
+        self,
+        batch: Sequence[Inbound],
+        received_ts: int,
+        also: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> BatchResult:
+        """Decode and store one batch in one transaction; return what happened to its messages.
+
+        ``also`` runs inside that transaction after the batch is written (a dead-letter replay
+        deletes the letters it stored there, so a letter is either replayed or kept, never both).
+        """
         result = BatchResult(messages=len(batch))
         accepted, dead = self.classify(batch, result)
         pending_rfid: dict[tuple[str, str], int] = {}
@@ -198,6 +207,8 @@ class BatchWriter:
             if dead:
                 self._conn.executemany(_INSERT_DEAD, [self._dead_row(d, received_ts) for d in dead])
                 result.dead_letters = len(dead)
+            if also is not None:
+                also(self._conn)
         self.rfid.commit(pending_rfid)
         return result
 

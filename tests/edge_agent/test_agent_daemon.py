@@ -212,7 +212,7 @@ def test_running_agent_with_models_off_loads_no_cli_stack_numpy_or_litert(tmp_pa
         import httpx  # the sync worker's client still works without its CLI module
         assert httpx.Client
         heavy = {{"typer", "click", "rich", "pygments", "numpy", "ai_edge_litert", "tflite_runtime",
-                  "tensorflow", "cryptography"}}
+                  "tensorflow", "cryptography", "sqlite_utils"}}
         print(sorted(heavy & {{m.split(".")[0] for m in sys.modules}}))
         """,
         tmp_path,
