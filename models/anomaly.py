@@ -1,29 +1,32 @@
 """Streaming, causal anomaly scorer for the gateway (edge-safe: numpy + LiteRT only).
 
-For each reading of a stream, four "surprises" are measured, each against the stream's own
-history of that surprise (a decayed histogram: empirical tail probability in the bulk, an
-exponential tail fitted by peaks-over-threshold beyond the `tail_quantile`):
+For each reading of a stream, several "surprises" are measured, each against the stream's own
+history of that surprise (models.surprise: a decayed histogram with a fitted exponential tail):
 1. forecast error: the int8 network predicted this reading from earlier ones (mean and spread in
    std units of the running normalisation); surprise = log(|x - mean| / spread), tested for the
    reading alone and averaged over the trailing `windows`;
 2. level: log |x - running mean| / running std (values outside the usual range);
-3. day over day: log |mean of (x - x one day earlier)| over the last `day_fraction` of a day
-   (changes of a daily pattern), once the daily lag is known from the timestamps.
-The smallest tail probability P wins: score = -log10(P) / `log_scale`, clipped to [0, 1]
-(0.5 = P of 1e-5 with the defaults). After a score of `refractory_from` the stream's network
-scores are damped for `refractory` readings (one alert per event); no network score above 0 for
-the first `warmup` readings.
+3. day over day (and week over week): log |mean of (x - x one period earlier)| over the last
+   `day_fraction` of a day, once the daily lag is known from the timestamps.
+Calibration: the smallest tail probability P of the m tests made is corrected for their number
+(Bonferroni: P' = min(1, m P)) and score = -log10(P') / `log_scale`, clipped to [0, 1]. So a score
+has one meaning on every stream: 0.3 with the defaults is a reading that normal behaviour of that
+stream produces with probability 1e-3 at most; one shipped threshold serves every series.
 
-Two detectors that the network's short windows cannot provide:
-* slow drift: an upward CUSUM of the reading in std units of a slow, late-learning baseline
-  (`_Drift`; a compressor failing over hours, a bearing wearing over days). Its score is
-  `threshold * statistic / drift_limit`: it reaches the alert threshold exactly when the CUSUM
-  reaches its limit, and the score is the larger of the two.
-* 0/1 state streams (door contacts): while every value of a stream is 0 or 1 the network never
-  scores it (a binary series has no forecast error worth the name); `_StateRule` alerts when an
-  on-run lasts longer than `state_min_on_s` and `state_run_factor` times the longest normal run.
-`AnomalyResult.detector` says which one set the score.
-Only the reading and earlier ones are used; no labels; per-stream state is bounded.
+Re-learning a new normal (no alarm floods): a score of `alarm_from` (or a drift alarm) is an
+alarm. For the next `refractory` readings the stream's scores are capped at `refractory_cap`, while
+every surprise histogram keeps learning (so a persisting surprise stops being one), the drift
+CUSUM restarts from a re-based baseline (models.stream_rules), and `relearn_after` readings after
+the alarm their mean and spread are compared with the stream's normal: a lasting change of level
+(or a wider spread) becomes the new running mean (and variance), and references from before the
+change (a day or a week back) are corrected by it. See models/README.md for the bound.
+
+Two detectors that the network's short windows cannot provide (models.stream_rules): slow drift
+(`DriftCusum`, score `threshold * statistic / drift_limit`, reaching the threshold exactly at the
+limit) and the on-duration rule of 0/1 state streams (`StateRule`; the network never scores
+them). `AnomalyResult` says which detector and test set the score, what that test expected, and
+the window of readings its evidence covers. Only the reading and earlier ones are used; no labels;
+per-stream state is bounded.
 """
 
 from __future__ import annotations
@@ -34,340 +37,83 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
+from models.anomaly_config import AnomalyScorerConfig
 from models.features import SensorFeatureConfig, SensorFeatureState
 from models.runtime import LoadedModel, ModelLoadError, default_model_path, load_model
+from models.stream_rules import DriftCusum, StateRule
+from models.surprise import DecayedTail, PeriodTest, WindowedTails
 
-
-class AnomalyScorerConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    threshold: float = Field(
-        default=0.5,
-        ge=0.0,
-        le=1.0,
-        description="alert when score >= threshold (AnomalyScorer(model) uses the manifest's)",
-    )
-    windows: tuple[int, ...] = Field(
-        default=(1, 12), min_length=1, description="trailing windows (readings) whose mean surprise is tested"
-    )
-    long_horizon: int = Field(
-        default=2000, ge=10, description="readings the surprise distribution averages over"
-    )
-    warmup: int = Field(default=150, ge=1, description="scored readings before any score above 0")
-    max_surprise: float = Field(default=25.0, gt=0.0, description="|z| is capped here")
-    log_scale: float = Field(default=10.0, gt=0.0, description="score = -log10(Q) / log_scale")
-    tail_quantile: float = Field(
-        default=0.05, gt=0.0, lt=1.0, description="above this upper quantile an exponential tail is fitted"
-    )
-    day_fraction: float = Field(
-        default=0.5,
-        ge=0.0,
-        le=1.0,
-        description="share of a day whose mean change vs the same time yesterday is tested (0 = off)",
-    )
-    period_days: tuple[int, ...] = Field(
-        default=(1, 7), description="day-over-day and week-over-week tests (each where the history fits)"
-    )
-    level_test: bool = Field(default=True, description="also test how far the value is from its running mean")
-    refractory: int = Field(default=150, ge=0, description="readings damped after an alert")
-    drift_limit: float = Field(
-        default=100.0,
-        ge=0.0,
-        description="CUSUM alarm level of the slow-drift test, in std-unit readings (0 = off)",
-    )
-    drift_slack: float = Field(
-        default=2.0, ge=0.0, description="std units of deviation the drift CUSUM ignores (its k)"
-    )
-    drift_both_ways: bool = Field(
-        default=False,
-        description="also accumulate downward drifts (off: upward only; machines switching off for "
-        "the night or the weekend are the usual downward level changes)",
-    )
-    drift_horizon: int = Field(
-        default=2000, ge=10, description="readings the drift test's baseline mean/std average over"
-    )
-    drift_warmup: int = Field(
-        default=300, ge=1, description="readings the drift baseline learns before the test accumulates"
-    )
-    drift_delay: int = Field(
-        default=120, ge=0, description="the drift baseline learns each reading this many readings late"
-    )
-    state_min_on_s: float = Field(
-        default=600.0,
-        ge=0.0,
-        description="0/1 state streams (doors) alert once on this long and (see state_run_factor) "
-        "longer than usual; 0 = score them like any stream",
-    )
-    state_run_factor: float = Field(
-        default=3.0,
-        ge=1.0,
-        description="an on-run alerts past this many times the longest earlier run that did not alert",
-    )
-    refractory_factor: float = Field(default=0.5, ge=0.0, le=1.0)
-    refractory_from: float = Field(
-        default=0.30,
-        ge=0.0,
-        le=1.0,
-        description="a score this high starts the refractory damping (independent of the alert "
-        "threshold, so the score of a reading does not depend on the alerting policy)",
-    )
-    max_streams: int = Field(default=10_000, ge=1, description="least recently used streams are dropped")
-
+__all__ = ["AnomalyResult", "AnomalyScorer", "AnomalyScorerConfig", "Detector", "Test"]
 
 Detector = Literal["model", "drift", "state"]
+#: The test that set a score: the forecast error of the reading ("forecast") or its trailing mean
+#: ("forecast_mean"), the distance from the running mean ("level"), the change against a day /
+#: a week earlier ("day" / "week"), the drift CUSUM, the state rule, or none (score 0).
+Test = Literal["forecast", "forecast_mean", "level", "day", "week", "drift", "state", "none"]
+_PERIOD_TEST: dict[int, Test] = {1: "day", 7: "week"}
 
 
-class AnomalyResult(BaseModel):
-    model_config = ConfigDict(frozen=True)
+@dataclass(frozen=True, slots=True)
+class AnomalyResult:
+    """The score of one reading and what explains it (for the alert: expected vs observed and
+    the window of readings behind the deciding test)."""
 
-    score: float = Field(ge=0.0, le=1.0)
-    expected: float | None = Field(description="the forecaster's prediction for this reading, if it had one")
+    score: float
+    #: What the deciding test expected: the network's forecast (forecast tests, and when no test
+    #: decided), the running mean (level), the value one period earlier corrected for re-learnt
+    #: level changes (day / week), the drift baseline (drift); None for state streams.
+    expected: float | None
     observed: float
     alert: bool
-    detector: Detector = Field(
-        default="model",
-        description="which test set the score: the network's surprise tests, the slow-drift CUSUM, or "
-        "the on-duration rule of a 0/1 state stream (never scored by the network)",
-    )
-
-
-_BINS = 96
-_LOG_MIN, _LOG_MAX = -8.0, 4.0  # natural-log range of the binned surprise
-
-
-def _bin(x: float) -> int:
-    b = int((x - _LOG_MIN) / (_LOG_MAX - _LOG_MIN) * _BINS)
-    return 0 if b < 0 else _BINS - 1 if b >= _BINS else b
-
-
-_WIDTH = (_LOG_MAX - _LOG_MIN) / _BINS
-_CENTERS = _LOG_MIN + (np.arange(_BINS) + 0.5) * _WIDTH
-_REFRESH = 8
+    #: Which detector set the score: the network's surprise tests, the slow-drift CUSUM, or the
+    #: on-duration rule of a 0/1 state stream (never scored by the network).
+    detector: Detector = "model"
+    test: Test = "none"
+    #: The calibrated tail probability behind the score (score = -log10(p) / log_scale).
+    p_value: float = 1.0
+    #: Device time of the oldest reading in the deciding test's evidence (None: this reading only).
+    window_start_ts: int | None = None
+    #: Readings in that evidence window (1: this reading alone).
+    window_readings: int = 1
+    #: The stream is in a refractory period after an alarm (its score capped at refractory_cap).
+    refractory: bool = False
+    #: The network's forecast of this reading (None before the stream's first full window).
+    forecast: float | None = None
 
 
 @dataclass(slots=True)
-class _Tail:
-    """Decayed histogram of a log-surprise. Below the `tail_quantile` upper quantile the tail
-    probability P(L >= l) is empirical; above it an exponential tail fitted to the mean excess
-    (peaks over threshold), so values far beyond anything seen get far smaller probabilities.
-    The tail summary is refreshed every `_REFRESH` readings (it only ever uses past readings)."""
+class _Alarm:
+    """The readings after an alarm, compared with the stream's normal `relearn_after` later."""
 
-    counts: np.ndarray = field(default_factory=lambda: np.zeros(_BINS))
-    weight: float = 1.0
-    total: float = 0.0
-    n: int = 0
-    _above: list[float] = field(default_factory=list)
-    _total: float = 0.0
-    _u: int = _BINS - 1
-    _beta: float = _WIDTH
-    _log10_pu: float = 0.0
-
-    def _refresh(self, tail_quantile: float) -> None:
-        above = np.cumsum(self.counts[::-1])[::-1]  # above[b] = weight in bins >= b
-        frac = above / self.total
-        u = int(np.argmax(frac <= tail_quantile)) if frac[-1] <= tail_quantile else _BINS - 1
-        self._above = above.tolist()
-        self._total = self.total
-        self._u = u
-        if above[u] > 0.0:
-            excess = float(self.counts[u:] @ (_CENTERS[u:] - _CENTERS[u])) / float(above[u])
-            self._beta = max(excess, _WIDTH)
-            self._log10_pu = math.log10(float(above[u]) / self.total)
-
-    def log10_tail(self, x: float, tail_quantile: float) -> float:
-        """-log10 of the probability of a value at least this large."""
-        if self.total <= 0.0:
-            return 0.0
-        if not self._above or self.n % _REFRESH == 0:
-            self._refresh(tail_quantile)
-        b = _bin(x)
-        u = self._u
-        if b <= u or self._above[u] <= 0.0:
-            return -math.log10((self._above[b] + self.weight) / (self._total + self.weight))
-        return -(self._log10_pu - (x - _CENTERS[u]) / self._beta / math.log(10.0))
-
-    def update(self, x: float, horizon: int) -> None:
-        self.n += 1
-        self.counts[_bin(x)] += self.weight
-        self.total += self.weight
-        self.weight *= 1.0 + 1.0 / horizon  # newer readings weigh more: exponential forgetting
-        if self.weight > 1e6:
-            self.counts /= self.weight
-            self.total /= self.weight
-            self._above = [a / self.weight for a in self._above]
-            self._total /= self.weight
-            self.weight = 1.0
-
-
-class _Likelihood:
-    """Empirical tails of the log-surprise averaged over several trailing windows (1 = the reading
-    itself, for point anomalies; longer ones for sustained anomalies), each against the stream's
-    own history of that average; the most surprising one counts."""
-
-    __slots__ = ("_recent", "_sums", "_tails", "_windows")
-
-    def __init__(self, windows: tuple[int, ...]) -> None:
-        self._windows = windows
-        self._recent: deque[float] = deque(maxlen=max(windows))
-        self._sums = [0.0] * len(windows)
-        self._tails = [_Tail() for _ in windows]
-
-    @property
-    def n(self) -> int:
-        return self._tails[0].n
-
-    def push(self, surprise: float) -> list[float]:
-        """Fold in a reading's surprise; return the trailing means (before any tail update)."""
-        recent = self._recent
-        for i, w in enumerate(self._windows):
-            self._sums[i] += surprise
-            if len(recent) >= w:
-                self._sums[i] -= recent[-w]
-        recent.append(surprise)
-        return [self._sums[i] / min(w, len(recent)) for i, w in enumerate(self._windows)]
-
-    def log_tail(self, means: list[float], tail_quantile: float) -> float:
-        return max(t.log10_tail(m, tail_quantile) for t, m in zip(self._tails, means, strict=True))
-
-    def update(self, means: list[float], horizon: int) -> None:
-        for t, m in zip(self._tails, means, strict=True):
-            t.update(m, horizon)
-
-
-@dataclass(slots=True)
-class _PeriodTest:
-    """Mean change against the same time `days` days earlier over a trailing window."""
-
-    days: int
-    tail: _Tail = field(default_factory=_Tail)
-    diffs: deque[float] | None = None  # created once the stream's daily lag is known
-    total: float = 0.0
-
-    def surprise(self, features: SensorFeatureState, value: float, day_fraction: float) -> float | None:
-        lag = features.seasonal_lag
-        if not lag or not features.keeps_days(self.days):
-            return None
-        before = features.days_ago(self.days)
-        if before is None:
-            return None
-        if self.diffs is None:
-            self.diffs = deque(maxlen=max(1, round(day_fraction * lag)))
-        diffs = self.diffs
-        diff = (value - before) / features.std
-        if len(diffs) == diffs.maxlen:
-            self.total -= diffs[0]
-        diffs.append(diff)
-        self.total += diff
-        return math.log(abs(self.total / len(diffs)) + 1e-3)
-
-
-@dataclass(slots=True)
-class _Drift:
-    """CUSUM (upward, or both ways) of the reading in std units of a slow baseline (mean/std
-    averaged over `drift_horizon` readings, exactly at first). The baseline learns each reading
-    `drift_delay` readings late, and only while the CUSUM is below its limit (no alarm): a
-    short excursion (a defrost) is learned once it is over, a drift that outlasts the delay is not
-    (after `drift_horizon` frozen readings the baseline learns again, so a lasting new level does
-    become normal). The statistic is capped at twice the limit so it falls back below the limit
-    soon after a drift ends."""
-
-    recent: deque[float] = field(default_factory=deque)
+    since: int  # reading number (features.count) of the first reading after the alarm
+    mean0: float
+    var0: float
     n: int = 0
     mean: float = 0.0
-    var: float = 0.0
-    hi: float = 0.0
-    lo: float = 0.0
-    frozen: int = 0
-    fired: bool = False
+    m2: float = 0.0
 
-    def step(self, value: float, cfg: AnomalyScorerConfig) -> float:
-        """Fold in one reading; return the CUSUM statistic after it (0 during the warm-up). Once it
-        has reached the limit it reports at least the limit until the CUSUM is back at 0: one
-        alarm per drift, however long the statistic hovers around its limit."""
-        stat = self._step(value, cfg)
-        if stat >= cfg.drift_limit:
-            self.fired = True
-        elif stat <= 0.0:
-            self.fired = False
-        return max(stat, cfg.drift_limit) if self.fired else stat
-
-    def _step(self, value: float, cfg: AnomalyScorerConfig) -> float:
-        stat = 0.0
-        if self.n >= cfg.drift_warmup:
-            std = max(math.sqrt(self.var), 1e-6 * (abs(self.mean) + 1.0))
-            z = min(max((value - self.mean) / std, -_DRIFT_Z_CAP), _DRIFT_Z_CAP)
-            cap = 2.0 * cfg.drift_limit
-            self.hi = min(cap, max(0.0, self.hi + z - cfg.drift_slack))
-            if cfg.drift_both_ways:
-                self.lo = min(cap, max(0.0, self.lo - z - cfg.drift_slack))
-            stat = max(self.hi, self.lo)
-        recent = self.recent
-        recent.append(value)
-        if len(recent) <= cfg.drift_delay:
-            return stat
-        old = recent.popleft()
-        if stat >= _DRIFT_FREEZE * cfg.drift_limit and self.frozen < cfg.drift_horizon:
-            self.frozen += 1
-            return stat
-        self.frozen = 0
+    def add(self, value: float) -> None:
         self.n += 1
-        alpha = 1.0 / min(self.n, cfg.drift_horizon)
-        delta = old - self.mean
-        self.mean += alpha * delta
-        self.var = (1.0 - alpha) * (self.var + alpha * delta * delta)
-        return stat
-
-
-_DRIFT_Z_CAP = 10.0
-_DRIFT_FREEZE = 1.0  # the baseline stops learning while the CUSUM is at this share of its limit
-
-
-@dataclass(slots=True)
-class _StateRule:
-    """On-duration rule for a 0/1 state stream (a door): once `_STATE_MIN_RUNS` on-runs have been
-    seen, alert while the current on-run has lasted `state_min_on_s` and `state_run_factor` times
-    the longest earlier run that did not alert (so a door left open never becomes the norm, while a
-    flag that is normally on for hours learns that from its first runs)."""
-
-    run_start: int | None = None
-    run_alerted: bool = False
-    longest_ms: int = 0
-    runs: int = 0
-
-    def score(self, ts_ms: int, on: bool, cfg: AnomalyScorerConfig) -> float:
-        if not on:
-            if self.run_start is not None:
-                self.runs += 1
-                if not self.run_alerted:
-                    self.longest_ms = max(self.longest_ms, ts_ms - self.run_start)
-            self.run_start = None
-            self.run_alerted = False
-            return 0.0
-        if self.run_start is None:
-            self.run_start = ts_ms
-        limit = max(cfg.state_min_on_s * 1000.0, cfg.state_run_factor * self.longest_ms)
-        if self.runs >= _STATE_MIN_RUNS and ts_ms - self.run_start >= limit:
-            self.run_alerted = True
-            return 1.0
-        return 0.0
-
-
-_STATE_MIN_RUNS = 3  # on-runs a state stream must have shown before its rule may alert
+        delta = value - self.mean
+        self.mean += delta / self.n
+        self.m2 += delta * (value - self.mean)
 
 
 @dataclass(slots=True)
 class _Stream:
     features: SensorFeatureState
-    likelihood: _Likelihood
+    likelihood: WindowedTails
     pending: tuple[float, float, float, float] | None = None  # (mu, sigma, last, std)
-    level: _Tail = field(default_factory=_Tail)
-    periods: list[_PeriodTest] = field(default_factory=list)
+    level: DecayedTail = field(default_factory=DecayedTail)
+    periods: list[PeriodTest] = field(default_factory=list)
     quiet_until: int = 0
     seen: int = 0
-    drift: _Drift = field(default_factory=_Drift)
-    state: _StateRule | None = field(default_factory=_StateRule)  # None once a value is not 0/1
+    drift: DriftCusum = field(default_factory=DriftCusum)
+    state: StateRule | None = field(default_factory=StateRule)  # None once a value is not 0/1
+    alarm: _Alarm | None = None
+    recent_ts: deque[int] = field(default_factory=deque)
+    interval_ms: float = 0.0
 
 
 class AnomalyScorer:
@@ -389,6 +135,7 @@ class AnomalyScorer:
         self.config = config
         self.features: SensorFeatureConfig = man.sensor_features
         self._streams: OrderedDict[str, _Stream] = OrderedDict()
+        self._ts_keep = max(config.windows)
 
     @classmethod
     def default(cls, config: AnomalyScorerConfig | None = None) -> AnomalyScorer:
@@ -397,8 +144,9 @@ class AnomalyScorer:
     def _stream(self, key: str) -> _Stream:
         st = self._streams.get(key)
         if st is None:
-            st = _Stream(SensorFeatureState(self.features), _Likelihood(self.config.windows))
-            st.periods = [_PeriodTest(days) for days in self.config.period_days]
+            st = _Stream(SensorFeatureState(self.features), WindowedTails(self.config.windows))
+            st.periods = [PeriodTest(days) for days in self.config.period_days]
+            st.recent_ts = deque(maxlen=self._ts_keep)
             self._streams[key] = st
             if len(self._streams) > self.config.max_streams:
                 self._streams.popitem(last=False)
@@ -425,58 +173,138 @@ class AnomalyScorer:
         cfg = self.config
         st = self._stream(stream_key)
         value = float(value)
+        ts_ms = int(ts_ms)
         if not math.isfinite(value):
             raise ValueError(f"non-finite reading for {stream_key}: {value}")
         if st.state is not None:
             if cfg.state_min_on_s > 0.0 and (value == 0.0 or value == 1.0):
-                s = st.state.score(int(ts_ms), value == 1.0, cfg)
+                s = st.state.score(ts_ms, value == 1.0, cfg)
+                start = st.state.run_start if s > 0.0 else None
                 return AnomalyResult(
-                    score=s, expected=None, observed=value, alert=s >= cfg.threshold, detector="state"
+                    s, None, value, s >= cfg.threshold, "state", "state" if s > 0.0 else "none",
+                    10.0 ** (-s * cfg.log_scale), start,
                 )
             st.state = None  # a value other than 0/1: a continuous stream from now on
-        expected: float | None = None
-        score = 0.0
-        level = math.log(abs(st.features.normalise(value)) + 1e-3)
+        if st.recent_ts:
+            gap = ts_ms - st.recent_ts[-1]
+            if gap > 0:
+                st.interval_ms = gap if st.interval_ms <= 0.0 else 0.95 * st.interval_ms + 0.05 * gap
+        st.recent_ts.append(ts_ms)
+        features = st.features
+        # the tests made on this reading: (-log10 tail probability, test, readings, expected)
+        best, best_test, best_window, best_expected = 0.0, "none", 1, None
+        tests = 0
+        level = math.log(abs(features.normalise(value)) + 1e-3)
         periodic = (
-            [(p, p.surprise(st.features, value, cfg.day_fraction)) for p in st.periods]
+            [(p, p.surprise(features, value, cfg.day_fraction)) for p in st.periods]
             if cfg.day_fraction > 0.0
             else []
         )
+        expected: float | None = None
         if st.pending is not None:
             mu, sigma, last, std = st.pending
-            expected = last + mu * std
+            expected = best_expected = last + mu * std
             surprise = math.log(min(abs(value - expected) / (std * sigma), cfg.max_surprise) + 1e-3)
             lk = st.likelihood
             means = lk.push(surprise)
             if lk.n >= cfg.warmup:
-                tail = lk.log_tail(means, cfg.tail_quantile)
+                for w, t in zip(cfg.windows, lk.log_tails(means, cfg.tail_quantile), strict=True):
+                    tests += 1
+                    if t > best:
+                        best, best_test, best_window = t, "forecast" if w == 1 else "forecast_mean", w
                 if cfg.level_test:
-                    tail = max(tail, st.level.log10_tail(level, cfg.tail_quantile))
+                    tests += 1
+                    t = st.level.log10_tail(level, cfg.tail_quantile)
+                    if t > best:
+                        best, best_test, best_window, best_expected = t, "level", 1, features.mean
                 for period, x in periodic:
                     if x is not None and period.tail.n >= cfg.warmup:
-                        tail = max(tail, period.tail.log10_tail(x, cfg.tail_quantile))
-                score = min(1.0, max(0.0, tail / cfg.log_scale))
+                        tests += 1
+                        t = period.tail.log10_tail(x, cfg.tail_quantile)
+                        if t > best:
+                            best, best_test = t, _PERIOD_TEST.get(period.days, "week")
+                            best_window = len(period.diffs) if period.diffs is not None else 1
+                            best_expected = value - (period.total / best_window) * features.std
             lk.update(means, cfg.long_horizon)
             if cfg.level_test:
                 st.level.update(level, cfg.long_horizon)
             for period, x in periodic:
                 if x is not None:
                     period.tail.update(x, cfg.long_horizon)
-        st.seen += 1
-        if st.seen <= st.quiet_until:
-            score *= cfg.refractory_factor
-        if score >= cfg.refractory_from and cfg.refractory:
-            st.quiet_until = st.seen + cfg.refractory
+        log10_p = best - math.log10(tests) if tests > 1 else best  # Bonferroni over the m tests
+        score = min(1.0, max(0.0, log10_p / cfg.log_scale))
+        alarm_now = score >= cfg.alarm_from
         detector: Detector = "model"
+        drift_alarm = False
         if cfg.drift_limit > 0.0:
-            drift = min(1.0, cfg.threshold * st.drift.step(value, cfg) / cfg.drift_limit)
+            drift_mean = st.drift.mean
+            stat, run = st.drift.step(value, cfg), st.drift.run
+            drift_alarm = stat >= cfg.drift_limit
+            drift = min(1.0, cfg.threshold * stat / cfg.drift_limit)
             if drift > score:
-                score, detector = drift, "drift"
-        step = st.features.push(int(ts_ms), value)
+                score, detector, best_test, best_expected = drift, "drift", "drift", drift_mean
+                best_window = max(1, run)
+                log10_p = score * cfg.log_scale
+        st.seen += 1
+        quiet = st.seen <= st.quiet_until
+        if quiet:
+            score = min(score, cfg.refractory_cap)
+        elif (alarm_now or drift_alarm) and cfg.refractory:
+            st.quiet_until = st.seen + cfg.refractory
+            st.alarm = _Alarm(features.count + 1, features.mean, features.var)
+        step = features.push(ts_ms, value)
+        alarm = st.alarm
+        if alarm is not None and features.count > alarm.since:
+            alarm.add(value)
+            if alarm.n >= cfg.relearn_after:
+                self._check_new_normal(st)
         if step.ready:
             out = self.model.predict_one(step.features)
             sigma = math.exp(min(max(float(out[1]), -4.0), 4.0))
             st.pending = (float(out[0]), sigma, step.last_value, step.std)
+        window_start = None
+        if best_window > 1:
+            recent = st.recent_ts
+            window_start = (
+                recent[-best_window]
+                if best_window <= len(recent)
+                else int(ts_ms - (best_window - 1) * st.interval_ms)
+            )
         return AnomalyResult(
-            score=score, expected=expected, observed=value, alert=score >= cfg.threshold, detector=detector
+            score,
+            best_expected if best_test != "none" else expected,
+            value,
+            score >= cfg.threshold,
+            detector,
+            best_test,  # type: ignore[arg-type]
+            10.0 ** -max(0.0, log10_p),
+            window_start,
+            best_window,
+            quiet,
+            expected,
         )
+
+    def _check_new_normal(self, st: _Stream) -> None:
+        """`relearn_after` readings after an alarm: adopt their level (and a wider spread) as the
+        stream's new normal where they differ lastingly from the old one; either way the check is
+        done (a spike leaves the normal as it was)."""
+        cfg, alarm = self.config, st.alarm
+        st.alarm = None
+        if alarm is None or alarm.n < 2:
+            return
+        std0 = math.sqrt(alarm.var0) if alarm.var0 > 1e-12 else 0.0
+        var = alarm.m2 / (alarm.n - 1)
+        shifted = abs(alarm.mean - alarm.mean0) > cfg.relearn_level * max(std0, 1e-9 * (abs(alarm.mean0) + 1.0))
+        wider = var > (cfg.relearn_spread * std0) ** 2
+        if not (shifted or wider):
+            return
+        st.features.relearn(
+            alarm.mean if shifted else st.features.mean,
+            var if wider else alarm.var0,
+            alarm.since - 1,  # the alarm's own reading is of the new normal
+            cfg.relearn_after,
+        )
+        if shifted:
+            st.drift.rebase(alarm.mean)
+            for period in st.periods:
+                period.restart()

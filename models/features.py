@@ -73,9 +73,13 @@ class SensorFeatureState:
 
     def __init__(self, config: SensorFeatureConfig) -> None:
         self._cfg = config
-        self._n = 0
+        self._n = 0  # readings pushed
+        self._k = 0  # readings the running mean/var average over (restarted by relearn)
         self._mean = 0.0
         self._var = 0.0
+        #: (reading number, level change): readings numbered below it are corrected by the change
+        #: when used as a reference a day or a week back (see relearn).
+        self._shifts: list[tuple[int, float]] = []
         self._first_ts: int | None = None
         self._probe: list[int] = []
         self._lag: int | None = None  # readings per day, once known (0 = unusable)
@@ -98,6 +102,10 @@ class SensorFeatureState:
     def std(self) -> float:
         return self._std()
 
+    @property
+    def var(self) -> float:
+        return self._var
+
     def _std(self) -> float:
         return math.sqrt(self._var) if self._var > 1e-12 else 1.0
 
@@ -117,19 +125,38 @@ class SensorFeatureState:
 
     def _update_norm(self, value: float) -> None:
         self._n += 1
-        alpha = 1.0 / min(self._n, self._cfg.norm_horizon)
+        self._k += 1
+        alpha = 1.0 / min(self._k, self._cfg.norm_horizon)
         delta = value - self._mean
         self._mean += alpha * delta
         self._var = (1.0 - alpha) * (self._var + alpha * delta * delta)
 
     def days_ago(self, days: int = 1) -> float | None:
         """The reading `days` daily lags before the reading about to be pushed (None if unknown
-        or not kept)."""
+        or not kept), corrected by any level change re-learnt since (see :meth:`relearn`)."""
         lag = self._lag or 0
         idx = len(self._hist) - days * lag
         if not lag or idx < 0:
             return None
-        return self._hist.at(idx)
+        value = self._hist.at(idx)
+        if self._shifts:
+            number = self._n - days * lag
+            value += sum(delta for since, delta in self._shifts if number < since)
+        return value
+
+    def relearn(self, mean: float, var: float, since: int, weight: int) -> None:
+        """A new normal from reading number `since` on (the count when it began): the running
+        mean and variance become `mean` and `var` and average from here as if over `weight`
+        readings (so they keep adapting fast, then slow down to `norm_horizon` again). Readings
+        from before `since` are corrected by the level change wherever they serve as references
+        a day or a week back (network inputs, period tests). Training never calls this."""
+        delta = mean - self._mean
+        keep_from = self._n - self._hist.capacity
+        self._shifts = [(s, d) for s, d in self._shifts if s > keep_from]
+        if delta:
+            self._shifts.append((since, delta))
+        self._mean, self._var = mean, max(var, 0.0)
+        self._k = min(self._k, max(1, weight))
 
     def keeps_days(self, days: int) -> bool:
         """Whether `days` days of readings fit into the kept history once the lag is known."""
@@ -163,7 +190,12 @@ class SensorFeatureState:
         if lag and n_hist - lag - h >= 0:
             idx = n_hist - lag + np.arange(-h, h + 1)
             valid = idx <= n_hist - 1
-            out[w : w + 2 * h + 1][valid] = (hist.take(idx[valid]) - last) / std
+            ref = hist.take(idx[valid])
+            if self._shifts:
+                number = idx[valid] + (self._n - n_hist)
+                for since, delta in self._shifts:
+                    ref = ref + np.where(number < since, delta, 0.0)
+            out[w : w + 2 * h + 1][valid] = (ref - last) / std
             out[-1] = 1.0
         np.minimum(np.maximum(out, -cfg.clip, out=out), cfg.clip, out=out)  # np.clip, without its wrapper
         return SensorStep(features=out, last_value=last, mean=self._mean, std=std, ready=n_hist >= cfg.window)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.anomaly import AnomalyScorer, AnomalyScorerConfig, _Drift
+from models.anomaly import AnomalyScorer, AnomalyScorerConfig
+from models.stream_rules import DriftCusum as _Drift
 from models.runtime import LoadedModel, default_model_path, load_model
 
 MIN = 60_000

@@ -48,7 +48,7 @@ def test_scores_are_bounded_and_a_spike_stands_out(anomaly_model) -> None:  # ty
     assert scores[800] == scores[300:].max()
     assert scores[800] > np.quantile(scores[300:800], 0.99)
     # the forecaster tracks the normal pattern
-    err = np.mean([abs(r.expected - r.observed) for r in results[300:800] if r.expected is not None])
+    err = np.mean([abs(r.forecast - r.observed) for r in results[300:800] if r.forecast is not None])
     assert err < 2.0
 
 

@@ -1,0 +1,158 @@
+"""Per-stream tail probabilities of a surprise (edge-safe: numpy only), used by models.anomaly.
+
+A surprise is a log-scaled statistic of one reading (forecast error, distance from the running
+mean, change against the same time a day earlier). Each is compared with the stream's own decayed
+histogram of that surprise: the tail probability P(L >= l) is empirical in the bulk and, above the
+`tail_quantile` upper quantile, an exponential tail fitted to the mean excess (peaks over
+threshold), so values far beyond anything seen get far smaller probabilities.
+
+Saturation guard: every histogram keeps learning, also while its stream is in an alarm's
+refractory period, so a surprise that persists (a new normal) fills the histogram's top: after
+`r` readings at or above a level `l` out of an effective memory of `horizon` readings,
+P(L >= l) >= r / (horizon + r), whatever happened before.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from models.features import SensorFeatureState
+
+_BINS = 96
+_LOG_MIN, _LOG_MAX = -8.0, 4.0  # natural-log range of the binned surprise
+_WIDTH = (_LOG_MAX - _LOG_MIN) / _BINS
+_CENTERS = _LOG_MIN + (np.arange(_BINS) + 0.5) * _WIDTH
+_REFRESH = 8  # readings between two refreshes of the tail summary
+_LN10 = math.log(10.0)
+
+
+def _bin(x: float) -> int:
+    b = int((x - _LOG_MIN) / (_LOG_MAX - _LOG_MIN) * _BINS)
+    return 0 if b < 0 else _BINS - 1 if b >= _BINS else b
+
+
+@dataclass(slots=True)
+class DecayedTail:
+    """Decayed histogram of a log-surprise with an exponential (peaks-over-threshold) upper tail.
+
+    The tail summary is refreshed every `_REFRESH` readings (it only ever uses past readings)."""
+
+    counts: np.ndarray = field(default_factory=lambda: np.zeros(_BINS))
+    weight: float = 1.0
+    total: float = 0.0
+    n: int = 0
+    _above: list[float] = field(default_factory=list)
+    _total: float = 0.0
+    _u: int = _BINS - 1
+    _beta: float = _WIDTH
+    _log10_pu: float = 0.0
+
+    def _refresh(self, tail_quantile: float) -> None:
+        above = np.cumsum(self.counts[::-1])[::-1]  # above[b] = weight in bins >= b
+        frac = above / self.total
+        u = int(np.argmax(frac <= tail_quantile)) if frac[-1] <= tail_quantile else _BINS - 1
+        self._above = above.tolist()
+        self._total = self.total
+        self._u = u
+        if above[u] > 0.0:
+            excess = float(self.counts[u:] @ (_CENTERS[u:] - _CENTERS[u])) / float(above[u])
+            self._beta = max(excess, _WIDTH)
+            self._log10_pu = math.log10(float(above[u]) / self.total)
+
+    def log10_tail(self, x: float, tail_quantile: float) -> float:
+        """-log10 of the probability of a value at least this large."""
+        if self.total <= 0.0:
+            return 0.0
+        if not self._above or self.n % _REFRESH == 0:
+            self._refresh(tail_quantile)
+        b = _bin(x)
+        u = self._u
+        if b <= u or self._above[u] <= 0.0:
+            return -math.log10((self._above[b] + self.weight) / (self._total + self.weight))
+        return -(self._log10_pu - (x - _CENTERS[u]) / self._beta / _LN10)
+
+    def update(self, x: float, horizon: int) -> None:
+        self.n += 1
+        self.counts[_bin(x)] += self.weight
+        self.total += self.weight
+        self.weight *= 1.0 + 1.0 / horizon  # newer readings weigh more: exponential forgetting
+        if self.weight > 1e6:
+            self.counts /= self.weight
+            self.total /= self.weight
+            self._above = [a / self.weight for a in self._above]
+            self._total /= self.weight
+            self.weight = 1.0
+
+
+class WindowedTails:
+    """Tails of the log-surprise averaged over several trailing windows (1 = the reading itself,
+    for point anomalies; longer ones for sustained anomalies), each against the stream's own
+    history of that average; the most surprising one counts."""
+
+    __slots__ = ("_recent", "_sums", "_tails", "_windows")
+
+    def __init__(self, windows: tuple[int, ...]) -> None:
+        self._windows = windows
+        self._recent: deque[float] = deque(maxlen=max(windows))
+        self._sums = [0.0] * len(windows)
+        self._tails = [DecayedTail() for _ in windows]
+
+    @property
+    def n(self) -> int:
+        return self._tails[0].n
+
+    def push(self, surprise: float) -> list[float]:
+        """Fold in a reading's surprise; return the trailing means (before any tail update)."""
+        recent = self._recent
+        for i, w in enumerate(self._windows):
+            self._sums[i] += surprise
+            if len(recent) >= w:
+                self._sums[i] -= recent[-w]
+        recent.append(surprise)
+        return [self._sums[i] / min(w, len(recent)) for i, w in enumerate(self._windows)]
+
+    def log_tails(self, means: list[float], tail_quantile: float) -> list[float]:
+        return [t.log10_tail(m, tail_quantile) for t, m in zip(self._tails, means, strict=True)]
+
+    def update(self, means: list[float], horizon: int) -> None:
+        for t, m in zip(self._tails, means, strict=True):
+            t.update(m, horizon)
+
+
+@dataclass(slots=True)
+class PeriodTest:
+    """Mean change against the same time `days` days earlier over a trailing window, in std
+    units. The references come from :meth:`SensorFeatureState.days_ago`, which corrects readings
+    from before a re-learnt level change by that change, so a new level is not a changed pattern."""
+
+    days: int
+    tail: DecayedTail = field(default_factory=DecayedTail)
+    diffs: deque[float] | None = None  # created once the stream's daily lag is known
+    total: float = 0.0
+
+    def surprise(self, features: SensorFeatureState, value: float, day_fraction: float) -> float | None:
+        lag = features.seasonal_lag
+        if not lag or not features.keeps_days(self.days):
+            return None
+        before = features.days_ago(self.days)
+        if before is None:
+            return None
+        if self.diffs is None:
+            self.diffs = deque(maxlen=max(1, round(day_fraction * lag)))
+        diffs = self.diffs
+        diff = (value - before) / features.std
+        if len(diffs) == diffs.maxlen:
+            self.total -= diffs[0]
+        diffs.append(diff)
+        self.total += diff
+        return math.log(abs(self.total / len(diffs)) + 1e-3)
+
+    def restart(self) -> None:
+        """Forget the trailing window (its differences predate a re-learnt new normal)."""
+        if self.diffs is not None:
+            self.diffs.clear()
+        self.total = 0.0
