@@ -7,6 +7,7 @@ from protocols.errors import DecodeError
 from protocols.gateway import AlertPayload, ForecastPayload, GatewayCommand, GatewayStatusPayload
 from protocols.messages import (
     METRIC_RANGES,
+    METRICS_V1,
     Reading,
     ScanBody,
     ScanMessage,
@@ -71,6 +72,7 @@ __all__ = [
     "ARTIFACT_PATH",
     "DESIRED_PATH",
     "DEVICE_RECORD_KINDS",
+    "METRICS_V1",
     "METRIC_RANGES",
     "MODEL_TASKS",
     "RECORD_KINDS",

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Annotated, Final, Literal, TypeAlias
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from protocols.gateway import AlertPayload, ForecastPayload
 from protocols.messages import Frozen, Ident, ScanMessage, StatusMessage, TelemetryMessage, TsMs, non_empty
@@ -121,10 +121,12 @@ RECORD_KIND_OF_TOPIC: Final[dict[str, str]] = {
 
 class SyncBatchHeader(Frozen):
     """A :class:`SyncBatch` without its records: what a sender writes around records it already
-    holds as JSON (:meth:`batch_json`)."""
+    holds as JSON (:meth:`batch_json`).
+
+    Version 2 may carry telemetry v2 (the multichannel machines' metrics); a v1 batch may not."""
 
     schema_: Literal["edgehouse.sync_batch"] = Field("edgehouse.sync_batch", alias="schema")
-    v: Literal[1] = 1
+    v: Literal[1, 2] = 2
     gateway_id: Ident
     batch_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
     sent_ts: TsMs
@@ -138,6 +140,12 @@ class SyncBatchHeader(Frozen):
 
 class SyncBatch(SyncBatchHeader):
     records: Annotated[tuple[SyncRecord, ...], *non_empty(MAX_BATCH_RECORDS)]
+
+    @model_validator(mode="after")
+    def _records_of_version(self) -> SyncBatch:
+        if self.v == 1 and any(isinstance(r, TelemetryRecord) and r.msg.v >= 2 for r in self.records):
+            raise ValueError("telemetry v2 records need sync_batch v 2")
+        return self
 
 
 class RejectedRecord(Frozen):
