@@ -71,6 +71,27 @@ class ConveyorGroup(_GroupBase):
     close_hour: Annotated[float, Field(gt=0.0, le=24.0)] = 22.0
 
 
+class PumpGroup(_GroupBase):
+    """A VFD-driven centrifugal water pump (cooling / sprinkler loop) reporting five channels."""
+
+    kind: Literal["pump"]
+    interval_s: PositiveSeconds = 60.0
+    rated_flow_m3_h: Annotated[float, Field(gt=0.0, le=10_000.0)] = 60.0
+    rated_head_m: Annotated[float, Field(gt=1.0, le=500.0)] = 40.0
+    static_head_m: Annotated[float, Field(ge=0.0, le=200.0)] = 8.0
+    supply_v: Annotated[float, Field(gt=0.0, le=20_000.0)] = 400.0
+    ambient_c: Annotated[float, Field(ge=-10.0, le=45.0)] = 22.0
+    setpoint_changes_per_day: Annotated[float, Field(ge=0.0, le=200.0)] = 3.0
+    open_hour: Annotated[float, Field(ge=0.0, lt=24.0)] = 6.0
+    close_hour: Annotated[float, Field(gt=0.0, le=24.0)] = 22.0
+
+    @model_validator(mode="after")
+    def _heads(self) -> Self:
+        if self.static_head_m >= 0.5 * self.rated_head_m:
+            raise ValueError("static_head_m must be below half of rated_head_m (else the pump cannot deliver)")
+        return self
+
+
 class PowerMeterGroup(_GroupBase):
     kind: Literal["power_meter"]
     base_w: Annotated[float, Field(ge=0.0, le=500_000.0)] = 20_000.0
@@ -121,15 +142,22 @@ class RfidPortalGroup(_GroupBase):
 
 
 DeviceGroup: TypeAlias = Annotated[
-    ColdRoomGroup | HumidityGroup | ConveyorGroup | PowerMeterGroup | BarcodeScannerGroup | RfidPortalGroup,
+    ColdRoomGroup
+    | HumidityGroup
+    | ConveyorGroup
+    | PumpGroup
+    | PowerMeterGroup
+    | BarcodeScannerGroup
+    | RfidPortalGroup,
     Field(discriminator="kind"),
 ]
-DeviceKind = Literal["cold_room", "humidity", "conveyor", "power_meter", "barcode_scanner", "rfid_portal"]
-TELEMETRY_KINDS: frozenset[str] = frozenset({"cold_room", "humidity", "conveyor", "power_meter"})
+DeviceKind = Literal["cold_room", "humidity", "conveyor", "pump", "power_meter", "barcode_scanner", "rfid_portal"]
+TELEMETRY_KINDS: frozenset[str] = frozenset({"cold_room", "humidity", "conveyor", "pump", "power_meter"})
 _SHORT: dict[str, str] = {
     "cold_room": "cold",
     "humidity": "hum",
     "conveyor": "conv",
+    "pump": "pump",
     "power_meter": "pwr",
     "barcode_scanner": "scan",
     "rfid_portal": "rfid",

@@ -8,6 +8,7 @@ import random
 from firmware_sim.faults import MalformedKind
 from protocols import (
     METRIC_RANGES,
+    METRICS_V1,
     ScanBody,
     ScanMessage,
     StatusBody,
@@ -43,8 +44,10 @@ class Envelopes:
 
     def telemetry(self, readings: tuple[Reading, ...], ts: int) -> tuple[bytes, int]:
         msg_id, seq = self._next()
+        # The oldest contract version that carries these metrics (v2 only for a pump's channels).
+        v = 1 if all(r.metric in METRICS_V1 for r in readings) else 2
         msg = TelemetryMessage(
-            msg_id=msg_id, device_id=self.device_id, boot_id=self.boot_id, seq=seq, ts=ts,
+            v=v, msg_id=msg_id, device_id=self.device_id, boot_id=self.boot_id, seq=seq, ts=ts,
             body=TelemetryBody(readings=readings),
         )
         return encode(msg), seq

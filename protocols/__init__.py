@@ -18,6 +18,7 @@ from protocols.gateway import (
 )
 from protocols.messages import (
     METRIC_RANGES,
+    METRICS_V1,
     Reading,
     ScanBody,
     ScanMessage,
@@ -49,6 +50,7 @@ from protocols.model_update import (
     SignedRelease,
     TaskReport,
 )
+from protocols.stock import StockDiscrepancy, StockPosition, discrepancy_record_id, stock_record_id
 from protocols.sync import (
     DEVICE_RECORD_KINDS,
     RECORD_KIND_OF_TOPIC,
@@ -58,11 +60,11 @@ from protocols.sync import (
     ForecastRecord,
     RejectedRecord,
     ScanRecord,
+    StockDiscrepancyRecord,
+    StockRecord,
     SyncAck,
     SyncBatch,
     SyncBatchHeader,
-    StockDiscrepancyRecord,
-    StockRecord,
     TelemetryRecord,
     alert_record_id,
     batch_version,
@@ -70,7 +72,6 @@ from protocols.sync import (
     own_record_id,
     record_id,
 )
-from protocols.stock import StockDiscrepancy, StockPosition, discrepancy_record_id, stock_record_id
 from protocols.topics import (
     DeviceTopic,
     DeviceTopicKind,
@@ -90,6 +91,7 @@ __all__ = [
     "DEVICE_RECORD_KINDS",
     "DISK_QUOTA",
     "MAX_DRIVERS",
+    "METRICS_V1",
     "METRIC_RANGES",
     "MODEL_TASKS",
     "RECORD_KINDS",
@@ -110,12 +112,12 @@ __all__ = [
     "ForecastPayload",
     "ForecastRecord",
     "GatewayCommand",
+    "GatewayHealth",
     "GatewayStatusPayload",
     "GatewayTopic",
     "GatewayTopicKind",
     "KeyRotation",
     "ModelRelease",
-    "GatewayHealth",
     "ModelReport",
     "ModelStats",
     "ModelTask",
@@ -130,11 +132,11 @@ __all__ = [
     "SignedKeyRotation",
     "SignedRelease",
     "StatusBody",
+    "StatusMessage",
     "StockDiscrepancy",
     "StockDiscrepancyRecord",
     "StockPosition",
     "StockRecord",
-    "StatusMessage",
     "SyncAck",
     "SyncBatch",
     "SyncBatchHeader",

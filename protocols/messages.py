@@ -65,7 +65,20 @@ class Frozen(BaseModel):
     )
 
 
-Metric: TypeAlias = Literal["temperature_c", "humidity_pct", "vibration_rms_mm_s", "power_w", "door_open"]
+Metric: TypeAlias = Literal[
+    "temperature_c",
+    "humidity_pct",
+    "vibration_rms_mm_s",
+    "power_w",
+    "door_open",
+    "motor_current_a",
+    "pressure_bar",
+    "flow_m3_h",
+]
+#: The metrics of telemetry v1; v2 added the multichannel machines' (pumps): current, pressure, flow.
+METRICS_V1: Final[frozenset[str]] = frozenset(
+    {"temperature_c", "humidity_pct", "vibration_rms_mm_s", "power_w", "door_open"}
+)
 
 #: Physically plausible range per metric; values outside are sensor faults, not readings.
 METRIC_RANGES: Final[dict[str, tuple[float, float]]] = {
@@ -74,6 +87,9 @@ METRIC_RANGES: Final[dict[str, tuple[float, float]]] = {
     "vibration_rms_mm_s": (0.0, 200.0),
     "power_w": (0.0, 1_000_000.0),
     "door_open": (0.0, 1.0),
+    "motor_current_a": (0.0, 5_000.0),
+    "pressure_bar": (-1.0, 400.0),
+    "flow_m3_h": (0.0, 100_000.0),
 }
 
 
@@ -151,8 +167,21 @@ class _Envelope(Frozen):
 
 
 class TelemetryMessage(_Envelope):
+    """Readings of one device at one time. Version 2 added the metrics of multichannel machines
+    (``motor_current_a``, ``pressure_bar``, ``flow_m3_h``); a v1 message carries only v1 metrics
+    (:data:`METRICS_V1`), so a device whose readings all exist in v1 may keep sending v1."""
+
     schema_: Literal["edgehouse.telemetry"] = Field("edgehouse.telemetry", alias="schema")
+    v: Literal[1, 2] = 2  # type: ignore[assignment]
     body: TelemetryBody
+
+    @model_validator(mode="after")
+    def _metrics_of_version(self) -> TelemetryMessage:
+        if self.v == 1:
+            newer = sorted(r.metric for r in self.body.readings if r.metric not in METRICS_V1)
+            if newer:
+                raise ValueError(f"metrics {', '.join(newer)} need v 2")
+        return self
 
 
 class ScanMessage(_Envelope):

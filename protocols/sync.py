@@ -16,9 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Annotated, Final, Literal, TypeAlias
 
-from pydantic import Field
-
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from protocols.gateway import AlertPayload, ForecastPayload
 from protocols.messages import Frozen, Ident, ScanMessage, StatusMessage, TelemetryMessage, TsMs, non_empty
@@ -152,15 +150,18 @@ RECORD_KIND_OF_TOPIC: Final[dict[str, str]] = {
 }
 
 
-def batch_version(kinds: Iterable[str]) -> Literal[1, 2]:
+def batch_version(kinds: Iterable[str], newer_messages: bool = False) -> Literal[1, 2]:
     """The lowest batch version that can carry records of ``kinds`` (v1 where it can: clouds of
-    every release take it)."""
-    return 2 if any(kind in BATCH_V2_KINDS for kind in kinds) else 1
+    every release take it); ``newer_messages``: some device message is of a version v1 batches cannot carry."""
+    return 2 if newer_messages or any(kind in BATCH_V2_KINDS for kind in kinds) else 1
 
 
 class SyncBatchHeader(Frozen):
     """A :class:`SyncBatch` without its records: what a sender writes around records it already
-    holds as JSON (:meth:`batch_json`). Version 2 added the stock record kinds."""
+    holds as JSON (:meth:`batch_json`).
+
+    Version 2 added the stock record kinds and may carry telemetry v2 (the multichannel machines' metrics);
+    a v1 batch may carry neither."""
 
     schema_: Literal["edgehouse.sync_batch"] = Field("edgehouse.sync_batch", alias="schema")
     v: Literal[1, 2] = 2
@@ -184,6 +185,8 @@ class SyncBatch(SyncBatchHeader):
             newer = sorted({r.kind for r in self.records} & BATCH_V2_KINDS)
             if newer:
                 raise ValueError(f"records of kind {', '.join(newer)} need sync batch v 2")
+            if any(isinstance(r, TelemetryRecord) and r.msg.v >= 2 for r in self.records):
+                raise ValueError("telemetry v2 records need sync_batch v 2")
         return self
 
 

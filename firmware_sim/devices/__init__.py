@@ -11,6 +11,7 @@ from firmware_sim.config import (
     DeviceSpec,
     HumidityGroup,
     PowerMeterGroup,
+    PumpGroup,
     RfidPortalGroup,
 )
 from firmware_sim.devices.ambient import AmbientSensor
@@ -18,6 +19,7 @@ from firmware_sim.devices.base import Anomaly, DeviceModel, Sample, StepResult
 from firmware_sim.devices.cold_room import ColdRoom
 from firmware_sim.devices.conveyor import Conveyor
 from firmware_sim.devices.power import PowerMeter
+from firmware_sim.devices.pump import Pump
 from firmware_sim.devices.scanners import BarcodeScanner, RfidPortal
 
 
@@ -31,6 +33,8 @@ def build_model(spec: DeviceSpec, rng: random.Random, start_ms: int) -> DeviceMo
         return AmbientSensor(g, rng, start_ms, tz)
     if isinstance(g, ConveyorGroup):
         return Conveyor(g, rng, start_ms, tz)
+    if isinstance(g, PumpGroup):
+        return Pump(g, rng, start_ms, tz)
     if isinstance(g, PowerMeterGroup):
         return PowerMeter(g, rng, start_ms, tz)
     if isinstance(g, BarcodeScannerGroup):

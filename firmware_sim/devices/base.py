@@ -27,10 +27,12 @@ class Sample:
 
 @dataclass(frozen=True, slots=True)
 class Anomaly:
-    """A labelled anomaly: what the ground truth records (true simulated time, ms)."""
+    """A labelled anomaly: what the ground truth records (true simulated time, ms).
+
+    ``metric`` None: a fault of the machine as a whole (a pump's cavitation moves every channel)."""
 
     kind: str
-    metric: str
+    metric: str | None
     start_ms: int
     end_ms: int
     extra: dict[str, str] = field(default_factory=dict)
@@ -81,10 +83,11 @@ def clamp(x: float, lo: float, hi: float) -> float:
 
 @dataclass(frozen=True, slots=True)
 class AnomalyKind:
-    """A kind of anomaly a device model knows: its metric and duration range (hours)."""
+    """A kind of anomaly a device model knows: its metric (None: the whole device) and duration
+    range (hours)."""
 
     name: str
-    metric: str
+    metric: str | None
     min_h: float
     max_h: float
 

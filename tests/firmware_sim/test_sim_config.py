@@ -19,7 +19,7 @@ def test_demo_fleet_loads_with_two_sites_and_every_kind() -> None:
     assert [s.id for s in fleet.config.sites] == ["dc-north", "dc-south"]
     assert fleet.gateway_ids == ["gw-north-1", "gw-south-1"]
     kinds = {d.kind for d in fleet.devices_of("gw-north-1")}
-    assert kinds == {"cold_room", "humidity", "conveyor", "power_meter", "barcode_scanner", "rfid_portal"}
+    assert kinds == {"cold_room", "humidity", "conveyor", "pump", "power_meter", "barcode_scanner", "rfid_portal"}
     assert fleet.config.time_scale == pytest.approx(86_400 / 120)
     assert fleet.config.faults.duplicates > 0
 

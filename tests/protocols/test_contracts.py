@@ -49,6 +49,15 @@ def _telemetry(**over: object) -> dict:
     return msg
 
 
+def test_telemetry_v2_metrics_need_v2() -> None:
+    pump = {"readings": [{"metric": "pressure_bar", "value": 2.5}, {"metric": "flow_m3_h", "value": 40.0}]}
+    assert decode_device_message(json.dumps(_telemetry(v=2, body=pump)).encode()).v == 2
+    with pytest.raises(DecodeError) as err:
+        decode_device_message(json.dumps(_telemetry(v=1, body=pump)).encode())
+    assert "flow_m3_h, pressure_bar need v 2" in err.value.reason
+    assert decode_device_message(json.dumps(_telemetry()).encode()).v == 1  # v1 still valid
+
+
 def test_round_trip_telemetry() -> None:
     raw = json.dumps(_telemetry()).encode()
     msg = decode_device_message(raw, "telemetry")
@@ -67,7 +76,7 @@ def test_round_trip_telemetry() -> None:
         (lambda m: m["body"]["readings"][0].update(metric="pressure"), "body.readings.0.metric", "Input should be"),
         (lambda m: m["body"].update(readings=[]), "body.readings", "at least 1"),
         (lambda m: m.update(device_id="a/b"), "device_id", "pattern"),
-        (lambda m: m.update(v=2), "v", "Input should be 1"),
+        (lambda m: m.update(v=3), "v", "Input should be 1 or 2"),
     ],
 )
 def test_strict_decoding_names_the_field(mutate, field: str, fragment: str) -> None:
