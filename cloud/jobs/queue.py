@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Engine, Row, Table, case, select, text, updat
 
 from cloud.clock import now_ms
 from cloud.db.engine import reader
-from cloud.db.tables import route_jobs, train_jobs
+from cloud.db.job_tables import route_jobs, train_jobs
 
 QueueName = Literal["route", "train"]
 QUEUE_NAMES: Final[tuple[QueueName, ...]] = ("route", "train")

@@ -26,7 +26,8 @@ from sqlalchemy import Engine, select
 
 from cloud.clock import now_ms
 from cloud.db.engine import reader
-from cloud.db.tables import model_versions, train_job_artifacts, train_jobs
+from cloud.db.job_tables import train_job_artifacts, train_jobs
+from cloud.db.tables import model_versions
 from cloud.jobs.child import Child
 from cloud.jobs.queue import finish, give_back, still_held
 from cloud.jobs.supervise import JobContext, supervise

@@ -26,7 +26,7 @@ from typing import Any, Final
 from sqlalchemy import Engine, delete
 
 from cloud.background import Loop
-from cloud.db.tables import route_jobs
+from cloud.db.job_tables import route_jobs
 from cloud.jobs.queue import (
     QUEUES,
     ROUTE,

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, select, update
 
 from cloud.clock import now_ms
 from cloud.db.engine import reader
-from cloud.db.tables import train_jobs
+from cloud.db.job_tables import train_jobs
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 FINISHED: Final = frozenset({"succeeded", "failed", "cancelled"})

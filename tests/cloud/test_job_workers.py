@@ -18,7 +18,7 @@ from worker_kit import WorkerProcess, wait_until_gone
 
 from cloud.app import create_app
 from cloud.db.engine import build_engine
-from cloud.db.tables import route_jobs, train_jobs
+from cloud.db.job_tables import route_jobs, train_jobs
 from cloud.settings import CloudSettings
 
 #: Short leases so that a dead worker's job is released within seconds.
