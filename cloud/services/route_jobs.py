@@ -17,7 +17,7 @@ from sqlalchemy import Engine, func, select
 
 from cloud.clock import now_ms
 from cloud.db.engine import reader
-from cloud.db.tables import route_jobs
+from cloud.db.job_tables import route_jobs
 from cloud.jobs.queue import ROUTE
 from cloud.jobs.queue import cancel as cancel_job
 from cloud.routing.plan import Plan

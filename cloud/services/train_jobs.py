@@ -14,7 +14,8 @@ from pydantic import BaseModel
 from sqlalchemy import Engine, func, select
 
 from cloud.db.engine import reader
-from cloud.db.tables import gateways, train_jobs
+from cloud.db.job_tables import train_jobs
+from cloud.db.tables import gateways
 from cloud.jobs.queue import TRAIN
 from cloud.jobs.queue import cancel as cancel_job
 from cloud.services import train_job_store as store
