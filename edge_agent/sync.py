@@ -17,11 +17,13 @@ import contextlib
 import enum
 import gzip
 import logging
+import re
 import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Final
 
 import httpx
 from pydantic import TypeAdapter, ValidationError
@@ -48,6 +50,16 @@ _GZIP_LEVEL = 5
 _MIN_ROUND_GAP_S = 0.5
 #: Answers that refuse the batch's content: isolate and set aside the record responsible.
 _RECORD_REFUSALS = frozenset({400, 409, 413, 422})
+
+
+#: How a device message of version 2 or later starts inside its outbox record (written by pydantic from
+#: ``protocols`` models, whose first message field is ``v``): read without parsing the record again.
+_NEWER_MESSAGE: Final = re.compile(r'"msg":\{"v":(?:[2-9]|\d\d)')
+
+
+def _newer_message(row: OutboxRow) -> bool:
+    """Whether the row carries a device message a v1 batch cannot (telemetry v2: the multichannel machines)."""
+    return row.kind == "telemetry" and _NEWER_MESSAGE.search(row.payload, 0, 200) is not None
 
 
 class Outcome(enum.Enum):
@@ -300,7 +312,7 @@ class SyncWorker(BackgroundWorker[_Session]):
     def _batch_json(self, batch_id: str, rows: list[OutboxRow]) -> str:
         # Outbox payloads are already SyncRecord JSON: spliced instead of re-serialised.
         header = SyncBatchHeader(
-            v=batch_version(r.kind for r in rows),  # v1 unless it carries stock records
+            v=batch_version((r.kind for r in rows), any(_newer_message(r) for r in rows)),
             gateway_id=self._gateway_id,
             batch_id=batch_id,
             sent_ts=self._clock_ms(),

@@ -336,7 +336,7 @@ class InferenceWorker(ModelWorker[None, _Scoring, _Shadow]):
         if stats is not None:
             stats.readings += 1
             stats.alerts_raised += raised
-            stats.alert_readings += result.score >= alerts.config.threshold
+            stats.alert_readings += int(result.score >= alerts.config.threshold)
         if alert is None:
             return
         try:
@@ -368,8 +368,8 @@ class InferenceWorker(ModelWorker[None, _Scoring, _Shadow]):
         if mute or not shadow.model.scorer.is_warm(key):
             return
         shadow.stats.readings += 1
-        shadow.stats.alerts_raised += alert is not None and alert.state == "raised"
-        shadow.stats.alert_readings += result.score >= shadow.alerts.config.threshold
+        shadow.stats.alerts_raised += int(alert is not None and alert.state == "raised")
+        shadow.stats.alert_readings += int(result.score >= shadow.alerts.config.threshold)
         shadow.baseline.readings += 1
         shadow.baseline.alerts_raised += active_raised
-        shadow.baseline.alert_readings += active_alerting
+        shadow.baseline.alert_readings += int(active_alerting)

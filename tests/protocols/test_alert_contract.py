@@ -118,7 +118,7 @@ def test_a_sync_batch_v1_carries_v1_and_v2_alerts() -> None:
     for payload in (V1_ALERT, _device_alert(), _flood()):
         alert = AlertPayload.model_validate_json(json.dumps(payload))
         records.append(AlertRecord(id=alert_record_id(alert), alert=alert))
-    batch = SyncBatch(gateway_id="gw-1", batch_id="b1", sent_ts=9, agent_version="0.1.0", records=tuple(records))
+    batch = SyncBatch(v=1, gateway_id="gw-1", batch_id="b1", sent_ts=9, agent_version="0.1.0", records=tuple(records))
     assert batch.v == 1
     again = SyncBatch.model_validate_json(encode(batch))
     assert [r.alert.v for r in again.records] == [1, 2, 2]  # type: ignore[union-attr]
@@ -138,14 +138,14 @@ def test_the_v1_alert_schema_stays_committed_next_to_v2() -> None:
 def test_drift_sees_an_envelope_change_but_not_an_embedded_contracts(tmp_path: Path) -> None:
     export(tmp_path)
     assert drift(tmp_path) == []
-    batch_file = tmp_path / "edgehouse.sync_batch.v1.json"
+    batch_file = tmp_path / "edgehouse.sync_batch.v2.json"
     batch = json.loads(batch_file.read_text())
     batch["$defs"]["AlertPayload"]["properties"].pop("flood")  # an embedded contract: its own file checks it
     batch_file.write_text(json.dumps(batch))
     assert drift(tmp_path) == []
     batch["properties"]["sent_ts"]["maximum"] = 5  # the batch's own field
     batch_file.write_text(json.dumps(batch))
-    assert drift(tmp_path) == ["edgehouse.sync_batch.v1.json: schema changed without a version bump"]
+    assert drift(tmp_path) == ["edgehouse.sync_batch.v2.json: schema changed without a version bump"]
     alert_file = tmp_path / "edgehouse.alert.v2.json"
     alert = json.loads(alert_file.read_text())
     alert["properties"].pop("flood")
