@@ -74,7 +74,7 @@ class ByteBucket:
                 tokens = min(capacity, tokens + (now - self._at) * cap)
                 self._at, self._tokens = now, tokens
                 need = min(float(n), capacity)  # a piece larger than the bucket leaves it in debt
-                if tokens >= need:
+                if tokens >= need - 0.01:  # float slack: a wait of (need - tokens) / cap may fall short by ulps
                     self._tokens = tokens - n
                     break
                 delay = (need - tokens) / cap
