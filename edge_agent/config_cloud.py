@@ -56,6 +56,8 @@ class CloudConfig(_Section):
     url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")] | None = None
     token: SecretStr | None = None
     batch_max_records: Annotated[int, Field(ge=1, le=5000)] = 1000
+    #: Records per batch in the columnar encoding (smaller per record, and better compressed when larger).
+    columnar_batch_max_records: Annotated[int, Field(ge=1, le=5000)] = 5000
     #: Upper bound of one request body as sent (compressed); a batch is cut to stay under it.
     batch_max_bytes: Annotated[int, Field(ge=4096, le=8 * 1024 * 1024)] = 512 * 1024
     interval_s: PositiveFloat = 5.0

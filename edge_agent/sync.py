@@ -104,7 +104,8 @@ class SyncWorker(BackgroundWorker[_Session]):
         self._metrics = metrics
         self._raise_alert = raise_alert
         self._clock_ms = clock_ms
-        self._batch_limit = config.batch_max_records
+        #: Records per batch while a refused batch is bisected; None: the encoding's own limit.
+        self._batch_limit: int | None = None
         self._flush_on_stop = False
         self._last = RoundResult(Outcome.IDLE)
         self.join_timeout_s = config.request_timeout_s + config.shutdown_flush_s + 5
@@ -220,7 +221,7 @@ class SyncWorker(BackgroundWorker[_Session]):
     def run_once(self, conn: sqlite3.Connection, client: httpx.Client) -> RoundResult:
         """Send the most urgent outbox records (as many as the round's byte budget takes) once and apply the answer."""
         live_since = self._clock_ms() - int(self._config.live_window_s * 1000)
-        limit = self.wire.records_for(self.wire.byte_budget(), self._batch_limit)
+        limit = self.wire.records_for(self.wire.byte_budget(), self._batch_limit or self.wire.record_limit())
         rows = ob.read_lanes(conn, limit, live_since)
         if not rows:
             return RoundResult(Outcome.IDLE)
@@ -298,7 +299,7 @@ class SyncWorker(BackgroundWorker[_Session]):
         with transaction(conn):
             deleted = ob.delete(conn, settled)
             moved = ob.move_to_rejected(conn, rejected, now)
-        self._batch_limit = self._config.batch_max_records
+        self._batch_limit = None
         if not settled and not rejected:
             self._fail("nothing_settled", f"the cloud's ack settled none of the {len(rows)} records sent")
             log.warning("cloud settled none of %d records; retrying later", len(rows))
@@ -334,7 +335,7 @@ class SyncWorker(BackgroundWorker[_Session]):
         reason = f"HTTP {status}: {text}"
         with transaction(conn):
             moved = ob.move_to_rejected(conn, [(rows[0].id, reason)], self._clock_ms())
-        self._batch_limit = self._config.batch_max_records
+        self._batch_limit = None
         if moved:
             self._on_rejected([(rows[0].id, reason)])
         return RoundResult(Outcome.SENT, sent=1, rejected=moved, more=True)

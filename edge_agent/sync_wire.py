@@ -89,6 +89,12 @@ class Wire:
         """Learnt wire bytes per record of the encoding in use (drain-time estimates)."""
         return self._per_record[self.encoding]
 
+    def record_limit(self) -> int:
+        """Records per batch at most: columnar batches are small per record and compress better when larger."""
+        if self.encoding == "columnar":
+            return self._config.columnar_batch_max_records
+        return self._config.batch_max_records
+
     def byte_budget(self) -> int:
         """Body bytes one batch may take: ``batch_max_bytes``, and under a cap ``cap_batch_s`` of it."""
         cap = self.bucket.cap()

@@ -1,19 +1,24 @@
 """The compact sync encoding (content type :data:`CONTENT_TYPE`, version :data:`VERSION`): a SyncBatch as columns.
 
-A second encoding of exactly the :class:`~protocols.sync.SyncBatch` a gateway would send as JSON, for thin,
-metered links. The records are grouped by device and shape (the same leaf fields); each group stores its
-records column by column: a constant once, integers delta-coded, decimals as delta-coded scaled integers,
-anything else as a plain list. A device record whose ``id`` is its ``content_id`` does not carry the id.
-Each group lists where its records stood in the batch, so decoding gives back the same records in the same
-order. The document is JSON, sent compressed (``Content-Encoding: gzip``, or ``zstd`` where both ends have it).
+A second encoding of exactly the records of the :class:`~protocols.sync.SyncBatch` a gateway would send as JSON,
+for thin, metered links. The records are grouped by device and shape (the same leaf fields); each group stores
+its records column by column: a constant once (``c``), integers delta-coded (``d``), decimals as delta-coded
+scaled integers (``f`` + ``d``), strings with few distinct values as a dictionary (``k`` + ``i``), strings of one
+width as one string (``w`` + ``s``; random hex ids as their bytes in base64, ``w`` + ``b64``), anything else as a
+plain list (``l``). A record whose ``id`` is its ``content_id`` does not carry the id (``ids: "derived"``).
+Groups of records the gateway produced (alerts, forecasts) list their places in the batch (``at``): they
+decode in the order sent (a raise before its clear); device records fill the other places group by group (their
+order within a batch means nothing: each is stored once by id). The document is JSON, sent compressed
+(``Content-Encoding: gzip``, or ``zstd`` where both ends have it).
 
 Document::
 
     {"schema": "edgehouse.sync_columnar", "v": 1,
      "batch": {<SyncBatchHeader fields>},
-     "groups": [{"n": 3, "at": {"d": [0, 1, 1]}, "ids": "derived" | "column",
+     "groups": [{"n": 3, "ids": "derived",
                  "paths": [["kind"], ["msg", "seq"], ["msg", "body", "readings", 0, "value"], ...],
-                 "cols": [{"c": "telemetry"}, {"d": [41, 1, 1]}, {"f": 2, "d": [412, -3, 5]}, ...]}]}
+                 "cols": [{"c": "telemetry"}, {"d": [41, 1, 1]}, {"f": 2, "d": [412, -3, 5]}, ...]},
+                {"n": 1, "at": {"d": [1]}, "ids": "derived", "paths": [...], "cols": [...]}]}
 
 Negotiation (HTTP): a cloud that takes this encoding lists :data:`CONTENT_TYPE` in the ``Accept-Post`` header
 of its sync answers (and the codings it decodes in ``Accept-Encoding``); an agent sends JSON until it has
@@ -23,8 +28,10 @@ as strictly as a JSON batch; a malformed document raises :class:`ColumnarError` 
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
@@ -36,6 +43,7 @@ VERSION: Final = 1
 #: Leaf fields per record at most (a telemetry record of 16 readings has about 45).
 MAX_LEAVES: Final = 256
 _MAX_DECIMALS: Final = 6
+_HEX: Final = re.compile(r"[0-9a-f]+")
 _MAX_EXACT: Final = 2**53
 _DEVICE_KINDS: Final = frozenset({"telemetry", "scan", "device_status"})
 _OWN_ID_FIELDS: Final = {"alert": "alert_id", "forecast": "forecast_id"}
@@ -96,6 +104,27 @@ def _decimals(values: Sequence[float]) -> int | None:
     return None
 
 
+def _json_len(col: dict[str, Any]) -> int:
+    return len(json.dumps(col, separators=(",", ":")))
+
+
+def _strings(values: list[Leaf]) -> dict[str, Any] | None:
+    """A dictionary (few distinct values) or fixed-width (one string of them all) column, or None."""
+    if not all(type(v) is str for v in values):
+        return None
+    distinct = list(dict.fromkeys(values))
+    if len(distinct) <= max(1, len(values) // 4):
+        index = {v: i for i, v in enumerate(distinct)}
+        return {"k": distinct, "i": [index[v] for v in values]}
+    width = len(values[0])
+    if width >= 2 and all(len(v) == width for v in values):
+        joined = "".join(values)
+        if width % 2 == 0 and _HEX.fullmatch(joined):  # random ids: their bytes, base64 (entropy coders do better)
+            return {"w": width, "b64": base64.b64encode(bytes.fromhex(joined)).decode()}
+        return {"w": width, "s": joined}
+    return None
+
+
 def _column(values: list[Leaf]) -> dict[str, Any]:
     first = values[0]
     if all(type(v) is type(first) and v == first for v in values):
@@ -106,7 +135,9 @@ def _column(values: list[Leaf]) -> dict[str, Any]:
         k = _decimals(values)
         if k is not None:
             return {"f": k, "d": _deltas([round(v * 10**k) for v in values])}
-    return {"l": values}
+    strings = _strings(values)
+    plain = {"l": values}
+    return strings if strings is not None and _json_len(strings) < _json_len(plain) else plain
 
 
 def encode(header: SyncBatchHeader, records_json: Iterable[str]) -> bytes:
@@ -132,12 +163,12 @@ def encode(header: SyncBatchHeader, records_json: Iterable[str]) -> bytes:
         "groups": [
             {
                 "n": len(rows),
-                "at": {"d": _deltas(positions)},
+                **({} if device is not None else {"at": {"d": _deltas(positions)}}),
                 "ids": "derived" if derived else "column",
                 "paths": [list(path) for path in paths],
                 "cols": [_column([row[path] for row in rows]) for path in paths],
             }
-            for (derived, _device, paths), (positions, rows) in groups.items()
+            for (derived, device, paths), (positions, rows) in groups.items()
         ],
     }
     return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
@@ -161,7 +192,7 @@ def _int_list(value: Any, n: int, field: str) -> list[int]:
 def _decode_column(col: Any, n: int, field: str) -> tuple[list[Leaf], int]:
     """The column's values and an estimate of their JSON size (constants count once per record)."""
     if not isinstance(col, dict) or len(col) not in (1, 2):
-        raise ColumnarError("a column is an object with one of c, d, f+d, l", field)
+        raise ColumnarError("a column is an object with one of c, d, f+d, k+i, w+s, w+b64, l", field)
     if set(col) == {"c"}:
         value = col["c"]
         _leaf(value, f"{field}.c")
@@ -174,6 +205,36 @@ def _decode_column(col: Any, n: int, field: str) -> tuple[list[Leaf], int]:
             raise ColumnarError(f"needs an integer 0 to {_MAX_DECIMALS}", f"{field}.f")
         scale = 10**k
         return [i / scale for i in _int_list(col["d"], n, f"{field}.d")], 0
+    if set(col) == {"k", "i"}:
+        keys, indexes = col["k"], col["i"]
+        if not isinstance(keys, list) or not keys or len(keys) > n:
+            raise ColumnarError(f"needs a list of 1 to {n} values", f"{field}.k")
+        for i, value in enumerate(keys):
+            _leaf(value, f"{field}.k.{i}")
+        if not isinstance(indexes, list) or len(indexes) != n or not all(
+            type(i) is int and 0 <= i < len(keys) for i in indexes
+        ):
+            raise ColumnarError(f"needs {n} indexes into k", f"{field}.i")
+        sizes = [len(json.dumps(v)) for v in keys]
+        return [keys[i] for i in indexes], sum(sizes[i] for i in indexes)
+    if set(col) == {"w", "s"}:
+        width, joined = col["w"], col["s"]
+        if type(width) is not int or not 2 <= width <= 4096:
+            raise ColumnarError("needs a width of 2 to 4096", f"{field}.w")
+        if not isinstance(joined, str) or len(joined) != width * n:
+            raise ColumnarError(f"needs a string of {width} x {n} characters", f"{field}.s")
+        return [joined[i : i + width] for i in range(0, len(joined), width)], 0
+    if set(col) == {"w", "b64"}:
+        width, packed = col["w"], col["b64"]
+        if type(width) is not int or not 2 <= width <= 4096 or width % 2:
+            raise ColumnarError("needs an even width of 2 to 4096", f"{field}.w")
+        try:
+            joined = base64.b64decode(packed, validate=True).hex() if isinstance(packed, str) else ""
+        except ValueError:
+            joined = ""
+        if len(joined) != width * n:
+            raise ColumnarError(f"needs the base64 of {width // 2} x {n} bytes", f"{field}.b64")
+        return [joined[i : i + width] for i in range(0, len(joined), width)], 0
     if set(col) == {"l"}:
         values = col["l"]
         if not isinstance(values, list) or len(values) != n:
@@ -230,16 +291,18 @@ def _listify(node: Any, field: str) -> Any:
     return {k: _listify(v, field) for k, v in node.items()}
 
 
-def _decode_group(group: Any, field: str, budget: int) -> tuple[list[int], list[dict[str, Any]], int]:
-    if not isinstance(group, dict) or set(group) != {"n", "at", "ids", "paths", "cols"}:
-        raise ColumnarError("a group has exactly n, at, ids, paths, cols", field)
+def _decode_group(group: Any, field: str, budget: int) -> tuple[list[int] | None, list[dict[str, Any]], int]:
+    if not isinstance(group, dict) or set(group) - {"at"} != {"n", "ids", "paths", "cols"}:
+        raise ColumnarError("a group has exactly n, ids, paths, cols and maybe at", field)
     n = group["n"]
     if type(n) is not int or not 1 <= n <= MAX_BATCH_RECORDS:
         raise ColumnarError(f"needs an integer 1 to {MAX_BATCH_RECORDS}", f"{field}.n")
-    at = group["at"]
-    if not isinstance(at, dict) or set(at) != {"d"}:
-        raise ColumnarError("needs {'d': [...]}", f"{field}.at")
-    positions = _int_list(at["d"], n, f"{field}.at.d")
+    positions: list[int] | None = None
+    if "at" in group:
+        at = group["at"]
+        if not isinstance(at, dict) or set(at) != {"d"}:
+            raise ColumnarError("needs {'d': [...]}", f"{field}.at")
+        positions = _int_list(at["d"], n, f"{field}.at.d")
     if group["ids"] not in ("derived", "column"):
         raise ColumnarError("needs 'derived' or 'column'", f"{field}.ids")
     paths_doc, cols = group["paths"], group["cols"]
@@ -288,12 +351,17 @@ def decode(document: bytes, max_expanded_bytes: int) -> bytes:
     if total > MAX_BATCH_RECORDS:
         raise ColumnarError(f"{total} records exceed {MAX_BATCH_RECORDS}", "groups")
     placed: dict[int, dict[str, Any]] = {}
+    unplaced: list[dict[str, Any]] = []
     budget = max_expanded_bytes - len(document)
     for g, group in enumerate(groups):
         positions, records, budget = _decode_group(group, f"groups.{g}", budget)
+        if positions is None:  # device records: they fill the places left, in group order
+            unplaced.extend(records)
+            continue
         for position, record in zip(positions, records, strict=True):
             if position in placed or not 0 <= position < total:
                 raise ColumnarError(f"position {position} repeated or outside 0..{total - 1}", f"groups.{g}.at")
             placed[position] = record
-    batch = {**header, "records": [placed[i] for i in range(total)]}
+    rest = iter(unplaced)
+    batch = {**header, "records": [placed[i] if i in placed else next(rest) for i in range(total)]}
     return json.dumps(batch, separators=(",", ":"), allow_nan=False).encode()
