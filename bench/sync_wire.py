@@ -180,7 +180,7 @@ def cloud_config(url: str, token: str, **over: object) -> CloudConfig:
                                        "interval_s": 1.0, **over})
 
 
-def main() -> None:  # noqa: PLR0915 - one scenario, read top to bottom
+def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--outage-hours", type=float, default=22.0)
     ap.add_argument("--cap-kbps", type=int, default=256)
