@@ -173,3 +173,31 @@ def test_status_shows_lanes_cap_and_expected_drain(make_config: Any, store: Stor
     assert status.expected_drain_s == pytest.approx(30 * status.bytes_per_record / 2000, abs=0.06)
     assert status.bytes_sent == metrics.value("sync_bytes_sent_total") > 0
     assert probe.health() == []
+
+
+def test_the_running_agent_exports_cap_lanes_and_drain_time(make_config: Any, fake_cloud: FakeCloud) -> None:
+    from agent_testkit import free_port
+
+    from edge_agent.app import Agent
+    from edge_agent.cli import sync_lines
+
+    cfg = make_config(mqtt={"port": free_port(), "reconnect_min_s": 0.05, "reconnect_max_s": 0.2},
+                      cloud={"url": fake_cloud.url, "token": "tok", "max_bytes_per_s": 32_000,
+                             "interval_s": 0.2})
+    agent = Agent(cfg)
+    agent.start()
+    try:
+        assert agent.http is not None
+        base = f"http://127.0.0.1:{agent.http.port}"
+        metrics = httpx.get(f"{base}/metrics").text
+        for line in ('edgehouse_agent_outbox_lane_depth{lane="urgent"}', 'edgehouse_agent_outbox_lane_depth{lane="backlog"}',
+                     'edgehouse_agent_outbox_lane_oldest_age_seconds{lane="live"}',
+                     "edgehouse_agent_sync_cap_bytes_per_second 32000.0", "edgehouse_agent_sync_bytes_sent_total",
+                     "edgehouse_agent_sync_expected_drain_seconds"):
+            assert line in metrics, line
+        sync = httpx.get(f"{base}/status").json()["sync"]
+        assert sync["cap_bytes_per_s"] == 32_000 and set(sync["lanes"]) == {"urgent", "live", "backlog"}
+        rows = dict(sync_lines({**sync, "expected_drain_s": 5400.0}))
+        assert rows["sync.expected_drain"] == "1h 30m" and rows["sync.link"].startswith("cap 256 kbit/s")
+    finally:
+        agent.stop()
