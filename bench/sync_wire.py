@@ -1,7 +1,7 @@
 """Sync over a thin, metered link: wire bytes of JSON vs columnar batches, a day's backlog drained under a
 256 kbit/s cap with an alert raised during the drain, and nothing lost or stored twice.
 
-    python bench/sync_wire.py [--outage-hours 22] [--cap-kbps 256] [--capped-s 60]
+    python bench/sync_wire.py [--outage-hours 27] [--cap-kbps 256] [--capped-s 60]
 
 The simulator's warehouse fleet (``_stack.bench_fleet``: every device kind, four of each; about 24,000
 messages an hour, 93 % RFID/barcode scans) is generated offline and written into the agent's store through
@@ -182,7 +182,7 @@ def cloud_config(url: str, token: str, **over: object) -> CloudConfig:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--outage-hours", type=float, default=22.0)
+    ap.add_argument("--outage-hours", type=float, default=27.0)
     ap.add_argument("--cap-kbps", type=int, default=256)
     ap.add_argument("--capped-s", type=float, default=60.0)
     ap.add_argument("--min-backlog", type=int, default=500_000)

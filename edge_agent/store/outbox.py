@@ -49,11 +49,11 @@ class LaneStats:
 
 
 def read_lanes(conn: sqlite3.Connection, limit: int, live_since_ms: int) -> list[OutboxRow]:
-    """Up to ``limit`` rows: alerts and device status, then live data (created at or after
-    ``live_since_ms``), then the backlog; each lane oldest first."""
+    """Up to ``limit`` rows: alerts and device status alone when there are any (a small batch, quick on a
+    thin link), else live data (created at or after ``live_since_ms``), then the backlog; each oldest first."""
     rows: list[OutboxRow] = []
     for lane in LANES:
-        if len(rows) >= limit:
+        if len(rows) >= limit or (rows and lane == "live"):
             break
         params: tuple[int, ...] = () if lane == "urgent" else (live_since_ms,)
         found = conn.execute(
