@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import gzip
+import json
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -206,3 +210,65 @@ def test_the_running_agent_exports_cap_lanes_and_drain_time(make_config: Any, fa
         assert rows["sync.expected_drain"] == "1h 30m" and rows["sync.link"].startswith("cap 256 kbit/s")
     finally:
         agent.stop()
+
+
+class _Fickle:
+    """A cloud that advertises the columnar encoding on its JSON acks, then refuses columnar batches: with 415
+    (advertising still), or with 422 and no advertisement (an older cloud put back behind the same URL)."""
+
+    def __init__(self, refusal: int) -> None:
+        self.seen: list[str] = []
+        fickle = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers["Content-Length"]))
+                ctype = self.headers["Content-Type"]
+                fickle.seen.append(ctype)
+                if ctype != "application/json":
+                    body = b'{"detail": [{"field": "schema", "message": "Field required"}]}'
+                    self.send_response(refusal)
+                    if refusal == 415:
+                        self.send_header("Accept-Post", "application/json, application/vnd.edgehouse.sync-columnar+json")
+                else:
+                    doc = json.loads(gzip.decompress(raw))
+                    body = json.dumps({"schema": "edgehouse.sync_ack", "batch_id": doc["batch_id"],
+                                       "stored": [r["id"] for r in doc["records"]]}).encode()
+                    self.send_response(200)
+                    self.send_header("Accept-Post", "application/json, application/vnd.edgehouse.sync-columnar+json")
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+@pytest.mark.parametrize("refusal", [415, 422])
+def test_a_refused_columnar_batch_is_resent_as_json_never_bisected(make_config: Any, store: Store,
+                                                                    refusal: int) -> None:
+    cloud = _Fickle(refusal)
+    try:
+        fill(store, range(60), NOW)
+        cfg: AgentConfig = make_config(cloud={"url": cloud.url, "token": "tok", "batch_max_records": 20})
+        metrics = AgentMetrics()
+        w = SyncWorker(cfg.cloud, GATEWAY, store, metrics, clock_ms=lambda: NOW)
+        conn = store.connect()
+        with httpx.Client(base_url=cloud.url) as c:
+            while w.run_once(conn, c).outcome is Outcome.SENT:
+                pass
+        assert ob.depth(conn) == 0 and metrics.value("sync_rejected_records_total") == 0
+        assert metrics.value("synced_records_total") == 60
+        columnar = "application/vnd.edgehouse.sync-columnar+json"
+        assert cloud.seen[0] == "application/json" and cloud.seen[1] == columnar
+        if refusal == 415:  # the cloud says it takes columnar but refused it: JSON from then on
+            assert cloud.seen.count(columnar) == 1
+        assert w.wire.encoding == "json" or refusal == 422
+    finally:
+        cloud.server.shutdown()
+        cloud.server.server_close()
