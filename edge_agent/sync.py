@@ -233,8 +233,10 @@ class SyncWorker(BackgroundWorker[_Session]):
             return RoundResult(Outcome.SENT, more=True)
         batch_id = f"{self._gateway_id}.{uuid.uuid4().hex}"
         batch = self.wire.build(batch_header(self._gateway_id, batch_id, rows, self._clock_ms()), rows)
-        # More is waiting when the lanes gave all that was asked or the byte budget cut the batch.
-        self._round_full = len(rows) >= limit or len(batch.rows) < len(rows)
+        # More is waiting when the lanes gave all that was asked, the byte budget cut the batch, or the
+        # batch was the urgent lane's alone (the data lanes come next, at once).
+        urgent = all(r.kind in ob.URGENT_KINDS for r in rows)
+        self._round_full = len(rows) >= limit or len(batch.rows) < len(rows) or urgent
         rows = batch.rows
         try:
             response = self.wire.send(client, SYNC_PATH, batch)

@@ -32,6 +32,8 @@ def read_oldest(conn: sqlite3.Connection, limit: int) -> list[OutboxRow]:
     return [OutboxRow(*row) for row in rows]
 
 
+#: Kinds of lane 0 (as migration ``0004_outbox_lanes`` derives the lane).
+URGENT_KINDS: Final = frozenset({"alert", "device_status"})
 #: The lanes as the metrics and the status name them, in the order they are sent.
 LANES: Final = ("urgent", "live", "backlog")
 _SELECT: Final = "SELECT id, kind, created_ts, payload FROM outbox "

@@ -272,3 +272,17 @@ def test_a_refused_columnar_batch_is_resent_as_json_never_bisected(make_config: 
     finally:
         cloud.server.shutdown()
         cloud.server.server_close()
+
+
+def test_after_an_urgent_batch_the_data_lanes_follow_at_once(make_config: Any, store: Store,
+                                                             fake_cloud: FakeCloud) -> None:
+    fill(store, range(10), NOW - 3_000_000)
+    conn = store.connect()
+    with conn:
+        gateway_output.enqueue(conn, alert(7), NOW)
+    w, _ = worker(make_config, store, fake_cloud)
+    with client(fake_cloud) as c:
+        first = w.run_once(conn, c)
+        assert first.outcome is Outcome.SENT and first.settled == 1 and first.more  # no wait for the interval
+        second = w.run_once(conn, c)
+        assert second.settled == 10 and not second.more
