@@ -103,6 +103,13 @@ def list_versions(conn: Connection, task: str | None = None, status: str | None 
     return list(conn.execute(stmt))
 
 
+def version_of_job(conn: Connection, task: str, job_id: int) -> int | None:
+    """The version that retraining job registered, None when it registered none."""
+    value = conn.execute(select(model_versions.c.model_version).where(
+        model_versions.c.task == task, model_versions.c.job_id == job_id)).scalar()
+    return None if value is None else int(value)
+
+
 def set_status(conn: Connection, task: str, version: int, status: str, **extra: Any) -> None:
     conn.execute(
         model_versions.update()

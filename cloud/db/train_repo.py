@@ -11,7 +11,7 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, Row, Select, func, select, update
 
-from cloud.db.job_tables import train_jobs
+from cloud.db.job_tables import train_job_artifacts, train_jobs
 from cloud.db.tables import gateways, readings, scans
 
 DAY_MS: Final = 86_400_000
@@ -59,6 +59,25 @@ def transition(conn: Connection, job_id: int, from_states: Iterable[str], **valu
         .values(**values)
     )
     return bool(result.rowcount)
+
+
+def candidate_artifact(conn: Connection, task: str, candidate_version: int, name: str) -> bytes | None:
+    """The artifact ``name`` that the succeeded job which produced that candidate stored, None without one."""
+    data = conn.execute(
+        select(train_job_artifacts.c.data)
+        .join(train_jobs, train_jobs.c.job_id == train_job_artifacts.c.job_id)
+        .where(train_jobs.c.task == task, train_jobs.c.candidate_version == candidate_version,
+               train_jobs.c.state == "succeeded", train_job_artifacts.c.name == name)
+    ).scalar()
+    return None if data is None else bytes(data)
+
+
+def replace_artifacts(conn: Connection, job_id: int, files: list[tuple[str, bytes]], now: int) -> None:
+    """The job's artifacts become exactly ``files`` (name, data)."""
+    conn.execute(train_job_artifacts.delete().where(train_job_artifacts.c.job_id == job_id))
+    for name, data in files:
+        conn.execute(train_job_artifacts.insert().values(job_id=job_id, name=name, size_bytes=len(data), data=data,
+                                                         created_ts=now))
 
 
 def site_has_gateway(conn: Connection, site: str) -> bool:
