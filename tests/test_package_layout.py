@@ -125,3 +125,21 @@ def test_the_sql_check_sees_statement_builders_and_tables(tmp_path: Path) -> Non
                      "from cloud.db.tables import RECORD_KINDS, gateways\nimport sqlalchemy.sql\n", encoding="utf-8")
     assert sorted(_sql_imports(probe)) == ["cloud.db.tables.gateways", "sqlalchemy.select", "sqlalchemy.sql",
                                            "sqlalchemy.text"]
+
+
+# test file names ----------------------------------------------------------------------------------------------
+
+#: ``tests/<folder>/`` → the prefix of its test files, ``test_<prefix>_<module or area>.py`` (so ``test_cloud_*``
+#: never meets ``test_agent_*`` of the same name). ``tests/e2e`` runs scenarios across packages; ``helpers`` has none.
+TEST_PREFIXES = {"edge_agent": "agent", "cloud": "cloud", "console": "console", "models": "models",
+                 "protocols": "protocols", "firmware_sim": "sim", "routing": "routing"}
+_NO_PREFIX = ("e2e", "helpers", "__pycache__")
+
+
+def test_test_files_carry_the_prefix_of_their_folder() -> None:
+    folders = sorted(p for p in (REPO / "tests").iterdir() if p.is_dir() and p.name not in _NO_PREFIX)
+    unknown = [f.name for f in folders if f.name not in TEST_PREFIXES]
+    assert unknown == [], f"give these test folders a prefix in TEST_PREFIXES: {unknown}"
+    wrong = sorted(path.relative_to(REPO).as_posix() for folder in folders for path in folder.glob("test_*.py")
+                   if not path.name.startswith(f"test_{TEST_PREFIXES[folder.name]}_"))
+    assert wrong == [], f"name these test_<prefix>_<module>.py (prefixes: {TEST_PREFIXES}): {wrong}"
