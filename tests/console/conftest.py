@@ -17,13 +17,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cloud"))  # cloud_testkit, live_cloud, model_testkit
 
-from cloud_testkit import make_settings  # noqa: E402
-from live_cloud import LiveCloud  # noqa: E402
-from model_testkit import write_key  # noqa: E402
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright  # noqa: E402
-from seed import Seeded, seed  # noqa: E402
+from cloud_testkit import make_settings
+from live_cloud import LiveCloud
+from model_testkit import write_key
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from seed import Seeded, seed
 
-from cloud.auth import CONSOLE_COOKIE  # noqa: E402
+from cloud.auth import CONSOLE_COOKIE
 
 CHROMIUM = "/usr/bin/chromium"
 FAILURES = Path(__file__).resolve().parents[2] / "var" / "test-screenshots"

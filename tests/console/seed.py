@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-
 from cloud_testkit import ADMIN_TOKEN
 from model_testkit import candidate_body
+
 from protocols import record_id
 from tests.helpers.waiting import patience
 
