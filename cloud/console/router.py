@@ -162,4 +162,4 @@ def rollout(rollout_id: Annotated[int, Path(ge=1, le=MAX_API_INT)], principal: C
 
 def _params(**values: Any) -> dict[str, Any]:
     """A page's current query (without defaults), for links that keep it."""
-    return {("from" if k == "from_" else k): v for k, v in values.items() if v is not None}
+    return {("from" if k == "from_" else k): v for k, v in values.items() if v is not None and v != ""}

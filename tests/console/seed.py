@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-
 from cloud_testkit import ADMIN_TOKEN
 from model_testkit import candidate_body
+
 from protocols import record_id
 from tests.helpers.waiting import patience
 
@@ -94,15 +94,20 @@ def _report(c: httpx.Client, gw: str, token: str, now: int, rejected: bool, dept
     resp.raise_for_status()
 
 
-def small_problem(name: str = "console-small", orders: int = 12) -> dict[str, Any]:
-    """Two vans around a depot in Berlin, time windows on every order (some hard to make)."""
-    return {"name": name, "depots": [{"id": "dc", "location": {"lat": 52.52, "lon": 13.40}}],
+def small_problem(name: str = "console-small", orders: int = 12, oversized: bool = True) -> dict[str, Any]:
+    """Two vans around a depot in Berlin, time windows on every order (some hard to make); with ``oversized``
+    one more order bigger than any van (left unserved, with its reason)."""
+    problem: dict[str, Any] = {"name": name, "depots": [{"id": "dc", "location": {"lat": 52.52, "lon": 13.40}}],
             "vehicles": [{"id": f"van-{k}", "start_depot": "dc", "end_depot": "dc", "capacity": [60],
                           "shift": {"start": 6 * 3600, "end": 14 * 3600}} for k in (1, 2)],
             "orders": [{"id": f"store-{i}", "location": {"lat": 52.52 + 0.03 * math.sin(i), "lon": 13.40 + 0.05 * math.cos(i)},
                         "demand": [10], "service_time": 600,
                         "time_windows": [{"start": 7 * 3600 + (i % 4) * 1800, "end": 9 * 3600 + (i % 4) * 1800}]}
                        for i in range(orders)]}
+    if oversized:
+        problem["orders"].append({"id": "store-big", "location": {"lat": 52.49, "lon": 13.45}, "demand": [100],
+                                  "service_time": 600})
+    return problem
 
 
 def wait_job(c: httpx.Client, job_id: str, statuses: set[str], headers: dict[str, str], timeout_s: float = 60) -> str:
