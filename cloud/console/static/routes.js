@@ -126,6 +126,7 @@
       if (data.unserved.length) {
         ctx.fillStyle = "#cf222e"; ctx.fillText(`✕ ${data.unserved.length} unserved`, 10, H - 10);
       }
+      canvas.dataset.drawn = "1";
     }
 
     ctx.fillStyle = "#fbfcfd"; ctx.fillRect(0, 0, W, H);
