@@ -154,6 +154,10 @@ def seed(url: str) -> Seeded:
                    for k in range(2, 8)]
         sync_batch(c, "gw-berlin-1", berlin, alerts, 1002)
         out.alarm_ids = [a["id"] for a in alerts if a["alert"]["state"] == "raised"]
+        # hamburg floods: 11 alarms in the last 10 minutes (the limit is 10)
+        flood = [alert_record("gw-hamburg-1", f"anomaly:freezer-{k}:temperature_c:f", "raised", now - k * 30_000,
+                              f"freezer-{k}", severity="info") for k in range(11)]
+        sync_batch(c, "gw-hamburg-1", out.gateway_tokens["gw-hamburg-1"], flood, 1)
         model_report(c, "gw-berlin-1", berlin, now, rejected=False, depth=1234)
         model_report(c, "gw-hamburg-1", out.gateway_tokens["gw-hamburg-1"], now, rejected=True, depth=0)
         job = c.post("/api/v1/route-jobs", params={"time_limit_s": 1}, json=small_problem())

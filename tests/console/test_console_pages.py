@@ -137,8 +137,10 @@ def test_demand_draws_forecast_bands_against_the_picks(console: Console, shot: C
 def test_alerts_show_isa_states_filters_and_flood_per_site(console: Console,
                                                            shot: Callable[[Page, str], None]) -> None:
     page = _open(console, "operator", "/console/alerts")
-    expect(page.locator("#alarm-summary")).to_contain_text("8 alarms")
-    expect(page.locator("[data-flood-site=berlin]")).to_be_visible()
+    expect(page.locator("#alarm-summary")).to_contain_text("19 alarms")
+    expect(page.locator("[data-flood-site=berlin]")).to_have_text("berlin 6")  # 6 in the last 10 minutes
+    expect(page.locator("[data-flood-site=hamburg]")).to_have_text("hamburg 11 FLOOD")
+    expect(page.locator("[data-flood-site=hamburg]")).to_have_class("chip bad")
     expect(page.locator("table.alarms")).to_contain_text("cleared · unacknowledged")  # r1 was cleared
     expect(page.locator("table.alarms")).to_contain_text("expected")  # the alert's own fields are listed
     shot(page, "alerts")
@@ -152,7 +154,9 @@ def test_alerts_show_isa_states_filters_and_flood_per_site(console: Console,
     expect(page.locator("table.alarms tbody tr")).to_have_count(0)
     page.goto(console.url + "/console/alerts?kind=anomaly&limit=5")
     expect(page.locator("table.alarms tbody tr")).to_have_count(5)
-    expect(page.locator("p.pager")).to_contain_text("of 8")
+    expect(page.locator("p.pager")).to_contain_text("of 19")
+    page.goto(console.url + "/console/alerts?site=berlin")
+    expect(page.locator("#alarm-summary")).to_contain_text("8 alarms")
 
 
 def test_route_plan_map_timeline_loads_unserved_and_downloads(console: Console,
@@ -162,6 +166,7 @@ def test_route_plan_map_timeline_loads_unserved_and_downloads(console: Console,
     page.locator("#jobs a", has_text=job).click()
     expect(page.locator("#job-status")).to_have_text("done")
     expect(page.locator("canvas#route-map")).to_be_visible()
+    page.wait_for_function("() => document.getElementById('route-map').dataset.drawn === '1'")  # fetched after paint
     # the map is drawn from coordinates alone (no tile server): the canvas has pixels
     drawn = page.evaluate("""() => { const c = document.getElementById('route-map');
         const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;

@@ -19,7 +19,8 @@ def test_operator_sees_no_admin_or_planner_buttons_and_the_api_refuses(console: 
     nav = page.locator("header nav")
     expect(nav.locator("a")).to_have_text(["Fleet", "Alerts", "Streams", "Demand"])
     for path in ("/console/models", f"/console/rollouts/{console.seeded.rollout_id}", "/console/routes",
-                 f"/console/routes/{console.seeded.done_job}", f"/console/routes/{console.seeded.done_job}/plan.json"):
+                 f"/console/routes/{console.seeded.done_job}", f"/console/routes/{console.seeded.done_job}/plan.json",
+                 f"/console/routes/{console.seeded.done_job}/view.json"):
         resp = page.goto(console.url + path)
         assert resp is not None and resp.status == 403, path
         expect(page.locator("main")).to_contain_text("The operator role cannot open this page")

@@ -227,7 +227,11 @@
     wireForms();
     follow();
     const data = Console.pageData();
-    if (data) { drawMap(data); drawTimeline(data); }
+    if (data && data.view) {
+      // every stop's geometry arrives after the first paint
+      Console.api("GET", data.view).then((view) => { drawMap(view); drawTimeline(view); })
+        .catch((err) => Console.toast(`plan unavailable: ${err.message}`, true));
+    }
     document.addEventListener("click", (event) => {
       if (event.target.closest("[data-action=map-png]")) mapPng();
     });
