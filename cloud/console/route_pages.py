@@ -159,8 +159,8 @@ Status <span class="badge job-{esc(info.status)}" id="job-status">{esc(info.stat
                                   class_="link")]
             parts += [
                 tag("p", [(f"{plan.status}: {plan.vehicles_used} vehicles, {plan.total_distance:,.1f} km, total cost "
-                          f"{plan.total_cost:,.1f}, {len(plan.unserved)} unserved · download ")] + downloads,
-                    class_="summary"),
+                          f"{plan.total_cost:,.1f}, {len(plan.unserved)} unserved · download: "),
+                          Html(" · ".join(downloads))], class_="summary"),
                 Html('<div class="map-wrap"><canvas id="route-map" width="960" height="560" '
                      'aria-label="route map"></canvas></div>') if coords else tag(
                     "p", "Matrix travel: the problem has no coordinates to draw."),

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 from conftest import Console
+from model_testkit import candidate_body
 from playwright.sync_api import Dialog, Page, expect
 from seed import small_problem
 from sqlalchemy import update
@@ -192,3 +193,28 @@ def test_pause_and_resume_a_rollout_behind_a_confirmation(console: Console) -> N
     dialog.locator("button[data-confirm]").click()
     expect(page.locator("#rollout-state")).to_have_text("running")
     assert _api(console, "admin", f"/api/v1/rollouts/{rid}")["state"] == "running"
+
+
+def test_abort_a_rollout_after_confirming_it(console: Console) -> None:
+    admin = console.headers("admin")
+    with httpx.Client(base_url=console.url, headers=admin, timeout=30) as c:
+        v = c.post("/api/v1/models/demand/versions", json=candidate_body("demand", 77))
+        v.raise_for_status()
+        version = v.json()["model_version"]
+        c.post(f"/api/v1/models/demand/versions/{version}/promote").raise_for_status()
+        created = c.post("/api/v1/rollouts", json={"task": "demand", "model_version": version})
+        created.raise_for_status()
+        rid = created.json()["rollout_id"]
+    page = console.page("admin")
+    page.goto(console.url + "/console/models")
+    page.locator("#rollouts a", has_text=f"#{rid}").click()
+    expect(page.locator("button[data-op=abort]")).to_have_class("danger")
+    page.click("button[data-op=abort]")
+    dialog = page.locator("#confirm-dialog")
+    expect(dialog.locator("[data-what]")).to_contain_text("Stop for good")
+    dialog.locator("input[name=reason]").fill("wrong candidate")
+    dialog.locator("button[data-confirm]").click()
+    expect(page.locator("#rollout-state")).to_have_text("aborted")
+    expect(page.locator("button[data-op]")).to_have_count(0)  # nothing left to do with an aborted rollout
+    status = _api(console, "admin", f"/api/v1/rollouts/{rid}")
+    assert status["state"] == "aborted" and any(e["reason"] == "wrong candidate" for e in status["events"])

@@ -163,6 +163,8 @@ def test_route_plan_map_timeline_loads_unserved_and_downloads(console: Console,
                                                               shot: Callable[[Page, str], None]) -> None:
     job = console.seeded.done_job
     page = _open(console, "planner", "/console/routes")
+    expect(page.locator("#jobs tbody")).to_contain_text("console-small")
+    shot(page, "routes")
     page.locator("#jobs a", has_text=job).click()
     expect(page.locator("#job-status")).to_have_text("done")
     expect(page.locator("canvas#route-map")).to_be_visible()

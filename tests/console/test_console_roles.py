@@ -4,9 +4,11 @@ nothing (no log-in, no page, no console API call); without a cookie every page a
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 from conftest import Console
-from playwright.sync_api import expect
+from playwright.sync_api import Page, expect
 
 from cloud.auth import CONSOLE_COOKIE
 
@@ -79,10 +81,11 @@ def test_gateway_tokens_get_nothing(console: Console) -> None:
                       headers=h).status_code == 403
 
 
-def test_log_in_with_a_token_and_out_again(console: Console) -> None:
+def test_log_in_with_a_token_and_out_again(console: Console, shot: Callable[[Page, str], None]) -> None:
     page = console.page(None)
     page.goto(console.url + "/console/alerts?severity=warning")
     assert "/console/login" in page.url
+    shot(page, "login")
     page.fill("input[name=token]", "not-a-token")
     page.click("button[type=submit]")
     expect(page.locator("p.error")).to_contain_text("unknown token")
