@@ -9,12 +9,15 @@ downloads), Models and a rollout. Each test saves its page for the README (see c
 from __future__ import annotations
 
 import json
+import math
 import re
+import struct
+import zlib
 from collections.abc import Callable
 
 import httpx
 from conftest import Console
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 
 def _open(console: Console, role: str, path: str) -> Page:
@@ -177,6 +180,8 @@ def test_route_plan_map_timeline_loads_unserved_and_downloads(console: Console,
     timeline = page.locator("#timeline svg")
     expect(timeline).to_be_visible()
     expect(timeline).to_contain_text("van-1")
+    expect(timeline.locator("rect title", has_text=" window ")).to_have_count(12)  # each served order's window
+    expect(timeline.locator("rect title", has_text="travel ")).not_to_have_count(0)
     expect(page.locator("#loads tbody tr")).to_have_count(2)
     unserved = page.locator("#unserved tbody")
     expect(unserved).to_contain_text("store-big")
@@ -213,3 +218,59 @@ def test_models_and_rollout_pages_show_registry_gates_and_events(console: Consol
     expect(page.locator("#stages tbody tr").first).to_be_visible()
     expect(page.locator("#events tbody tr").first).to_be_visible()
     shot(page, "rollout")
+
+
+def test_nothing_loads_from_anywhere_but_the_cloud(console: Console) -> None:
+    """Every page works offline: each request a page makes goes to the cloud that served it."""
+    page = console.page("admin")
+    requested: list[str] = []
+    page.on("request", lambda r: requested.append(r.url))
+    s = console.seeded
+    for path in ("/console/fleet", "/console/gateways/gw-berlin-1", "/console/alerts",
+                 f"/console/alarms/gw-berlin-1/{s.alarm_ids[0]}", "/console/streams", "/console/demand",
+                 "/console/routes", f"/console/routes/{s.done_job}", "/console/models",
+                 f"/console/rollouts/{s.rollout_id}"):
+        page.goto(console.url + path)
+        page.wait_for_load_state("networkidle")
+    assert len(requested) > 20
+    assert [u for u in requested if not u.startswith(console.url + "/")] == []
+    assert not page.js_errors  # type: ignore[attr-defined]
+
+
+def _png(size: int = 256) -> bytes:
+    """A plain light-grey PNG tile."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + b"\xdd\xdd\xdd" * size for _ in range(size))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def test_a_configured_tile_server_draws_under_the_routes(console: Console) -> None:
+    """CONSOLE_TILE_URL: web-mercator tiles under the plan (served here by the browser's own route)."""
+    state = console.cloud.app.state.cloud
+    plain = state.settings
+    state.settings = plain.model_copy(update={"console_tile_url": "https://tiles.example/{z}/{x}/{y}.png"})
+    try:
+        page = console.page("planner")
+        tiles: list[str] = []
+
+        def serve(route: Route) -> None:
+            tiles.append(route.request.url)
+            route.fulfill(body=_png(), content_type="image/png", headers={"Access-Control-Allow-Origin": "*"})
+
+        page.route("https://tiles.example/**", serve)
+        page.goto(console.url + f"/console/routes/{console.seeded.done_job}")
+        page.wait_for_function("() => document.getElementById('route-map').dataset.drawn === '1'")
+    finally:
+        state.settings = plain
+    assert tiles
+    z, x, y = (int(v) for v in re.findall(r"/(\d+)/(\d+)/(\d+)\.png$", tiles[0])[0])
+    n = 2 ** z  # Berlin (52.52 N, 13.40 E) lies in the middle of the tiles asked for
+    lat = math.radians(52.52)
+    assert 10 <= z <= 16 and abs(x - (13.40 + 180) / 360 * n) < 4
+    assert abs(y - (1 - math.log(math.tan(lat) + 1 / math.cos(lat)) / math.pi) / 2 * n) < 4
+    with page.expect_download() as dl:
+        page.locator("button[data-action=map-png]").click()  # the canvas is not tainted: it still exports
+    assert dl.value.path().read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
