@@ -2,9 +2,10 @@
 
 Fixture, put into a real cloud (uvicorn on a loopback port, SQLite by default) through its API: 1,000
 gateways over 20 sites, each with a model report (outbox depth, agent version, 1 in 25 with a rejected
-update) and 10 alerts (10,000 alarms, a third of them cleared, over the last 7 days), one device with a
-week of readings every 30 s (20,160 readings of 2 metrics), forecasts and picks for the Demand page,
-and a route job of 1,000 orders (``bench/vrp_large.py``'s city problem) solved by the embedded worker.
+update) and 10 raised alerts (10,000 alarms over the last 7 days; 4 in 10 cleared by a later clear
+record), one device with a week of telemetry every 30 s (20,160 messages of 2 metrics), forecasts and picks
+for the Demand page, and a route job of 1,000 orders (``bench/vrp_large.py``'s city problem, 50 vehicles)
+solved by the embedded worker.
 
 For each page: ``first_paint_ms`` is the browser's first-contentful-paint after navigation (server time
 included); ``ready_ms`` is when the page's data is drawn (the chart, the map and timeline, fetched after
