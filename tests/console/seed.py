@@ -137,6 +137,7 @@ def seed(url: str) -> Seeded:
         start = now - 6 * 3600_000
         telemetry = [telemetry_record("cold-1", i, start + i * 60_000, 4 + math.sin(i / 20) + (5 if 300 <= i < 306 else 0))
                      for i in range(360)]
+        telemetry += [telemetry_record(dev, i, now - i * 60_000, 20.0) for dev in ("ambient-1", "dock-9") for i in range(3)]
         for n in range(0, len(telemetry), 120):
             sync_batch(c, "gw-berlin-1", berlin, telemetry[n:n + 120], n)
         today = dt.datetime.fromtimestamp(now / 1000, dt.UTC).date()

@@ -106,6 +106,7 @@ def test_streams_are_downsampled_on_the_server_with_alerts_marked(console: Conso
         page.goto(console.url + "/console/streams?device_id=cold-1&metric=temperature_c")
     series = info.value.json()
     assert 0 < len(series["points"]) <= 2000
+    expect(page.locator("select[name=device_id] option")).to_have_text(["ambient-1", "cold-1", "dock-9"])
     assert sum(p["count"] for p in series["points"]) == 360
     summary = page.locator("#stream-summary")
     expect(summary).to_contain_text("360 readings")

@@ -54,6 +54,7 @@ def test_streams_demand_and_route_plan_on_postgres(pg_console: Console) -> None:
     with page.expect_response(lambda r: "/readings?" in r.url) as info:
         page.goto(pg_console.url + "/console/streams?device_id=cold-1&metric=temperature_c")
     assert 0 < len(info.value.json()["points"]) <= 2000
+    expect(page.locator("select[name=device_id] option")).to_have_text(["ambient-1", "cold-1", "dock-9"])
     expect(page.locator("#stream-summary")).to_contain_text("360 readings")
     expect(page.locator("#stream-chart svg [data-alert]")).to_have_count(2)
     page.goto(pg_console.url + "/console/demand?site=berlin&sku=SKU-1")
