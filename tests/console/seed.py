@@ -1,8 +1,9 @@
 """Real data for the console's browser tests, put into a running cloud through its own API.
 
-Gateways that sync telemetry, pick scans, alerts (raised and cleared) and forecasts; model reports with
-the agent's health (one with a rejected update); people's tokens of each role; a finished route job;
-a running rollout. Times are around now, so the pages' default ranges show them.
+Gateways that sync telemetry, pick scans, alerts (raised and cleared; one site in flood) and forecasts;
+model reports with the agent's health (one with a rejected update); people's tokens of each role; a
+finished route job (one order too big for any van, left unserved); a running rollout. Times are around
+now, so the pages' default ranges show them. ``bench/console.py`` builds its volumes from the same records.
 """
 
 from __future__ import annotations
