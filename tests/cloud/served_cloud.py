@@ -33,7 +33,7 @@ class ServedCloud:
         self.workers = workers
         self.port = port or free_port("127.0.0.1")
         self._log = log
-        self._env = {**os.environ, "PYTHONPATH": str(_ROOT), "EDGEHOUSE_CLOUD_ADMIN_TOKEN": ADMIN_TOKEN,
+        self.env = {**os.environ, "PYTHONPATH": str(_ROOT), "EDGEHOUSE_CLOUD_ADMIN_TOKEN": ADMIN_TOKEN,
                      "EDGEHOUSE_CLOUD_DATABASE_URL": database_url, "EDGEHOUSE_CLOUD_LOG_LEVEL": "warning",
                      "EDGEHOUSE_CLOUD_EMBEDDED_WORKER": "false", "EDGEHOUSE_CLOUD_EMBEDDED_ROLLOUT_CONTROLLER": "false",
                      **{f"EDGEHOUSE_CLOUD_{k.upper()}": v for k, v in settings.items()}}
@@ -47,7 +47,7 @@ class ServedCloud:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cloud", "serve", "--host", "127.0.0.1", "--port", str(self.port),
              "--workers", str(self.workers)],
-            env=self._env, cwd=_ROOT, stdout=self._log or subprocess.DEVNULL, stderr=self._log or subprocess.STDOUT,
+            env=self.env, cwd=_ROOT, stdout=self._log or subprocess.DEVNULL, stderr=self._log or subprocess.STDOUT,
             start_new_session=True)
         deadline = time.monotonic() + timeout_s
         while True:
