@@ -10,7 +10,7 @@ straight into its table, and the primary key (``(gateway_id, id)``, or ``(gatewa
 time-keyed tables) refuses any record stored before. If none was, every row is new and no lookup was
 paid for. If one was (a retried batch, an overlap), the savepoint is rolled back and one lookup per
 table finds the keys already stored; only the others are inserted. The readings of exactly the new
-telemetry records follow. The answer is exact either way: the keys decide, under the gateway's lock.
+telemetry records follow, and their hourly rollup (``cloud.db.rollups``). The answer is exact either way: the keys decide, under the gateway's lock.
 
 * **PostgreSQL**: ``COPY … FROM STDIN (FORMAT BINARY)`` (psycopg 3) into each target table (the
   partitioned ones route rows to their week); the lookup is one ``SELECT`` for every table (ids and
@@ -31,6 +31,7 @@ from typing import Any, Final
 import psycopg
 from sqlalchemy import JSON, BigInteger, Boolean, Column, Connection, Float, Integer, String
 
+from cloud.db import rollups
 from cloud.db.tables import RECORD_TABLES, readings
 
 Row = tuple[Any, ...]
@@ -51,9 +52,21 @@ def store_rows(conn: Connection, gateway_id: str, rows: Mapping[str, Sequence[Ro
 
     Rows are ``(gateway_id, id, ...)``; ``reading_rows`` are ``(gateway_id, record_id, ...)``.
     """
-    if conn.dialect.name == "postgresql":
-        return _store_postgresql(conn, gateway_id, rows, reading_rows)
-    return _store_sqlite(conn, gateway_id, rows, reading_rows)
+    store = _store_postgresql if conn.dialect.name == "postgresql" else _store_sqlite
+    new, new_readings = store(conn, gateway_id, rows, reading_rows)
+    rollups.add(conn, rollups.aggregate(new_readings))
+    return new
+
+
+def _new_readings(out: Mapping[str, set[str]], rows: Mapping[str, Sequence[Row]],
+                  reading_rows: Sequence[Row]) -> Sequence[Row]:
+    """The readings of the telemetry records stored now."""
+    new_telemetry = out.get("telemetry")
+    if not new_telemetry or not reading_rows:
+        return ()
+    if len(new_telemetry) == len(rows["telemetry"]):
+        return reading_rows
+    return [r for r in reading_rows if r[1] in new_telemetry]
 
 
 # --- PostgreSQL -------------------------------------------------------------------------------------
@@ -97,10 +110,10 @@ def _known_sql(kind: str, param: int) -> tuple[str, bool]:
 
 
 def _store_postgresql(conn: Connection, gateway_id: str, rows: Mapping[str, Sequence[Row]],
-                      reading_rows: Sequence[Row]) -> dict[str, set[str]]:
+                      reading_rows: Sequence[Row]) -> tuple[dict[str, set[str]], Sequence[Row]]:
     kinds = [kind for kind in RECORD_TABLES if rows.get(kind)]
     if not kinds:
-        return {}
+        return {}, ()
     raw = conn.connection.driver_connection
     with raw.cursor() as cur:  # type: ignore[union-attr]
         cur.execute(f"SAVEPOINT {_SAVEPOINT}")
@@ -113,11 +126,9 @@ def _store_postgresql(conn: Connection, gateway_id: str, rows: Mapping[str, Sequ
         else:
             out = {kind: {row[1] for row in rows[kind]} for kind in kinds}
         cur.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
-        new_telemetry = out.get("telemetry")
-        if new_telemetry and reading_rows:
-            _copy(cur, readings.name, reading_rows if len(new_telemetry) == len(rows["telemetry"]) else
-                  [r for r in reading_rows if r[1] in new_telemetry])
-    return out
+        new_readings = _new_readings(out, rows, reading_rows)
+        _copy(cur, readings.name, new_readings)
+    return out, new_readings
 
 
 def _store_new_postgresql(cur: Any, gateway_id: str, kinds: Sequence[str],
@@ -156,7 +167,7 @@ def _copy(cur: Any, table: str, rows: Sequence[Row]) -> None:
 
 
 def _store_sqlite(conn: Connection, gateway_id: str, rows: Mapping[str, Sequence[Row]],
-                  reading_rows: Sequence[Row]) -> dict[str, set[str]]:
+                  reading_rows: Sequence[Row]) -> tuple[dict[str, set[str]], Sequence[Row]]:
     kinds = [kind for kind in RECORD_TABLES if rows.get(kind)]
     raw = conn.connection.driver_connection
     cur = raw.cursor()  # type: ignore[union-attr]
@@ -170,13 +181,11 @@ def _store_sqlite(conn: Connection, gateway_id: str, rows: Mapping[str, Sequence
             cur.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
             out = _store_new_sqlite(cur, gateway_id, kinds, rows)
         cur.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
-        new_telemetry = out.get("telemetry")
-        if new_telemetry and reading_rows:
-            _insert_sqlite(cur, readings.name, reading_rows if len(new_telemetry) == len(rows["telemetry"]) else
-                           [r for r in reading_rows if r[1] in new_telemetry])
+        new_readings = _new_readings(out, rows, reading_rows)
+        _insert_sqlite(cur, readings.name, new_readings)
     finally:
         cur.close()
-    return out
+    return out, new_readings
 
 
 def _store_new_sqlite(cur: Any, gateway_id: str, kinds: Sequence[str],

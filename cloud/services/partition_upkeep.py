@@ -9,6 +9,8 @@ start-up, then every ``PARTITION_UPKEEP_S``). A pass, per partitioned table (``t
   ordinary backlog always land in a week of their own; with ``READINGS_RETENTION_DAYS`` set, drop the weeks
   that ended before ``now - retention`` and delete the default partition's rows older than that.
 * SQLite (no partitions): with retention set, ``DELETE`` the rows older than the cutoff.
+* Both: the hourly rollup of the readings (``cloud.db.rollups``) loses the hours the readings lost (the
+  hour cut by the boundary is recomputed), so it always sums what the readings table holds.
 
 Replicas do not repeat each other's work: a pass on PostgreSQL runs under ``pg_try_advisory_xact_lock``
 and skips the table another process is upkeeping; DDL waits at most ``lock_timeout`` (5 s) for a lock,
@@ -25,8 +27,8 @@ from typing import Final
 from sqlalchemy import Engine, text
 
 from cloud.background import Loop, LoopHealth
-from cloud.db import partitions
-from cloud.db.tables import TIME_SERIES
+from cloud.db import partitions, rollups
+from cloud.db.tables import TIME_SERIES, readings
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +68,14 @@ def upkeep(engine: Engine, retention_days: float, now_ms: int | None = None) -> 
                     dropped, deleted = partitions.drop_before(conn, table.name, cutoff)
                     report.dropped += dropped
                     report.deleted_rows += deleted
+                    if table is readings:  # what is left starts at the oldest week kept, or the cutoff
+                        kept = partitions.weeks(conn, table.name)
+                        rollups.trim(conn, min([cutoff, *(p.start_ts for p in kept[:1])]))
             elif cutoff is not None:
                 result = conn.execute(table.delete().where(table.c.ts < cutoff))
                 report.deleted_rows += int(result.rowcount or 0)
+                if table is readings:
+                    rollups.trim(conn, cutoff)
     if report.created or report.dropped or report.deleted_rows:
         log.info("partition upkeep: created %s, dropped %s, deleted %d old rows", report.created or "none",
                  report.dropped or "none", report.deleted_rows)
