@@ -10,7 +10,8 @@ straight into its table, and the primary key (``(gateway_id, id)``, or ``(gatewa
 time-keyed tables) refuses any record stored before. If none was, every row is new and no lookup was
 paid for. If one was (a retried batch, an overlap), the savepoint is rolled back and one lookup per
 table finds the keys already stored; only the others are inserted. The readings of exactly the new
-telemetry records follow, and their hourly rollup (``cloud.db.rollups``). The answer is exact either way: the keys decide, under the gateway's lock.
+telemetry records follow, and their partial hourly rollup rows (``cloud.db.rollups``). The answer is
+exact either way: the keys decide, under the gateway's lock.
 
 * **PostgreSQL**: ``COPY … FROM STDIN (FORMAT BINARY)`` (psycopg 3) into each target table (the
   partitioned ones route rows to their week); the lookup is one ``SELECT`` for every table (ids and
@@ -52,10 +53,9 @@ def store_rows(conn: Connection, gateway_id: str, rows: Mapping[str, Sequence[Ro
 
     Rows are ``(gateway_id, id, ...)``; ``reading_rows`` are ``(gateway_id, record_id, ...)``.
     """
-    store = _store_postgresql if conn.dialect.name == "postgresql" else _store_sqlite
-    new, new_readings = store(conn, gateway_id, rows, reading_rows)
-    rollups.add(conn, rollups.aggregate(new_readings))
-    return new
+    if conn.dialect.name == "postgresql":
+        return _store_postgresql(conn, gateway_id, rows, reading_rows)
+    return _store_sqlite(conn, gateway_id, rows, reading_rows)
 
 
 def _new_readings(out: Mapping[str, set[str]], rows: Mapping[str, Sequence[Row]],
@@ -110,10 +110,10 @@ def _known_sql(kind: str, param: int) -> tuple[str, bool]:
 
 
 def _store_postgresql(conn: Connection, gateway_id: str, rows: Mapping[str, Sequence[Row]],
-                      reading_rows: Sequence[Row]) -> tuple[dict[str, set[str]], Sequence[Row]]:
+                      reading_rows: Sequence[Row]) -> dict[str, set[str]]:
     kinds = [kind for kind in RECORD_TABLES if rows.get(kind)]
     if not kinds:
-        return {}, ()
+        return {}
     raw = conn.connection.driver_connection
     with raw.cursor() as cur:  # type: ignore[union-attr]
         cur.execute(f"SAVEPOINT {_SAVEPOINT}")
@@ -128,7 +128,14 @@ def _store_postgresql(conn: Connection, gateway_id: str, rows: Mapping[str, Sequ
         cur.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
         new_readings = _new_readings(out, rows, reading_rows)
         _copy(cur, readings.name, new_readings)
-    return out, new_readings
+        partial = rollups.aggregate(new_readings)
+        if partial:
+            with cur.copy(f"COPY {rollups.readings_hourly.name} ({', '.join(rollups.COLUMNS)}) "
+                          "FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(rollups.COPY_TYPES)
+                for row in partial:
+                    copy.write_row(row)
+    return out
 
 
 def _store_new_postgresql(cur: Any, gateway_id: str, kinds: Sequence[str],
@@ -167,7 +174,7 @@ def _copy(cur: Any, table: str, rows: Sequence[Row]) -> None:
 
 
 def _store_sqlite(conn: Connection, gateway_id: str, rows: Mapping[str, Sequence[Row]],
-                  reading_rows: Sequence[Row]) -> tuple[dict[str, set[str]], Sequence[Row]]:
+                  reading_rows: Sequence[Row]) -> dict[str, set[str]]:
     kinds = [kind for kind in RECORD_TABLES if rows.get(kind)]
     raw = conn.connection.driver_connection
     cur = raw.cursor()  # type: ignore[union-attr]
@@ -183,9 +190,10 @@ def _store_sqlite(conn: Connection, gateway_id: str, rows: Mapping[str, Sequence
         cur.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
         new_readings = _new_readings(out, rows, reading_rows)
         _insert_sqlite(cur, readings.name, new_readings)
+        rollups.append_sqlite(cur, rollups.aggregate(new_readings))
     finally:
         cur.close()
-    return out, new_readings
+    return out
 
 
 def _store_new_sqlite(cur: Any, gateway_id: str, kinds: Sequence[str],

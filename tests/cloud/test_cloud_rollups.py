@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
 from cloud.db import partitions, rollups
-from cloud.services.partition_upkeep import upkeep
+from cloud.services.partition_upkeep import compact_rollup, upkeep
 from cloud.services.timeseries import rollup_width
 
 MIN = 60_000
@@ -67,15 +67,35 @@ def test_coarse_requests_are_answered_from_the_rollup_exactly(client: TestClient
     h1, h2 = register(client, "gw-a"), register(client, "gw-b")
     t0 = BASE_TS + 13 * MIN + 5_000
     a, b = _records("gw-a", 600, t0), _records("gw-b", 300, t0 + 3 * MIN, offset=1.0)  # the same device id
-    _sync(client, h1, "gw-a", a[:400], "a1")
-    _sync(client, h1, "gw-a", a[300:], "a2")  # overlaps a1: the overlap must not count twice
+    _sync(client, h1, "gw-a", a[:400:2], "a1")
+    _sync(client, h1, "gw-a", a, "a2")  # overlaps a1 (not counted twice) and shares its hours
     _sync(client, h2, "gw-b", b, "b1")
-    assert _sync(client, h1, "gw-a", a[:400], "a1-retry")["stored"] == []
-    with engine.connect() as conn:
-        n_rollup, n_rows = conn.execute(text("SELECT sum(n), count(*) FROM readings_hourly")).one()
-        n_readings = conn.execute(text("SELECT count(*) FROM readings")).scalar_one()
-    assert n_rollup == n_readings == 2 * (600 + 300) and n_rows < n_readings / 4
+    assert _sync(client, h1, "gw-a", a[:400:2], "a1-retry")["stored"] == []
     from_ts, to_ts = t0 + 29 * MIN, t0 + 600 * STEP - 41 * MIN  # neither on an hour
+    _check_answers(client, a, b, from_ts, to_ts)  # partial rows: a1 and a2 share hours
+    partial = _rollup_rows(engine)
+    assert compact_rollup(engine) > 0 and compact_rollup(engine) == 0
+    n_rollup, n_rows, n_partial = _rollup_rows(engine)
+    with engine.connect() as conn:
+        n_readings = conn.execute(text("SELECT count(*) FROM readings")).scalar_one()
+    assert n_rollup == partial[0] == n_readings == 2 * (600 + 300)
+    assert n_partial == 0 < n_rows < partial[1] and n_rows < n_readings / 4
+    _check_answers(client, a, b, from_ts, to_ts)  # compacted: the same answers
+    # within one hour or finer: the readings answer, buckets from `from` as before
+    fine = _get(client, **{"from": from_ts, "to": from_ts + 10 * rollups.HOUR_MS, "max_points": 100})
+    assert fine["bucket_ms"] == 6 * MIN and fine["points"][0]["ts"] >= from_ts
+
+
+def _rollup_rows(engine: Engine) -> tuple[int, int, int]:
+    """(readings counted, rows, partial rows) of the rollup."""
+    with engine.connect() as conn:
+        n, rows, partial = conn.execute(text(
+            "SELECT sum(n), count(*), sum(CASE WHEN compacted THEN 0 ELSE 1 END) FROM readings_hourly")).one()
+    return int(n), int(rows), int(partial)
+
+
+def _check_answers(client: TestClient, a: list[dict[str, Any]], b: list[dict[str, Any]], from_ts: int,
+                   to_ts: int) -> None:
     for max_points in (7, 20, 50):
         width = rollup_width(from_ts, to_ts, max_points)
         assert width % rollups.HOUR_MS == 0
@@ -84,10 +104,7 @@ def test_coarse_requests_are_answered_from_the_rollup_exactly(client: TestClient
         _same(both["points"], _expected(_samples(a) + _samples(b), from_ts, to_ts, width))
         one = _get(client, **{"from": from_ts, "to": to_ts, "max_points": max_points, "gateway_id": "gw-b"})
         _same(one["points"], _expected(_samples(b), from_ts, to_ts, width))
-    assert max(p["max"] for p in both["points"]) == 10.5  # gw-b's spike survives a bucket of hours
-    # within one hour or finer: the readings answer, buckets from `from` as before
-    fine = _get(client, **{"from": from_ts, "to": from_ts + 10 * rollups.HOUR_MS, "max_points": 100})
-    assert fine["bucket_ms"] == 6 * MIN and fine["points"][0]["ts"] >= from_ts
+        assert max(p["max"] for p in both["points"]) == 10.5  # gw-b's spike survives a bucket of hours
 
 
 def test_the_rollup_loses_exactly_what_retention_removes(client: TestClient, engine: Engine) -> None:
@@ -98,6 +115,10 @@ def test_the_rollup_loses_exactly_what_retention_removes(client: TestClient, eng
     records = _records("gw-a", 4 * 24 * 60 // 7 * 4, t0)  # 16 days, one reading of each metric every 7 minutes
     for i in range(0, len(records), 1000):
         _sync(client, headers, "gw-a", records[i:i + 1000], f"b{i}")
+    compact_rollup(engine)
+    late = [dict(r, id=r["id"].replace(":b1:", ":b2:"), msg={**r["msg"], "boot_id": "b2"})
+            for r in _records("gw-a", 30, t0 + 3 * MIN)]  # another boot's messages in the oldest hours
+    _sync(client, headers, "gw-a", late, "late")  # partial rows left there, not compacted
     upkeep(engine, retention_days=10.3, now_ms=now)  # a cutoff inside an hour, inside a week
     with engine.connect() as conn:
         kept = conn.execute(text("SELECT ts, value FROM readings WHERE metric = 'temperature_c'")).all()
