@@ -28,6 +28,7 @@ from edge_agent.config import CloudConfig
 from edge_agent.metrics import AgentMetrics
 from edge_agent.store import Store
 from edge_agent.sync import Outcome, SyncWorker
+from edge_agent.sync_wire import ZSTD_AVAILABLE
 from protocols import SyncBatchHeader
 from protocols.columnar import CONTENT_TYPE, encode
 
@@ -110,6 +111,7 @@ def test_an_agent_switches_to_columnar_once_this_cloud_advertises_it(tmp_path: P
         assert encodings[0] == "columnar" and encodings[-1] == "columnar"  # after the first (JSON) answer
         assert conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0
         assert worker.wire.bytes_per_record() < 40
+        assert worker.wire.zstd is ZSTD_AVAILABLE  # zstd where both ends have zstandard, gzip otherwise
         gateway = http.get(f"/api/v1/gateways/{GATEWAY_ID}", headers=admin_headers()).json()
         assert sum(gateway["counts"].values()) == len(records)
         conn.close()
