@@ -109,6 +109,8 @@ class _Stream:
     periods: list[PeriodTest] = field(default_factory=list)
     quiet_until: int = 0
     seen: int = 0
+    rise: int = 0  # readings of an alarm whose score is still rising (0: none)
+    rise_peak: float = 0.0
     drift: DriftCusum = field(default_factory=DriftCusum)
     state: StateRule | None = field(default_factory=StateRule)  # None once a value is not 0/1
     alarm: _Alarm | None = None
@@ -247,11 +249,19 @@ class AnomalyScorer:
                 log10_p = score * cfg.log_scale
         st.seen += 1
         quiet = st.seen <= st.quiet_until
+        if not quiet and st.rise:  # an alarm's evidence may grow for up to alarm_rise readings
+            if (alarm_now or drift_alarm) and score >= st.rise_peak and st.rise < cfg.alarm_rise:
+                st.rise += 1
+                st.rise_peak = score
+            else:  # past the alarm's peak: the refractory period starts with this reading
+                st.rise = 0
+                st.quiet_until = st.seen - 1 + cfg.refractory
+                quiet = True
+        elif not quiet and (alarm_now or drift_alarm) and cfg.refractory:
+            st.rise, st.rise_peak = 1, score
+            st.alarm = _Alarm(features.count + 1, features.mean, features.var)
         if quiet:
             score = min(score, cfg.refractory_cap)
-        elif (alarm_now or drift_alarm) and cfg.refractory:
-            st.quiet_until = st.seen + cfg.refractory
-            st.alarm = _Alarm(features.count + 1, features.mean, features.var)
         step = features.push(ts_ms, value)
         alarm = st.alarm
         if alarm is not None and features.count > alarm.since:

@@ -46,6 +46,13 @@ class AnomalyScorerConfig(BaseModel):
         "the stream checks for a new normal (independent of the alert threshold, so the score of a "
         "reading does not depend on the alerting policy)",
     )
+    alarm_rise: int = Field(
+        default=12,
+        ge=1,
+        description="readings after an alarm's first one during which its score may keep rising "
+        "(trailing means gather evidence); the refractory period starts once the score falls or "
+        "this many readings have passed, so any threshold up to the event's peak sees it",
+    )
     refractory: int = Field(
         default=150,
         ge=0,

@@ -71,9 +71,14 @@ class DecayedTail:
             self._refresh(tail_quantile)
         b = _bin(x)
         u = self._u
+        above = self._above[b]
         if b <= u or self._above[u] <= 0.0:
-            return -math.log10((self._above[b] + self.weight) / (self._total + self.weight))
-        return -(self._log10_pu - (x - _CENTERS[u]) / self._beta / _LN10)
+            return -math.log10((above + self.weight) / (self._total + self.weight))
+        pot = -(self._log10_pu - (x - _CENTERS[u]) / self._beta / _LN10)
+        if above <= 0.0:  # beyond every value seen: the fitted tail alone
+            return pot
+        # never rarer than the values this large already seen (a recurring rare event is normal)
+        return min(pot, -math.log10((above + self.weight) / (self._total + self.weight)))
 
     def update(self, x: float, horizon: int) -> None:
         self.n += 1
