@@ -189,8 +189,10 @@ class AnomalyScorer:
             st.state = None  # a value other than 0/1: a continuous stream from now on
         if st.recent_ts:
             gap = ts_ms - st.recent_ts[-1]
-            if gap > 0:
-                st.interval_ms = gap if st.interval_ms <= 0.0 else 0.95 * st.interval_ms + 0.05 * gap
+            if gap > 0:  # a gap in the data moves the typical interval by at most 15 % a reading
+                st.interval_ms = (
+                    gap if st.interval_ms <= 0.0 else 0.95 * st.interval_ms + 0.05 * gap
+                )
         st.recent_ts.append(ts_ms)
         features = st.features
         # the tests made on this reading: (-log10 tail probability, test, readings, expected)
@@ -234,6 +236,9 @@ class AnomalyScorer:
                 if x is not None:
                     period.tail.update(x, cfg.long_horizon)
         log10_p = best - math.log10(tests) if tests > 1 else best  # Bonferroni over the m tests
+        if cfg.calibration_s > 0.0 and st.interval_ms > 0.0 and tests:
+            # per unit of stream time: a stream read every 5 minutes makes a fifth as many tests a minute
+            log10_p -= math.log10(1000.0 * cfg.calibration_s / st.interval_ms)
         score = min(1.0, max(0.0, log10_p / cfg.log_scale))
         alarm_now = score >= cfg.alarm_from
         detector: Detector = "model"

@@ -25,6 +25,13 @@ class AnomalyScorerConfig(BaseModel):
     log_scale: float = Field(
         default=10.0, gt=0.0, description="score = -log10(tests x smallest tail probability) / log_scale"
     )
+    calibration_s: float = Field(
+        default=60.0,
+        ge=0.0,
+        description="tail probabilities are per this much stream time, not per reading: p x (this / "
+        "the stream's typical interval), so a score means the same rate of normal readings that "
+        "surprising on a stream read every minute and one read every hour (0 = per reading)",
+    )
     tail_quantile: float = Field(
         default=0.05, gt=0.0, lt=1.0, description="above this upper quantile an exponential tail is fitted"
     )
@@ -39,7 +46,7 @@ class AnomalyScorerConfig(BaseModel):
     )
     level_test: bool = Field(default=True, description="also test how far the value is from its running mean")
     alarm_from: float = Field(
-        default=0.30,
+        default=0.40,
         ge=0.0,
         le=1.0,
         description="a score this high (or a drift alarm) is an alarm: the refractory period starts and "
