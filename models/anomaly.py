@@ -115,6 +115,8 @@ class _Stream:
     state: StateRule | None = field(default_factory=StateRule)  # None once a value is not 0/1
     alarm: _Alarm | None = None
     recent_ts: deque[int] = field(default_factory=deque)
+    first_ts: int | None = None  # device time of the stream's first continuous reading
+    warm: bool = False  # past warmup readings and warmup_s of device time
     interval_ms: float = 0.0
 
 
@@ -169,7 +171,7 @@ class AnomalyScorer:
         st = self._streams.get(stream_key)
         if st is None:
             return False
-        return st.state is not None or st.likelihood.n >= self.config.warmup
+        return st.state is not None or st.warm
 
     def score(self, stream_key: str, ts_ms: int, value: float) -> AnomalyResult:
         cfg = self.config
@@ -194,6 +196,8 @@ class AnomalyScorer:
                     gap if st.interval_ms <= 0.0 else 0.95 * st.interval_ms + 0.05 * gap
                 )
         st.recent_ts.append(ts_ms)
+        if st.first_ts is None:
+            st.first_ts = ts_ms
         features = st.features
         # the tests made on this reading: (-log10 tail probability, test, readings, expected)
         best, best_test, best_window, best_expected = 0.0, "none", 1, None
@@ -211,7 +215,9 @@ class AnomalyScorer:
             surprise = math.log(min(abs(value - expected) / (std * sigma), cfg.max_surprise) + 1e-3)
             lk = st.likelihood
             means = lk.push(surprise)
-            if lk.n >= cfg.warmup:
+            if lk.n >= cfg.warmup and st.first_ts is not None and ts_ms - st.first_ts >= 1000 * cfg.warmup_s:
+                st.warm = True
+            if st.warm:
                 for w, t in zip(cfg.windows, lk.log_tails(means, cfg.tail_quantile), strict=True):
                     tests += 1
                     if t > best:

@@ -21,6 +21,12 @@ class AnomalyScorerConfig(BaseModel):
         default=2000, ge=10, description="readings the surprise distribution averages over"
     )
     warmup: int = Field(default=150, ge=1, description="scored readings before any score above 0")
+    warmup_s: float = Field(
+        default=86_400.0,
+        ge=0.0,
+        description="and device time a stream must span before any score above 0: one day, so a "
+        "stream has seen its daily cycle (shift starts, defrosts) once before it alerts on it",
+    )
     max_surprise: float = Field(default=25.0, gt=0.0, description="|z| is capped here")
     log_scale: float = Field(
         default=10.0, gt=0.0, description="score = -log10(tests x smallest tail probability) / log_scale"
