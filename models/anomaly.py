@@ -115,8 +115,7 @@ class _Stream:
     state: StateRule | None = field(default_factory=StateRule)  # None once a value is not 0/1
     alarm: _Alarm | None = None
     recent_ts: deque[int] = field(default_factory=deque)
-    first_ts: int | None = None  # device time of the stream's first continuous reading
-    warm: bool = False  # past warmup readings and warmup_s of device time
+    warm: bool = False  # past warmup readings and warmup_days of its daily cycle
     interval_ms: float = 0.0
 
 
@@ -196,8 +195,6 @@ class AnomalyScorer:
                     gap if st.interval_ms <= 0.0 else 0.95 * st.interval_ms + 0.05 * gap
                 )
         st.recent_ts.append(ts_ms)
-        if st.first_ts is None:
-            st.first_ts = ts_ms
         features = st.features
         # the tests made on this reading: (-log10 tail probability, test, readings, expected)
         best, best_test, best_window, best_expected = 0.0, "none", 1, None
@@ -215,8 +212,8 @@ class AnomalyScorer:
             surprise = math.log(min(abs(value - expected) / (std * sigma), cfg.max_surprise) + 1e-3)
             lk = st.likelihood
             means = lk.push(surprise)
-            if lk.n >= cfg.warmup and st.first_ts is not None and ts_ms - st.first_ts >= 1000 * cfg.warmup_s:
-                st.warm = True
+            if not st.warm and lk.n >= cfg.warmup:
+                st.warm = features.count >= cfg.warmup_days * (features.seasonal_lag or 0)
             if st.warm:
                 for w, t in zip(cfg.windows, lk.log_tails(means, cfg.tail_quantile), strict=True):
                     tests += 1

@@ -21,11 +21,12 @@ class AnomalyScorerConfig(BaseModel):
         default=2000, ge=10, description="readings the surprise distribution averages over"
     )
     warmup: int = Field(default=150, ge=1, description="scored readings before any score above 0")
-    warmup_s: float = Field(
-        default=86_400.0,
+    warmup_days: float = Field(
+        default=1.0,
         ge=0.0,
-        description="and device time a stream must span before any score above 0: one day, so a "
-        "stream has seen its daily cycle (shift starts, defrosts) once before it alerts on it",
+        description="and, where the stream's daily lag is known (readings 1 min to 12 h apart), this "
+        "many days of readings before any score above 0 (the drift test keeps its own warm-up): a "
+        "stream sees its daily cycle (shift starts, defrosts) once before the network tests alert",
     )
     max_surprise: float = Field(default=25.0, gt=0.0, description="|z| is capped here")
     log_scale: float = Field(
