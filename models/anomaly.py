@@ -248,7 +248,8 @@ class AnomalyScorer:
         drift_alarm = False
         if cfg.drift_limit > 0.0:
             drift_mean = st.drift.mean
-            stat, run = st.drift.step(value, cfg), st.drift.run
+            horizon = round(cfg.drift_days * (features.seasonal_lag or 0))
+            stat, run = st.drift.step(value, cfg, horizon), st.drift.run
             drift_alarm = stat >= cfg.drift_limit
             drift = min(1.0, cfg.threshold * stat / cfg.drift_limit)
             if drift > score:

@@ -107,6 +107,12 @@ class AnomalyScorerConfig(BaseModel):
     drift_horizon: int = Field(
         default=2000, ge=10, description="readings the drift test's baseline mean/std average over"
     )
+    drift_days: float = Field(
+        default=7.0,
+        ge=0.0,
+        description="where the daily lag is known, the drift baseline averages over at least this many "
+        "days of readings (a week: a weekend off is part of the normal, not a drift)",
+    )
     drift_warmup: int = Field(
         default=300, ge=1, description="readings the drift baseline learns before the test accumulates"
     )
