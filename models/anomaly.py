@@ -9,12 +9,17 @@ history of that surprise (models.surprise: a decayed histogram with a fitted exp
 3. day over day (and week over week): log |mean of (x - x one period earlier)| over the last
    `day_fraction` of a day, once the daily lag is known from the timestamps.
 Calibration: the smallest tail probability P of the m tests made is corrected for their number
-(Bonferroni: P' = min(1, m P)) and score = -log10(P') / `log_scale`, clipped to [0, 1]. So a score
-has one meaning on every stream: 0.3 with the defaults is a reading that normal behaviour of that
-stream produces with probability 1e-3 at most; one shipped threshold serves every series.
+(Bonferroni: m P) and for the stream's reading rate (x `calibration_s` / its mean interval: a rate
+per minute of stream time, not per reading), and score = -log10(P') / `log_scale`, clipped to
+[0, 1]. So a score has one meaning on every stream: 0.4 with the defaults is a reading that normal
+behaviour of that stream produces about once per 10^4 minutes (a week); one shipped threshold
+serves every series. A tail probability is never smaller than the observed frequency of values
+that large (models.surprise), and no score is above 0 before `warmup` readings and, where the
+daily lag is known, `warmup_days` of readings.
 
 Re-learning a new normal (no alarm floods): a score of `alarm_from` (or a drift alarm) is an
-alarm. For the next `refractory` readings the stream's scores are capped at `refractory_cap`, while
+alarm. Its score may keep rising for up to `alarm_rise` readings (trailing means gather evidence);
+from its peak on, for `refractory` readings, the stream's scores are capped at `refractory_cap`, while
 every surprise histogram keeps learning (so a persisting surprise stops being one), the drift
 CUSUM restarts from a re-based baseline (models.stream_rules), and `relearn_after` readings after
 the alarm their mean and spread are compared with the stream's normal: a lasting change of level
