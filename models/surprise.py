@@ -4,7 +4,9 @@ A surprise is a log-scaled statistic of one reading (forecast error, distance fr
 mean, change against the same time a day earlier). Each is compared with the stream's own decayed
 histogram of that surprise: the tail probability P(L >= l) is empirical in the bulk and, above the
 `tail_quantile` upper quantile, an exponential tail fitted to the mean excess (peaks over
-threshold), so values far beyond anything seen get far smaller probabilities.
+threshold), so values far beyond anything seen get far smaller probabilities; but never smaller
+than the observed frequency of values at least that large (a rare event that recurs, such as a
+daily shift start, is as likely as it is frequent).
 
 Saturation guard: every histogram keeps learning, also while its stream is in an alarm's
 refractory period, so a surprise that persists (a new normal) fills the histogram's top: after
