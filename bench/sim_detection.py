@@ -20,7 +20,7 @@ simulated time before matching. Labelled anomalies on streams that the gateway n
 (scan-derived demand anomalies: metric ``picks``) are listed but left out of the totals.
 
 Last line: sim_detection: anomalies=<n> detected=<n> precision=<p> recall=<r> mean_delay_min=<d>
-alerts=<n> readings=<n>
+alerts=<n> readings=<n> false_alerts_per_stream_day=<x> (false alerts / (scored streams x days))
 """
 
 from __future__ import annotations
@@ -338,13 +338,16 @@ def false_alert_table(result: MatchResult, streams: frozenset[tuple[str, str]], 
     return table
 
 
-def last_line(result: MatchResult, readings: int) -> str:
+def last_line(result: MatchResult, readings: int, stream_days: float) -> str:
+    """The agreed last line; ``stream_days`` = scored streams x simulated days (the false-alert rate's
+    denominator; nan when 0)."""
     delays = result.delays_min()
     mean_delay = sum(delays) / len(delays) if delays else math.nan
+    per_stream_day = result.false_alerts / stream_days if stream_days > 0 else math.nan
     return (
         f"sim_detection: anomalies={len(result.windows)} detected={result.detected} "
         f"precision={result.precision:.3f} recall={result.recall:.3f} mean_delay_min={mean_delay:.1f} "
-        f"alerts={result.alerts} readings={readings}"
+        f"alerts={result.alerts} readings={readings} false_alerts_per_stream_day={per_stream_day:.3f}"
     )
 
 
@@ -390,7 +393,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"streamed {streamed.messages} messages ({streamed.rejected} rejected, {streamed.duplicates} duplicates), "
         f"{streamed.readings} readings in {streamed.seconds:.1f} s"
     )
-    print(last_line(result, streamed.readings))
+    print(last_line(result, streamed.readings, len(streamed.streams) * args.days))
 
 
 if __name__ == "__main__":

@@ -9,12 +9,17 @@ history of that surprise (models.surprise: a decayed histogram with a fitted exp
 3. day over day (and week over week): log |mean of (x - x one period earlier)| over the last
    `day_fraction` of a day, once the daily lag is known from the timestamps.
 Calibration: the smallest tail probability P of the m tests made is corrected for their number
-(Bonferroni: P' = min(1, m P)) and score = -log10(P') / `log_scale`, clipped to [0, 1]. So a score
-has one meaning on every stream: 0.3 with the defaults is a reading that normal behaviour of that
-stream produces with probability 1e-3 at most; one shipped threshold serves every series.
+(Bonferroni: m P) and for the stream's reading rate (x `calibration_s` / its mean interval: a rate
+per minute of stream time, not per reading), and score = -log10(P') / `log_scale`, clipped to
+[0, 1]. So a score has one meaning on every stream: 0.4 with the defaults is a reading that normal
+behaviour of that stream produces about once per 10^4 minutes (a week); one shipped threshold
+serves every series. A tail probability is never smaller than the observed frequency of values
+that large (models.surprise), and no score is above 0 before `warmup` readings and, where the
+daily lag is known, `warmup_days` of readings.
 
 Re-learning a new normal (no alarm floods): a score of `alarm_from` (or a drift alarm) is an
-alarm. For the next `refractory` readings the stream's scores are capped at `refractory_cap`, while
+alarm. Its score may keep rising for up to `alarm_rise` readings (trailing means gather evidence);
+from its peak on, for `refractory` readings, the stream's scores are capped at `refractory_cap`, while
 every surprise histogram keeps learning (so a persisting surprise stops being one), the drift
 CUSUM restarts from a re-based baseline (models.stream_rules), and `relearn_after` readings after
 the alarm their mean and spread are compared with the stream's normal: a lasting change of level
@@ -109,10 +114,13 @@ class _Stream:
     periods: list[PeriodTest] = field(default_factory=list)
     quiet_until: int = 0
     seen: int = 0
+    rise: int = 0  # readings of an alarm whose score is still rising (0: none)
+    rise_peak: float = 0.0
     drift: DriftCusum = field(default_factory=DriftCusum)
     state: StateRule | None = field(default_factory=StateRule)  # None once a value is not 0/1
     alarm: _Alarm | None = None
     recent_ts: deque[int] = field(default_factory=deque)
+    warm: bool = False  # past warmup readings and warmup_days of its daily cycle
     interval_ms: float = 0.0
 
 
@@ -167,7 +175,7 @@ class AnomalyScorer:
         st = self._streams.get(stream_key)
         if st is None:
             return False
-        return st.state is not None or st.likelihood.n >= self.config.warmup
+        return st.state is not None or st.warm
 
     def score(self, stream_key: str, ts_ms: int, value: float) -> AnomalyResult:
         cfg = self.config
@@ -187,8 +195,10 @@ class AnomalyScorer:
             st.state = None  # a value other than 0/1: a continuous stream from now on
         if st.recent_ts:
             gap = ts_ms - st.recent_ts[-1]
-            if gap > 0:
-                st.interval_ms = gap if st.interval_ms <= 0.0 else 0.95 * st.interval_ms + 0.05 * gap
+            if gap > 0:  # a gap in the data moves the typical interval by at most 15 % a reading
+                st.interval_ms = (
+                    gap if st.interval_ms <= 0.0 else 0.95 * st.interval_ms + 0.05 * gap
+                )
         st.recent_ts.append(ts_ms)
         features = st.features
         # the tests made on this reading: (-log10 tail probability, test, readings, expected)
@@ -207,7 +217,9 @@ class AnomalyScorer:
             surprise = math.log(min(abs(value - expected) / (std * sigma), cfg.max_surprise) + 1e-3)
             lk = st.likelihood
             means = lk.push(surprise)
-            if lk.n >= cfg.warmup:
+            if not st.warm and lk.n >= cfg.warmup:
+                st.warm = features.count >= cfg.warmup_days * (features.seasonal_lag or 0)
+            if st.warm:
                 for w, t in zip(cfg.windows, lk.log_tails(means, cfg.tail_quantile), strict=True):
                     tests += 1
                     if t > best:
@@ -232,13 +244,17 @@ class AnomalyScorer:
                 if x is not None:
                     period.tail.update(x, cfg.long_horizon)
         log10_p = best - math.log10(tests) if tests > 1 else best  # Bonferroni over the m tests
+        if cfg.calibration_s > 0.0 and st.interval_ms > 0.0 and tests:
+            # per unit of stream time: a stream read every 5 minutes makes a fifth as many tests a minute
+            log10_p -= math.log10(1000.0 * cfg.calibration_s / st.interval_ms)
         score = min(1.0, max(0.0, log10_p / cfg.log_scale))
         alarm_now = score >= cfg.alarm_from
         detector: Detector = "model"
         drift_alarm = False
         if cfg.drift_limit > 0.0:
             drift_mean = st.drift.mean
-            stat, run = st.drift.step(value, cfg), st.drift.run
+            horizon = round(cfg.drift_days * (features.seasonal_lag or 0))
+            stat, run = st.drift.step(value, cfg, horizon), st.drift.run
             drift_alarm = stat >= cfg.drift_limit
             drift = min(1.0, cfg.threshold * stat / cfg.drift_limit)
             if drift > score:
@@ -247,11 +263,19 @@ class AnomalyScorer:
                 log10_p = score * cfg.log_scale
         st.seen += 1
         quiet = st.seen <= st.quiet_until
+        if not quiet and st.rise:  # an alarm's evidence may grow for up to alarm_rise readings
+            if (alarm_now or drift_alarm) and score >= st.rise_peak and st.rise < cfg.alarm_rise:
+                st.rise += 1
+                st.rise_peak = score
+            else:  # past the alarm's peak: the refractory period starts with this reading
+                st.rise = 0
+                st.quiet_until = st.seen - 1 + cfg.refractory
+                quiet = True
+        elif not quiet and (alarm_now or drift_alarm) and cfg.refractory:
+            st.rise, st.rise_peak = 1, score
+            st.alarm = _Alarm(features.count + 1, features.mean, features.var)
         if quiet:
             score = min(score, cfg.refractory_cap)
-        elif (alarm_now or drift_alarm) and cfg.refractory:
-            st.quiet_until = st.seen + cfg.refractory
-            st.alarm = _Alarm(features.count + 1, features.mean, features.var)
         step = features.push(ts_ms, value)
         alarm = st.alarm
         if alarm is not None and features.count > alarm.since:

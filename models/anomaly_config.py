@@ -21,9 +21,23 @@ class AnomalyScorerConfig(BaseModel):
         default=2000, ge=10, description="readings the surprise distribution averages over"
     )
     warmup: int = Field(default=150, ge=1, description="scored readings before any score above 0")
+    warmup_days: float = Field(
+        default=1.0,
+        ge=0.0,
+        description="and, where the stream's daily lag is known (readings 1 min to 12 h apart), this "
+        "many days of readings before any score above 0 (the drift test keeps its own warm-up): a "
+        "stream sees its daily cycle (shift starts, defrosts) once before the network tests alert",
+    )
     max_surprise: float = Field(default=25.0, gt=0.0, description="|z| is capped here")
     log_scale: float = Field(
         default=10.0, gt=0.0, description="score = -log10(tests x smallest tail probability) / log_scale"
+    )
+    calibration_s: float = Field(
+        default=60.0,
+        ge=0.0,
+        description="tail probabilities are per this much stream time, not per reading: p x (this / "
+        "the stream's typical interval), so a score means the same rate of normal readings that "
+        "surprising on a stream read every minute and one read every hour (0 = per reading)",
     )
     tail_quantile: float = Field(
         default=0.05, gt=0.0, lt=1.0, description="above this upper quantile an exponential tail is fitted"
@@ -39,12 +53,19 @@ class AnomalyScorerConfig(BaseModel):
     )
     level_test: bool = Field(default=True, description="also test how far the value is from its running mean")
     alarm_from: float = Field(
-        default=0.30,
+        default=0.40,
         ge=0.0,
         le=1.0,
         description="a score this high (or a drift alarm) is an alarm: the refractory period starts and "
         "the stream checks for a new normal (independent of the alert threshold, so the score of a "
         "reading does not depend on the alerting policy)",
+    )
+    alarm_rise: int = Field(
+        default=12,
+        ge=1,
+        description="readings after an alarm's first one during which its score may keep rising "
+        "(trailing means gather evidence); the refractory period starts once the score falls or "
+        "this many readings have passed, so any threshold up to the event's peak sees it",
     )
     refractory: int = Field(
         default=150,
@@ -85,6 +106,12 @@ class AnomalyScorerConfig(BaseModel):
     )
     drift_horizon: int = Field(
         default=2000, ge=10, description="readings the drift test's baseline mean/std average over"
+    )
+    drift_days: float = Field(
+        default=7.0,
+        ge=0.0,
+        description="where the daily lag is known, the drift baseline averages over at least this many "
+        "days of readings (a week: a weekend off is part of the normal, not a drift)",
     )
     drift_warmup: int = Field(
         default=300, ge=1, description="readings the drift baseline learns before the test accumulates"

@@ -66,7 +66,7 @@ class DriftCusum:
     #: Readings since the statistic last left 0 (the window of its evidence).
     run: int = 0
 
-    def step(self, value: float, cfg: DriftSettings) -> float:
+    def step(self, value: float, cfg: DriftSettings, horizon: int = 0) -> float:
         """Fold in one reading; return the CUSUM statistic after it (0 during the warm-up). A
         value at or above the limit is an alarm, after which the test has restarted."""
         stat = 0.0
@@ -86,7 +86,7 @@ class DriftCusum:
             old = recent.popleft()
             self.recent_sum -= old
             self.n += 1
-            alpha = 1.0 / min(self.n, cfg.drift_horizon)
+            alpha = 1.0 / min(self.n, max(cfg.drift_horizon, horizon))
             delta = old - self.mean
             self.mean += alpha * delta
             self.var = (1.0 - alpha) * (self.var + alpha * delta * delta)

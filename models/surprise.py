@@ -4,7 +4,9 @@ A surprise is a log-scaled statistic of one reading (forecast error, distance fr
 mean, change against the same time a day earlier). Each is compared with the stream's own decayed
 histogram of that surprise: the tail probability P(L >= l) is empirical in the bulk and, above the
 `tail_quantile` upper quantile, an exponential tail fitted to the mean excess (peaks over
-threshold), so values far beyond anything seen get far smaller probabilities.
+threshold), so values far beyond anything seen get far smaller probabilities; but never smaller
+than the observed frequency of values at least that large (a rare event that recurs, such as a
+daily shift start, is as likely as it is frequent).
 
 Saturation guard: every histogram keeps learning, also while its stream is in an alarm's
 refractory period, so a surprise that persists (a new normal) fills the histogram's top: after
@@ -71,9 +73,14 @@ class DecayedTail:
             self._refresh(tail_quantile)
         b = _bin(x)
         u = self._u
+        above = self._above[b]
         if b <= u or self._above[u] <= 0.0:
-            return -math.log10((self._above[b] + self.weight) / (self._total + self.weight))
-        return -(self._log10_pu - (x - _CENTERS[u]) / self._beta / _LN10)
+            return -math.log10((above + self.weight) / (self._total + self.weight))
+        pot = -(self._log10_pu - (x - _CENTERS[u]) / self._beta / _LN10)
+        if above <= 0.0:  # beyond every value seen: the fitted tail alone
+            return pot
+        # never rarer than the values this large already seen (a recurring rare event is normal)
+        return min(pot, -math.log10((above + self.weight) / (self._total + self.weight)))
 
     def update(self, x: float, horizon: int) -> None:
         self.n += 1

@@ -130,7 +130,12 @@ def test_is_warm_after_the_warm_up_and_for_state_streams(anomaly_model: LoadedMo
     assert not scorer.is_warm("t")
     values = _cold_room(200)
     for i, v in enumerate(values):
-        scorer.score("t", i * 60_000, float(v))
+        scorer.score("t", i * 1_000, float(v))  # 1 s apart: no daily lag, the 20 readings suffice
     assert scorer.is_warm("t")
+    daily = AnomalyScorer(anomaly_model)  # a minute apart: a day (1,440 readings) before it may alert
+    for i, v in enumerate(_cold_room(1500)):
+        r = daily.score("t", i * 60_000, float(v))
+        assert r.score == 0.0 or r.detector == "drift" or i >= 1440  # the drift test has its own warm-up
+    assert daily.is_warm("t")
     scorer.score("door", 0, 0.0)
     assert scorer.is_warm("door")  # a 0/1 stream: its duration rule learns from the runs it sees

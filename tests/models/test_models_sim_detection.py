@@ -55,17 +55,18 @@ def test_match_alerts_counts_each_anomaly_once_and_the_first_delay() -> None:
     assert r.delays_min() == pytest.approx([15.0, 54.0, 10.0])
     assert r.delays_min("bearing_wear") == pytest.approx([54.0])
     assert r.delays_min("humidity_excursion") == []
-    line = sd.last_line(r, readings=1234)
+    line = sd.last_line(r, readings=1234, stream_days=8.0)
     assert line == (
         "sim_detection: anomalies=4 detected=3 precision=0.556 recall=0.750 mean_delay_min=26.3 "
-        "alerts=9 readings=1234"
+        "alerts=9 readings=1234 false_alerts_per_stream_day=0.500"
     )
 
 
 def test_match_alerts_without_alerts_or_windows() -> None:
     empty = sd.match_alerts([], [], grace_ms=0)
     assert (empty.precision, empty.recall, empty.alerts, empty.detected) == (0.0, 0.0, 0, 0)
-    assert "mean_delay_min=nan" in sd.last_line(empty, readings=0)
+    assert "mean_delay_min=nan" in sd.last_line(empty, readings=0, stream_days=0.0)
+    assert sd.last_line(empty, readings=0, stream_days=0.0).endswith("false_alerts_per_stream_day=nan")
     only_alerts = sd.match_alerts([sd.RaisedAlert("d", "power_w", 5)], [], grace_ms=0)
     assert (only_alerts.true_alerts, only_alerts.false_alerts, only_alerts.precision) == (0, 1, 0.0)
 
@@ -99,7 +100,7 @@ def test_tiny_end_to_end_run_prints_the_last_line() -> None:
     last = result.stdout.strip().splitlines()[-1]
     m = re.fullmatch(
         r"sim_detection: anomalies=(\d+) detected=(\d+) precision=([\d.]+) recall=([\d.]+) "
-        r"mean_delay_min=([\d.]+|nan) alerts=(\d+) readings=(\d+)",
+        r"mean_delay_min=([\d.]+|nan) alerts=(\d+) readings=(\d+) false_alerts_per_stream_day=([\d.]+)",
         last,
     )
     assert m is not None, last
