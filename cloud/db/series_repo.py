@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from sqlalchemy import Connection, Select, func, select, union_all
+from sqlalchemy import Connection, Select, func, select, tuple_, union_all
 
 from cloud.db.rollups import readings_hourly
 from cloud.db.tables import forecasts, gateways, readings, scans, telemetry
@@ -114,3 +114,25 @@ def newest_forecasts(conn: Connection, site: str, sku: str, limit: int) -> list[
         .where(forecasts.c.site == site, forecasts.c.sku == sku)
         .order_by(forecasts.c.origin.desc(), forecasts.c.created_ts.desc())
         .limit(limit)).all()]
+
+
+def latest_forecast_ids(conn: Connection, sites: list[str], skus: list[str]) -> dict[tuple[str, str], tuple[str, str]]:
+    """(gateway_id, record id) of the latest forecast per (site, sku) among ``sites`` x ``skus`` that have one:
+    greatest origin, then created_ts, then gateway_id and id."""
+    keys = conn.execute(
+        select(forecasts.c.gateway_id, forecasts.c.id, forecasts.c.site, forecasts.c.sku)
+        .where(forecasts.c.site.in_(sites), forecasts.c.sku.in_(skus))
+        .order_by(forecasts.c.site, forecasts.c.sku, forecasts.c.origin.desc(), forecasts.c.created_ts.desc(),
+                  forecasts.c.gateway_id.desc(), forecasts.c.id.desc())
+    )
+    winners: dict[tuple[str, str], tuple[str, str]] = {}
+    for row in keys:
+        winners.setdefault((row.site, row.sku), (row.gateway_id, row.id))
+    return winners
+
+
+def forecast_payloads(conn: Connection, ids: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+    """The stored payload of each forecast (gateway_id, record id) in ``ids``."""
+    return {(row.gateway_id, row.id): row.payload
+            for row in conn.execute(select(forecasts.c.gateway_id, forecasts.c.id, forecasts.c.payload)
+                                    .where(tuple_(forecasts.c.gateway_id, forecasts.c.id).in_(ids)))}
