@@ -13,15 +13,15 @@ import datetime as dt
 from typing import Any, Final
 
 from fastapi.responses import HTMLResponse
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from cloud.auth import Principal
 from cloud.clock import now_ms
 from cloud.console.html import Html, join, page, tag
 from cloud.console.html import select as select_box
+from cloud.db import series_repo
 from cloud.db.alarm_repo import AlarmFilter
 from cloud.db.engine import reader
-from cloud.db.tables import forecasts, telemetry
 from cloud.schemas import payload_dict
 from cloud.services import alarms
 from protocols import METRIC_RANGES
@@ -35,21 +35,14 @@ _MAX_DEVICES: Final = 2000
 
 
 def _devices(engine: Engine) -> list[str]:
-    """Every device with telemetry (up to :data:`_MAX_DEVICES`), one probe of ``ix_telemetry_device_ts`` per
-    device (a loose index scan: the next device after the last one) instead of reading every message."""
-    device = telemetry.c.device_id
-    walk = select(func.min(device).label("d")).cte("devices", recursive=True)
-    walk = walk.union_all(select(select(func.min(device)).where(device > walk.c.d).scalar_subquery())
-                          .where(walk.c.d.is_not(None)))
+    """Every device with telemetry (up to :data:`_MAX_DEVICES`), sorted."""
     with reader(engine) as conn:
-        found = conn.execute(select(walk.c.d).where(walk.c.d.is_not(None)).limit(_MAX_DEVICES)).scalars()
-        return sorted(found)
+        return series_repo.device_ids(conn, _MAX_DEVICES)
 
 
 def _last_ts(engine: Engine, device_id: str) -> int | None:
     with reader(engine) as conn:
-        value = conn.execute(select(func.max(telemetry.c.ts)).where(telemetry.c.device_id == device_id)).scalar()
-    return None if value is None else int(value)
+        return series_repo.last_telemetry_ts(conn, device_id)
 
 
 def _range_form(path: str, fields: Html, from_ts: int, to_ts: int) -> Html:
@@ -99,7 +92,7 @@ def streams_page(engine: Engine, principal: Principal, params: dict[str, Any]) -
 
 def _forecast_options(engine: Engine) -> tuple[list[str], dict[str, list[str]]]:
     with reader(engine) as conn:
-        rows = conn.execute(select(forecasts.c.site, forecasts.c.sku).distinct().limit(5000)).all()
+        rows = series_repo.forecast_series(conn, 5000)
     skus: dict[str, list[str]] = {}
     for site, sku in rows:
         skus.setdefault(site, []).append(sku)
@@ -109,10 +102,7 @@ def _forecast_options(engine: Engine) -> tuple[list[str], dict[str, list[str]]]:
 def _bands(engine: Engine, site: str, sku: str) -> list[dict[str, Any]]:
     """Per forecast day the newest forecast made for it (its origin at or before the day): P50 and P90."""
     with reader(engine) as conn:
-        rows = conn.execute(select(forecasts.c.origin, forecasts.c.created_ts, forecasts.c.payload)
-                            .where(forecasts.c.site == site, forecasts.c.sku == sku)
-                            .order_by(forecasts.c.origin.desc(), forecasts.c.created_ts.desc())
-                            .limit(_MAX_FORECASTS)).all()
+        rows = series_repo.newest_forecasts(conn, site, sku, _MAX_FORECASTS)
     by_day: dict[str, dict[str, Any]] = {}
     for origin, created_ts, payload in reversed(rows):  # oldest first: newer forecasts overwrite
         doc = payload_dict(payload)

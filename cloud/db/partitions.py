@@ -27,6 +27,7 @@ WEEK_MS: Final = 7 * DAY_MS
 _MONDAY_MS: Final = 4 * DAY_MS
 _BOUND: Final = re.compile(r"FOR VALUES FROM \('?(-?\d+)'?\) TO \('?(-?\d+)'?\)")
 _TABLE: Final = re.compile(r"^[a-z_]{1,40}$")
+_TIMEOUT: Final = re.compile(r"^\d{1,6}(ms|s)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +121,24 @@ def drop_before(conn: Connection, table: str, cutoff_ts: int) -> tuple[list[str]
             dropped.append(p.name)
     deleted = conn.execute(text(f'DELETE FROM "{default_name(table)}" WHERE ts < :c'), {"c": cutoff_ts}).rowcount
     return dropped, int(deleted or 0)
+
+
+def delete_before(conn: Connection, table: str, cutoff_ts: int) -> int:
+    """Delete the rows of ``table`` older than ``cutoff_ts`` (SQLite, where nothing is partitioned); how many."""
+    deleted = conn.execute(text(f'DELETE FROM "{_checked(table)}" WHERE ts < :c'), {"c": cutoff_ts}).rowcount
+    return int(deleted or 0)
+
+
+def try_upkeep_lock(conn: Connection, key: int) -> bool:
+    """PostgreSQL: take the advisory lock ``key`` for this transaction unless another one holds it; whether taken."""
+    return bool(conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key}).scalar())
+
+
+def set_lock_timeout(conn: Connection, timeout: str) -> None:
+    """PostgreSQL: wait at most ``timeout`` (``"5s"``, ``"500ms"``) for any lock in this transaction."""
+    if not _TIMEOUT.match(timeout):
+        raise ValueError(f"not a lock timeout: {timeout!r}")
+    conn.execute(text(f"SET LOCAL lock_timeout = '{timeout}'"))
 
 
 def _columns(conn: Connection, table: str) -> list[str]:

@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import Connection, Engine, and_, case, func, literal, or_, select
+from sqlalchemy import Engine
 
 from cloud.clock import now_ms
 from cloud.console_schemas import (
@@ -23,28 +23,19 @@ from cloud.console_schemas import (
     FleetGateway,
     FleetPage,
     GatewayDetail,
-    GatewayStatus,
     ModelRun,
     RejectedUpdate,
 )
+from cloud.db import fleet_repo
 from cloud.db.engine import reader
-from cloud.db.tables import RECORD_KINDS, gateway_model_reports, gateways, readings, telemetry
+from cloud.db.fleet_repo import FleetFilter
+from cloud.db.tables import RECORD_KINDS
 from cloud.services.errors import NotFound
 from cloud.settings import CloudSettings
 
+__all__ = ["FleetFilter", "Thresholds", "gateway_detail", "list_fleet", "sites"]
+
 MAX_DEVICES: Final = 500
-_r = gateway_model_reports
-_g = gateways
-
-
-@dataclass(frozen=True, slots=True)
-class FleetFilter:
-    status: GatewayStatus | None = None
-    site: str | None = None
-    #: Part of the gateway id or site (case-insensitive).
-    q: str | None = None
-    #: Only gateways that rejected an update.
-    rejected: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,56 +47,8 @@ class Thresholds:
     def from_settings(cls, settings: CloudSettings) -> Thresholds:
         return cls(int(settings.fleet_late_after_s * 1000), int(settings.fleet_offline_after_s * 1000))
 
-
-def _last_contact() -> Any:
-    seen = func.coalesce(_g.c.last_seen_ts, -1)
-    reported = func.coalesce(_r.c.received_ts, -1)
-    return case((seen >= reported, seen), else_=reported)
-
-
-def _status_expr(now: int, t: Thresholds) -> Any:
-    contact = _last_contact()
-    return case(
-        (and_(contact >= now - t.late_after_ms, or_(_r.c.mqtt_connected.is_(None), _r.c.mqtt_connected)),
-         literal("online")),
-        (and_(contact >= 0, contact >= now - t.offline_after_ms), literal("late")),
-        else_=literal("offline"))
-
-
-def _base(columns: list[Any]) -> Any:
-    return select(*columns).select_from(_g.outerjoin(_r, _r.c.gateway_id == _g.c.gateway_id))
-
-
-def _filtered(stmt: Any, f: FleetFilter, now: int, t: Thresholds, with_status: bool = True) -> Any:
-    conds: list[Any] = []
-    if f.site is not None:
-        conds.append(_g.c.site == f.site)
-    if f.q:
-        pattern = f"%{f.q.lower().replace('%', '').replace('_', '')}%"
-        conds.append(or_(func.lower(_g.c.gateway_id).like(pattern), func.lower(_g.c.site).like(pattern)))
-    if f.rejected is not None:
-        has = func.coalesce(_r.c.rejected_updates, 0) > 0
-        conds.append(has if f.rejected else ~has)
-    if with_status and f.status is not None:
-        conds.append(_status_expr(now, t) == f.status)
-    return stmt.where(*conds) if conds else stmt
-
-
-_SORTS: Final = {
-    "gateway_id": lambda: [_g.c.gateway_id],
-    "site": lambda: [_g.c.site, _g.c.gateway_id],
-    "last_contact": lambda: [_last_contact(), _g.c.gateway_id],
-    "status": lambda: [_last_contact(), _g.c.gateway_id],
-    "outbox_depth": lambda: [func.coalesce(_r.c.outbox_depth, -1), _g.c.gateway_id],
-    "oldest_unsynced": lambda: [func.coalesce(_r.c.oldest_unsynced_ts, 2**62), _g.c.gateway_id],
-    "agent_version": lambda: [func.coalesce(_g.c.agent_version, ""), _g.c.gateway_id],
-    "rejected": lambda: [func.coalesce(_r.c.rejected_updates, 0), _g.c.gateway_id],
-}
-
-
-def _order(sort: str, descending: bool) -> list[Any]:
-    cols = _SORTS[sort]()
-    return [c.desc() for c in cols] if descending else list(cols)
+    def at(self, now: int) -> fleet_repo.Health:
+        return fleet_repo.Health(now, self.late_after_ms, self.offline_after_ms)
 
 
 def _as_dict(value: Any) -> dict[str, Any]:
@@ -143,54 +86,30 @@ def _gateway(row: Any, now: int) -> FleetGateway:
     )
 
 
-def _columns(now: int, t: Thresholds) -> list[Any]:
-    return [_g.c.gateway_id, _g.c.site, _g.c.last_seen_ts, _g.c.agent_version,
-            *[_g.c[f"n_{k}"] for k in RECORD_KINDS], _r.c.received_ts, _r.c.report, _r.c.outbox_depth,
-            _r.c.oldest_unsynced_ts, _r.c.mqtt_connected, _status_expr(now, t).label("status")]
-
-
 def list_fleet(engine: Engine, t: Thresholds, f: FleetFilter, *, sort: str = "gateway_id", descending: bool = False,
                offset: int = 0, limit: int = 50, now: int | None = None) -> FleetPage:
     at = now_ms() if now is None else now
-    status = _status_expr(at, t).label("status")
+    health = t.at(at)
     with reader(engine) as conn:
-        rows = conn.execute(_filtered(_base(_columns(at, t)), f, at, t)
-                            .order_by(*_order(sort, descending)).offset(offset).limit(limit)).all()
-        by_status = {"online": 0, "late": 0, "offline": 0}
-        counted = _filtered(_base([status, func.count()]), f, at, t, with_status=False).group_by(status)
-        for name, n in conn.execute(counted):
-            by_status[name] = int(n)
+        rows = fleet_repo.page(conn, health, f, sort, descending, offset, limit)
+        by_status = fleet_repo.status_counts(conn, health, f)
     total = by_status[f.status] if f.status is not None else sum(by_status.values())
     return FleetPage(items=[_gateway(r, at) for r in rows], total=total, offset=offset, limit=limit,
                      by_status=by_status, late_after_s=t.late_after_ms / 1000, offline_after_s=t.offline_after_ms / 1000)
 
 
-def _devices(conn: Connection, gateway_id: str) -> list[DeviceOut]:
-    rows = conn.execute(select(telemetry.c.device_id, func.max(telemetry.c.ts), func.count())
-                        .where(telemetry.c.gateway_id == gateway_id).group_by(telemetry.c.device_id)
-                        .order_by(telemetry.c.device_id).limit(MAX_DEVICES)).all()
-    out = []
-    for device_id, last_ts, n in rows:
-        latest = conn.execute(select(telemetry.c.id).where(telemetry.c.device_id == device_id,
-                                                           telemetry.c.gateway_id == gateway_id)
-                              .order_by(telemetry.c.ts.desc()).limit(1)).scalar()
-        metrics = sorted(conn.execute(select(readings.c.metric).where(
-            readings.c.gateway_id == gateway_id, readings.c.record_id == latest)).scalars())
-        out.append(DeviceOut(device_id=device_id, last_ts=int(last_ts), messages=int(n), metrics=metrics))
-    return out
-
-
 def gateway_detail(engine: Engine, t: Thresholds, gateway_id: str, now: int | None = None) -> GatewayDetail:
     at = now_ms() if now is None else now
     with reader(engine) as conn:
-        row = conn.execute(_base(_columns(at, t)).where(_g.c.gateway_id == gateway_id)).first()
+        row = fleet_repo.gateway(conn, t.at(at), gateway_id)
         if row is None:
             raise NotFound(f"gateway {gateway_id!r} is not registered", "gateway_id")
-        devices = _devices(conn, gateway_id)
+        devices = [DeviceOut(device_id=device_id, last_ts=last_ts, messages=n, metrics=metrics)
+                   for device_id, last_ts, n, metrics in fleet_repo.devices(conn, gateway_id, MAX_DEVICES)]
     return GatewayDetail(gateway=_gateway(row, at), devices=devices,
                          report=_as_dict(row.report) if row.report is not None else None)
 
 
 def sites(engine: Engine) -> list[str]:
     with reader(engine) as conn:
-        return sorted(conn.execute(select(_g.c.site).distinct()).scalars())
+        return fleet_repo.sites(conn)

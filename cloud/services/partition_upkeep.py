@@ -27,11 +27,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Final
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from cloud.background import Loop, LoopHealth
 from cloud.db import partitions, rollups
-from cloud.db.tables import TIME_SERIES, readings
+from cloud.db.tables import TIME_SERIES
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +61,10 @@ def upkeep(engine: Engine, retention_days: float, now_ms: int | None = None) -> 
     for i, table in enumerate(TIME_SERIES):
         with engine.begin() as conn:
             if conn.dialect.name == "postgresql":
-                if not conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _LOCK_BASE + i}).scalar():
+                if not partitions.try_upkeep_lock(conn, _LOCK_BASE + i):
                     report.skipped.append(table.name)
                     continue
-                conn.execute(text(f"SET LOCAL lock_timeout = '{_LOCK_TIMEOUT}'"))
+                partitions.set_lock_timeout(conn, _LOCK_TIMEOUT)
                 start = now - WEEKS_BEHIND * partitions.WEEK_MS
                 if cutoff is not None:
                     start = max(start, partitions.week_start(cutoff) + partitions.WEEK_MS)
@@ -74,13 +74,12 @@ def upkeep(engine: Engine, retention_days: float, now_ms: int | None = None) -> 
                     dropped, deleted = partitions.drop_before(conn, table.name, cutoff)
                     report.dropped += dropped
                     report.deleted_rows += deleted
-                    if table is readings:  # what is left starts at the oldest week kept, or the cutoff
+                    if table.name == "readings":  # what is left starts at the oldest week kept, or the cutoff
                         kept = partitions.weeks(conn, table.name)
                         rollups.trim(conn, min([cutoff, *(p.start_ts for p in kept[:1])]))
             elif cutoff is not None:
-                result = conn.execute(table.delete().where(table.c.ts < cutoff))
-                report.deleted_rows += int(result.rowcount or 0)
-                if table is readings:
+                report.deleted_rows += partitions.delete_before(conn, table.name, cutoff)
+                if table.name == "readings":
                     rollups.trim(conn, cutoff)
     if report.created or report.dropped or report.deleted_rows:
         log.info("partition upkeep: created %s, dropped %s, deleted %d old rows", report.created or "none",
@@ -93,8 +92,7 @@ def compact_rollup(engine: Engine) -> int:
     total = 0
     while True:
         with engine.begin() as conn:
-            if conn.dialect.name == "postgresql" and not conn.execute(
-                    text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _COMPACT_LOCK}).scalar():
+            if conn.dialect.name == "postgresql" and not partitions.try_upkeep_lock(conn, _COMPACT_LOCK):
                 return total  # another process is at it
             merged = rollups.compact(conn)
         total += merged

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import Connection, Engine, select, tuple_
+from sqlalchemy import Connection, Engine
 
+from cloud.db import series_repo
 from cloud.db.engine import reader
-from cloud.db.tables import forecasts
 from cloud.routing.plan import Plan
 from cloud.routing.problem import Depot, HaversineTravel, Location, Order, Problem, TimeWindow, Vehicle
 from cloud.routing.service import Engine as SolverEngine
@@ -187,22 +187,11 @@ def latest_forecasts(conn: Connection, sites: Iterable[str],
     site_list, sku_list = sorted(set(sites)), sorted(set(skus))
     if not site_list or not sku_list:
         return {}
-    keys = conn.execute(
-        select(forecasts.c.gateway_id, forecasts.c.id, forecasts.c.site, forecasts.c.sku)
-        .where(forecasts.c.site.in_(site_list), forecasts.c.sku.in_(sku_list))
-        .order_by(forecasts.c.site, forecasts.c.sku, forecasts.c.origin.desc(), forecasts.c.created_ts.desc(),
-                  forecasts.c.gateway_id.desc(), forecasts.c.id.desc())
-    )
-    winners: dict[tuple[str, str], tuple[str, str]] = {}
-    for row in keys:
-        winners.setdefault((row.site, row.sku), (row.gateway_id, row.id))
+    winners = series_repo.latest_forecast_ids(conn, site_list, sku_list)
     if not winners:
         return {}
-    payloads = {
-        (row.gateway_id, row.id): ForecastPayload.model_validate(payload_dict(row.payload), strict=False)
-        for row in conn.execute(select(forecasts.c.gateway_id, forecasts.c.id, forecasts.c.payload)
-                                .where(tuple_(forecasts.c.gateway_id, forecasts.c.id).in_(list(winners.values()))))
-    }
+    payloads = {rid: ForecastPayload.model_validate(payload_dict(payload), strict=False)
+                for rid, payload in series_repo.forecast_payloads(conn, list(winners.values())).items()}
     return {key: LatestForecast(record_id=rid[1], forecast=payloads[rid]) for key, rid in winners.items()}
 
 

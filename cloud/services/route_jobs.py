@@ -13,11 +13,11 @@ import threading
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from cloud.clock import now_ms
+from cloud.db import route_repo
 from cloud.db.engine import reader
-from cloud.db.job_tables import route_jobs
 from cloud.jobs.queue import ROUTE
 from cloud.jobs.queue import cancel as cancel_job
 from cloud.routing.plan import Plan
@@ -93,11 +93,6 @@ class RouteSolver:
             self._slots.release()
 
 
-_INFO_COLUMNS: Final = [route_jobs.c[name] for name in (
-    "job_id", "state", "progress", "best_cost", "error", "engine", "time_limit_s", "seed", "created_ts", "started_ts",
-    "finished_ts", "attempts")]
-
-
 def _info(row: Any) -> RouteJobInfo:
     def seconds(ms: int | None) -> float | None:
         return None if ms is None else ms / 1000
@@ -114,44 +109,28 @@ def submit(db: Engine, problem: Problem, time_limit_s: float, engine: SolverEngi
     if not 0 < time_limit_s <= JOB_MAX_TIME_LIMIT_S:
         raise ServiceError(f"must be in (0, {JOB_MAX_TIME_LIMIT_S:g}] seconds", field="time_limit_s")
     with reader(db) as conn:
-        active = conn.execute(select(func.count()).select_from(route_jobs)
-                              .where(route_jobs.c.state.in_(["queued", "running"]))).scalar_one()
+        active = route_repo.count_in_states(conn, ["queued", "running"])
     if active >= MAX_ACTIVE_JOBS:
         raise TooBusy(f"{active} route jobs are queued or running; retry later")
     job_id = secrets.token_hex(12)
     with db.begin() as conn:
-        conn.execute(route_jobs.insert().values(
-            job_id=job_id, state="queued", engine=engine, time_limit_s=time_limit_s, seed=seed,
-            problem=problem.model_dump(mode="json"), progress=0.0, created_by=created_by, created_ts=now_ms()))
+        route_repo.insert(conn, job_id=job_id, engine=engine, time_limit_s=time_limit_s, seed=seed,
+                          problem=problem.model_dump(mode="json"), created_by=created_by, now=now_ms())
     return get(db, job_id)
 
 
 def get(db: Engine, job_id: str) -> RouteJobInfo:
     with reader(db) as conn:
-        row = conn.execute(select(*_INFO_COLUMNS).where(route_jobs.c.job_id == job_id)).first()
+        row = route_repo.info(conn, job_id)
     if row is None:
         raise NotFound(f"no route job {job_id!r}", field="id")
     return _info(row)
 
 
-def _problem_facts(db: Engine) -> list[Any]:
-    """The problem's name and its numbers of orders and vehicles, read by the database (a problem of
-    1,000 orders is large: the job list never loads it)."""
-    doc = route_jobs.c.problem
-    if db.dialect.name == "sqlite":
-        return [func.json_extract(doc, "$.name").label("problem_name"),
-                func.json_array_length(doc, "$.orders").label("n_orders"),
-                func.json_array_length(doc, "$.vehicles").label("n_vehicles")]
-    return [doc.op("->>")("name").label("problem_name"),
-            func.json_array_length(doc.op("->")("orders")).label("n_orders"),
-            func.json_array_length(doc.op("->")("vehicles")).label("n_vehicles")]
-
-
 def list_jobs(db: Engine, limit: int = 50) -> list[RouteJobSummary]:
     """The newest jobs first, with their problem's name and size (the console's job list)."""
     with reader(db) as conn:
-        rows = conn.execute(select(*_INFO_COLUMNS, *_problem_facts(db), route_jobs.c.created_by)
-                            .order_by(route_jobs.c.created_ts.desc(), route_jobs.c.job_id).limit(limit)).all()
+        rows = route_repo.newest(conn, limit)
     return [RouteJobSummary(**_info(r).model_dump(), problem_name=str(r.problem_name or "problem"),
                             orders=int(r.n_orders or 0), vehicles=int(r.n_vehicles or 0), created_by=r.created_by)
             for r in rows]
@@ -160,10 +139,10 @@ def list_jobs(db: Engine, limit: int = 50) -> list[RouteJobSummary]:
 def problem(db: Engine, job_id: str) -> Problem:
     """The problem a job solves (as submitted, validated)."""
     with reader(db) as conn:
-        row = conn.execute(select(route_jobs.c.problem).where(route_jobs.c.job_id == job_id)).first()
-    if row is None:
+        stored = route_repo.problem(conn, job_id)
+    if stored is None:
         raise NotFound(f"no route job {job_id!r}", field="id")
-    return Problem.model_validate(row.problem)
+    return Problem.model_validate(stored)
 
 
 def cancel(db: Engine, job_id: str) -> RouteJobInfo:
@@ -176,10 +155,9 @@ def cancel(db: Engine, job_id: str) -> RouteJobInfo:
     return get(db, job_id)
 
 
-def _finished(db: Engine, job_id: str, *columns: Any) -> Any:
+def _finished(db: Engine, job_id: str, column: route_repo.Result) -> Any:
     with reader(db) as conn:
-        row = conn.execute(select(route_jobs.c.state, route_jobs.c.problem, *columns)
-                           .where(route_jobs.c.job_id == job_id)).first()
+        row = route_repo.with_result(conn, job_id, column)
     if row is None:
         raise NotFound(f"no route job {job_id!r}", field="id")
     if row.state != "done":
@@ -188,7 +166,7 @@ def _finished(db: Engine, job_id: str, *columns: Any) -> Any:
 
 
 def result(db: Engine, job_id: str) -> Plan:
-    return Plan.model_validate(_finished(db, job_id, route_jobs.c.plan).plan)
+    return Plan.model_validate(_finished(db, job_id, "plan").plan)
 
 
 def _require_coordinates(problem: dict[str, Any]) -> None:
@@ -197,13 +175,13 @@ def _require_coordinates(problem: dict[str, Any]) -> None:
 
 
 def geojson(db: Engine, job_id: str) -> dict[str, Any]:
-    row = _finished(db, job_id, route_jobs.c.geojson)
+    row = _finished(db, job_id, "geojson")
     _require_coordinates(row.problem)
     return dict(row.geojson)
 
 
 def plot(db: Engine, job_id: str) -> bytes:
-    row = _finished(db, job_id, route_jobs.c.plot_png)
+    row = _finished(db, job_id, "plot_png")
     _require_coordinates(row.problem)
     if row.plot_png is None:
         raise Unavailable("plots need matplotlib, which is not installed where the job was solved")

@@ -20,17 +20,17 @@ Times are ms since the epoch; ranges are half-open.
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Any, Final
+from typing import Final
 
-from sqlalchemy import Engine, func, select, union_all
+from sqlalchemy import Engine
 
+from cloud.db import series_repo
 from cloud.db.engine import reader
-from cloud.db.rollups import HOUR_MS, readings_hourly
-from cloud.db.tables import gateways, readings, scans
+from cloud.db.rollups import HOUR_MS
 from cloud.schemas import DemandDay, DemandOut, ReadingPoint, ReadingsOut
 from cloud.services.errors import InvalidParameter
 
-DAY_MS: Final = 86_400_000
+DAY_MS: Final = series_repo.DAY_MS
 EPOCH: Final = date(1970, 1, 1)
 #: The longest demand range one request may ask for (days listed in the answer).
 MAX_DEMAND_DAYS: Final = 3_660
@@ -67,59 +67,31 @@ def downsampled_readings(engine: Engine, device_id: str, metric: str, from_ts: i
     width = bucket_width(from_ts, to_ts, max_points)
     if use_rollup and width >= HOUR_MS:
         return _from_rollup(engine, device_id, metric, from_ts, to_ts, max_points, gateway_id)
-    bucket = ((readings.c.ts - from_ts) // width).label("bucket")
-    stmt = (
-        select(bucket, func.min(readings.c.value), func.max(readings.c.value), func.avg(readings.c.value),
-               func.count())
-        .where(readings.c.device_id == device_id, readings.c.metric == metric,
-               readings.c.ts >= from_ts, readings.c.ts < to_ts)
-    )
-    if gateway_id is not None:
-        stmt = stmt.where(readings.c.gateway_id == gateway_id)
-    stmt = stmt.group_by(bucket).order_by(bucket)
     with reader(engine) as conn:
-        rows = conn.execute(stmt).all()
-    points = [ReadingPoint(ts=from_ts + int(b) * width, min=float(lo), max=float(hi), mean=float(mean),
-                           count=int(n)) for b, lo, hi, mean, n in rows]
+        rows = series_repo.reading_buckets(conn, device_id, metric, from_ts, to_ts, width, gateway_id)
+    points = [ReadingPoint(ts=from_ts + b * width, min=lo, max=hi, mean=mean, count=n)
+              for b, lo, hi, mean, n in rows]
     return ReadingsOut(device_id=device_id, metric=metric, from_ts=from_ts, to_ts=to_ts, bucket_ms=width,
                        points=points)
-
-
-def _raw_part(device_id: str, metric: str, lo: int, hi: int, width: int, gateway_id: str | None) -> Any:
-    bucket = (readings.c.ts // width).label("bucket")
-    stmt = (select(bucket, func.min(readings.c.value), func.max(readings.c.value), func.sum(readings.c.value),
-                   func.count())
-            .where(readings.c.device_id == device_id, readings.c.metric == metric, readings.c.ts >= lo,
-                   readings.c.ts < hi))
-    if gateway_id is not None:
-        stmt = stmt.where(readings.c.gateway_id == gateway_id)
-    return stmt.group_by(bucket)
 
 
 def _from_rollup(engine: Engine, device_id: str, metric: str, from_ts: int, to_ts: int, max_points: int,
                  gateway_id: str | None) -> ReadingsOut:
     width = rollup_width(from_ts, to_ts, max_points)
     first_hour, end_hour = -(-from_ts // HOUR_MS) * HOUR_MS, to_ts // HOUR_MS * HOUR_MS  # whole hours inside
-    parts = []
     if first_hour < end_hour:
-        h = readings_hourly.c
-        bucket = (h.hour_ts // width).label("bucket")
-        rollup = (select(bucket, func.min(h.min_value), func.max(h.max_value), func.sum(h.sum_value), func.sum(h.n))
-                  .where(h.device_id == device_id, h.metric == metric, h.hour_ts >= first_hour, h.hour_ts < end_hour))
-        if gateway_id is not None:
-            rollup = rollup.where(h.gateway_id == gateway_id)
-        parts.append(rollup.group_by(bucket))
+        whole: tuple[int, int] | None = (first_hour, end_hour)
         edges = [(from_ts, first_hour), (end_hour, to_ts)]
     else:
-        edges = [(from_ts, to_ts)]
-    parts += [_raw_part(device_id, metric, lo, hi, width, gateway_id) for lo, hi in edges if lo < hi]
+        whole, edges = None, [(from_ts, to_ts)]
     acc: dict[int, list[float]] = {}
     with reader(engine) as conn:
-        for b, lo, hi, total, n in conn.execute(union_all(*parts)):
-            cur = acc.setdefault(int(b), [float(lo), float(hi), 0.0, 0])
-            cur[0], cur[1] = min(cur[0], float(lo)), max(cur[1], float(hi))
-            cur[2] += float(total)
-            cur[3] += int(n)
+        rows = series_repo.aligned_buckets(conn, device_id, metric, width, gateway_id, whole, edges)
+    for b, lo, hi, total, n in rows:
+        cur = acc.setdefault(b, [lo, hi, 0.0, 0])
+        cur[0], cur[1] = min(cur[0], lo), max(cur[1], hi)
+        cur[2] += total
+        cur[3] += n
     points = [ReadingPoint(ts=max(from_ts, b * width), min=lo, max=hi, mean=total / n, count=int(n))
               for b, (lo, hi, total, n) in sorted(acc.items())]
     return ReadingsOut(device_id=device_id, metric=metric, from_ts=from_ts, to_ts=to_ts, bucket_ms=width,
@@ -132,16 +104,8 @@ def daily_demand(engine: Engine, site: str, sku: str, from_ts: int, to_ts: int) 
     first_day, end_day = from_ts // DAY_MS, -(-to_ts // DAY_MS)
     if end_day - first_day > MAX_DEMAND_DAYS:
         raise InvalidParameter(f"at most {MAX_DEMAND_DAYS} days per request (asked {end_day - first_day})", "to")
-    day = (scans.c.ts // DAY_MS).label("day")  # integer division on both backends (ts >= 0)
-    stmt = (
-        select(day, func.sum(scans.c.qty), func.count())
-        .join(gateways, gateways.c.gateway_id == scans.c.gateway_id)
-        .where(gateways.c.site == site, scans.c.sku == sku, scans.c.direction == PICK,
-               scans.c.ts >= from_ts, scans.c.ts < to_ts)
-        .group_by(day)
-    )
     with reader(engine) as conn:
-        per_day = {int(d): (int(units), int(n)) for d, units, n in conn.execute(stmt)}
+        per_day = series_repo.daily_scans(conn, site, sku, PICK, from_ts, to_ts)
     days = [DemandDay(date=EPOCH + timedelta(days=d), day_start_ts=d * DAY_MS, units=per_day.get(d, (0, 0))[0],
                       scans=per_day.get(d, (0, 0))[1]) for d in range(first_day, end_day)]
     return DemandOut(site=site, sku=sku, from_ts=from_ts, to_ts=to_ts, days=days)
