@@ -185,8 +185,9 @@ def _register(url: str, n: int) -> dict[str, str]:
 
 
 def _check(database_url: str, produced: dict[str, int], plans: dict[str, GatewayPlan], rate: int,
-           t0_ms: int) -> tuple[int, int, int]:
-    """(stored, lost, duplicates) of the cloud's tables against what each gateway produced."""
+           t0_ms: int) -> tuple[int, int, int, int]:
+    """(stored, lost, duplicates, readings the hourly rollup miscounts) of the cloud's tables against what
+    each gateway produced."""
     from cloud.db.tables import RECORD_TABLES
 
     engine = create_engine(database_url)
@@ -196,6 +197,7 @@ def _check(database_url: str, produced: dict[str, int], plans: dict[str, Gateway
             for table in RECORD_TABLES.values():
                 rows.update((gw, rid) for gw, rid in conn.execute(text(f"SELECT gateway_id, id FROM {table.name}")))
             readings = Counter(conn.execute(text("SELECT gateway_id, record_id FROM readings")).all())
+            rolled = int(conn.execute(text("SELECT coalesce(sum(n), 0) FROM readings_hourly")).scalar_one())
     finally:
         engine.dispose()
     lost = duplicates = 0
@@ -207,7 +209,7 @@ def _check(database_url: str, produced: dict[str, int], plans: dict[str, Gateway
                 if r["kind"] == "telemetry" and key in rows:
                     duplicates += max(0, readings[key] - len(r["msg"]["body"]["readings"]))
     duplicates += sum(c - 1 for c in rows.values())
-    return len(rows), lost, duplicates
+    return len(rows), lost, duplicates, abs(rolled - sum(readings.values()))
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -280,13 +282,13 @@ def main() -> None:
         ended = max(rep["drained_at"] for rep in reports)
         latencies = [x for rep in reports for x in rep["latencies"]]
         failures = sum((Counter(rep["failures"]) for rep in reports), Counter[str]())
-        stored, lost, duplicates = _check(url, produced, plans, args.rate, t0_ms)
+        stored, lost, duplicates, rollup_off = _check(url, produced, plans, args.rate, t0_ms)
         rate = stored / (ended - started)
         p99 = _percentile(latencies, 0.99)
         print(f"produced {sum(produced.values())} records, stored {stored} in {ended - started:.1f} s; "
               f"{len(latencies)} syncs answered, p50 {_percentile(latencies, 0.5):.0f} ms; failed tries "
               f"{dict(failures)}; undrained {sum(r['undrained'] for r in reports)}, "
-              f"rejected {sum(r['rejected'] for r in reports)}")
+              f"rejected {sum(r['rejected'] for r in reports)}; readings rollup off by {rollup_off}")
         print(f"fleet: gateways={args.gateways} replicas={len(replicas)} records_per_s={rate:.0f} "
               f"p99_sync_ms={p99:.0f} lost={lost} duplicates={duplicates}")
     finally:
