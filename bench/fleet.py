@@ -109,16 +109,18 @@ def _host(plans: list[GatewayPlan], cfg: HostConfig, results: Any) -> None:
     lock = threading.Lock()
 
     class TimedSync(SyncWorker):
-        """The agent's sync worker, its POSTs timed (answered ones) and failures counted."""
+        """The agent's sync worker, its sync requests timed (answered ones) and failures counted."""
 
         def _http_client(self, timeout_s: float | None = None) -> httpx.Client:
             client = cloud_client(self._config, timeout_s)
-            post = client.post
+            send = client.send  # what post() and the agent's paced sends both go through
 
-            def timed_post(*args: Any, **kwargs: Any) -> httpx.Response:
+            def timed_send(request: httpx.Request, *args: Any, **kwargs: Any) -> httpx.Response:
+                if not request.url.path.endswith("/sync"):
+                    return send(request, *args, **kwargs)
                 start = time.perf_counter()
                 try:
-                    resp = post(*args, **kwargs)
+                    resp = send(request, *args, **kwargs)
                 except httpx.HTTPError as exc:
                     with lock:
                         failures[type(exc).__name__] += 1
@@ -130,7 +132,7 @@ def _host(plans: list[GatewayPlan], cfg: HostConfig, results: Any) -> None:
                         failures[f"http_{resp.status_code}"] += 1
                 return resp
 
-            client.post = timed_post  # type: ignore[method-assign]
+            client.send = timed_send  # type: ignore[method-assign]
             return client
 
     stores, conns, workers, produced = {}, {}, {}, {}
@@ -185,8 +187,9 @@ def _register(url: str, n: int) -> dict[str, str]:
 
 
 def _check(database_url: str, produced: dict[str, int], plans: dict[str, GatewayPlan], rate: int,
-           t0_ms: int) -> tuple[int, int, int]:
-    """(stored, lost, duplicates) of the cloud's tables against what each gateway produced."""
+           t0_ms: int) -> tuple[int, int, int, int]:
+    """(stored, lost, duplicates, readings the hourly rollup miscounts) of the cloud's tables against what
+    each gateway produced."""
     from cloud.db.tables import RECORD_TABLES
 
     engine = create_engine(database_url)
@@ -196,6 +199,7 @@ def _check(database_url: str, produced: dict[str, int], plans: dict[str, Gateway
             for table in RECORD_TABLES.values():
                 rows.update((gw, rid) for gw, rid in conn.execute(text(f"SELECT gateway_id, id FROM {table.name}")))
             readings = Counter(conn.execute(text("SELECT gateway_id, record_id FROM readings")).all())
+            rolled = int(conn.execute(text("SELECT coalesce(sum(n), 0) FROM readings_hourly")).scalar_one())
     finally:
         engine.dispose()
     lost = duplicates = 0
@@ -207,7 +211,7 @@ def _check(database_url: str, produced: dict[str, int], plans: dict[str, Gateway
                 if r["kind"] == "telemetry" and key in rows:
                     duplicates += max(0, readings[key] - len(r["msg"]["body"]["readings"]))
     duplicates += sum(c - 1 for c in rows.values())
-    return len(rows), lost, duplicates
+    return len(rows), lost, duplicates, abs(rolled - sum(readings.values()))
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -280,13 +284,15 @@ def main() -> None:
         ended = max(rep["drained_at"] for rep in reports)
         latencies = [x for rep in reports for x in rep["latencies"]]
         failures = sum((Counter(rep["failures"]) for rep in reports), Counter[str]())
-        stored, lost, duplicates = _check(url, produced, plans, args.rate, t0_ms)
+        if not latencies:
+            raise RuntimeError("no sync request was timed: has the agent's sync client changed?")
+        stored, lost, duplicates, rollup_off = _check(url, produced, plans, args.rate, t0_ms)
         rate = stored / (ended - started)
         p99 = _percentile(latencies, 0.99)
         print(f"produced {sum(produced.values())} records, stored {stored} in {ended - started:.1f} s; "
               f"{len(latencies)} syncs answered, p50 {_percentile(latencies, 0.5):.0f} ms; failed tries "
               f"{dict(failures)}; undrained {sum(r['undrained'] for r in reports)}, "
-              f"rejected {sum(r['rejected'] for r in reports)}")
+              f"rejected {sum(r['rejected'] for r in reports)}; readings rollup off by {rollup_off}")
         print(f"fleet: gateways={args.gateways} replicas={len(replicas)} records_per_s={rate:.0f} "
               f"p99_sync_ms={p99:.0f} lost={lost} duplicates={duplicates}")
     finally:
