@@ -348,6 +348,29 @@ def last_line(result: MatchResult, readings: int) -> str:
     )
 
 
+def device_report(fleet: Fleet, days: float, grace_ms: int, console: Console) -> None:
+    """The fleet's multichannel machines (pumps) scored jointly per device (the agent's
+    ``DeviceScoringWorker`` path): their faults per kind, and false device alerts per device-day."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _device_detection import stream_devices
+
+    streamed = stream_devices(fleet, days)
+    if not streamed.devices:
+        return
+    windows = [AnomalyWindow(d, None, kind, a, b) for d, kind, a, b in streamed.windows]
+    alerts = [RaisedAlert(d, "device", ts) for d, ts in streamed.alerts]
+    result = match_alerts(alerts, windows, grace_ms)
+    table = report_table(result, [])
+    table.title = "Multichannel machines: faults detected by the joint device score"
+    console.print(table)
+    per_day = result.false_alerts / (streamed.devices * days)
+    console.print(
+        f"device_detection: devices={streamed.devices} anomalies={len(windows)} detected={result.detected} "
+        f"precision={result.precision:.3f} recall={result.recall:.3f} alerts={result.alerts} "
+        f"false_alerts_per_device_day={per_day:.2f} threshold={streamed.threshold:.2f}"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -362,6 +385,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="alerts up to this long after an anomaly ends still count",
     )
     parser.add_argument("--model", type=Path, default=default_model_path("anomaly"))
+    parser.add_argument("--no-devices", action="store_true", help="skip the joint device score of the pumps")
     args = parser.parse_args(argv)
     if args.days <= 0:
         parser.error("--days must be positive")
@@ -390,6 +414,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"streamed {streamed.messages} messages ({streamed.rejected} rejected, {streamed.duplicates} duplicates), "
         f"{streamed.readings} readings in {streamed.seconds:.1f} s"
     )
+    if not args.no_devices:
+        device_report(fleet, args.days, int(args.grace_min * MINUTE_MS), console)
     print(last_line(result, streamed.readings))
 
 
