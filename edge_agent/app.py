@@ -94,7 +94,11 @@ class Agent:
         )
         # Joint scoring per multichannel device (several channels in one message), its own thread.
         self.device_scoring = DeviceScoringWorker(
-            config.models, config.gateway_id, self.store, self.metrics, self.output.emit
+            config.models,
+            config.gateway_id,
+            self.store,
+            self.metrics,
+            self.output.emit,
         )
         self.forecaster = ForecastWorker(
             config.models,

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from protocols import DEVICE_RECORD_KINDS
 
 PREFIX = "edgehouse_agent"
-MODEL_TASK_LABELS = ("anomaly", "demand")
+MODEL_TASK_LABELS = ("anomaly", "demand", "device_anomaly")
 
 
 class AgentMetrics:

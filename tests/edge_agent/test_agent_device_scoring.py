@@ -152,3 +152,40 @@ def test_a_missing_model_leaves_the_agent_without_device_scoring(store: Store, t
     off = DeviceScoringWorker(ModelsConfig(device_enabled=False), GATEWAY, store, metrics, storing(store))
     off.start()
     assert not off.running and not off.should_run
+
+
+def test_a_shadow_device_model_is_counted_next_to_the_running_one_then_promoted(store: Store) -> None:
+    from edge_agent.updates.slot import ModelInfo
+    from models.runtime import default_model_path, load_model
+
+    metrics = AgentMetrics()
+    worker = DeviceScoringWorker(ModelsConfig(), GATEWAY, store, metrics, storing(store))
+    worker.start()
+    try:
+        path = default_model_path("device_anomaly")
+        man = load_model(path).manifest
+        info = ModelInfo("device_anomaly", man.version + 1, man.sha256, path, metadata_version=1)
+        shipped = load_model(path)
+        assert worker.install(_relabelled(worker, info, shipped), "shadow")
+        assert worker.shadow_model() == info
+        _write(store, _pump_rows(N, FAULT_AT))
+        worker.notify()
+        assert wait_for(lambda: metrics.value("device_scored_messages_total") == N, timeout=30)
+        stats = worker.model_stats()
+        assert stats.shadow is not None and stats.baseline is not None and stats.active is not None
+        # counted from the message that completes each device's warm-up (the 400th) on
+        assert stats.shadow.readings == stats.baseline.readings == N - 399 == stats.active.readings
+        assert stats.shadow.alerts_raised == stats.baseline.alerts_raised == 1
+        assert worker.promote_shadow(info)
+        assert worker.running_model() == info and worker.shadow_model() is None
+    finally:
+        worker.stop()
+    assert len(outbox_alerts(store)) == 1  # the shadow's alert was counted, never emitted
+
+
+def _relabelled(worker: DeviceScoringWorker, info, model):  # type: ignore[no-untyped-def]
+    """The shipped bytes prepared as if they were release ``info`` (a newer version, same file)."""
+    from edge_agent.scoring.device_worker import _DeviceModel
+    from models.device_anomaly import DeviceScorer
+
+    return _DeviceModel(DeviceScorer(model), info)
