@@ -24,7 +24,7 @@ TIME_COLUMNS = ("time", "timestamp", "ts", "datetime", "date")
 PUMP_FAULTS = {"cavitation": (0.5, 4.0), "valve_closure": (0.3, 2.0), "rotor_imbalance": (2.0, 12.0)}
 #: Seeds whose runs chose the design (threshold); the default runs use others (held out).
 TUNING_SEEDS = (1, 2, 3, 4, 5, 6, 7, 8)
-HELD_OUT_SEEDS = (42, 43, 44, 45)
+HELD_OUT_SEEDS = (1001, 1002, 1003, 1004)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,11 +1,11 @@
 """Per-row detection quality of the joint device score on multichannel runs, vs per-channel scoring.
 
-    python bench/multichannel.py [--data DIR] [--seeds 42,43,44,45] [--write DIR] [--threshold X]
+    python bench/multichannel.py [--data DIR] [--seeds 1001,1002,1003,1004] [--write DIR] [--threshold X]
 
 ``--data DIR``: one CSV per run (a time column, numeric channels, a 0/1 ``anomaly`` column; the
 first 400 rows normal, used only as that run's warm-up). Without it: simulated pump runs
 (``firmware_sim`` pump, one run per seed and fault kind: cavitation, valve closure, rotor
-imbalance; seeds 42-45 by default, held out: the threshold was chosen on seeds 1-4).
+imbalance; seeds 1001-1004 by default, held out: the design and threshold were chosen on seeds 1-8).
 
 Each run is one device streamed in row order through a fresh ``models.device_anomaly.DeviceScorer``
 (the shipped int8 model, the shipped threshold); a row alarms when its score >= the threshold.

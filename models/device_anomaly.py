@@ -8,8 +8,8 @@ Per device, in arrival order of its messages (``{channel: value}``, all channels
    normalised values (a PCA: components up to ``pca_variance`` of the variance are the normal
    subspace) and the covariance of the int8 network's one-step forecast residuals; the rest are
    held out to calibrate the statistics' tails.
-2. Three statistics per message, each averaged (on a log scale) over the last ``smooth``
-   messages: ``spe`` (the part of the normalised vector outside the normal subspace, in units of
+2. Three statistics per message, each averaged (as square roots: Mahalanobis distances) over
+   the last ``smooth`` messages: ``spe`` (the part of the normalised vector outside the normal subspace, in units of
    those minor components' own variances: broken relations between channels), ``t2`` (Hotelling
    T² inside it: an operating point far from the usual) and ``resid`` (Hotelling T² of the
    forecast residuals: the channels' joint dynamics changed).
@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -52,7 +53,7 @@ class DeviceScorerConfig(BaseModel):
     ridge: float = Field(default=1e-3, gt=0.0, description="added to covariance diagonals (std units²)")
     smooth: int = Field(default=5, ge=1, description="messages each statistic is averaged over")
     tail_from: float = Field(default=0.9, gt=0.5, lt=1.0, description="quantile above which the tail is fitted")
-    log_scale: float = Field(default=20.0, gt=0.0, description="score = -log10(3 p) / log_scale")
+    log_scale: float = Field(default=40.0, gt=0.0, description="score = -log10(3 p) / log_scale")
     max_devices: int = Field(default=10_000, ge=1)
     horizon: int = Field(
         default=1440, ge=0, description="messages the normal model averages over after the warm-up (0 = frozen)"
@@ -65,7 +66,9 @@ class DeviceScorerConfig(BaseModel):
         default=240, ge=1, description="... the alarm has lasted this many messages (a lasting new normal)"
     )
     refit_every: int = Field(default=10, ge=1, description="messages learnt between eigen-decompositions")
-    log_stats: bool = True
+    transform: Literal["log1p", "sqrt", "raw"] = Field(
+        default="sqrt", description="what each statistic is averaged and tail-fitted as"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +255,7 @@ class DeviceScorer:
     def _stats(
         self, dev: _Device, z: np.ndarray, r: np.ndarray
     ) -> tuple[dict[str, float], dict[str, np.ndarray], np.ndarray]:
-        """Each statistic (``log_stats``: its log1p), each channel's part of it (squared whitened
+        """Each statistic (as ``transform`` says), each channel's part of it (squared whitened
         coordinates: non-negative, summing to the statistic) and the PCA reconstruction."""
         assert dev.mean is not None and dev.basis is not None
         assert dev.w_major is not None and dev.w_minor is not None and dev.w_resid is not None
@@ -265,8 +268,10 @@ class DeviceScorer:
         r_parts = np.square(dev.w_resid @ r)
         parts = {"spe": spe_parts, "t2": t2_parts, "resid": r_parts}
         values = {name: float(p.sum()) for name, p in parts.items()}
-        if self.config.log_stats:
+        if self.config.transform == "log1p":
             values = {name: float(np.log1p(v)) for name, v in values.items()}
+        elif self.config.transform == "sqrt":
+            values = {name: float(np.sqrt(v)) for name, v in values.items()}
         return values, parts, recon + dev.mean
 
     # ----------------------------------------------------------------- scoring
