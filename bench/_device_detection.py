@@ -1,9 +1,10 @@
-"""The joint device score on a simulated fleet's multichannel machines (for bench/sim_detection.py).
+"""The joint device score on a simulated fleet's multichannel devices (for bench/sim_detection.py).
 
-Only the fleet's multichannel devices (pumps) are simulated (each device has its own seeded
-generators, so they behave exactly as in the whole fleet); every decoded, de-duplicated telemetry
-message goes through the gateway's ``DeviceScoringWorker`` path: ``DeviceScorer`` (the shipped
-int8 model and threshold) and ``DeviceAlerts`` (``ModelsConfig`` clear ratio and cool-down).
+Only the fleet's devices that report several channels in one message are simulated (each device
+has its own seeded generators, so they behave exactly as in the whole fleet); every decoded,
+de-duplicated telemetry message goes through the gateway's ``DeviceScoringWorker`` path:
+``DeviceScorer`` (the shipped int8 model and threshold) and ``DeviceAlerts`` (``ModelsConfig``
+clear ratio and cool-down). Labels naming one metric count as detected by a device alert too.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from models.device_anomaly import DeviceScorer
 from models.runtime import default_model_path, load_model
 from protocols import DecodeError, DeviceTopicKind, TelemetryMessage, decode_device_message
 
-MULTICHANNEL_KINDS = ("pump",)
+#: Device kinds whose telemetry carries two or more channels (firmware_sim/devices).
+MULTICHANNEL_KINDS = ("pump", "cold_room", "conveyor", "power_meter", "humidity")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +31,8 @@ class DeviceStream:
     #: (device_id, ts) of every raised device alert (true time).
     alerts: tuple[tuple[str, int], ...]
     devices: int
+    #: Devices per kind.
+    kinds: dict[str, int]
     messages: int
     threshold: float
 
@@ -49,7 +53,7 @@ def stream_devices(fleet: Fleet, days: float, model_path: Path | None = None) ->
         model.manifest.version,
     )
     if not specs:
-        return DeviceStream((), (), 0, 0, scorer.config.threshold)
+        return DeviceStream((), (), 0, {}, 0, scorer.config.threshold)
     windows: list[tuple[str, str, int, int]] = []
     raised: list[tuple[str, int]] = []
     seen: set[tuple[str, str, int]] = set()
@@ -81,4 +85,7 @@ def stream_devices(fleet: Fleet, days: float, model_path: Path | None = None) ->
         alert = alerts.observe(msg.device_id, msg.ts, result)
         if alert is not None and alert.state == "raised":
             raised.append((msg.device_id, msg.ts - skew_ms[msg.device_id]))
-    return DeviceStream(tuple(windows), tuple(raised), len(specs), n, scorer.config.threshold)
+    kinds: dict[str, int] = defaultdict(int)
+    for d in specs:
+        kinds[str(d.kind)] += 1
+    return DeviceStream(tuple(windows), tuple(raised), len(specs), dict(kinds), n, scorer.config.threshold)

@@ -349,8 +349,9 @@ def last_line(result: MatchResult, readings: int) -> str:
 
 
 def device_report(fleet: Fleet, days: float, grace_ms: int, console: Console) -> None:
-    """The fleet's multichannel machines (pumps) scored jointly per device (the agent's
-    ``DeviceScoringWorker`` path): their faults per kind, and false device alerts per device-day."""
+    """The fleet's multichannel devices (pumps, cold rooms, conveyors, ...) scored jointly per device
+    (the agent's ``DeviceScoringWorker`` path): their faults per kind (the pump's cavitation, valve
+    closure and rotor imbalance among them), and false device alerts per device-day."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from _device_detection import stream_devices
 
@@ -361,11 +362,11 @@ def device_report(fleet: Fleet, days: float, grace_ms: int, console: Console) ->
     alerts = [RaisedAlert(d, "device", ts) for d, ts in streamed.alerts]
     result = match_alerts(alerts, windows, grace_ms)
     table = report_table(result, [])
-    table.title = "Multichannel machines: faults detected by the joint device score"
+    table.title = "Multichannel devices: faults detected by the joint device score"
     console.print(table)
     per_day = result.false_alerts / (streamed.devices * days)
     console.print(
-        f"device_detection: devices={streamed.devices} anomalies={len(windows)} detected={result.detected} "
+        f"device_detection: devices={streamed.devices} ({', '.join(f'{k} {n}' for k, n in sorted(streamed.kinds.items()))}) anomalies={len(windows)} detected={result.detected} "
         f"precision={result.precision:.3f} recall={result.recall:.3f} alerts={result.alerts} "
         f"false_alerts_per_device_day={per_day:.2f} threshold={streamed.threshold:.2f}"
     )

@@ -7,7 +7,12 @@ Per device, in arrival order of its messages (``{channel: value}``, all channels
    calibrated on those messages: the first ``fit_fraction`` give the mean and covariance of the
    normalised values (a PCA: components up to ``pca_variance`` of the variance are the normal
    subspace) and the covariance of the int8 network's one-step forecast residuals; the rest are
-   held out to calibrate the statistics' tails.
+   held out to calibrate the statistics' tails. Channels with fewer than ``min_distinct``
+   distinct warm-up values (0/1 states such as a door contact, constant channels) are left out
+   (the per-stream scorer has a rule for them); a device left with fewer than ``min_channels``
+   (3) channels is not scored jointly: with two, one relation is all there is to check, and on
+   the simulator's tuning fleet (demo fleet, seed 1) two-channel cold rooms (temperature and
+   compressor power, which cycle and defrost) raised 15 false device alerts in 10 days.
 2. Three statistics per message, each averaged (as square roots: Mahalanobis distances) over
    the last ``smooth`` messages: ``spe`` (the part of the normalised vector outside the normal subspace, in units of
    those minor components' own variances: broken relations between channels), ``t2`` (Hotelling
@@ -55,6 +60,12 @@ class DeviceScorerConfig(BaseModel):
     tail_from: float = Field(default=0.9, gt=0.5, lt=1.0, description="quantile above which the tail is fitted")
     log_scale: float = Field(default=40.0, gt=0.0, description="score = -log10(3 p) / log_scale")
     max_devices: int = Field(default=10_000, ge=1)
+    min_channels: int = Field(
+        default=3, ge=2, description="devices with fewer usable channels are left to the per-stream scorer"
+    )
+    min_distinct: int = Field(
+        default=3, ge=2, description="channels with fewer distinct warm-up values (0/1 states) are not used"
+    )
     horizon: int = Field(
         default=1440, ge=0, description="messages the normal model averages over after the warm-up (0 = frozen)"
     )
@@ -130,6 +141,10 @@ class _Device:
     pred: np.ndarray | None = None
     recent: dict[str, deque[float]] = field(default_factory=dict)
     last: np.ndarray | None = None
+    #: The channels the joint score uses (indices into ``channels``), set at calibration.
+    used: np.ndarray | None = None
+    #: Fewer than two usable channels: the device is not scored jointly.
+    skip: bool = False
     cov: np.ndarray | None = None
     rcov: np.ndarray | None = None
     pending: deque[tuple[np.ndarray, np.ndarray, bool]] = field(default_factory=deque)
@@ -162,7 +177,7 @@ class DeviceScorer:
 
     def is_warm(self, device_id: str) -> bool:
         dev = self._devices.get(device_id)
-        return dev is not None and dev.basis is not None
+        return dev is not None and dev.basis is not None and not dev.skip
 
     # ----------------------------------------------------------------- network
 
@@ -177,7 +192,7 @@ class DeviceScorer:
 
     def _device(self, device_id: str, channels: tuple[str, ...]) -> _Device:
         dev = self._devices.get(device_id)
-        if dev is None or dev.channels != channels and not set(channels) >= set(dev.channels):
+        if dev is None or not set(channels) <= set(dev.channels):  # a new channel: a new device
             dev = _Device(channels)
             self._devices[device_id] = dev
             if len(self._devices) > self.config.max_devices:
@@ -190,6 +205,13 @@ class DeviceScorer:
         cfg = self.config
         raw = np.stack(dev.warm)
         dev.warm = []
+        # State (0/1) and constant channels are left to the per-stream scorer: no spread to learn.
+        distinct = [len(np.unique(raw[:, i])) for i in range(raw.shape[1])]
+        dev.used = np.array([i for i, n in enumerate(distinct) if n >= cfg.min_distinct], dtype=np.int64)
+        if len(dev.used) < cfg.min_channels:
+            dev.skip = True
+            return
+        raw = raw[:, dev.used]
         dev.loc, dev.scale = robust_location_scale(raw)
         z = (raw - dev.loc) / dev.scale
         n_fit = max(WINDOW + 10, int(cfg.fit_fraction * len(z)))
@@ -277,7 +299,8 @@ class DeviceScorer:
     # ----------------------------------------------------------------- scoring
 
     def score(self, device_id: str, values: Mapping[str, float]) -> DeviceResult | None:
-        """Score one message; None when the device has fewer than two channels."""
+        """Score one message; None when the device is not scored jointly (fewer than two channels in
+        the message, or fewer than ``min_channels`` usable ones after the warm-up)."""
         if len(values) < 2:
             return None
         dev = self._device(device_id, tuple(sorted(values)))
@@ -287,12 +310,15 @@ class DeviceScorer:
         if np.isnan(x).any():
             return None
         dev.last = x
+        if dev.skip:
+            return None
         if dev.basis is None:
             dev.warm.append(x)
             if len(dev.warm) >= self.config.warmup:
                 self._calibrate(dev)
             return DeviceResult(0.0, False, "device", (), 0)
-        assert dev.loc is not None and dev.scale is not None and dev.pred is not None
+        assert dev.loc is not None and dev.scale is not None and dev.pred is not None and dev.used is not None
+        x = x[dev.used]
         z = (x - dev.loc) / dev.scale
         r = z - dev.pred
         raw_stats, parts, recon = self._stats(dev, z, r)
@@ -308,8 +334,9 @@ class DeviceScorer:
         share = np.maximum(parts[best], 0.0)
         total = float(share.sum())
         share = share / total if total > 0 else np.full(len(share), 1.0 / len(share))
+        names = [dev.channels[i] for i in dev.used]
         channels = tuple(
-            ChannelShare(ch, float(share[i]), float(expected[i]), float(x[i])) for i, ch in enumerate(dev.channels)
+            ChannelShare(ch, float(share[i]), float(expected[i]), float(x[i])) for i, ch in enumerate(names)
         )
         self._learn(dev, z, r, score >= self.config.alarm_from)
         dev.zwin.append(z)

@@ -50,6 +50,7 @@ def test_sim_detection_reports_the_pumps_faults_of_the_joint_score() -> None:
         check=False, capture_output=True, text=True, timeout=180, cwd=REPO,
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    assert re.search(r"device_detection: devices=2 anomalies=\d+ detected=\d+ .*false_alerts_per_device_day=",
+    assert re.search(r"device_detection: devices=\d+ \([^)]*pump 2[^)]*\) anomalies=\d+ detected=\d+ "
+                     r".*false_alerts_per_device_day=",
                      out.stdout.replace("\n", " ")), out.stdout[-2000:]
     assert out.stdout.strip().splitlines()[-1].startswith("sim_detection: ")

@@ -70,3 +70,16 @@ def test_refuses_a_model_of_another_task() -> None:
 
 def test_single_channel_messages_are_not_device_scored() -> None:
     assert DeviceScorer.default().score("d", {"temp": 1.0}) is None
+
+
+def test_state_channels_are_left_out_and_a_device_needs_two_usable_channels() -> None:
+    scorer = DeviceScorer.default()
+    rows = _machine(500)
+    out = [scorer.score("room", {"flow": r[0], "current": r[1], "pressure": r[2], "door_open": float(i % 50 == 0)})
+           for i, r in enumerate(rows)]
+    assert {c.channel for c in out[-1].channels} == {"flow", "current", "pressure"}
+    two = [scorer.score("cold", {"temperature_c": r[0], "power_w": r[1], "door_open": float(i % 50 == 0)})
+           for i, r in enumerate(rows)]
+    assert two[-1] is None and not scorer.is_warm("cold")
+    # a message missing a channel keeps its last value (the device is not reset)
+    assert scorer.score("room", {"flow": rows[-1][0], "door_open": 0.0}) is not None and scorer.is_warm("room")
