@@ -31,7 +31,7 @@ class DeviceStream:
     #: (device_id, ts) of every raised device alert (true time).
     alerts: tuple[tuple[str, int], ...]
     devices: int
-    #: Devices per kind.
+    #: Devices scored jointly, per kind.
     kinds: dict[str, int]
     messages: int
     threshold: float
@@ -85,7 +85,12 @@ def stream_devices(fleet: Fleet, days: float, model_path: Path | None = None) ->
         alert = alerts.observe(msg.device_id, msg.ts, result)
         if alert is not None and alert.state == "raised":
             raised.append((msg.device_id, msg.ts - skew_ms[msg.device_id]))
+    # Devices the joint score left to the per-stream scorer (too few usable channels) are left out.
+    scored = [d for d in specs if scorer.is_warm(d.device_id)]
+    ids = {d.device_id for d in scored}
     kinds: dict[str, int] = defaultdict(int)
-    for d in specs:
+    for d in scored:
         kinds[str(d.kind)] += 1
-    return DeviceStream(tuple(windows), tuple(raised), len(specs), dict(kinds), n, scorer.config.threshold)
+    return DeviceStream(
+        tuple(w for w in windows if w[0] in ids), tuple(raised), len(scored), dict(kinds), n, scorer.config.threshold
+    )
