@@ -30,11 +30,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _mc_runs import HELD_OUT_SEEDS, WARMUP, Run, load_dir, sim_runs  # noqa: E402
+from _mc_runs import HELD_OUT_SEEDS, WARMUP, Run, load_dir, sim_runs
 
-from models.anomaly import AnomalyScorer  # noqa: E402
-from models.device_anomaly import DeviceScorer, DeviceScorerConfig  # noqa: E402
-from models.runtime import default_model_path, load_model  # noqa: E402
+from models.anomaly import AnomalyScorer
+from models.device_anomaly import DeviceScorer, DeviceScorerConfig
+from models.runtime import default_model_path, load_model
 
 
 @dataclass(slots=True)

@@ -23,8 +23,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from edge_agent.config_models import ModelsConfig  # noqa: F401 - re-exported: the [models] section
-
+from edge_agent.config_models import ModelsConfig  # the [models] section, re-exported here
 from protocols import TopicError, device_filter
 from protocols.signing import decode_public_key
 from protocols.topics import check_id

@@ -284,7 +284,6 @@ class DeviceScorer:
         d = z - dev.mean
         t = dev.basis.T @ d
         recon = dev.basis @ t
-        e = d - recon
         spe_parts = np.square(dev.w_minor @ d)
         t2_parts = np.square(dev.w_major @ d)
         r_parts = np.square(dev.w_resid @ r)
