@@ -49,6 +49,7 @@ def stream_devices(fleet: Fleet, days: float, model_path: Path | None = None) ->
             clear_ratio=settings.clear_ratio,
             cooldown_ms=int(settings.cooldown_s * 1000),
             max_devices=scorer.config.max_devices,
+            confirm=settings.device_confirm_messages,
         ),
         model.manifest.version,
     )

@@ -55,3 +55,7 @@ class ModelsConfig(_Section):
     device_model: Path | None = None
     #: Raise a device alert when its joint score reaches this. None: the model manifest's threshold.
     device_threshold: Annotated[float, Field(gt=0, le=1)] | None = None
+    #: A device alert is raised once its joint score has stayed at the threshold for this many
+    #: consecutive messages (10: ten minutes of a pump's 60 s readings; a speed change that moves
+    #: every channel at once, a lagging motor temperature, pass without paging anyone).
+    device_confirm_messages: Annotated[int, Field(ge=1, le=10_000)] = 10

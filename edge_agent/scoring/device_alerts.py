@@ -29,6 +29,8 @@ class DeviceAlertConfig:
     clear_ratio: float
     cooldown_ms: int
     max_devices: int
+    #: A raise needs the score at or above the threshold for this many consecutive messages.
+    confirm: int = 1
     #: Timestamps kept per device for the alert's window.
     window: int = 32
 
@@ -43,11 +45,14 @@ class _DeviceState:
     active: bool = False
     raised_ts: int | None = None
     since_raise: int = 0
+    #: Consecutive messages at or above the threshold (not yet raised).
+    run: int = 0
 
 
 class DeviceAlerts:
-    """Raise at ``threshold``, clear below ``clear_ratio * threshold``, then a ``cooldown_ms``
-    (device time) before the same device raises again (counted in ``suppressed``)."""
+    """Raise once the score has stayed at or above ``threshold`` for ``confirm`` consecutive
+    messages, clear below ``clear_ratio * threshold``, then a ``cooldown_ms`` (device time) before
+    the same device raises again (counted in ``suppressed``)."""
 
     def __init__(self, gateway_id: str, config: DeviceAlertConfig, model_version: int) -> None:
         self._gateway_id = gateway_id
@@ -83,14 +88,20 @@ class DeviceAlerts:
                 return self._payload("cleared", device_id, ts, result, start, st.since_raise)
             return None
         if result.score < cfg.threshold:
+            st.run = 0
+            return None
+        st.run += 1
+        if st.run < cfg.confirm:
             return None
         if st.raised_ts is not None and ts - st.raised_ts < cfg.cooldown_ms:
             self.suppressed += 1
+            st.run = 0
             return None
         st.active = True
         st.raised_ts = ts
         st.since_raise = 1
-        window = max(1, min(result.window, len(st.ts)))
+        window = max(1, min(max(result.window, st.run), len(st.ts)))
+        st.run = 0
         return self._payload("raised", device_id, ts, result, st.ts[-window], window)
 
     def _payload(

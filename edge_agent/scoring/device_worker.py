@@ -132,6 +132,7 @@ class DeviceScoringWorker(ModelWorker[None, _DeviceModel, _DeviceShadow]):
             clear_ratio=self._config.clear_ratio,
             cooldown_ms=int(self._config.cooldown_s * 1000),
             max_devices=model.scorer.config.max_devices,
+            confirm=self._config.device_confirm_messages,
         )
 
     def _activated(self, model: _DeviceModel) -> None:

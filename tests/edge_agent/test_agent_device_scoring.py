@@ -39,10 +39,11 @@ def _result(score: float) -> DeviceResult:
 
 
 def test_device_alert_names_every_channel_with_its_contribution_and_clears() -> None:
-    alerts = DeviceAlerts(GATEWAY, DeviceAlertConfig(0.9, 0.5, 60_000, 10), model_version=3)
-    out = [alerts.observe("pump-1", BASE_TS + i * 1000, _result(s)) for i, s in enumerate([0.1] * 6 + [0.95, 0.97, 0.4])]
-    raised, cleared = out[6], out[8]
-    assert out[:6] == [None] * 6 and out[7] is None
+    alerts = DeviceAlerts(GATEWAY, DeviceAlertConfig(0.9, 0.5, 60_000, 10, confirm=2), model_version=3)
+    scores = [0.1] * 4 + [0.95, 0.1, 0.95, 0.97, 0.99, 0.4]  # one message at the threshold is not enough
+    out = [alerts.observe("pump-1", BASE_TS + i * 1000, _result(s)) for i, s in enumerate(scores)]
+    raised, cleared = out[7], out[9]
+    assert out[:7] == [None] * 7 and out[8] is None
     assert raised is not None and cleared is not None
     again = AlertPayload.model_validate_json(raised.model_dump_json(by_alias=True))
     assert again == raised and again.metric is None and again.kind == "anomaly" and again.v == 2
@@ -51,13 +52,15 @@ def test_device_alert_names_every_channel_with_its_contribution_and_clears() -> 
     assert top.contribution == pytest.approx(0.7) and top.expected == 6.4 and top.observed == 8.7
     assert sum(d.contribution for d in raised.drivers) <= 1.0
     assert raised.detector == "device_spe" and raised.window_readings == 5
-    assert raised.window_start_ts == BASE_TS + 2000 and raised.window_end_ts == BASE_TS + 6000
+    assert raised.window_start_ts == BASE_TS + 3000 and raised.window_end_ts == BASE_TS + 7000
     assert "motor_current_a 70% (observed 8.7, expected 6.4)" in raised.message
-    assert raised.alert_id == device_alert_id(GATEWAY, "pump-1", BASE_TS + 6000, "raised")
+    assert raised.alert_id == device_alert_id(GATEWAY, "pump-1", BASE_TS + 7000, "raised")
     assert cleared.state == "cleared" and cleared.window_start_ts == raised.ts
     # the cool-down: a new raise within 60 s of the last one is suppressed and counted
-    assert alerts.observe("pump-1", BASE_TS + 20_000, _result(0.99)) is None and alerts.suppressed == 1
-    assert alerts.observe("pump-1", BASE_TS + 70_000, _result(0.99)) is not None
+    assert alerts.observe("pump-1", BASE_TS + 20_000, _result(0.99)) is None
+    assert alerts.observe("pump-1", BASE_TS + 21_000, _result(0.99)) is None and alerts.suppressed == 1
+    assert alerts.observe("pump-1", BASE_TS + 70_000, _result(0.99)) is None
+    assert alerts.observe("pump-1", BASE_TS + 71_000, _result(0.99)) is not None
 
 
 def _pump_rows(n: int, fault_at: int | None) -> list[dict[str, float]]:
@@ -119,7 +122,9 @@ def test_the_worker_raises_one_device_alert_for_a_broken_relation(store: Store) 
     assert [a.state for a in alerts] == ["raised"]
     raised = alerts[0]
     assert raised.device_id == "pump-1" and raised.metric is None
-    assert BASE_TS + FAULT_AT * 60_000 <= raised.ts <= BASE_TS + (FAULT_AT + 10) * 60_000
+    # confirmed after 10 messages at the threshold (ModelsConfig.device_confirm_messages)
+    assert BASE_TS + (FAULT_AT + 9) * 60_000 <= raised.ts <= BASE_TS + (FAULT_AT + 20) * 60_000
+    assert raised.window_readings is not None and raised.window_readings >= 10
     assert raised.drivers[0].metric == "motor_current_a"
     assert raised.drivers[0].observed is not None and raised.drivers[0].expected is not None
     assert raised.drivers[0].observed > raised.drivers[0].expected
