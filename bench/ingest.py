@@ -165,6 +165,11 @@ def scoring_report(agent: AgentProcess, watch: _Watch, progress: Progress) -> No
         f"scored, {agent.metric(prefix + 'dropped_messages_total'):,.0f} messages skipped (more than "
         f"models.queue_size behind), backlog cleared {caught_up_s:.1f} s after the last message arrived"
     )
+    progress.console.print(
+        f"device scoring (multichannel messages, joint per device): "
+        f"{agent.metric('edgehouse_agent_device_scored_messages_total'):,.0f} messages scored, "
+        f"{agent.metric('edgehouse_agent_device_dropped_messages_total'):,.0f} skipped"
+    )
 
 
 def agent_runs(fleet, backlog_fleet, broker, workdir: Path, args, progress: Progress) -> tuple[float, float, float, int]:  # type: ignore[no-untyped-def]

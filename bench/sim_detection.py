@@ -351,6 +351,30 @@ def last_line(result: MatchResult, readings: int, stream_days: float) -> str:
     )
 
 
+def device_report(fleet: Fleet, days: float, grace_ms: int, console: Console) -> None:
+    """The fleet's multichannel devices (pumps, cold rooms, conveyors, ...) scored jointly per device
+    (the agent's ``DeviceScoringWorker`` path): their faults per kind (the pump's cavitation, valve
+    closure and rotor imbalance among them), and false device alerts per device-day."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _device_detection import stream_devices
+
+    streamed = stream_devices(fleet, days)
+    if not streamed.devices:
+        return
+    windows = [AnomalyWindow(d, None, kind, a, b) for d, kind, a, b in streamed.windows]
+    alerts = [RaisedAlert(d, "device", ts) for d, ts in streamed.alerts]
+    result = match_alerts(alerts, windows, grace_ms)
+    table = report_table(result, [])
+    table.title = "Multichannel devices: faults detected by the joint device score"
+    console.print(table)
+    per_day = result.false_alerts / (streamed.devices * days)
+    console.print(
+        f"device_detection: devices={streamed.devices} ({', '.join(f'{k} {n}' for k, n in sorted(streamed.kinds.items()))}) anomalies={len(windows)} detected={result.detected} "
+        f"precision={result.precision:.3f} recall={result.recall:.3f} alerts={result.alerts} "
+        f"false_alerts_per_device_day={per_day:.2f} threshold={streamed.threshold:.2f}"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -365,6 +389,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="alerts up to this long after an anomaly ends still count",
     )
     parser.add_argument("--model", type=Path, default=default_model_path("anomaly"))
+    parser.add_argument("--no-devices", action="store_true", help="skip the joint device score of the pumps")
     args = parser.parse_args(argv)
     if args.days <= 0:
         parser.error("--days must be positive")
@@ -393,6 +418,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"streamed {streamed.messages} messages ({streamed.rejected} rejected, {streamed.duplicates} duplicates), "
         f"{streamed.readings} readings in {streamed.seconds:.1f} s"
     )
+    if not args.no_devices:
+        device_report(fleet, args.days, int(args.grace_min * MINUTE_MS), console)
     print(last_line(result, streamed.readings, len(streamed.streams) * args.days))
 
 

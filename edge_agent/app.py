@@ -32,6 +32,7 @@ from edge_agent.ingest import Ingest
 from edge_agent.metrics import AgentMetrics
 from edge_agent.mqtt import MqttLink
 from edge_agent.output import GatewayOutput
+from edge_agent.scoring.device_worker import DeviceScoringWorker
 from edge_agent.scoring.worker import InferenceWorker
 from edge_agent.status import AgentStatus, StatusProbe
 from edge_agent.store import Checkpointer, Store
@@ -92,6 +93,14 @@ class Agent:
             self.output.emit,
             installed=slot_start(install_state, "anomaly"),
         )
+        # Joint scoring per multichannel device (several channels in one message), its own thread.
+        self.device_scoring = DeviceScoringWorker(
+            config.models,
+            config.gateway_id,
+            self.store,
+            self.metrics,
+            self.output.emit,
+        )
         self.forecaster = ForecastWorker(
             config.models,
             config.gateway_id,
@@ -124,7 +133,7 @@ class Agent:
             self.mqtt.ack,
             self.metrics,
             self.intake_paused,
-            on_stored=(self.inference.on_stored, self.output.on_stored),
+            on_stored=(self.inference.on_stored, self.device_scoring.on_stored, self.output.on_stored),
         )
         self.housekeeper = Housekeeper(
             config.store, config.gateway_id, self.store, self.metrics, self.intake_paused, self.output.emit
@@ -171,6 +180,7 @@ class Agent:
             self.housekeeper,
             self.budget_worker,  # restores an open alert flood before any alert is scored
             self.inference,  # a model that does not load is logged; the agent runs without it
+            self.device_scoring,
             self.forecaster,
             self.updater,  # its own thread: the first check runs there, never delays start-up
             *http,
@@ -187,6 +197,7 @@ class Agent:
             self.updater,
             self.ingest,
             self.inference,
+            self.device_scoring,
             self.forecaster,
             self.budget_worker,
             *sync,

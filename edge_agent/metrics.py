@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from protocols import DEVICE_RECORD_KINDS
 
 PREFIX = "edgehouse_agent"
-MODEL_TASK_LABELS = ("anomaly", "demand")
+MODEL_TASK_LABELS = ("anomaly", "demand", "device_anomaly")
 
 
 class AgentMetrics:
@@ -161,6 +161,22 @@ class AgentMetrics:
             buckets=(0.00002, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.005),
             registry=r,
         )
+        # joint scoring per multichannel device (edge_agent/scoring/device_worker.py)
+        self.device_scored = Counter(
+            f"{PREFIX}_device_scored_messages", "Multichannel messages scored per device", registry=r
+        )
+        self.device_alerts = Counter(f"{PREFIX}_device_alerts", "Device alerts emitted", ["state"], registry=r)
+        for state in ("raised", "cleared"):
+            self.device_alerts.labels(state)
+        self.device_suppressed = Counter(
+            f"{PREFIX}_device_alerts_suppressed", "Device raises suppressed by the cool-down", registry=r
+        )
+        self.device_dropped = Counter(
+            f"{PREFIX}_device_dropped_messages",
+            "Committed messages not device-scored because scoring was more than queue_size behind",
+            registry=r,
+        )
+        self.device_errors = Counter(f"{PREFIX}_device_errors", "Device scoring failures", registry=r)
         # the alert budget (edge_agent/alert_budget.py)
         self.alert_budget_window_alerts = Gauge(
             f"{PREFIX}_alert_budget_window_alerts",

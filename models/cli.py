@@ -1,4 +1,4 @@
-"""`edgehouse train anomaly|demand`: train, export int8 `.tflite` + manifest, with Rich progress.
+"""`edgehouse train anomaly|device-anomaly|demand`: train, export int8 `.tflite` + manifest, with Rich progress.
 
 TensorFlow is imported only when a command runs (inside the training modules)."""
 
@@ -63,6 +63,24 @@ def anomaly(
     with _progress(console, "anomaly") as update:
         metrics = train_anomaly(cfg, out, update)
     _report(console, f"anomaly model -> {out}", metrics)
+
+
+@app.command("device-anomaly")
+def device_anomaly(
+    out: Annotated[Path, typer.Option(help="directory for device_anomaly.tflite + .json")] = DEFAULT_OUT,
+    seed: Annotated[int, typer.Option()] = 7,
+    epochs: Annotated[int, typer.Option(min=1)] = 5,
+    devices: Annotated[int, typer.Option(min=4, help="synthetic training machines")] = 160,
+    version: Annotated[int, typer.Option(min=1)] = 1,
+) -> None:
+    """Train the joint (multichannel) device forecaster on synthetic machines (no simulator, no real data)."""
+    from models.training.device_train import DeviceTrainConfig, train_device
+
+    console = Console()
+    cfg = DeviceTrainConfig(seed=seed, epochs=epochs, n_devices=devices, version=version)
+    with _progress(console, "device_anomaly") as update:
+        metrics = train_device(cfg, out, update)
+    _report(console, f"device anomaly model -> {out}", metrics)
 
 
 @app.command()

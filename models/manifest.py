@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from models.feature_config import DemandFeatureConfig, SensorFeatureConfig
 
-Task = Literal["anomaly", "demand"]
+Task = Literal["anomaly", "demand", "device_anomaly"]
 DType = Literal["float32", "int8", "uint8", "int16", "int32"]
 
 

@@ -1,0 +1,310 @@
+"""Joint (multichannel) anomaly scoring of committed telemetry per device, on its own thread.
+
+Next to :class:`~edge_agent.scoring.worker.InferenceWorker` (one score per stream), this worker
+scores every stored telemetry message that carries two or more channels as one vector per device
+with :class:`models.device_anomaly.DeviceScorer` (int8 LiteRT), and turns the scores into device
+alerts with :class:`~edge_agent.scoring.device_alerts.DeviceAlerts` (each channel's contribution,
+expected vs observed, the window). Alerts go through ``emit``
+(:meth:`edge_agent.output.GatewayOutput.emit`: past the site's alert budget, stored with their
+outbox record, published, synced).
+
+Same reading rules as the stream scorer: rows are read by ``rowid`` after their commit on the
+thread's own connection; at start the last ``warmup_messages`` stored messages are scored without
+alerting (each device needs ``DeviceScorerConfig.warmup`` messages before its first score); more
+than ``queue_size`` messages behind, the oldest are skipped and counted. A model that does not
+load leaves the agent running without device scoring (``edgehouse_agent_model_loaded{task=
+"device_anomaly"} 0``, the reason in ``error``).
+
+It is built as a :class:`~edge_agent.updates.slot.ModelWorker` like the other two model workers
+(installed, previous, then the configured or shipped model; shadow runs; swaps made by the
+scoring thread between two messages, the new model's devices warming up anew), but it is not yet
+handed to the model updater: the update protocol's task list (``protocols.ModelTask``) does not
+name ``device_anomaly`` yet, so signed device models cannot be released to a gateway.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edge_agent.clock import now_ms
+from edge_agent.config import ModelsConfig
+from edge_agent.metrics import AgentMetrics
+from edge_agent.scoring.device_alerts import DeviceAlertConfig, DeviceAlerts
+from edge_agent.scoring.replay import CHUNK_ROWS
+from edge_agent.store import Store
+from edge_agent.store.db import READER_CACHE_KIB
+from edge_agent.store.telemetry import count_between, max_rowid, rows_after, warmup_start
+from edge_agent.updates.slot import ModelInfo, ModelWorker, Shadow, SlotStart, Swap, load_slot_model
+from edge_agent.updates.stats import StatsCounter
+from protocols import AlertPayload
+
+if TYPE_CHECKING:
+    from edge_agent.ingest_batch import BatchResult
+    from models.device_anomaly import DeviceScorer
+
+log = logging.getLogger(__name__)
+
+_IDLE_POLL_S = 1.0
+_ERROR_PAUSE_S = 1.0
+TASK = "device_anomaly"
+
+
+@dataclass(slots=True)
+class _DeviceModel:
+    scorer: DeviceScorer
+    info: ModelInfo
+
+
+@dataclass(slots=True)
+class _DeviceShadow(Shadow[_DeviceModel]):
+    """A candidate scored next to the running model; its alerts are counted, never emitted."""
+
+    alerts: DeviceAlerts
+
+
+@dataclass(slots=True)
+class _Pending:
+    swap: Swap[_DeviceModel]
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class DeviceScoringWorker(ModelWorker[None, _DeviceModel, _DeviceShadow]):
+    """Owns the device scorer and its thread: :meth:`start` / :meth:`stop`; :meth:`notify` after commits."""
+
+    name = "device-scoring"
+    task = TASK
+    work = "device scoring"
+
+    def __init__(
+        self,
+        config: ModelsConfig,
+        gateway_id: str,
+        store: Store,
+        metrics: AgentMetrics,
+        emit: Callable[[AlertPayload], bool],
+        installed: SlotStart | None = None,
+        clock_ms: Callable[[], int] = now_ms,
+    ) -> None:
+        super().__init__(config, gateway_id, store, metrics, emit, config.device_model, installed, clock_ms)
+        self._alerts: DeviceAlerts | None = None
+        self._pending: _Pending | None = None
+        self._swap_lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._cursor = 0
+        self._live_from = 0
+        self.scored = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self._config.enabled and self._config.device_enabled
+
+    @property
+    def alerts(self) -> DeviceAlerts | None:
+        return self._alerts
+
+    def on_stored(self, result: BatchResult) -> None:
+        """An ingest batch committed (ingest thread): wake up when it stored telemetry."""
+        if result.stored["telemetry"]:
+            self.notify()
+
+    # ----------------------------------------------------------------- models
+
+    def _load(self, source: ModelInfo | Path) -> _DeviceModel:
+        from models.device_anomaly import DeviceScorer  # numpy: with the model
+
+        model, info = load_slot_model(TASK, source)
+        scorer = DeviceScorer(model)
+        if self._config.device_threshold is not None:
+            scorer = DeviceScorer(model, scorer.config.model_copy(update={"threshold": self._config.device_threshold}))
+        return _DeviceModel(scorer, info)
+
+    def _alert_config(self, model: _DeviceModel) -> DeviceAlertConfig:
+        return DeviceAlertConfig(
+            threshold=model.scorer.config.threshold,
+            clear_ratio=self._config.clear_ratio,
+            cooldown_ms=int(self._config.cooldown_s * 1000),
+            max_devices=model.scorer.config.max_devices,
+            confirm=self._config.device_confirm_messages,
+        )
+
+    def _activated(self, model: _DeviceModel) -> None:
+        self._alerts = DeviceAlerts(self._gateway_id, self._alert_config(model), model.info.version)
+
+    def _loaded_note(self, model: _DeviceModel) -> str:
+        return f" (threshold {model.scorer.config.threshold:.3f})"
+
+    def _shadow_of(self, model: _DeviceModel, stats: StatsCounter, baseline: StatsCounter) -> _DeviceShadow:
+        alerts = DeviceAlerts(self._gateway_id, self._alert_config(model), model.info.version)
+        return _DeviceShadow(model, stats, baseline, alerts)
+
+    def shadow_model(self) -> ModelInfo | None:
+        pending = self._pending
+        if pending is not None and pending.swap.kind == "shadow" and pending.swap.model is not None:
+            return pending.swap.model.info
+        return super().shadow_model()
+
+    def _submit(self, swap: Swap[_DeviceModel], timeout_s: float) -> bool:
+        """Hand the swap to the scoring thread, which makes it between two messages."""
+        pending = _Pending(swap)
+        with self._swap_lock:
+            self._pending = pending
+        self.notify()
+        return pending.done.wait(timeout_s)
+
+    def _apply_pending(self) -> None:
+        with self._swap_lock:
+            pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        try:
+            with self._lock:
+                self._apply(pending.swap)
+        finally:
+            pending.done.set()
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def _launch(self) -> None:
+        conn = self._store.connect(cache_kib=READER_CACHE_KIB)
+        try:
+            self._live_from = max_rowid(conn)
+            self._cursor = warmup_start(conn, self._config.warmup_messages)
+        finally:
+            conn.close()
+        super()._launch()
+
+    def step(self, resource: None) -> None:
+        self.wait_for_wake(_IDLE_POLL_S)
+        self._passes(final=False)
+
+    def finish(self, resource: None) -> None:
+        self._passes(final=True)
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _passes(self, final: bool) -> None:
+        try:
+            if self._conn is None:
+                self._conn = self._store.connect(cache_kib=READER_CACHE_KIB)
+            while self.run_pass(self._conn) and (final or not self.stopping):
+                pass
+        except sqlite3.Error as exc:
+            self._metrics.device_errors.inc()
+            log.warning("device scoring read failed (%s); retrying", exc)
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            if not final:
+                self.sleep(_ERROR_PAUSE_S)
+
+    # ----------------------------------------------------------------- scoring
+
+    def run_pass(self, conn: sqlite3.Connection) -> bool:
+        """Score up to one chunk of newly committed telemetry; True when more is waiting."""
+        if self._pending is not None:
+            self._apply_pending()
+        if self._active is None or self._alerts is None:
+            return False
+        newest = max_rowid(conn)
+        if self._cursor >= self._live_from and newest - self._cursor > self._config.queue_size:
+            skip_to = newest - self._config.queue_size
+            skipped = count_between(conn, self._cursor, skip_to)
+            self._metrics.device_dropped.inc(skipped)
+            log.warning("device scoring %d messages behind: skipped the oldest %d", newest - self._cursor, skipped)
+            self._cursor = skip_to
+        rows = rows_after(conn, self._cursor, CHUNK_ROWS)
+        for rowid, device_id, ts, readings_json in rows:
+            if self._pending is not None:  # a model swap: here, between two messages
+                self._apply_pending()
+            self._cursor = rowid
+            self.score_row(device_id, int(ts), readings_json, mute=rowid <= self._live_from)
+            time.sleep(0)  # hand the GIL over to ingest after every message
+        return len(rows) == CHUNK_ROWS
+
+    def score_row(self, device_id: str, ts: int, readings_json: str, mute: bool = False) -> AlertPayload | None:
+        """Score one stored message (``readings_json``: its ``readings`` column); the alert it emitted."""
+        active, alerts, m = self._active, self._alerts, self._metrics
+        assert active is not None and alerts is not None
+        scorer = active.scorer
+        try:
+            values = {str(k): float(v) for k, v in json.loads(readings_json).items()}
+        except (ValueError, TypeError, AttributeError) as exc:
+            m.device_errors.inc()
+            log.warning("telemetry of %s at %d unreadable for device scoring: %s", device_id, ts, exc)
+            return None
+        if len(values) < 2:
+            return None
+        try:
+            result = scorer.score(device_id, values)
+        except Exception as exc:  # noqa: BLE001 (one bad message must not stop scoring)
+            m.device_errors.inc()
+            log.warning("device scoring of %s at %d failed: %s", device_id, ts, exc)
+            return None
+        if result is None:
+            return None
+        m.device_scored.inc()
+        self.scored += 1
+        suppressed = alerts.suppressed
+        alert = alerts.observe(device_id, ts, result)
+        if alerts.suppressed != suppressed:
+            m.device_suppressed.inc()
+        raised = alert is not None and alert.state == "raised"
+        warm = scorer.is_warm(device_id)
+        if self._shadow is not None:
+            self._score_shadow(self._shadow, device_id, ts, values, mute or not warm, raised, result.alert)
+        if mute:
+            return None
+        stats = self._stats
+        if stats is not None and warm:
+            stats.readings += 1
+            stats.alerts_raised += raised
+            stats.alert_readings += int(result.alert)
+        if alert is None:
+            return None
+        try:
+            new = self._emit(alert)
+        except Exception as exc:  # noqa: BLE001 (storage trouble: logged, scoring goes on)
+            m.device_errors.inc()
+            log.error("device alert %s not stored: %s", alert.alert_id, exc)
+            return None
+        if new:
+            m.device_alerts.labels(alert.state).inc()
+            log.info("device alert %s: %s", alert.state, alert.message)
+        return alert
+
+    def _score_shadow(
+        self,
+        shadow: _DeviceShadow,
+        device_id: str,
+        ts: int,
+        values: dict[str, float],
+        mute: bool,
+        active_raised: bool,
+        active_alerting: bool,
+    ) -> None:
+        try:
+            result = shadow.model.scorer.score(device_id, values)
+        except Exception as exc:  # noqa: BLE001 (the shadow must never disturb the running model)
+            self._metrics.device_errors.inc()
+            log.debug("shadow device scoring of %s failed: %s", device_id, exc)
+            return
+        if result is None:
+            return
+        alert = shadow.alerts.observe(device_id, ts, result)
+        if mute or not shadow.model.scorer.is_warm(device_id):
+            return
+        shadow.stats.readings += 1
+        shadow.stats.alerts_raised += int(alert is not None and alert.state == "raised")
+        shadow.stats.alert_readings += int(result.alert)
+        shadow.baseline.readings += 1
+        shadow.baseline.alerts_raised += active_raised
+        shadow.baseline.alert_readings += int(active_alerting)
