@@ -134,6 +134,11 @@ def try_upkeep_lock(conn: Connection, key: int) -> bool:
     return bool(conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key}).scalar())
 
 
+def upkeep_lock(conn: Connection, key: int) -> None:
+    """PostgreSQL: take the advisory lock ``key`` for this transaction, waiting for whoever holds it."""
+    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
 def set_lock_timeout(conn: Connection, timeout: str) -> None:
     """PostgreSQL: wait at most ``timeout`` (``"5s"``, ``"500ms"``) for any lock in this transaction."""
     if not _TIMEOUT.match(timeout):

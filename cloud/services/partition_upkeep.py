@@ -77,7 +77,7 @@ def upkeep(engine: Engine, retention_days: float, now_ms: int | None = None) -> 
                     if table.name == "readings":  # what is left starts at the oldest week kept, or the cutoff
                         kept = partitions.weeks(conn, table.name)
                         # the compaction's lock: the two never delete the same rows at once
-                        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _COMPACT_LOCK})
+                        partitions.upkeep_lock(conn, _COMPACT_LOCK)
                         rollups.trim(conn, min([cutoff, *(p.start_ts for p in kept[:1])]))
             elif cutoff is not None:
                 report.deleted_rows += partitions.delete_before(conn, table.name, cutoff)
