@@ -13,6 +13,8 @@ from cloud.deps import EngineDep, SettingsDep
 from cloud.errors import ErrorBody, validation_error_response
 from cloud.services import sync as sync_service
 from cloud.services.errors import BadRequest, PayloadTooLarge
+from cloud.services.reorder import ReorderPolicy
+from cloud.settings import CloudSettings
 from protocols import SyncAck
 
 router = APIRouter(prefix="/api/v1", tags=["sync"])
@@ -42,6 +44,10 @@ async def read_limited_body(request: Request, settings: SettingsDep) -> bytes:
 RawBody = Annotated[bytes, Depends(read_limited_body)]
 
 
+def _reorder_policy(settings: CloudSettings) -> ReorderPolicy:
+    return ReorderPolicy(lead_time_days=settings.reorder_lead_time_days, safety_units=settings.reorder_safety_units)
+
+
 @router.post(
     "/sync",
     response_model=SyncAck,
@@ -62,6 +68,6 @@ def post_sync(
     assert principal.gateway_id is not None, "gateway tokens are bound to a gateway"
     try:
         return sync_service.ingest(engine, raw, content_encoding, principal.gateway_id,
-                                   settings.max_decompressed_bytes)
+                                   settings.max_decompressed_bytes, _reorder_policy(settings))
     except ValidationError as exc:
         return validation_error_response(exc)
