@@ -124,6 +124,7 @@ class Agent:
             self.metrics,
             self.intake_paused,
             on_stored=(self.inference.on_stored, self.output.on_stored),
+            gateway_id=config.gateway_id,
         )
         self.housekeeper = Housekeeper(
             config.store, config.gateway_id, self.store, self.metrics, self.intake_paused, self.output.emit
