@@ -14,7 +14,7 @@ from typing import Any
 
 from e2e_kit import wait_until
 
-from edgehouse_cli.stack import AgentProcess, CloudProcess
+from edgehouse_cli.stack import CloudProcess
 from firmware_sim.config import Fleet
 from firmware_sim.faults import FaultConfig
 from firmware_sim.runner import SimRunner
