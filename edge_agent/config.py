@@ -23,6 +23,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from edge_agent.config_stock import StockConfig
 from protocols import TopicError, device_filter
 from protocols.signing import decode_public_key
 from protocols.topics import check_id
@@ -299,6 +300,7 @@ class AgentConfig(BaseSettings):
     models: ModelsConfig = ModelsConfig()
     alerts: AlertsConfig = AlertsConfig()
     updates: UpdatesConfig = UpdatesConfig()
+    stock: StockConfig = StockConfig()
 
     @classmethod
     def settings_customise_sources(

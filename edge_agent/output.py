@@ -104,11 +104,7 @@ class GatewayOutput:
         return new
 
     def on_stored(self, result: BatchResult) -> None:
-        """An ingest batch committed device records (and their outbox rows): publish its stock changes
-        and stock-out alerts on the gateway's topics, wake the sync."""
-        if self._publish is not None:
-            for pub in result.published:
-                self._publish(pub.topic, pub.payload)
+        """An ingest batch committed device records (and their outbox rows): wake the sync."""
         self.outbox_changed()
 
     def outbox_changed(self) -> None:

@@ -1,47 +1,64 @@
-"""What a batch's stock changes produce, inside the ingest transaction: sync records and stock-out alerts.
+"""The stock book's sync records and stock-out alerts.
 
-Every new version of a position (``protocols.StockPosition``) and every new revision of a cycle
-count's discrepancy goes into the outbox with the scans that made it, so a position is synced
-exactly when the scans behind it are stored (ids from content: a retry is a duplicate). A
-**stock-out** is a pick scanned while the book held no stock: the position's stock-out alert
+**Discrepancies and stock-out alerts** are written by :meth:`StockOutput.write` inside the ingest
+transaction of the scans that made them (each new revision of a cycle count's discrepancy is a
+record; ids from content: a retry is a duplicate). **Positions** change with nearly every scan
+batch, and the cloud keeps only the newest version of each, so they are queued apart:
+:meth:`PositionQueue.queue` (the stock worker's, every ``[stock] interval_s``) puts the newest
+version of every position changed since (``version > outboxed_version``) into the outbox and
+marks it, in one transaction, and drops the previous version if it is still unsynced. The book is
+committed with the scans, so a crash between the two loses nothing: the change is queued next time.
+
+A **stock-out** is a pick scanned while the book held no stock: the position's stock-out alert
 (``kind="system"``, ``code="stock_out"``, alert contract as it is) is raised once when a batch
-ends with such a pick and nothing on hand, stays open while the position has nothing on hand, and clears with the first change that puts stock back
-(``stock.stockout_alert_id`` remembers it across batches and restarts). Stock-out alerts are
-operational signals from scans, not model alerts: they do not pass the site's alert budget.
+ends with such a pick and nothing on hand, stays open while the position has nothing on hand, and
+clears with the first change that puts stock back (``stock.stockout_alert_id`` remembers it across
+batches and restarts). Stock-out alerts are operational signals from scans, not model alerts: they
+do not pass the site's alert budget.
 
-The caller publishes what :meth:`StockOutput.write` returns on the gateway's ``stock`` and
-``alert`` topics after the commit (local consumers; the outbox carries everything anyway).
+Record JSON is written from plain dicts, once, and spliced into its sync record (the tests
+validate both against the contracts). Both return what to publish on the gateway's ``stock`` and
+``alert`` topics (``edge_agent.stock_worker`` does, paced).
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
+from edge_agent.store.db import transaction
 from edge_agent.store.gateway_output import enqueue_in
 from edge_agent.store.stock import DiscrepancyRow, PositionRow, StockBook, StockChanges
-from protocols import (
-    AlertPayload,
-    GatewayTopicKind,
-    StockDiscrepancy,
-    StockDiscrepancyRecord,
-    StockPosition,
-    StockRecord,
-    discrepancy_record_id,
-    gateway_topic,
-    stock_record_id,
-)
+from protocols import AlertPayload, GatewayTopicKind, discrepancy_record_id, gateway_topic, stock_record_id
 from protocols.stock import position_key
 
 STOCK_OUT: Final = "stock_out"
+POSITION_SCHEMA: Final = "edgehouse.stock_position"
+DISCREPANCY_SCHEMA: Final = "edgehouse.stock_discrepancy"
 OutboxRow = tuple[str, str, int, str]
+_DELETE_OUTBOX: Final = "DELETE FROM outbox WHERE id = ?"
+_INSERT_OUTBOX: Final = "INSERT OR IGNORE INTO outbox (id, kind, created_ts, payload) VALUES (?, ?, ?, ?)"
+_PREFIX_CACHE_MAX: Final = 50_000
+_CHANGED: Final = (
+    "SELECT location, sku, on_hand, version, last_scan_ts, count_ts, stockout_alert_id, outboxed_version "
+    "FROM stock WHERE site = ? AND version > outboxed_version LIMIT ?"
+)
+_ANY_CHANGED: Final = "SELECT 1 FROM stock WHERE site = ? AND version > outboxed_version LIMIT 1"
+_MARK: Final = "UPDATE stock SET outboxed_version = ? WHERE site = ? AND location = ? AND sku = ?"
+
+
+def _json(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Publication:
-    """A message to publish on a gateway topic once the batch is committed."""
+    """A message to publish on a gateway topic once the batch is committed; a newer one of the same
+    ``key`` supersedes it (a position's versions; alerts and discrepancies have unique keys)."""
 
+    key: str
     topic: str
     payload: bytes
 
@@ -61,19 +78,17 @@ class StockOutput:
         """Append the records to ``outbox`` (inserted by the caller in its transaction); store the alerts."""
         out: list[Publication] = []
         for row in changes.positions:
-            alert = self._stock_out(row, (row.location, row.sku) in changes.picked_at_zero, received_ts)
-            if alert is not None and enqueue_in(self._conn, alert, received_ts):
-                out.append(Publication(self._alert_topic, alert.model_dump_json(by_alias=True).encode()))
-            position = self._position(row, received_ts)
-            rec = StockRecord(id=stock_record_id(self._site, row.location, row.sku, row.version), position=position)
-            outbox.append((rec.id, rec.kind, received_ts, rec.model_dump_json(by_alias=True)))
-            out.append(Publication(self._stock_topic, position.model_dump_json(by_alias=True).encode()))
+            if row.stockout_alert_id is not None or (row.location, row.sku) in changes.picked_at_zero:
+                alert = self._stock_out(row, (row.location, row.sku) in changes.picked_at_zero, received_ts)
+                if alert is not None and enqueue_in(self._conn, alert, received_ts):
+                    out.append(Publication(alert.alert_id, self._alert_topic,
+                                           alert.model_dump_json(by_alias=True).encode()))
         for d in changes.discrepancies:
-            disc = self._discrepancy(d, received_ts)
-            drec = StockDiscrepancyRecord(id=discrepancy_record_id(d.device_id, d.boot_id, d.seq, d.revision),
-                                          discrepancy=disc)
-            outbox.append((drec.id, drec.kind, received_ts, drec.model_dump_json(by_alias=True)))
-            out.append(Publication(self._stock_topic, disc.model_dump_json(by_alias=True).encode()))
+            drid = discrepancy_record_id(d.device_id, d.boot_id, d.seq, d.revision)
+            disc = _json(self._discrepancy(d, received_ts))
+            outbox.append((drid, "stock_discrepancy", received_ts,
+                           f'{{"kind":"stock_discrepancy","id":{_json(drid)},"discrepancy":{disc}}}'))
+            out.append(Publication(drid, self._stock_topic, disc.encode()))
         return out
 
     def _stock_out(self, row: PositionRow, picked_at_zero: bool, now_ms: int) -> AlertPayload | None:
@@ -93,16 +108,65 @@ class StockOutput:
                                 message=f"stock-out over: {where} has {row.on_hand} on hand")
         return None
 
-    def _position(self, row: PositionRow, now_ms: int) -> StockPosition:
-        return StockPosition(
-            gateway_id=self._gateway_id, site=self._site, location=row.location, sku=row.sku, on_hand=row.on_hand,
-            negative=row.on_hand < 0, version=row.version, last_scan_ts=row.last_scan_ts, updated_ts=now_ms,
-            count_ts=None if row.count is None else row.count[0], stock_out=row.stockout_alert_id is not None,
-        )
+    def _discrepancy(self, d: DiscrepancyRow, now_ms: int) -> dict[str, Any]:
+        """A ``protocols.StockDiscrepancy`` as JSON-ready dict (by alias)."""
+        return {
+            "schema": DISCREPANCY_SCHEMA, "v": 1, "gateway_id": self._gateway_id, "site": self._site,
+            "location": d.location, "sku": d.sku, "device_id": d.device_id, "boot_id": d.boot_id, "seq": d.seq,
+            "ts": d.ts, "counted": d.counted, "expected": d.expected, "delta": d.counted - d.expected,
+            "revision": d.revision, "updated_ts": now_ms,
+        }
 
-    def _discrepancy(self, d: DiscrepancyRow, now_ms: int) -> StockDiscrepancy:
-        return StockDiscrepancy(
-            gateway_id=self._gateway_id, site=self._site, location=d.location, sku=d.sku, device_id=d.device_id,
-            boot_id=d.boot_id, seq=d.seq, ts=d.ts, counted=d.counted, expected=d.expected,
-            delta=d.counted - d.expected, revision=d.revision, updated_ts=now_ms,
-        )
+
+class PositionQueue:
+    """Queues the newest version of every changed position for sync (on the stock worker's connection)."""
+
+    def __init__(self, conn: sqlite3.Connection, site: str, gateway_id: str, max_rows: int = 20_000) -> None:
+        self._conn = conn
+        self._site = site
+        self._gateway_id = gateway_id
+        self._max_rows = max_rows
+        self._topic = gateway_topic(site, gateway_id, GatewayTopicKind.STOCK)
+        #: (location, sku) -> the record id of its position without the version (a digest: worth keeping).
+        self._prefixes: dict[tuple[str, str], str] = {}
+
+    def _prefix(self, location: str, sku: str) -> str:
+        """``stock_record_id(site, location, sku, v)`` is this prefix, ``:``, ``v``."""
+        key = (location, sku)
+        prefix = self._prefixes.get(key)
+        if prefix is None:
+            rid = stock_record_id(self._site, location, sku, 1)
+            prefix = rid[: rid.rindex(":")]
+            if len(self._prefixes) >= _PREFIX_CACHE_MAX:
+                self._prefixes.clear()
+            self._prefixes[key] = prefix
+        return prefix
+
+    def queue(self, now_ms: int) -> list[Publication]:
+        """One transaction: outbox the changed positions' newest versions (at most ``max_rows``; the
+        rest next time), drop their unsynced previous versions, mark them; what to publish."""
+        out: list[Publication] = []
+        if self._conn.execute(_ANY_CHANGED, (self._site,)).fetchone() is None:
+            return out  # a read: no write lock taken while nothing changed
+        with transaction(self._conn):
+            rows = self._conn.execute(_CHANGED, (self._site, self._max_rows)).fetchall()
+            records, superseded, marks = [], [], []
+            for location, sku, on_hand, version, last_scan_ts, count_ts, stockout_alert_id, outboxed in rows:
+                prefix = self._prefix(location, sku)
+                rid = f"{prefix}:{version}"
+                position = _json({
+                    "schema": POSITION_SCHEMA, "v": 1, "gateway_id": self._gateway_id, "site": self._site,
+                    "location": location, "sku": sku, "on_hand": on_hand, "negative": on_hand < 0,
+                    "version": version, "last_scan_ts": last_scan_ts, "updated_ts": now_ms, "count_ts": count_ts,
+                    "stock_out": stockout_alert_id is not None,
+                })
+                records.append((rid, "stock", now_ms, f'{{"kind":"stock","id":{_json(rid)},"position":{position}}}'))
+                if outboxed:
+                    superseded.append((f"{prefix}:{outboxed}",))
+                marks.append((version, self._site, location, sku))
+                out.append(Publication(prefix, self._topic, position.encode()))
+            if superseded:
+                self._conn.executemany(_DELETE_OUTBOX, superseded)
+            self._conn.executemany(_INSERT_OUTBOX, records)
+            self._conn.executemany(_MARK, marks)
+        return out

@@ -71,9 +71,12 @@ def test_stock_matches_the_scans_ground_truth_through_kill9(tmp_path: Path, brok
     expected, discrepancies = truth.replay()
     assert discrepancies, "the fleet made no cycle counts"
 
-    def drained() -> bool:
+    def synced() -> dict[tuple[str, str, str], int]:
+        return {(i["site"], i["location"], i["sku"]): i["on_hand"] for i in cloud_stock(cloud)}
+
+    def drained() -> bool:  # the stock worker queues positions every [stock] interval_s
         return (cloud.counts().get("scan", 0) >= summary.expected_stored.scan
-                and agent.status()["outbox_depth"] == 0)
+                and agent.status()["outbox_depth"] == 0 and synced() == expected)
 
     wait_until(drained, 90, "the scans and stock to reach the cloud")
     assert cloud.counts()["scan"] == summary.expected_stored.scan
@@ -87,7 +90,6 @@ def test_stock_matches_the_scans_ground_truth_through_kill9(tmp_path: Path, brok
         db.close()
     assert book == expected
     assert counted == {k: (d.counted, d.expected) for k, d in discrepancies.items()}
-    synced = {(i["site"], i["location"], i["sku"]): i["on_hand"] for i in cloud_stock(cloud)}
-    assert synced == expected
+    assert synced() == expected
     assert all(i["gateway_id"] == "gw-s" and i["last_scan_ts"] > 0 for i in cloud_stock(cloud))
     assert agent.stop() == 0
