@@ -80,7 +80,7 @@ class StockWorker(BackgroundWorker[PositionQueue]):
 
     @contextlib.contextmanager
     def session(self) -> Iterator[PositionQueue]:
-        conn: sqlite3.Connection = self._store.connect()
+        conn: sqlite3.Connection = self._store.connect(cache_kib=512)  # reads the small stock table only
         try:
             yield PositionQueue(conn, self._site, self._gateway_id)
         finally:
