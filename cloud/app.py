@@ -40,6 +40,7 @@ from cloud.db.engine import build_engine
 from cloud.db.migrate import MigrationError, ensure_schema
 from cloud.deps import CloudState
 from cloud.errors import install_error_handlers
+from cloud.gc_tuning import apply_gen0_threshold
 from cloud.jobs.worker import Worker
 from cloud.services.model_registry import ensure_shipped_defaults
 from cloud.services.model_signing import Keyring
@@ -59,6 +60,7 @@ def create_app(settings: CloudSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        apply_gen0_threshold(settings.gc_gen0_threshold)
         engine = build_engine(settings.database_url, pool_size=settings.db_pool_size)
         background: list[RolloutController | Worker | PartitionUpkeep] = []  # stopped in reverse order
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -23,6 +24,7 @@ import uvicorn
 from sqlalchemy import Engine
 
 from cloud.app import create_app
+from cloud.asgi import CONFIG_FILE_ENV, configure_logging
 from cloud.auth import ROLES, Role
 from cloud.db import migrate as migrations
 from cloud.db.engine import build_engine
@@ -35,7 +37,6 @@ from cloud.services.model_registry import ensure_shipped_defaults
 from cloud.services.model_signing import Keyring
 from cloud.services.rollout_controller import RolloutController
 from cloud.settings import CloudSettings, SettingsError, load_settings
-from protocols.untrusted import bound_log_handlers
 
 log = logging.getLogger(__name__)
 app = typer.Typer(help="Edgehouse cloud service.", no_args_is_help=True, add_completion=False)
@@ -82,13 +83,24 @@ def serve(
     config: ConfigOption = None,
     host: Annotated[str | None, typer.Option(help="Overrides the host setting")] = None,
     port: Annotated[int | None, typer.Option(help="Overrides the port setting")] = None,
+    workers: Annotated[int, typer.Option(
+        min=1, max=64, help="API processes sharing the port (uvicorn workers; about one per core)")] = 1,
 ) -> None:
     """Run the API with uvicorn until SIGINT/SIGTERM."""
     settings = _settings(config, host=host, port=port)
     _logging(settings)
     # log_config=None: uvicorn's loggers propagate to the (bounded) root handler instead of their own.
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
-                log_config=None)
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
+                    log_config=None)
+        return
+    with _engine(settings):  # migrate once here, before the workers start (each checks again under the lock)
+        pass
+    if config is not None:
+        os.environ[CONFIG_FILE_ENV] = str(config.resolve())
+    log.info("serving with %d worker processes", workers)
+    uvicorn.run("cloud.asgi:app_from_environment", factory=True, workers=workers, host=settings.host,
+                port=settings.port, log_level=settings.log_level, log_config=None)
 
 
 def _until_signalled(component: Worker | RolloutController, what: str) -> None:
@@ -112,8 +124,7 @@ def _until_signalled(component: Worker | RolloutController, what: str) -> None:
 
 
 def _logging(settings: CloudSettings) -> None:
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    bound_log_handlers()  # nothing from a request or a job's output is logged unbounded
+    configure_logging(settings)  # nothing from a request or a job's output is logged unbounded
 
 
 @app.command()

@@ -106,7 +106,8 @@ class ReadingsOut(BaseModel):
     metric: str
     from_ts: int
     to_ts: int
-    bucket_ms: int = Field(description="Width of every bucket; at most max_points buckets cover [from, to)")
+    bucket_ms: int = Field(description="Width of every bucket; at most max_points buckets cover [from, to) "
+                           "(an hour or more: whole hours, buckets aligned on multiples of it since the epoch)")
     points: list[ReadingPoint] = Field(description="Buckets holding readings, in time order (empty ones left out)")
 
 

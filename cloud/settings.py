@@ -64,6 +64,9 @@ class CloudSettings(BaseSettings):
     #: Largest sync batch accepted after decompression, in bytes.
     max_decompressed_bytes: Annotated[int, Field(ge=1024, le=1 << 31)] = 64 * 1024 * 1024
     db_pool_size: Annotated[int, Field(ge=1, le=200)] = 5
+    #: Allocations between two young garbage collections in an API process (``cloud.gc_tuning``);
+    #: 0 keeps CPython's default (700), which makes validating sync batches about 3x slower.
+    gc_gen0_threshold: Annotated[int, Field(ge=0, le=10_000_000)] = 50_000
     #: Apply pending schema migrations at start-up; off: refuse to start on an outdated schema
     #: (run ``edgehouse-cloud migrate`` first).
     migrate_on_start: bool = True

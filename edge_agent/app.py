@@ -36,6 +36,7 @@ from edge_agent.scoring.worker import InferenceWorker
 from edge_agent.status import AgentStatus, StatusProbe
 from edge_agent.stock_worker import StockWorker
 from edge_agent.store import Checkpointer, Store
+from edge_agent.store import outbox as ob
 from edge_agent.sync import SyncWorker
 from edge_agent.updates import InstallState, StateFile, slot_start
 from edge_agent.updates.updater import ModelUpdater
@@ -143,6 +144,8 @@ class Agent:
             stopped_components=self._stopped_components,
             models=self.updater.status,
             alerts=lambda: self.budget.status(now_ms()),
+            live_window_s=config.cloud.live_window_s,
+            sync=self.sync.wire_status if self.sync is not None else lambda lanes, depth: None,
         )
         self.metrics.bind_budget(
             in_window=lambda: self.budget.in_window(now_ms()), last_24h=lambda: self.budget.last_24h(now_ms())
@@ -153,6 +156,8 @@ class Agent:
             uptime=self.probe.uptime_s,
             ingest_queue_depth=self._inbox.qsize,
         )
+        if self.sync is not None:
+            self._bind_sync_metrics(self.sync)
         self.http: StatusServer | None = None
         if config.http.enabled:
             self.http = StatusServer(
@@ -256,6 +261,16 @@ class Agent:
     def _health(self) -> GatewayHealth:
         """What the model report tells the cloud about this agent (the console's fleet view)."""
         return self.probe.gateway_health()
+
+    def _bind_sync_metrics(self, sync: SyncWorker) -> None:
+        lanes = self.probe.lanes
+        self.metrics.bind_sync(
+            cap=lambda: float(sync.wire.bucket.cap() or 0),
+            expected_drain=lambda: sync.wire.expected_drain_s(int(self.probe.outbox_depth())) or 0.0,
+            lane_depth=lambda lane: float(lanes()[lane].depth),
+            lane_oldest_age=lambda lane: lanes()[lane].oldest_age_s or 0.0,
+            lanes=ob.LANES,
+        )
 
     def _stopped_components(self) -> list[str]:
         """Components that should be running but are not (for ``/healthz``)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import typer
@@ -83,12 +83,40 @@ def status(
         if key == "models" and isinstance(value, dict):
             for task, line in value.items():
                 table.add_row(f"models.{task}", model_line(line))
+        elif key == "sync" and isinstance(value, dict):
+            for name, text in sync_lines(value):
+                table.add_row(name, text)
         elif isinstance(value, dict):
             for sub, subval in value.items():
                 table.add_row(f"{key}.{sub}", str(subval))
         else:
             table.add_row(key, "-" if value is None else str(value))
     Console().print(table)
+
+
+def duration(seconds: object) -> str:
+    """``5400`` -> ``1h 30m``; ``None`` -> ``unknown``."""
+    if not isinstance(seconds, int | float):
+        return "unknown"
+    s = int(seconds)
+    if s < 120:
+        return f"{seconds:.0f}s"
+    hours, minutes = divmod(s // 60, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m"
+
+
+def sync_lines(sync: dict[str, Any]) -> list[tuple[str, str]]:
+    """The status ``sync`` block as table rows: cap, expected drain time, lanes, why it is stuck."""
+    cap = sync.get("cap_bytes_per_s")
+    rate = "no cap" if cap is None else f"cap {cap * 8 / 1000:,.0f} kbit/s"
+    link = f"{rate}, {sync.get('encoding')}, {sync.get('bytes_per_record')} B/record, {sync.get('bytes_sent', 0):,} B sent"
+    rows = [("sync.link", link), ("sync.expected_drain", duration(sync.get("expected_drain_s")))]
+    for lane, info in (sync.get("lanes") or {}).items():
+        age = info.get("oldest_age_s")
+        rows.append((f"sync.lanes.{lane}", f"{info.get('depth', 0):,}" + (f", oldest {duration(age)}" if age else "")))
+    if sync.get("problem"):
+        rows.append(("sync.problem", str(sync["problem"])))
+    return rows
 
 
 def model_line(line: dict[str, object]) -> str:

@@ -23,6 +23,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from edge_agent.config_cloud import CapWindow, CloudConfig  # noqa: F401 - re-exported: the [cloud] section
 from edge_agent.config_stock import StockConfig
 from protocols import TopicError, device_filter
 from protocols.signing import decode_public_key
@@ -113,35 +114,6 @@ class StoreConfig(Section):
     #: Dead letters older than this are dropped even under quota (None: keep until quota).
     dead_letter_max_age_days: PositiveFloat | None = 30.0
     retention_interval_s: PositiveFloat = 30.0
-
-
-class CloudConfig(Section):
-    #: Base URL of the cloud API; without it the outbox only accumulates (sync disabled).
-    url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")] | None = None
-    token: SecretStr | None = None
-    batch_max_records: Annotated[int, Field(ge=1, le=5000)] = 1000
-    interval_s: PositiveFloat = 5.0
-    connect_timeout_s: PositiveFloat = 5.0
-    request_timeout_s: PositiveFloat = 30.0
-    backoff_min_s: PositiveFloat = 1.0
-    backoff_max_s: PositiveFloat = 300.0
-    #: Pause after a 401/403: the token needs fixing, retrying fast only floods the logs.
-    auth_backoff_s: PositiveFloat = 600.0
-    #: Time allowed for one last sync round during a graceful stop.
-    shutdown_flush_s: Annotated[float, Field(ge=0)] = 3.0
-    ca_file: Path | None = None
-
-    @model_validator(mode="after")
-    def _check(self) -> CloudConfig:
-        if self.url is not None and self.token is None:
-            raise ValueError("url needs token")
-        if self.backoff_max_s < self.backoff_min_s:
-            raise ValueError("backoff_max_s must be >= backoff_min_s")
-        return self
-
-    @property
-    def enabled(self) -> bool:
-        return self.url is not None
 
 
 class HttpConfig(Section):

@@ -190,6 +190,31 @@ class AgentMetrics:
         self.forecast_last_run = Gauge(
             f"{PREFIX}_forecast_last_run_timestamp_seconds", "End of the last forecast run", registry=r
         )
+        # sync over thin links (edge_agent/sync_wire.py, bandwidth.py, the outbox lanes)
+        self.sync_bytes_sent = Counter(
+            f"{PREFIX}_sync_bytes_sent",
+            "Bytes the sync sent to the cloud (request lines, headers, bodies; retries included)",
+            registry=r,
+        )
+        self.sync_bytes_received = Counter(
+            f"{PREFIX}_sync_bytes_received", "Bytes of the cloud's sync answers", registry=r
+        )
+        self.sync_cap = Gauge(
+            f"{PREFIX}_sync_cap_bytes_per_second", "Upload cap in force (0: none)", registry=r
+        )
+        self.sync_expected_drain = Gauge(
+            f"{PREFIX}_sync_expected_drain_seconds",
+            "Time to send the whole outbox at the cap (or the measured rate) and the learnt bytes per record",
+            registry=r,
+        )
+        self.outbox_lane_depth = Gauge(
+            f"{PREFIX}_outbox_lane_depth", "Records waiting per outbox lane (urgent, live, backlog)", ["lane"],
+            registry=r,
+        )
+        self.outbox_lane_oldest_age = Gauge(
+            f"{PREFIX}_outbox_lane_oldest_age_seconds", "Age of the oldest record per outbox lane", ["lane"],
+            registry=r,
+        )
         for task in MODEL_TASK_LABELS:
             self.model_loaded.labels(task).set(0)
             self.model_version.labels(task)
@@ -209,6 +234,21 @@ class AgentMetrics:
         self.outbox_depth.set_function(outbox_depth)
         self.oldest_unsynced_age.set_function(oldest_unsynced_age)
         self.uptime.set_function(uptime)
+
+    def bind_sync(
+        self,
+        cap: Callable[[], float],
+        expected_drain: Callable[[], float],
+        lane_depth: Callable[[str], float],
+        lane_oldest_age: Callable[[str], float],
+        lanes: tuple[str, ...],
+    ) -> None:
+        """The sync's gauges (cap, drain time, per-lane depth and oldest age), computed when scraped."""
+        self.sync_cap.set_function(cap)
+        self.sync_expected_drain.set_function(expected_drain)
+        for lane in lanes:
+            self.outbox_lane_depth.labels(lane).set_function(lambda lane=lane: lane_depth(lane))
+            self.outbox_lane_oldest_age.labels(lane).set_function(lambda lane=lane: lane_oldest_age(lane))
 
     def bind_budget(self, in_window: Callable[[], float], last_24h: Callable[[], float]) -> None:
         """The alert budget's gauges, computed when scraped."""

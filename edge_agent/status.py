@@ -55,6 +55,31 @@ class AgentStatus(BaseModel):
     models: dict[str, ModelTaskStatus] = {}
     #: The site's alert budget (ISA-18.2): alerts in the window, an open flood, withheld alerts.
     alerts: AlertBudgetStatus | None = None
+    #: The sync on the link (None when sync is disabled).
+    sync: SyncWireStatus | None = None
+
+
+class LaneStatus(BaseModel):
+    """One outbox lane (``urgent``: alerts and device status; ``live``; ``backlog``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    depth: int
+    oldest_age_s: float | None
+
+
+class SyncWireStatus(BaseModel):
+    """How the sync uses the link: cap, encoding, bytes, lanes and the time to drain the outbox."""
+
+    model_config = ConfigDict(extra="forbid")
+    cap_bytes_per_s: int | None
+    encoding: str
+    bytes_sent: int
+    bytes_per_record: float
+    #: Seconds to send the whole outbox at the cap (or the measured rate); None: nothing measured yet.
+    expected_drain_s: float | None
+    lanes: dict[str, LaneStatus]
+    #: Why sync is stuck (several failed rounds in a row); None while it works.
+    problem: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +87,7 @@ class _DbStats:
     outbox_depth: int
     oldest_created_ts: int | None
     at: float
+    lanes: dict[str, ob.LaneStats]
 
 
 class StatusProbe:
@@ -79,7 +105,11 @@ class StatusProbe:
         cache_s: float = 1.0,
         models: Callable[[], dict[str, ModelTaskStatus]] = dict,
         alerts: Callable[[], AlertBudgetStatus | None] = lambda: None,
+        live_window_s: float = 300.0,
+        sync: Callable[[dict[str, LaneStatus], int], SyncWireStatus | None] = lambda lanes, depth: None,
     ) -> None:
+        self._live_window_s = live_window_s
+        self._sync = sync
         self._models = models
         self._alerts = alerts
         self._gateway_id = gateway_id
@@ -103,7 +133,10 @@ class StatusProbe:
             if self._db is None or now - self._db.at > self._cache_s:
                 conn = sqlite3.connect(str(self._store.path), timeout=5.0)
                 try:
-                    self._db = _DbStats(ob.depth(conn), ob.oldest_created_ts(conn), now)
+                    live_since = int((time.time() - self._live_window_s) * 1000)
+                    lanes = ob.lane_stats(conn, live_since)
+                    self._db = _DbStats(sum(lane.depth for lane in lanes.values()), ob.oldest_created_ts(conn),
+                                        now, lanes)
                 finally:
                     conn.close()
             return self._db
@@ -114,6 +147,17 @@ class StatusProbe:
     def oldest_unsynced_age_s(self) -> float | None:
         oldest = self._db_stats().oldest_created_ts
         return None if oldest is None else max(0.0, time.time() - oldest / 1000.0)
+
+    def lanes(self) -> dict[str, LaneStatus]:
+        wall = time.time()
+        return {
+            name: LaneStatus(depth=lane.depth, oldest_age_s=None if lane.oldest_created_ts is None
+                             else round(max(0.0, wall - lane.oldest_created_ts / 1000.0), 3))
+            for name, lane in self._db_stats().lanes.items()
+        }
+
+    def sync_status(self) -> SyncWireStatus | None:
+        return self._sync(self.lanes(), self._db_stats().outbox_depth)
 
     def gateway_health(self) -> GatewayHealth:
         """Outbox depth, its oldest record's time and the broker link, as the model report carries them."""
@@ -146,6 +190,7 @@ class StatusProbe:
             uptime_s=round(self.uptime_s(), 3),
             models=self._models(),
             alerts=self._alerts(),
+            sync=self.sync_status(),
         )
 
     def health(self) -> list[str]:
@@ -158,4 +203,7 @@ class StatusProbe:
         if db_problem is not None:
             reasons.append(db_problem)
         reasons.extend(f"{name} thread not running" for name in self._stopped_components())
+        sync = self.sync_status()
+        if sync is not None and sync.problem is not None:
+            reasons.append(sync.problem)
         return reasons

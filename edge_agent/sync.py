@@ -1,23 +1,28 @@
-"""The sync worker: outbox -> gzip'd ``SyncBatch`` -> ``POST /api/v1/sync`` -> delete what was settled.
+"""The sync worker: outbox lanes -> a bounded batch (JSON or columnar) -> ``POST /api/v1/sync`` -> delete
+what was settled.
 
-It owns its thread and SQLite connection. Record ids make every retry idempotent, so the
+It owns its thread and SQLite connection. Each round takes alerts and device status first, then live data,
+then the backlog (``store/outbox.py``), as many records as fit in the round's byte budget, and sends them
+through the upload cap (``bandwidth.py``, ``sync_wire.py``). Record ids make every retry idempotent, so the
 worker simply resends whatever is still in the outbox. Responses:
 
-* 200: delete exactly ``ack.settled``; move ``ack.rejected`` to ``sync_rejected`` and alert.
-* network error, 5xx, 429: retry with exponential backoff and jitter (``Retry-After`` honoured).
+* 200 with a valid ack: delete exactly ``ack.settled``; move ``ack.rejected`` to ``sync_rejected`` and alert.
+  Anything else answered with 200 (a captive portal's HTML page) keeps everything and retries.
+* network error (timeout, reset mid-body), 5xx, 429: retry with exponential backoff and jitter
+  (``Retry-After`` honoured).
 * 401/403: keep everything, log loudly, pause ``cloud.auth_backoff_s``.
 * 400/409/413/422: the cloud refuses the batch's content: halve the batch until the refused record
   is alone, then set it aside in ``sync_rejected`` with the reason and alert: never retry
   forever, never drop silently. Any other status (404...) is treated as transient.
+
+While rounds keep failing, :meth:`SyncWorker.problem` says why (``/healthz``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
-import gzip
 import logging
-import re
 import sqlite3
 import time
 import uuid
@@ -28,38 +33,32 @@ from typing import Final
 import httpx
 from pydantic import TypeAdapter, ValidationError
 
-from edge_agent import __version__
 from edge_agent.background import BackgroundWorker
 from edge_agent.backoff import Backoff
+from edge_agent.bandwidth import ByteBucket
 from edge_agent.clock import now_ms
 from edge_agent.cloud_client import cloud_client
-from edge_agent.config import CloudConfig
+from edge_agent.config_cloud import CloudConfig
 from edge_agent.metrics import AgentMetrics
+from edge_agent.status import LaneStatus, SyncWireStatus
 from edge_agent.store import Store
 from edge_agent.store import outbox as ob
 from edge_agent.store.db import READER_CACHE_KIB, transaction
 from edge_agent.store.outbox import OutboxRow
-from protocols import SYNC_REJECTED, AlertPayload, SyncAck, SyncBatchHeader, batch_version
+from edge_agent.sync_records import batch_header, rejected_alert, retry_after
+from edge_agent.sync_wire import Wire, response_bytes
+from protocols import AlertPayload, SyncAck
 from protocols.sync import SyncRecord
 
 log = logging.getLogger(__name__)
 
 SYNC_PATH = "/api/v1/sync"
 _RECORD: TypeAdapter[SyncRecord] = TypeAdapter(SyncRecord)
-_GZIP_LEVEL = 5
 _MIN_ROUND_GAP_S = 0.5
+#: Failed rounds in a row after which ``/healthz`` reports the sync as stuck.
+STUCK_AFTER_FAILURES: Final = 3
 #: Answers that refuse the batch's content: isolate and set aside the record responsible.
 _RECORD_REFUSALS = frozenset({400, 409, 413, 422})
-
-
-#: How a device message of version 2 or later starts inside its outbox record (written by pydantic from
-#: ``protocols`` models, whose first message field is ``v``): read without parsing the record again.
-_NEWER_MESSAGE: Final = re.compile(r'"msg":\{"v":(?:[2-9]|\d\d)')
-
-
-def _newer_message(row: OutboxRow) -> bool:
-    """Whether the row carries a device message a v1 batch cannot (telemetry v2: the multichannel machines)."""
-    return row.kind == "telemetry" and _NEWER_MESSAGE.search(row.payload, 0, 200) is not None
 
 
 class Outcome(enum.Enum):
@@ -105,12 +104,50 @@ class SyncWorker(BackgroundWorker[_Session]):
         self._metrics = metrics
         self._raise_alert = raise_alert
         self._clock_ms = clock_ms
-        self._batch_limit = config.batch_max_records
+        #: Records per batch while a refused batch is bisected; None: the encoding's own limit.
+        self._batch_limit: int | None = None
         self._flush_on_stop = False
         self._last = RoundResult(Outcome.IDLE)
         self.join_timeout_s = config.request_timeout_s + config.shutdown_flush_s + 5
         self._backoff = Backoff(config.backoff_min_s, config.backoff_max_s)
         self.last_success_ts: float | None = None
+        self.wire = Wire(config, ByteBucket(config, on_sent=metrics.sync_bytes_sent.inc))
+        self._failures = 0
+        self._round_full = False
+        self._failing_since: float | None = None
+        self._last_problem: str | None = None
+
+    def problem(self) -> str | None:
+        """Why sync is stuck (several failed rounds in a row), for ``/healthz``; None while it works."""
+        if self._failures < STUCK_AFTER_FAILURES or self._failing_since is None:
+            return None
+        return (f"sync stuck for {time.monotonic() - self._failing_since:.0f}s "
+                f"({self._failures} failed rounds): {self._last_problem}")
+
+    def wire_status(self, lanes: dict[str, LaneStatus], depth: int) -> SyncWireStatus:
+        """The sync on the link for ``/status``, ``/healthz`` and ``edgehouse-agent status``."""
+        drain = self.wire.expected_drain_s(depth)
+        return SyncWireStatus(
+            cap_bytes_per_s=self.wire.bucket.cap(),
+            encoding=self.wire.encoding,
+            bytes_sent=self.wire.bucket.sent_bytes,
+            bytes_per_record=round(self.wire.bytes_per_record(), 2),
+            expected_drain_s=None if drain is None else round(drain, 1),
+            lanes=lanes,
+            problem=self.problem(),
+        )
+
+    def _fail(self, reason: str, why: str) -> None:
+        self._metrics.sync_failures.labels(reason).inc()
+        if self._failures == 0:
+            self._failing_since = time.monotonic()
+        self._failures += 1
+        self._last_problem = why
+
+    def _succeeded(self) -> None:
+        self._failures = 0
+        self._failing_since = None
+        self._last_problem = None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -182,8 +219,10 @@ class SyncWorker(BackgroundWorker[_Session]):
     # ----------------------------------------------------------------- one round
 
     def run_once(self, conn: sqlite3.Connection, client: httpx.Client) -> RoundResult:
-        """Send the oldest outbox records once and apply the answer."""
-        rows = ob.read_oldest(conn, self._batch_limit)
+        """Send the most urgent outbox records (as many as the round's byte budget takes) once and apply the answer."""
+        live_since = self._clock_ms() - int(self._config.live_window_s * 1000)
+        limit = self.wire.records_for(self.wire.byte_budget(), self._batch_limit or self.wire.record_limit())
+        rows = ob.read_lanes(conn, limit, live_since)
         if not rows:
             return RoundResult(Outcome.IDLE)
         # Each record is validated on its own and dropped at once: a whole batch validated in one
@@ -193,17 +232,21 @@ class SyncWorker(BackgroundWorker[_Session]):
         if not rows:
             return RoundResult(Outcome.SENT, more=True)
         batch_id = f"{self._gateway_id}.{uuid.uuid4().hex}"
-        body = self._batch_json(batch_id, rows)
+        batch = self.wire.build(batch_header(self._gateway_id, batch_id, rows, self._clock_ms()), rows)
+        # More is waiting when the lanes gave all that was asked or the byte budget cut the batch.
+        self._round_full = len(rows) >= limit or len(batch.rows) < len(rows)
+        rows = batch.rows
         try:
-            response = client.post(
-                SYNC_PATH,
-                content=gzip.compress(body.encode(), compresslevel=_GZIP_LEVEL),
-                headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
-            )
+            response = self.wire.send(client, SYNC_PATH, batch)
         except httpx.HTTPError as exc:
-            self._metrics.sync_failures.labels("network").inc()
+            self._fail("network", f"cloud unreachable: {type(exc).__name__}: {exc}"[:300])
             log.warning("sync of %d records failed: %s", len(rows), exc)
             return RoundResult(Outcome.RETRY, sent=len(rows))
+        self._metrics.sync_bytes_received.inc(response_bytes(response))
+        if self.wire.observe(batch, response):
+            log.warning("cloud refused the %s encoding (HTTP %d): resending as %s",
+                        batch.encoding, response.status_code, self.wire.encoding)
+            return RoundResult(Outcome.SENT, sent=len(rows), more=True)
         return self._apply_response(conn, rows, batch_id, response)
 
     def _apply_response(
@@ -211,7 +254,7 @@ class SyncWorker(BackgroundWorker[_Session]):
     ) -> RoundResult:
         status = response.status_code
         if status in (401, 403):
-            self._metrics.sync_failures.labels("auth").inc()
+            self._fail("auth", f"cloud refused our credentials (HTTP {status}): check cloud.token")
             log.error(
                 "cloud refused our credentials (HTTP %d) at %s: keeping %d+ records, next try in %.0fs; "
                 "check cloud.token",
@@ -222,20 +265,24 @@ class SyncWorker(BackgroundWorker[_Session]):
             )
             return RoundResult(Outcome.AUTH, sent=len(rows))
         if status == 429 or status >= 500:
-            self._metrics.sync_failures.labels("server" if status >= 500 else "throttled").inc()
+            wait = response.headers.get("Retry-After")
+            self._fail("server" if status >= 500 else "throttled",
+                       f"cloud answered HTTP {status}" + (f" (Retry-After {wait})" if wait else ""))
             log.warning("cloud answered HTTP %d to a sync of %d records", status, len(rows))
-            return RoundResult(Outcome.RETRY, sent=len(rows), retry_after_s=_retry_after(response))
+            return RoundResult(Outcome.RETRY, sent=len(rows), retry_after_s=retry_after(response))
         if status in _RECORD_REFUSALS:
             return self._refused_batch(conn, rows, status, response.text[:300])
         if status != 200:
             # 404, 405, 415...: a wrong URL or an incompatible cloud, not a bad record: keep all.
-            self._metrics.sync_failures.labels("http_other").inc()
+            self._fail("http_other", f"cloud answered HTTP {status} at {self._config.url}{SYNC_PATH}: check cloud.url")
             log.error("cloud answered HTTP %d at %s%s; check cloud.url", status, self._config.url, SYNC_PATH)
             return RoundResult(Outcome.RETRY, sent=len(rows))
         try:
             ack = SyncAck.model_validate_json(response.content)
         except ValidationError as exc:
-            self._metrics.sync_failures.labels("bad_ack").inc()
+            kind = response.headers.get("content-type", "no content type")
+            self._fail("bad_ack", f"cloud answered 200 with {kind[:60]}, not a sync ack "
+                       "(a captive portal or proxy in the way?)")
             log.error("cloud sent an invalid sync ack: %s", exc.errors(include_url=False)[:1])
             return RoundResult(Outcome.RETRY, sent=len(rows))
         return self._apply_ack(conn, rows, batch_id, ack)
@@ -252,12 +299,13 @@ class SyncWorker(BackgroundWorker[_Session]):
         with transaction(conn):
             deleted = ob.delete(conn, settled)
             moved = ob.move_to_rejected(conn, rejected, now)
-        self._batch_limit = self._config.batch_max_records
+        self._batch_limit = None
         if not settled and not rejected:
-            self._metrics.sync_failures.labels("nothing_settled").inc()
+            self._fail("nothing_settled", f"the cloud's ack settled none of the {len(rows)} records sent")
             log.warning("cloud settled none of %d records; retrying later", len(rows))
             return RoundResult(Outcome.RETRY, sent=len(rows))
         self._backoff.reset()
+        self._succeeded()
         self._metrics.synced.inc(deleted)
         self.last_success_ts = now / 1000.0
         self._metrics.last_sync_success.set(self.last_success_ts)
@@ -266,7 +314,7 @@ class SyncWorker(BackgroundWorker[_Session]):
             self._metrics.sync_lag.set(max(0.0, (now - oldest) / 1000.0))
         if moved:
             self._on_rejected(rejected)
-        more = len(rows) >= self._batch_limit
+        more = self._round_full
         return RoundResult(Outcome.SENT, sent=len(rows), settled=deleted, rejected=moved, more=more)
 
     def _refused_batch(
@@ -287,7 +335,7 @@ class SyncWorker(BackgroundWorker[_Session]):
         reason = f"HTTP {status}: {text}"
         with transaction(conn):
             moved = ob.move_to_rejected(conn, [(rows[0].id, reason)], self._clock_ms())
-        self._batch_limit = self._config.batch_max_records
+        self._batch_limit = None
         if moved:
             self._on_rejected([(rows[0].id, reason)])
         return RoundResult(Outcome.SENT, sent=1, rejected=moved, more=True)
@@ -309,17 +357,6 @@ class SyncWorker(BackgroundWorker[_Session]):
             self._on_rejected(bad)
         return good
 
-    def _batch_json(self, batch_id: str, rows: list[OutboxRow]) -> str:
-        # Outbox payloads are already SyncRecord JSON: spliced instead of re-serialised.
-        header = SyncBatchHeader(
-            v=batch_version((r.kind for r in rows), any(_newer_message(r) for r in rows)),
-            gateway_id=self._gateway_id,
-            batch_id=batch_id,
-            sent_ts=self._clock_ms(),
-            agent_version=__version__,
-        )
-        return header.batch_json(r.payload for r in rows)
-
     def _on_rejected(self, rejected: list[tuple[str, str]]) -> None:
         self._metrics.sync_rejected.inc(len(rejected))
         first_id, first_reason = rejected[0]
@@ -328,29 +365,9 @@ class SyncWorker(BackgroundWorker[_Session]):
         )
         if self._raise_alert is None:
             return
-        now = self._clock_ms()
-        alert = AlertPayload(
-            alert_id=f"sync-rejected.{self._gateway_id}.{now}.{uuid.uuid4().hex[:8]}",
-            gateway_id=self._gateway_id,
-            kind="system",
-            state="raised",
-            severity="warning",
-            ts=now,
-            message=f"{len(rejected)} records rejected by the cloud (kept in sync_rejected); "
-            f"first {first_id}: {first_reason}"[:500],
-            code=SYNC_REJECTED,
-        )
+        alert = rejected_alert(self._gateway_id, self._clock_ms(), rejected)
         try:
             self._raise_alert(alert)
         except Exception:
             log.exception("could not raise the sync-rejected alert")
 
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None

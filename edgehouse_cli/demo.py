@@ -40,6 +40,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from edgehouse_cli.broker import Broker, EmbeddedBroker, MosquittoBroker
+from edgehouse_cli.demo_console import offer_console
 from edgehouse_cli.demo_history import HISTORY_DAYS, seed_history
 from edgehouse_cli.demo_replenish import plan_and_report
 from edgehouse_cli.lifecycle import ModelAdmin, RetrainDrill
@@ -69,6 +70,8 @@ class DemoOptions:
     #: Simulated hours of telemetry the cloud should hold before the retrain starts.
     lifecycle_after_sim_h: float = 10.0
     lifecycle_timeout_s: float = 300.0
+    #: After the summary, print the console's URL and tokens and keep the stack up until Ctrl-C.
+    keep: bool = False
 
 
 @dataclass
@@ -314,6 +317,7 @@ def run_demo(opts: DemoOptions) -> bool:
         if drill is not None and (drill.result.error or not drill.done):
             console.print(f"[red]model lifecycle failed: {drill.result.error or 'timed out'}[/]")
             ok = False
+        offer_console(console, cloud.url, cloud.admin_token, opts.keep)
         return ok
     finally:
         if runner is not None and not runner.done:

@@ -92,9 +92,15 @@ def demo(
     lifecycle: Annotated[
         bool, typer.Option(help="Midway, retrain the anomaly model in the cloud and roll it out (needs TensorFlow).")
     ] = True,
+    keep: Annotated[
+        bool | None,
+        typer.Option("--keep/--no-keep", help="After the summary, print the console's URL and tokens and keep the "
+                     "stack up until Ctrl-C (default: when the live view runs in a terminal)."),
+    ] = None,
 ) -> None:
     """Run a broker, the cloud, two gateway agents and a simulated fleet; print a summary."""
     from edgehouse_cli.demo import DemoOptions, run_demo
+    from edgehouse_cli.demo_console import wants_keep
 
     ok = run_demo(
         DemoOptions(
@@ -105,6 +111,7 @@ def demo(
             workdir=workdir,
             live=live,
             lifecycle=lifecycle,
+            keep=wants_keep(keep, live),
         )
     )
     raise typer.Exit(0 if ok else 1)

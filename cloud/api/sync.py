@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from cloud.api.sync_columnar import ADVERTISED, is_columnar, parse_columnar
 from cloud.auth import GatewayDep
 from cloud.deps import EngineDep, SettingsDep
-from cloud.errors import ErrorBody, validation_error_response
+from cloud.errors import ErrorBody, FieldError, validation_error_response
 from cloud.services import sync as sync_service
-from cloud.services.errors import BadRequest, PayloadTooLarge
+from cloud.services.errors import BadRequest, PayloadTooLarge, ServiceError
 from cloud.services.reorder import ReorderPolicy
 from cloud.settings import CloudSettings
 from protocols import SyncAck
+from protocols.columnar import CONTENT_TYPE
 
 router = APIRouter(prefix="/api/v1", tags=["sync"])
 
@@ -53,7 +55,9 @@ def _reorder_policy(settings: CloudSettings) -> ReorderPolicy:
     response_model=SyncAck,
     responses=_ERRORS,
     openapi_extra={"requestBody": {"required": True, "description": "A protocols.SyncBatch as JSON, "
-                                   "optionally with Content-Encoding: gzip",
+                                   "optionally with Content-Encoding: gzip; or the same batch in the "
+                                   f"columnar encoding ({CONTENT_TYPE}, protocols.columnar) where "
+                                   "Accept-Post lists it",
                                    "content": {"application/json": {"schema": {
                                        "$ref": "#/components/schemas/SyncBatch"}}}}},
 )
@@ -62,12 +66,23 @@ def post_sync(
     raw: RawBody,
     engine: EngineDep,
     settings: SettingsDep,
+    response: Response,
     content_encoding: Annotated[str | None, Header()] = None,
+    content_type: Annotated[str | None, Header()] = None,
 ) -> SyncAck | JSONResponse:
     """Store every record of the batch at most once; the ack lists the ids stored now and those already held."""
     assert principal.gateway_id is not None, "gateway tokens are bound to a gateway"
+    response.headers.update(ADVERTISED)
     try:
+        if is_columnar(content_type):
+            batch = parse_columnar(raw, content_encoding, settings.max_decompressed_bytes)
+            return sync_service.store_batch(engine, batch, principal.gateway_id, reorder=_reorder_policy(settings))
         return sync_service.ingest(engine, raw, content_encoding, principal.gateway_id,
                                    settings.max_decompressed_bytes, _reorder_policy(settings))
     except ValidationError as exc:
-        return validation_error_response(exc)
+        refused = validation_error_response(exc)
+    except ServiceError as exc:  # answered here so that the refusal carries the advertisement too
+        refused = JSONResponse(ErrorBody(detail=[FieldError(field=exc.field, message=exc.message)]).model_dump(),
+                               status_code=exc.status_code)
+    refused.headers.update(ADVERTISED)
+    return refused

@@ -3,6 +3,7 @@ one alarm's page with its audit trail. Buttons only for roles that may manage al
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -36,8 +37,15 @@ def _value(v: Any) -> str:
 def extra_fields(alert: dict[str, Any]) -> Html:
     """Every field beyond the common ones (score, expected vs observed, window, contributions, …)."""
     items = [(k, v) for k, v in sorted(alert.items()) if k not in _SHOWN and v is not None]
-    return Html("<dl class=\"extra\">" + join(Html(f"<dt>{esc(k)}</dt><dd>{esc(_value(v))}</dd>") for k, v in items)
-                + "</dl>")
+    return Html("<dl class=\"extra\">" + join(
+        Html(f"<dt>{esc(k)}</dt><dd>{_clock(v) if k.endswith('_ts') and isinstance(v, int) else esc(_value(v))}</dd>")
+        for k, v in items) + "</dl>")
+
+
+def _clock(ms: int) -> Html:
+    """A time among the alert's own fields: the time of day (UTC), the whole date on hover."""
+    full = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms / 1000)) + "Z"
+    return tag("time", full[11:], datetime=full.replace(" ", "T"), title=full)
 
 
 def _ref(a: AlarmOut) -> str:

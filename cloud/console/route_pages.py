@@ -106,6 +106,11 @@ def plan_data(problem: Problem, plan: Plan, tile_url: str | None) -> dict[str, A
     }
 
 
+def plan_view(engine: Engine, settings: CloudSettings, job_id: str) -> dict[str, Any]:
+    """What a finished job's map and timeline draw, fetched by ``routes.js`` after the page painted."""
+    return plan_data(route_jobs.problem(engine, job_id), route_jobs.result(engine, job_id), settings.console_tile_url)
+
+
 def _summary(problem: Problem, plan: Plan) -> Html:
     capacity = {v.id: v.capacity for v in problem.vehicles}
     orders = {o.id: o for o in problem.orders}
@@ -142,20 +147,22 @@ Status <span class="badge job-{esc(info.status)}" id="job-status">{esc(info.stat
         except Conflict:  # finished between the two reads: shown on the next load
             plan = None
         if plan is not None:
-            data = plan_data(problem, plan, settings.console_tile_url)
             base = f"/console/routes/{job_id}"
+            coords = problem.travel.kind != "matrix"
+            # The map's and timeline's geometry (every stop) comes after the first paint (plan_view).
+            data = {"view": f"{base}/view.json"}
             downloads = [link(f"{base}/plan.json", "plan JSON", download=f"{job_id}.json")]
-            if data["coords"]:
+            if coords:
                 downloads += [link(f"{base}/plan.geojson", "GeoJSON", download=f"{job_id}.geojson"),
                               link(f"{base}/plot.png", "PNG (server plot)", download=f"{job_id}.png"),
                               tag("button", "PNG of this map", type="button", data_action="map-png",
                                   class_="link")]
             parts += [
                 tag("p", [(f"{plan.status}: {plan.vehicles_used} vehicles, {plan.total_distance:,.1f} km, total cost "
-                          f"{plan.total_cost:,.1f}, {len(plan.unserved)} unserved · download ")] + downloads,
-                    class_="summary"),
+                          f"{plan.total_cost:,.1f}, {len(plan.unserved)} unserved · download: "),
+                          Html(" · ".join(downloads))], class_="summary"),
                 Html('<div class="map-wrap"><canvas id="route-map" width="960" height="560" '
-                     'aria-label="route map"></canvas></div>') if data["coords"] else tag(
+                     'aria-label="route map"></canvas></div>') if coords else tag(
                     "p", "Matrix travel: the problem has no coordinates to draw."),
                 tag("h2", "Timeline per vehicle"),
                 Html('<p class="legend"><span class="lg travel"></span>travel <span class="lg wait"></span>wait '

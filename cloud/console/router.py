@@ -133,6 +133,14 @@ def route_job(job_id: JobPath, principal: ConsolePrincipal, engine: EngineDep, s
     return _allowed(principal, "routes") or route_pages.job_page(engine, settings, principal, job_id)
 
 
+@router.get("/routes/{job_id}/view.json")
+def route_view(job_id: JobPath, principal: ConsolePrincipal, engine: EngineDep, settings: SettingsDep) -> Response:
+    """The plan's geometry for the map and the timeline (loaded after the page's first paint)."""
+    return _allowed(principal, "routes") or Response(
+        json.dumps(route_pages.plan_view(engine, settings, job_id), separators=(",", ":")),
+        media_type="application/json", headers={"Cache-Control": "private, max-age=3600"})
+
+
 @router.get("/routes/{job_id}/{name}")
 def route_download(job_id: JobPath, name: Annotated[Literal["plan.json", "plan.geojson", "plot.png"], Path()],
                    principal: ConsolePrincipal, engine: EngineDep) -> Response:
@@ -162,4 +170,4 @@ def rollout(rollout_id: Annotated[int, Path(ge=1, le=MAX_API_INT)], principal: C
 
 def _params(**values: Any) -> dict[str, Any]:
     """A page's current query (without defaults), for links that keep it."""
-    return {("from" if k == "from_" else k): v for k, v in values.items() if v is not None}
+    return {("from" if k == "from_" else k): v for k, v in values.items() if v is not None and v != ""}

@@ -32,17 +32,17 @@ def track(conn: Connection, gateway_id: str, rows: Sequence[Mapping[str, Any]]) 
         items.append({"gateway_id": gateway_id, "id": row["id"], "ts": row["ts"], "is_raise": row["state"] == "raised",
                       "condition": condition(row["alert_id"], row["kind"], row["device_id"], metric)})
     insert_ignore(conn, alarms, items)
-    for item in sorted((i for i in items if not i["is_raise"]), key=lambda i: i["ts"]):
-        conn.execute(update(alarms).where(
-            alarms.c.gateway_id == gateway_id, alarms.c.condition == item["condition"], alarms.c.is_raise,
-            alarms.c.cleared_ts.is_(None), alarms.c.ts <= item["ts"]).values(cleared_ts=item["ts"]))
-    for item in (i for i in items if i["is_raise"]):
-        clear_ts = conn.execute(select(func.min(alarms.c.ts)).where(
-            alarms.c.gateway_id == gateway_id, alarms.c.condition == item["condition"], ~alarms.c.is_raise,
-            alarms.c.ts >= item["ts"])).scalar()
-        if clear_ts is not None:
-            conn.execute(update(alarms).where(alarms.c.gateway_id == gateway_id, alarms.c.id == item["id"],
-                                              alarms.c.cleared_ts.is_(None)).values(cleared_ts=clear_ts))
+    # One statement pairs them all: every open raise of a condition touched now takes the earliest clear
+    # of its condition at or after it. An open raise never has such a clear stored (it would have been
+    # paired when the later of the two arrived), so only the raises and clears stored now can pair.
+    clear = alarms.alias("clear")
+    earliest_clear = (select(func.min(clear.c.ts)).where(
+        clear.c.gateway_id == alarms.c.gateway_id, clear.c.condition == alarms.c.condition, ~clear.c.is_raise,
+        clear.c.ts >= alarms.c.ts).scalar_subquery())
+    conn.execute(update(alarms).where(
+        alarms.c.gateway_id == gateway_id, alarms.c.condition.in_(sorted({i["condition"] for i in items})),
+        alarms.c.is_raise, alarms.c.cleared_ts.is_(None), earliest_clear.is_not(None))
+        .values(cleared_ts=earliest_clear))
 
 
 @dataclass(frozen=True, slots=True)

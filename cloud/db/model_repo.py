@@ -1,4 +1,4 @@
-"""Queries over the model registry tables (versions, artifacts, releases, baselines, pins).
+"""Queries over the model registry tables (versions, artifacts, releases, baselines, pins, gateway reports).
 
 The caller owns the transaction. Functions that allocate numbers (model versions, metadata
 versions) must run after :func:`lock_task` in a writing transaction, so replicas never collide.
@@ -7,6 +7,7 @@ versions) must run after :func:`lock_task` in a writing transaction, so replicas
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from typing import Any, Final
 
 from sqlalchemy import Connection, Row, Table, func, select, text
@@ -15,6 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from cloud.db.repo import insert_ignore
 from cloud.db.tables import (
     gateway_model_pins,
+    gateway_model_reports,
     model_artifacts,
     model_baselines,
     model_releases,
@@ -61,6 +63,51 @@ def get_version(conn: Connection, task: str, version: int) -> Row[Any] | None:
     return conn.execute(
         select(model_versions).where(model_versions.c.task == task, model_versions.c.model_version == version)
     ).first()
+
+
+@dataclass(frozen=True, slots=True)
+class NewVersion:
+    """A ``model_versions`` row to insert (its number allocated under :func:`lock_task`)."""
+
+    task: str
+    model_version: int
+    scope: str
+    sha256: str
+    size_bytes: int
+    manifest: dict[str, Any]
+    metrics: dict[str, float]
+    data_from_ts: int | None
+    data_to_ts: int | None
+    parent_version: int | None
+    created_ts: int
+    created_by: str
+    job_id: int | None
+    status: str
+    gate_passed: bool | None
+    gate_reason: str | None
+    promoted_by: str | None
+    promoted_ts: int | None
+
+
+def insert_version(conn: Connection, version: NewVersion) -> None:
+    conn.execute(model_versions.insert().values(**asdict(version)))
+
+
+def list_versions(conn: Connection, task: str | None = None, status: str | None = None) -> list[Row[Any]]:
+    """Versions ordered by (task, model_version), optionally of one task and/or one status."""
+    stmt = select(model_versions).order_by(model_versions.c.task, model_versions.c.model_version)
+    if task is not None:
+        stmt = stmt.where(model_versions.c.task == task)
+    if status is not None:
+        stmt = stmt.where(model_versions.c.status == status)
+    return list(conn.execute(stmt))
+
+
+def version_of_job(conn: Connection, task: str, job_id: int) -> int | None:
+    """The version that retraining job registered, None when it registered none."""
+    value = conn.execute(select(model_versions.c.model_version).where(
+        model_versions.c.task == task, model_versions.c.job_id == job_id)).scalar()
+    return None if value is None else int(value)
 
 
 def set_status(conn: Connection, task: str, version: int, status: str, **extra: Any) -> None:
@@ -131,6 +178,13 @@ def scope_baseline(conn: Connection, task: str, scope: str) -> int | None:
     return found
 
 
+def baseline_scopes(conn: Connection, task: str, version: int) -> list[str]:
+    """The scopes whose baseline is that version (unordered)."""
+    return [str(r.scope) for r in conn.execute(
+        select(model_baselines.c.scope).where(model_baselines.c.task == task,
+                                              model_baselines.c.model_version == version))]
+
+
 def set_baseline(conn: Connection, task: str, scope: str, version: int, now_ms: int) -> None:
     upsert(conn, model_baselines, {"task": task, "scope": scope, "model_version": version, "updated_ts": now_ms},
            ["task", "scope"])
@@ -167,7 +221,61 @@ def clear_pins(conn: Connection, task: str, gateway_ids: list[str]) -> None:
                                                        gateway_model_pins.c.gateway_id.in_(gateway_ids)))
 
 
+def version_in_use(conn: Connection, task: str, version: int) -> bool:
+    """Whether a scope's baseline or a gateway's pin is that version."""
+    used = conn.execute(select(func.count()).select_from(model_baselines).where(
+        model_baselines.c.task == task, model_baselines.c.model_version == version)).scalar()
+    pinned = conn.execute(select(func.count()).select_from(gateway_model_pins).where(
+        gateway_model_pins.c.task == task, gateway_model_pins.c.model_version == version)).scalar()
+    return bool(used) or bool(pinned)
+
+
+def baseline_and_pinned_versions(conn: Connection) -> set[tuple[str, int]]:
+    """(task, version) pairs that are a scope's baseline or a gateway's pin."""
+    found = {(row.task, int(row.model_version))
+             for row in conn.execute(select(model_baselines.c.task, model_baselines.c.model_version))}
+    found |= {(row.task, int(row.model_version))
+              for row in conn.execute(select(gateway_model_pins.c.task, gateway_model_pins.c.model_version))}
+    return found
+
+
 def gateway_version(conn: Connection, gateway_id: str, site: str, task: str) -> int | None:
     """The version a gateway runs outside rollouts: its pin, else its site's or the fleet's baseline."""
     pinned = pin(conn, gateway_id, task)
     return pinned if pinned is not None else scope_baseline(conn, task, site_scope(site))
+
+
+# gateway reports -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRow:
+    """A gateway's latest ``ModelReport`` (as JSON) with the health figures the fleet view filters on."""
+
+    gateway_id: str
+    ts: int
+    received_ts: int
+    report: dict[str, Any]
+    outbox_depth: int | None
+    oldest_unsynced_ts: int | None
+    mqtt_connected: bool | None
+    rejected_updates: int
+
+
+def report_ts(conn: Connection, gateway_id: str) -> int | None:
+    """``ts`` of the gateway's stored report, None when it has none."""
+    row = conn.execute(select(gateway_model_reports.c.ts).where(
+        gateway_model_reports.c.gateway_id == gateway_id)).first()
+    return None if row is None else int(row.ts)
+
+
+def put_report(conn: Connection, report: ReportRow) -> None:
+    """Store the gateway's report, replacing the one it had."""
+    upsert(conn, gateway_model_reports, asdict(report), ["gateway_id"])
+
+
+def report_documents(conn: Connection, gateway_ids: list[str]) -> list[tuple[str, Any]]:
+    """(gateway_id, report JSON) of those gateways that have a report."""
+    rows = conn.execute(select(gateway_model_reports.c.gateway_id, gateway_model_reports.c.report)
+                        .where(gateway_model_reports.c.gateway_id.in_(gateway_ids)))
+    return [(row.gateway_id, row.report) for row in rows]

@@ -56,6 +56,15 @@ def db_now_ms(conn: Connection) -> int:
     return now_ms()
 
 
+def delete_finished(engine: Engine, queue: Queue, states: tuple[str, ...], older_than_ms: int) -> int:
+    """Delete the queue's jobs in ``states`` that finished more than ``older_than_ms`` ago (database clock); how many."""
+    with engine.begin() as conn:
+        cutoff = db_now_ms(conn) - older_than_ms
+        result = conn.execute(queue.table.delete().where(queue.table.c.state.in_(list(states)),
+                                                         queue.table.c.finished_ts < cutoff))
+        return int(result.rowcount)
+
+
 def has_queued(engine: Engine, queue: Queue) -> bool:
     """Whether a job waits (a read: idle workers poll with it before taking the write lock)."""
     t = queue.table

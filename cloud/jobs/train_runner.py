@@ -22,12 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from cloud.clock import now_ms
+from cloud.db import model_repo, train_repo
 from cloud.db.engine import reader
-from cloud.db.job_tables import train_job_artifacts, train_jobs
-from cloud.db.tables import model_versions
 from cloud.jobs.child import Child
 from cloud.jobs.queue import finish, give_back, still_held
 from cloud.jobs.supervise import JobContext, supervise
@@ -109,8 +108,7 @@ class TrainRunner:
             return
         if outcome == "cancelled":
             with ctx.engine.begin() as conn:  # keep what the job printed until it was stopped
-                conn.execute(train_jobs.update().where(train_jobs.c.job_id == job_id, train_jobs.c.state == "cancelled")
-                             .values(log=list(follow.log)))
+                train_repo.transition(conn, job_id, ["cancelled"], log=list(follow.log))
             return
         if outcome == "lost":
             return
@@ -161,12 +159,7 @@ class TrainRunner:
         """The Keras model behind the deployed version: a candidate of ours (from the database) or the shipped one."""
         if version is not None:
             with reader(engine) as conn:
-                data = conn.execute(
-                    select(train_job_artifacts.c.data)
-                    .join(train_jobs, train_jobs.c.job_id == train_job_artifacts.c.job_id)
-                    .where(train_jobs.c.task == task, train_jobs.c.candidate_version == version,
-                           train_jobs.c.state == "succeeded", train_job_artifacts.c.name == f"{task}.keras")
-                ).scalar()
+                data = train_repo.candidate_artifact(conn, task, version, f"{task}.keras")
             if data is not None:
                 path = deployed_dir / f"{task}.keras"
                 path.write_bytes(data)
@@ -186,10 +179,9 @@ class TrainRunner:
         if still_held(ctx.engine, ctx.queue, job_id, ctx.worker) != "held":
             return  # cancelled or taken over while the worker wrote its result
         with reader(ctx.engine) as conn:  # an earlier attempt may have registered it before its worker died
-            earlier = conn.execute(select(model_versions.c.model_version).where(
-                model_versions.c.task == result.task, model_versions.c.job_id == job_id)).scalar()
+            earlier = model_repo.version_of_job(conn, result.task, job_id)
         if earlier is not None:
-            version = int(earlier)
+            version = earlier
         else:
             candidate = CandidateIn(
                 task=result.task, scope=result.scope, tflite=result.tflite.read_bytes(),
@@ -216,14 +208,9 @@ class TrainRunner:
     @staticmethod
     def _store_artifacts(engine: Engine, job_id: int, spec: TrainJobSpec, result: TrainResult) -> None:
         files = [spec.out_dir / RESULT_FILE] + ([result.keras] if result.keras is not None else [])
-        now = now_ms()
+        stored = [(path.name, path.read_bytes()) for path in files if path.is_file()]
         with engine.begin() as conn:
-            conn.execute(train_job_artifacts.delete().where(train_job_artifacts.c.job_id == job_id))
-            for path in files:
-                if path.is_file():
-                    data = path.read_bytes()
-                    conn.execute(train_job_artifacts.insert().values(job_id=job_id, name=path.name,
-                                                                     size_bytes=len(data), data=data, created_ts=now))
+            train_repo.replace_artifacts(conn, job_id, stored, now_ms())
 
     @staticmethod
     def _fail(ctx: JobContext, follow: _Follow, error: str) -> None:

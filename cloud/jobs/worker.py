@@ -23,17 +23,16 @@ from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any, Final
 
-from sqlalchemy import Engine, delete
+from sqlalchemy import Engine
 
 from cloud.background import Loop
-from cloud.db.job_tables import route_jobs
 from cloud.jobs.queue import (
     QUEUES,
     ROUTE,
     Queue,
     QueueName,
     claim,
-    db_now_ms,
+    delete_finished,
     finish,
     has_queued,
     release_expired,
@@ -141,10 +140,8 @@ class Worker:
                             "queued again" if r.requeued else f"failed after {r.attempts} attempts")
         if ROUTE in self._queues and time.monotonic() - self._last_retention >= RETENTION_PASS_S:
             self._last_retention = time.monotonic()
-            with self._engine.begin() as conn:
-                cutoff = db_now_ms(conn) - int(self._settings.route_job_retention_days * DAY_MS)
-                gone = conn.execute(delete(route_jobs).where(
-                    route_jobs.c.state.in_(["done", "failed", "cancelled"]), route_jobs.c.finished_ts < cutoff)).rowcount
+            gone = delete_finished(self._engine, ROUTE, ("done", "failed", "cancelled"),
+                                   int(self._settings.route_job_retention_days * DAY_MS))
             if gone:
                 log.info("deleted %d finished route jobs older than %g days", gone,
                          self._settings.route_job_retention_days)

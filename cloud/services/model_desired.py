@@ -17,12 +17,12 @@ import hashlib
 import json
 from typing import Any, Final
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine
 
 from cloud.clock import now_ms
-from cloud.db import model_repo, repo
+from cloud.db import model_repo, repo, rollout_repo
 from cloud.db.engine import reader
-from cloud.db.tables import gateway_model_reports, rollout_members, rollouts
+from cloud.db.model_repo import ReportRow
 from cloud.services.errors import NotFound
 from cloud.services.model_signing import parse_release, rotations
 from cloud.services.rollout_transitions import OPEN_STATES
@@ -53,13 +53,7 @@ def rollout_mode(r: Any, member_stage: int) -> str:
 
 
 def _task_model(conn: Connection, gateway_id: str, site: str, task: str) -> DesiredModel | None:
-    hit = conn.execute(
-        select(rollouts, rollout_members.c.stage.label("member_stage"))
-        .join(rollout_members, rollout_members.c.rollout_id == rollouts.c.rollout_id)
-        .where(rollouts.c.task == task, rollouts.c.state.in_(OPEN_STATES),
-               rollout_members.c.gateway_id == gateway_id, rollout_members.c.stage <= rollouts.c.stage)
-        .order_by(rollouts.c.rollout_id.desc()).limit(1)
-    ).first()
+    hit = rollout_repo.reached_membership(conn, gateway_id, task, OPEN_STATES)
     if hit is not None:
         release = model_repo.latest_release(conn, task, hit.model_version)
         if release is not None:
@@ -96,19 +90,17 @@ def store_report(engine: Engine, report: ModelReport) -> None:
     with engine.begin() as conn:
         if repo.get_gateway(conn, report.gateway_id) is None:
             raise NotFound(f"gateway {report.gateway_id!r} is not registered", "gateway_id")
-        stored = conn.execute(select(gateway_model_reports.c.ts).where(
-            gateway_model_reports.c.gateway_id == report.gateway_id)).first()
-        if stored is not None and stored.ts > report.ts:
+        stored_ts = model_repo.report_ts(conn, report.gateway_id)
+        if stored_ts is not None and stored_ts > report.ts:
             return
         health = report.gateway
-        model_repo.upsert(conn, gateway_model_reports,
-                          {"gateway_id": report.gateway_id, "ts": report.ts, "received_ts": now,
-                           "report": json.loads(report.model_dump_json(by_alias=True)),
-                           "outbox_depth": None if health is None else health.outbox_depth,
-                           "oldest_unsynced_ts": None if health is None else health.oldest_unsynced_ts,
-                           "mqtt_connected": None if health is None else health.mqtt_connected,
-                           "rejected_updates": sum(1 for t in report.tasks if t.rejected_version is not None)},
-                          ["gateway_id"])
+        model_repo.put_report(conn, ReportRow(
+            gateway_id=report.gateway_id, ts=report.ts, received_ts=now,
+            report=json.loads(report.model_dump_json(by_alias=True)),
+            outbox_depth=None if health is None else health.outbox_depth,
+            oldest_unsynced_ts=None if health is None else health.oldest_unsynced_ts,
+            mqtt_connected=None if health is None else health.mqtt_connected,
+            rejected_updates=sum(1 for t in report.tasks if t.rejected_version is not None)))
 
 
 def task_reports(conn: Connection, gateway_ids: list[str], task: str) -> dict[str, TaskReport]:
@@ -116,11 +108,9 @@ def task_reports(conn: Connection, gateway_ids: list[str], task: str) -> dict[st
     if not gateway_ids:
         return {}
     out: dict[str, TaskReport] = {}
-    rows = conn.execute(select(gateway_model_reports.c.gateway_id, gateway_model_reports.c.report)
-                        .where(gateway_model_reports.c.gateway_id.in_(gateway_ids)))
-    for row in rows:
-        report = ModelReport.model_validate_json(json.dumps(row.report))
+    for gateway_id, document in model_repo.report_documents(conn, gateway_ids):
+        report = ModelReport.model_validate_json(json.dumps(document))
         for entry in report.tasks:
             if entry.task == task:
-                out[row.gateway_id] = entry
+                out[gateway_id] = entry
     return out

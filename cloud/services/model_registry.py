@@ -18,13 +18,13 @@ import re
 from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, ValidationError
-from sqlalchemy import Engine, Row, select
+from sqlalchemy import Engine, Row
 from sqlalchemy.exc import IntegrityError
 
 from cloud.clock import now_ms
-from cloud.db import model_repo
+from cloud.db import model_repo, signing_repo
 from cloud.db.engine import reader
-from cloud.db.tables import model_baselines, model_signing_requests, model_versions
+from cloud.db.model_repo import NewVersion
 from cloud.model_schemas import ModelVersionDetail, ModelVersionOut
 from cloud.services.errors import BadRequest, Conflict, NotFound
 from cloud.services.model_signing import Keyring, issue_release, release_out
@@ -107,7 +107,7 @@ def _import_default(engine: Engine, task: str) -> None:
         if model_repo.max_model_version(conn, task):
             return  # another replica was first
         model_repo.put_artifact(conn, manifest.sha256, data, now)
-        conn.execute(model_versions.insert().values(
+        model_repo.insert_version(conn, NewVersion(
             task=task, model_version=manifest.version, scope=model_repo.FLEET, sha256=manifest.sha256,
             size_bytes=manifest.size_bytes, manifest=manifest.model_dump(mode="json"), metrics=manifest.metrics,
             data_from_ts=None, data_to_ts=None, parent_version=None, created_ts=now, created_by=SHIPPED_DEFAULT,
@@ -157,7 +157,7 @@ def register_candidate(engine: Engine, c: CandidateIn) -> ModelVersionOut:
                 if c.parent_version is not None and model_repo.get_version(conn, c.task, c.parent_version) is None:
                     raise NotFound(f"parent {c.task} version {c.parent_version} does not exist", "parent_version")
                 model_repo.put_artifact(conn, sha256, c.tflite, now)
-                conn.execute(model_versions.insert().values(
+                model_repo.insert_version(conn, NewVersion(
                     task=c.task, model_version=version, scope=c.scope, sha256=sha256, size_bytes=len(c.tflite),
                     manifest=manifest, metrics=dict(c.metrics), data_from_ts=c.data_from_ts,
                     data_to_ts=c.data_to_ts, parent_version=c.parent_version, created_ts=now,
@@ -189,13 +189,8 @@ def deployed_model(engine: Engine, task: str, scope: str = "fleet") -> tuple[int
 
 
 def list_versions(engine: Engine, task: str | None = None, status: str | None = None) -> list[ModelVersionOut]:
-    stmt = select(model_versions).order_by(model_versions.c.task, model_versions.c.model_version)
-    if task is not None:
-        stmt = stmt.where(model_versions.c.task == task)
-    if status is not None:
-        stmt = stmt.where(model_versions.c.status == status)
     with reader(engine) as conn:
-        return [_out(row) for row in conn.execute(stmt)]
+        return [_out(row) for row in model_repo.list_versions(conn, task, status)]
 
 
 def version_detail(engine: Engine, task: str, version: int) -> ModelVersionDetail:
@@ -205,13 +200,8 @@ def version_detail(engine: Engine, task: str, version: int) -> ModelVersionDetai
         if row is None:
             raise NotFound(f"{task} model version {version} does not exist", "version")
         releases = [release_out(r) for r in model_repo.releases_of(conn, task, version)]
-        pending = [int(r.metadata_version) for r in conn.execute(
-            select(model_signing_requests.c.metadata_version).where(
-                model_signing_requests.c.task == task, model_signing_requests.c.model_version == version,
-                model_signing_requests.c.state == "pending").order_by(model_signing_requests.c.metadata_version))]
-        scopes = [str(r.scope) for r in conn.execute(
-            select(model_baselines.c.scope).where(model_baselines.c.task == task,
-                                                  model_baselines.c.model_version == version))]
+        pending = signing_repo.pending_metadata_versions(conn, task, version)
+        scopes = model_repo.baseline_scopes(conn, task, version)
     return ModelVersionDetail(**_out(row).model_dump(), manifest=dict(row.manifest), releases=releases,
                               pending_signatures=pending, baseline_of=sorted(scopes))
 

@@ -18,12 +18,11 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, Engine, Row, func, select
+from sqlalchemy import Connection, Engine, Row
 
 from cloud.clock import now_ms
-from cloud.db import model_repo
+from cloud.db import model_repo, signing_repo
 from cloud.db.engine import reader
-from cloud.db.tables import model_key_rotations, model_releases, model_signing_requests
 from cloud.model_schemas import KeysOut, ReleaseOut, SigningRequestOut
 from cloud.services.errors import BadRequest, Conflict, NotFound
 from cloud.settings import CloudSettings
@@ -79,8 +78,7 @@ def parse_rotation(value: Any) -> SignedKeyRotation:
 
 
 def rotations(conn: Connection) -> list[SignedKeyRotation]:
-    rows = conn.execute(select(model_key_rotations.c.document).order_by(model_key_rotations.c.rotation_version))
-    return [parse_rotation(row.document) for row in rows]
+    return [parse_rotation(document) for document in signing_repo.rotation_documents(conn)]
 
 
 def trusted_keys(conn: Connection, keyring: Keyring) -> dict[str, bytes]:
@@ -93,24 +91,23 @@ def trusted_keys(conn: Connection, keyring: Keyring) -> dict[str, bytes]:
 def keys_info(engine: Engine, keyring: Keyring) -> KeysOut:
     with reader(engine) as conn:
         trusted = trusted_keys(conn, keyring)
-        top = conn.execute(select(func.max(model_key_rotations.c.rotation_version))).scalar()
+        top = signing_repo.top_rotation_version(conn)
     return KeysOut(online_keyid=None if keyring.signer is None else keyring.signer.keyid,
-                   trusted=sorted(trusted), rotation_version=int(top or 0))
+                   trusted=sorted(trusted), rotation_version=top)
 
 
 def add_rotation(engine: Engine, keyring: Keyring, doc: SignedKeyRotation) -> KeysOut:
     """Store a key rotation signed by an already trusted key; 409 unless its version is the highest."""
     with engine.begin() as conn:
         model_repo.lock_task(conn, "key_rotation")
-        top = int(conn.execute(select(func.max(model_key_rotations.c.rotation_version))).scalar() or 0)
+        top = signing_repo.top_rotation_version(conn)
         try:
             check_rotation(doc, trusted_keys(conn, keyring), top)
         except SignatureError as exc:
             if exc.code == "stale":
                 raise Conflict(str(exc), "signed.rotation_version") from None
             raise BadRequest(f"key rotation refused ({exc.code}): {exc}", "signatures") from None
-        conn.execute(model_key_rotations.insert().values(
-            rotation_version=doc.signed.rotation_version, document=document(doc), created_ts=now_ms()))
+        signing_repo.insert_rotation(conn, doc.signed.rotation_version, document(doc), now_ms())
     return keys_info(engine, keyring)
 
 
@@ -140,9 +137,9 @@ def build_release(version_row: Row[Any], metadata_version: int, rollback: bool, 
 
 def store_release(conn: Connection, doc: SignedRelease, held: bool, now: int) -> None:
     r = doc.signed
-    conn.execute(model_releases.insert().values(
-        task=r.task, metadata_version=r.metadata_version, model_version=r.model_version, rollback=r.rollback,
-        held=held, document=document(doc), created_ts=now, expires_ts=r.expires_ts))
+    signing_repo.insert_release(conn, task=r.task, metadata_version=r.metadata_version, model_version=r.model_version,
+                                rollback=r.rollback, held=held, document=document(doc), created_ts=now,
+                                expires_ts=r.expires_ts)
 
 
 @dataclass(frozen=True)
@@ -168,63 +165,39 @@ def issue_release(conn: Connection, keyring: Keyring, task: str, model_version: 
     if keyring.signer is not None:
         store_release(conn, keyring.signer.sign_release(release), held, now)
         return Issued(md, True)
-    conn.execute(model_signing_requests.insert().values(
-        task=task, metadata_version=md, model_version=model_version, purpose=purpose, held=held,
-        release=json.loads(release.model_dump_json(by_alias=True)), state="pending", created_ts=now))
+    signing_repo.insert_request(conn, task=task, metadata_version=md, model_version=model_version, purpose=purpose,
+                                held=held, release=json.loads(release.model_dump_json(by_alias=True)), now=now)
     return Issued(md, False)
 
 
 def publish_held_rollback(conn: Connection, task: str, model_version: int, above_md: int) -> int | None:
     """Serve a pre-signed rollback to ``model_version`` newer than ``above_md``; its metadata_version."""
-    row = conn.execute(
-        select(model_releases.c.metadata_version)
-        .where(model_releases.c.task == task, model_releases.c.model_version == model_version,
-               model_releases.c.rollback.is_(True), model_releases.c.held.is_(True),
-               model_releases.c.metadata_version > above_md, model_releases.c.expires_ts > now_ms())
-        .order_by(model_releases.c.metadata_version.desc()).limit(1)
-    ).first()
-    if row is None:
+    md = signing_repo.held_rollback_md(conn, task, model_version, above_md, now_ms())
+    if md is None:
         return None
-    conn.execute(model_releases.update()
-                 .where(model_releases.c.task == task, model_releases.c.metadata_version == row.metadata_version)
-                 .values(held=False))
-    return int(row.metadata_version)
+    signing_repo.serve_release(conn, task, md)
+    return md
 
 
 def release_pending(conn: Connection, task: str, model_version: int, rollback: bool) -> bool:
     """Whether a matching signing request is still waiting (so a rollback will be served once signed)."""
     if rollback:
         # a rollback requested while rolling back is served as soon as it is signed
-        conn.execute(model_signing_requests.update()
-                     .where(model_signing_requests.c.task == task,
-                            model_signing_requests.c.model_version == model_version,
-                            model_signing_requests.c.purpose == "rollback",
-                            model_signing_requests.c.state == "pending")
-                     .values(held=False))
-    row = conn.execute(
-        select(model_signing_requests.c.request_id)
-        .where(model_signing_requests.c.task == task, model_signing_requests.c.model_version == model_version,
-               model_signing_requests.c.state == "pending")
-        .limit(1)
-    ).first()
-    return row is not None
+        signing_repo.unhold_pending_rollbacks(conn, task, model_version)
+    return signing_repo.has_pending_request(conn, task, model_version)
 
 
 def get_release(engine: Engine, task: str, metadata_version: int) -> SignedRelease:
     with reader(engine) as conn:
-        row = conn.execute(select(model_releases.c.document).where(
-            model_releases.c.task == task, model_releases.c.metadata_version == metadata_version)).first()
+        row = signing_repo.release(conn, task, metadata_version)
     if row is None:
         raise NotFound(f"no {task} release with metadata_version {metadata_version}", "metadata_version")
     return parse_release(row.document)
 
 
 def signing_requests(engine: Engine, state: str | None = "pending") -> list[SigningRequestOut]:
-    stmt = select(model_signing_requests).order_by(model_signing_requests.c.request_id)
-    if state is not None:
-        stmt = stmt.where(model_signing_requests.c.state == state)
     with reader(engine) as conn:
-        rows = list(conn.execute(stmt))
+        rows = signing_repo.requests(conn, state)
     return [
         SigningRequestOut(request_id=r.request_id, task=r.task, metadata_version=r.metadata_version,
                           model_version=r.model_version, purpose=r.purpose, state=r.state, created_ts=r.created_ts,
@@ -242,10 +215,7 @@ def accept_signed_release(engine: Engine, keyring: Keyring, doc: SignedRelease) 
             verify(r, doc.signatures, trusted_keys(conn, keyring))
         except SignatureError as exc:
             raise BadRequest(f"release refused ({exc.code}): {exc}", "signatures") from None
-        req = conn.execute(
-            select(model_signing_requests).where(model_signing_requests.c.task == r.task,
-                                                 model_signing_requests.c.metadata_version == r.metadata_version)
-        ).first()
+        req = signing_repo.request(conn, r.task, r.metadata_version)
         if req is None:
             raise NotFound(f"no signing request for {r.task} metadata_version {r.metadata_version}",
                            "signed.metadata_version")
@@ -258,11 +228,9 @@ def accept_signed_release(engine: Engine, keyring: Keyring, doc: SignedRelease) 
         if requested != r:
             raise Conflict("the signed document differs from the requested one", "signed")
         store_release(conn, doc, req.held, now_ms())
-        conn.execute(model_signing_requests.update()
-                     .where(model_signing_requests.c.request_id == req.request_id)
-                     .values(state="signed", signed_ts=now_ms()))
-        row = conn.execute(select(model_releases).where(
-            model_releases.c.task == r.task, model_releases.c.metadata_version == r.metadata_version)).one()
+        signing_repo.mark_signed(conn, req.request_id, now_ms())
+        row = signing_repo.release(conn, r.task, r.metadata_version)
+        assert row is not None
     log.info("stored offline-signed %s release md=%d (model %d)", r.task, r.metadata_version, r.model_version)
     return release_out(row)
 

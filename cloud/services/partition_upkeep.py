@@ -9,6 +9,11 @@ start-up, then every ``PARTITION_UPKEEP_S``). A pass, per partitioned table (``t
   ordinary backlog always land in a week of their own; with ``READINGS_RETENTION_DAYS`` set, drop the weeks
   that ended before ``now - retention`` and delete the default partition's rows older than that.
 * SQLite (no partitions): with retention set, ``DELETE`` the rows older than the cutoff.
+* Both: the hourly rollup of the readings (``cloud.db.rollups``) loses the hours the readings lost (the
+  hour cut by the boundary is recomputed), so it always sums what the readings table holds.
+
+A second loop merges the rollup's partial rows every :data:`COMPACT_INTERVAL_S` (:func:`compact_rollup`;
+PostgreSQL: under its own advisory lock, so one replica at a time).
 
 Replicas do not repeat each other's work: a pass on PostgreSQL runs under ``pg_try_advisory_xact_lock``
 and skips the table another process is upkeeping; DDL waits at most ``lock_timeout`` (5 s) for a lock,
@@ -25,16 +30,19 @@ from typing import Final
 from sqlalchemy import Engine, text
 
 from cloud.background import Loop, LoopHealth
-from cloud.db import partitions
-from cloud.db.tables import TIME_SERIES
+from cloud.db import partitions, rollups
+from cloud.db.tables import TIME_SERIES, readings
 
 log = logging.getLogger(__name__)
 
 WEEKS_BEHIND: Final = 4
+#: Seconds between two compactions of the readings rollup's partial rows.
+COMPACT_INTERVAL_S: Final = 60.0
 WEEKS_AHEAD: Final = 4
 #: pg advisory lock keys of the upkeep, one per table (beside cloud.db.migrate.LOCK_KEY).
 _LOCK_BASE: Final = 7263512100
 _LOCK_TIMEOUT: Final = "5s"
+_COMPACT_LOCK: Final = _LOCK_BASE + 99
 
 
 @dataclass
@@ -66,13 +74,32 @@ def upkeep(engine: Engine, retention_days: float, now_ms: int | None = None) -> 
                     dropped, deleted = partitions.drop_before(conn, table.name, cutoff)
                     report.dropped += dropped
                     report.deleted_rows += deleted
+                    if table is readings:  # what is left starts at the oldest week kept, or the cutoff
+                        kept = partitions.weeks(conn, table.name)
+                        rollups.trim(conn, min([cutoff, *(p.start_ts for p in kept[:1])]))
             elif cutoff is not None:
                 result = conn.execute(table.delete().where(table.c.ts < cutoff))
                 report.deleted_rows += int(result.rowcount or 0)
+                if table is readings:
+                    rollups.trim(conn, cutoff)
     if report.created or report.dropped or report.deleted_rows:
         log.info("partition upkeep: created %s, dropped %s, deleted %d old rows", report.created or "none",
                  report.dropped or "none", report.deleted_rows)
     return report
+
+
+def compact_rollup(engine: Engine) -> int:
+    """Merge every partial row of the readings rollup (one short transaction per slice); keys merged."""
+    total = 0
+    while True:
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql" and not conn.execute(
+                    text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _COMPACT_LOCK}).scalar():
+                return total  # another process is at it
+            merged = rollups.compact(conn)
+        total += merged
+        if merged < rollups.COMPACT_KEYS:
+            return total
 
 
 class PartitionUpkeep:
@@ -82,6 +109,7 @@ class PartitionUpkeep:
         self._engine = engine
         self._retention_days = retention_days
         self._loop = Loop("partition-upkeep", interval_s, self._tick, jitter=0.1)
+        self._compaction = Loop("rollup-compaction", COMPACT_INTERVAL_S, self._compact, jitter=0.1)
         self._ran_at_start = False
 
     @property
@@ -95,6 +123,10 @@ class PartitionUpkeep:
             upkeep(self._engine, self._retention_days)
         return False
 
+    def _compact(self) -> bool:
+        compact_rollup(self._engine)
+        return False
+
     def start(self) -> None:
         try:
             upkeep(self._engine, self._retention_days)
@@ -103,6 +135,8 @@ class PartitionUpkeep:
             log.exception("partition upkeep at start-up failed; retrying in the background")
             self._ran_at_start = False
         self._loop.start()
+        self._compaction.start()
 
     def stop(self) -> None:
+        self._compaction.stop()
         self._loop.stop()

@@ -23,11 +23,10 @@ from collections.abc import Iterable
 from typing import Annotated, Final
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
-from cloud.db import alarm_repo, repo
+from cloud.db import stock_repo
 from cloud.db.bulk_store import COLUMNS
-from cloud.db.tables import alerts
 from cloud.services.replenishment import latest_forecasts
 from cloud.services.stock import on_hand_by_sku
 from protocols import AlertPayload, alert_record_id
@@ -51,16 +50,12 @@ def _stem(site: str, sku: str) -> str:
 
 def _open_raise(conn: Connection, site: str, sku: str) -> tuple[str, AlertPayload] | None:
     """The latest reorder alert of (site, sku) if it is a raise: (its gateway, the alert)."""
-    row = conn.execute(
-        select(alerts.c.gateway_id, alerts.c.payload)
-        .where(alerts.c.code == REORDER, alerts.c.alert_id.startswith(_stem(site, sku), autoescape=True))
-        .order_by(alerts.c.ts.desc(), alerts.c.id.desc()).limit(1)
-    ).first()
-    if row is None:
+    found = stock_repo.latest_alert_with_prefix(conn, REORDER, _stem(site, sku))
+    if found is None:
         return None
-    payload = row.payload if isinstance(row.payload, dict) else json.loads(row.payload)
-    alert = AlertPayload.model_validate(payload, strict=False)
-    return (row.gateway_id, alert) if alert.state == "raised" else None
+    gateway_id, payload = found
+    alert = AlertPayload.model_validate(payload if isinstance(payload, dict) else json.loads(payload), strict=False)
+    return (gateway_id, alert) if alert.state == "raised" else None
 
 
 def _store_alert(conn: Connection, gateway_id: str, alert: AlertPayload, now_ms: int) -> None:
@@ -68,8 +63,7 @@ def _store_alert(conn: Connection, gateway_id: str, alert: AlertPayload, now_ms:
            "state": alert.state, "severity": alert.severity, "device_id": None, "ts": alert.ts, "stored_ts": now_ms,
            "payload": json.loads(alert.model_dump_json(by_alias=True)), "code": alert.code, "metric": None}
     assert set(row) == set(COLUMNS["alerts"])
-    repo.insert_ignore(conn, alerts, [row])
-    alarm_repo.track(conn, gateway_id, [row])
+    stock_repo.store_cloud_alert(conn, gateway_id, row)
 
 
 def evaluate(conn: Connection, gateway_id: str, pairs: Iterable[tuple[str, str]], policy: ReorderPolicy,

@@ -21,12 +21,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine
 
 from cloud.background import Loop, LoopHealth
 from cloud.clock import now_ms
+from cloud.db import rollout_repo
 from cloud.db.engine import reader
-from cloud.db.tables import rollouts
 from cloud.services import rollout_transitions as tr
 from cloud.services.model_desired import task_reports
 from cloud.services.model_signing import Keyring, due_for_resign, resign_expiring
@@ -119,8 +119,7 @@ class RolloutController:
         """One pass over every running rollout, then the re-signing of expiring releases."""
         now = now_ms() if now is None else now
         with reader(self._engine) as conn:
-            ids = [int(row.rollout_id) for row in conn.execute(
-                select(rollouts.c.rollout_id).where(rollouts.c.state == "running").order_by(rollouts.c.rollout_id))]
+            ids = rollout_repo.ids_in_state(conn, "running")
         for rollout_id in ids:
             if self._loop.stopping.is_set():
                 return

@@ -10,18 +10,9 @@ import logging
 from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import Connection, Row, func, select
+from sqlalchemy import Connection, Row
 
-from cloud.db import model_repo
-from cloud.db.tables import (
-    gateway_model_pins,
-    gateways,
-    model_baselines,
-    model_releases,
-    rollout_events,
-    rollout_members,
-    rollouts,
-)
+from cloud.db import model_repo, rollout_repo, signing_repo
 from cloud.model_schemas import Gates
 from cloud.services import model_signing
 from cloud.services.model_signing import Keyring
@@ -52,31 +43,27 @@ def stage_name(stage: int) -> str:
 
 
 def add_event(conn: Connection, rollout_id: int, kind: str, reason: str, now: int, stage: int | None = None) -> None:
-    conn.execute(rollout_events.insert().values(rollout_id=rollout_id, ts=now, kind=kind, stage=stage,
-                                                reason=reason))
+    rollout_repo.add_event(conn, rollout_id, kind, reason, now, stage)
     log.info("rollout %d: %s (%s)", rollout_id, kind, reason)
 
 
 def set_state(conn: Connection, r: Row[Any], state: str, kind: str, reason: str, now: int, **extra: Any) -> None:
-    conn.execute(rollouts.update().where(rollouts.c.rollout_id == r.rollout_id)
-                 .values(state=state, reason=reason, updated_ts=now, **extra))
+    rollout_repo.update(conn, r.rollout_id, state=state, reason=reason, updated_ts=now, **extra)
     add_event(conn, r.rollout_id, kind, reason, now, r.stage)
 
 
 def start_stage(conn: Connection, rollout_id: int, stage: int, shadow: bool, now: int) -> None:
     """Make ``stage`` the current one (its clock starts now) and log which gateways it reaches."""
-    conn.execute(rollouts.update().where(rollouts.c.rollout_id == rollout_id).values(
-        stage=stage, phase="shadow" if shadow else "active", stage_started_ts=now, updated_ts=now))
-    names = conn.execute(select(rollout_members.c.gateway_id).where(
-        rollout_members.c.rollout_id == rollout_id, rollout_members.c.stage == stage)
-        .order_by(rollout_members.c.gateway_id)).scalars()
+    rollout_repo.update(conn, rollout_id, stage=stage, phase="shadow" if shadow else "active",
+                        stage_started_ts=now, updated_ts=now)
+    names = rollout_repo.stage_gateways(conn, rollout_id, stage)
     add_event(conn, rollout_id, "stage_started",
               f"{stage_name(stage)} ({', '.join(names)}) starts{' in shadow' if shadow else ''}", now, stage)
 
 
 def pass_shadow(conn: Connection, r: Row[Any], reason: str, now: int) -> None:
     """The current stage leaves its shadow phase: every member now runs the candidate."""
-    conn.execute(rollouts.update().where(rollouts.c.rollout_id == r.rollout_id).values(phase="active", updated_ts=now))
+    rollout_repo.update(conn, r.rollout_id, phase="active", updated_ts=now)
     add_event(conn, r.rollout_id, "shadow_passed", reason, now, r.stage)
 
 
@@ -86,39 +73,22 @@ def set_member_gates(conn: Connection, rollout_id: int, verdicts: dict[str, tupl
     for m in current:
         verdict = verdicts.get(m.gateway_id)
         if verdict is not None and (m.gate, m.detail) != verdict:
-            conn.execute(rollout_members.update()
-                         .where(rollout_members.c.rollout_id == rollout_id,
-                                rollout_members.c.gateway_id == m.gateway_id)
-                         .values(gate=verdict[0], detail=verdict[1]))
+            rollout_repo.set_member_gate(conn, rollout_id, m.gateway_id, verdict[0], verdict[1])
 
 
 def lock_rollout(conn: Connection, rollout_id: int) -> Row[Any] | None:
     """The rollout row, locked for this transaction (PostgreSQL; SQLite writers are serialised)."""
-    stmt = select(rollouts).where(rollouts.c.rollout_id == rollout_id)
-    if conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    return conn.execute(stmt).first()
+    return rollout_repo.get(conn, rollout_id, lock=True)
 
 
 def members(conn: Connection, rollout_id: int, max_stage: int | None = None) -> list[Row[Any]]:
-    stmt = select(rollout_members).where(rollout_members.c.rollout_id == rollout_id)
-    if max_stage is not None:
-        stmt = stmt.where(rollout_members.c.stage <= max_stage)
-    return list(conn.execute(stmt.order_by(rollout_members.c.stage, rollout_members.c.gateway_id)))
-
-
-def _site_of(conn: Connection) -> dict[str, str]:
-    return {row.gateway_id: row.site for row in conn.execute(select(gateways.c.gateway_id, gateways.c.site))}
+    return rollout_repo.members(conn, rollout_id, max_stage)
 
 
 def _retire_if_unused(conn: Connection, task: str, version: int | None) -> None:
     if version is None:
         return
-    used = conn.execute(select(func.count()).select_from(model_baselines).where(
-        model_baselines.c.task == task, model_baselines.c.model_version == version)).scalar()
-    pinned = conn.execute(select(func.count()).select_from(gateway_model_pins).where(
-        gateway_model_pins.c.task == task, gateway_model_pins.c.model_version == version)).scalar()
-    if not used and not pinned:
+    if not model_repo.version_in_use(conn, task, version):
         row = model_repo.get_version(conn, task, version)
         if row is not None and row.status == "promoted":
             model_repo.set_status(conn, task, version, "retired")
@@ -139,7 +109,7 @@ def complete(conn: Connection, r: Row[Any], now: int) -> None:
         model_repo.clear_pins(conn, r.task, ids)
         what = f"version {r.model_version} is now the {r.scope} baseline"
         if r.scope == model_repo.FLEET:
-            sites = _site_of(conn)
+            sites = rollout_repo.gateway_sites(conn)
             superseded = model_repo.drop_site_baselines(conn, r.task, {sites[g] for g in ids if g in sites})
             if superseded:
                 what += " and replaces " + ", ".join(f"the {s} baseline (version {v})" for s, v in superseded.items())
@@ -161,15 +131,9 @@ def abort(conn: Connection, r: Row[Any], reason: str, now: int) -> None:
     set_state(conn, r, "aborted", "aborted", reason, now)
 
 
-def _candidate_top_md(conn: Connection, task: str, version: int) -> int:
-    value = conn.execute(select(func.max(model_releases.c.metadata_version)).where(
-        model_releases.c.task == task, model_releases.c.model_version == version)).scalar()
-    return int(value or 0)
-
-
 def _rollback_release(conn: Connection, keyring: Keyring, r: Row[Any], target: int, now: int) -> str:
     """Make a rollback release to ``target`` servable: pre-signed, signed now, or requested offline."""
-    above = _candidate_top_md(conn, r.task, r.model_version)
+    above = signing_repo.top_release_md(conn, r.task, r.model_version)
     md = model_signing.publish_held_rollback(conn, r.task, target, above)
     if md is not None:
         return f"pre-signed rollback release md={md} to version {target}"
@@ -189,7 +153,7 @@ def rollback(conn: Connection, keyring: Keyring, r: Row[Any], reason: str, now: 
     ms = members(conn, r.rollout_id)
     if r.state == "completed" and r.group_name is None and r.previous_version is not None:
         model_repo.set_baseline(conn, r.task, r.scope, r.previous_version, now)
-    sites = _site_of(conn)
+    sites = rollout_repo.gateway_sites(conn)
     targets = {m.previous_version for m in ms if m.previous_version is not None}
     if r.previous_version is not None:
         targets.add(r.previous_version)
@@ -212,10 +176,4 @@ def rollback(conn: Connection, keyring: Keyring, r: Row[Any], reason: str, now: 
 
 def in_use(conn: Connection) -> set[tuple[str, int]]:
     """(task, version) pairs served now: baselines, pins and candidates of open rollouts."""
-    found = {(row.task, int(row.model_version))
-             for row in conn.execute(select(model_baselines.c.task, model_baselines.c.model_version))}
-    found |= {(row.task, int(row.model_version))
-              for row in conn.execute(select(gateway_model_pins.c.task, gateway_model_pins.c.model_version))}
-    found |= {(row.task, int(row.model_version)) for row in conn.execute(
-        select(rollouts.c.task, rollouts.c.model_version).where(rollouts.c.state.in_(OPEN_STATES)))}
-    return found
+    return model_repo.baseline_and_pinned_versions(conn) | rollout_repo.candidates_in_states(conn, OPEN_STATES)

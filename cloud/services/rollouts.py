@@ -15,12 +15,12 @@ import hashlib
 import math
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, select
+from sqlalchemy import Connection, Engine, Row
 
 from cloud.clock import now_ms
-from cloud.db import model_repo
+from cloud.db import model_repo, repo, rollout_repo
 from cloud.db.engine import reader
-from cloud.db.tables import gateway_groups, gateways, rollout_events, rollout_members, rollouts
+from cloud.db.rollout_repo import NewMember, NewRollout
 from cloud.model_schemas import (
     GatewayGroupOut,
     RolloutCreate,
@@ -58,16 +58,6 @@ def assign_stages(rollout_id: int, gateway_ids: list[str], canary_fraction: floa
     return out
 
 
-def _eligible(conn: Connection, scope: str, group: str | None) -> list[tuple[str, str]]:
-    stmt = select(gateways.c.gateway_id, gateways.c.site).order_by(gateways.c.gateway_id)
-    if scope != model_repo.FLEET:
-        stmt = stmt.where(gateways.c.site == scope.removeprefix("site:"))
-    if group is not None:
-        stmt = stmt.join(gateway_groups, gateway_groups.c.gateway_id == gateways.c.gateway_id).where(
-            gateway_groups.c.group_name == group)
-    return [(row.gateway_id, row.site) for row in conn.execute(stmt)]
-
-
 def create(engine: Engine, req: RolloutCreate, by: str) -> RolloutStatus:
     now = now_ms()
     with engine.begin() as conn:
@@ -80,34 +70,33 @@ def create(engine: Engine, req: RolloutCreate, by: str) -> RolloutStatus:
         if model_repo.latest_release(conn, req.task, req.model_version) is None:
             raise Conflict(f"version {req.model_version} has no signed release yet (sign the pending requests "
                            "with `edgehouse models sign`)", "model_version")
-        busy = conn.execute(select(rollouts.c.rollout_id).where(
-            rollouts.c.task == req.task, rollouts.c.state.in_(tr.OPEN_STATES))).first()
+        busy = rollout_repo.first_in_states(conn, req.task, tr.OPEN_STATES)
         if busy is not None:
-            raise Conflict(f"rollout {busy.rollout_id} of {req.task} is still open; finish, abort or roll it "
+            raise Conflict(f"rollout {busy} of {req.task} is still open; finish, abort or roll it "
                            "back first", "task")
         scope = req.scope or version.scope
         previous = model_repo.scope_baseline(conn, req.task, scope)
         if previous == req.model_version and req.group is None:
             raise Conflict(f"version {req.model_version} already is the {scope} baseline", "model_version")
-        eligible = _eligible(conn, scope, req.group)
+        eligible = rollout_repo.eligible_gateways(conn, scope, req.group)
         if not eligible:
             raise Conflict(f"no registered gateway in scope {scope}"
                            + (f" and group {req.group}" if req.group else ""), "group" if req.group else "scope")
         params = {"canary_fraction": req.canary_fraction, "waves": req.waves, "shadow": req.shadow,
                   "gates": req.gates.model_dump()}
-        rollout_id = int(conn.execute(rollouts.insert().values(
+        rollout_id = rollout_repo.insert_rollout(conn, NewRollout(
             task=req.task, model_version=req.model_version, previous_version=previous, scope=scope,
             group_name=req.group, state="running", stage=0, n_stages=1,
             phase="shadow" if req.shadow else "active", stage_started_ts=now, params=params, reason=None,
-            created_by=by, created_ts=now, updated_ts=now)).inserted_primary_key[0])
+            created_by=by, created_ts=now, updated_ts=now))
         stages = assign_stages(rollout_id, [g for g, _ in eligible], req.canary_fraction, req.waves)
-        conn.execute(rollout_members.insert(), [
-            {"rollout_id": rollout_id, "gateway_id": gw, "stage": stages[gw], "gate": "pending", "detail": None,
-             "previous_version": model_repo.gateway_version(conn, gw, site, req.task)}
+        rollout_repo.insert_members(conn, [
+            NewMember(rollout_id=rollout_id, gateway_id=gw, stage=stages[gw], gate="pending", detail=None,
+                      previous_version=model_repo.gateway_version(conn, gw, site, req.task))
             for gw, site in eligible
         ])
         n_stages = max(stages.values()) + 1
-        conn.execute(rollouts.update().where(rollouts.c.rollout_id == rollout_id).values(n_stages=n_stages))
+        rollout_repo.update(conn, rollout_id, n_stages=n_stages)
         tr.add_event(conn, rollout_id, "created",
                      f"{req.task} version {req.model_version} over {previous} to {len(eligible)} gateways of "
                      f"{scope}{f' group {req.group}' if req.group else ''} in {n_stages} stages", now)
@@ -126,20 +115,15 @@ def _out(r: Row[Any]) -> RolloutOut:
 
 
 def _get(conn: Connection, rollout_id: int) -> Row[Any]:
-    r = conn.execute(select(rollouts).where(rollouts.c.rollout_id == rollout_id)).first()
+    r = rollout_repo.get(conn, rollout_id)
     if r is None:
         raise NotFound(f"rollout {rollout_id} does not exist", "rollout_id")
     return r
 
 
 def list_rollouts(engine: Engine, task: str | None = None, state: str | None = None) -> list[RolloutOut]:
-    stmt = select(rollouts).order_by(rollouts.c.rollout_id.desc())
-    if task is not None:
-        stmt = stmt.where(rollouts.c.task == task)
-    if state is not None:
-        stmt = stmt.where(rollouts.c.state == state)
     with reader(engine) as conn:
-        return [_out(r) for r in conn.execute(stmt)]
+        return [_out(r) for r in rollout_repo.list_rollouts(conn, task, state)]
 
 
 def _stage_state(r: Row[Any], index: int) -> str:
@@ -155,8 +139,7 @@ def status(engine: Engine, rollout_id: int) -> RolloutStatus:
         r = _get(conn, rollout_id)
         ms = tr.members(conn, rollout_id)
         reports = task_reports(conn, [m.gateway_id for m in ms], r.task)
-        events = list(conn.execute(select(rollout_events).where(rollout_events.c.rollout_id == rollout_id)
-                                   .order_by(rollout_events.c.event_id)))
+        events = rollout_repo.events(conn, rollout_id)
     serving = r.state in tr.OPEN_STATES
     members = [
         RolloutMemberOut(
@@ -223,12 +206,7 @@ def rollback(engine: Engine, keyring: Keyring, rollout_id: int, by: str, reason:
 
 def set_group(engine: Engine, gateway_id: str, group: str | None) -> GatewayGroupOut:
     with engine.begin() as conn:
-        if conn.execute(select(gateways.c.gateway_id).where(gateways.c.gateway_id == gateway_id)).first() is None:
+        if repo.get_gateway(conn, gateway_id) is None:
             raise NotFound(f"gateway {gateway_id!r} is not registered", "gateway_id")
-        if group is None:
-            conn.execute(gateway_groups.delete().where(gateway_groups.c.gateway_id == gateway_id))
-        else:
-            model_repo.upsert(conn, gateway_groups,
-                              {"gateway_id": gateway_id, "group_name": group, "updated_ts": now_ms()},
-                              ["gateway_id"])
+        rollout_repo.set_group(conn, gateway_id, group, now_ms())
     return GatewayGroupOut(gateway_id=gateway_id, group=group)

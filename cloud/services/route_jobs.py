@@ -134,14 +134,27 @@ def get(db: Engine, job_id: str) -> RouteJobInfo:
     return _info(row)
 
 
+def _problem_facts(db: Engine) -> list[Any]:
+    """The problem's name and its numbers of orders and vehicles, read by the database (a problem of
+    1,000 orders is large: the job list never loads it)."""
+    doc = route_jobs.c.problem
+    if db.dialect.name == "sqlite":
+        return [func.json_extract(doc, "$.name").label("problem_name"),
+                func.json_array_length(doc, "$.orders").label("n_orders"),
+                func.json_array_length(doc, "$.vehicles").label("n_vehicles")]
+    return [doc.op("->>")("name").label("problem_name"),
+            func.json_array_length(doc.op("->")("orders")).label("n_orders"),
+            func.json_array_length(doc.op("->")("vehicles")).label("n_vehicles")]
+
+
 def list_jobs(db: Engine, limit: int = 50) -> list[RouteJobSummary]:
     """The newest jobs first, with their problem's name and size (the console's job list)."""
     with reader(db) as conn:
-        rows = conn.execute(select(*_INFO_COLUMNS, route_jobs.c.problem, route_jobs.c.created_by)
+        rows = conn.execute(select(*_INFO_COLUMNS, *_problem_facts(db), route_jobs.c.created_by)
                             .order_by(route_jobs.c.created_ts.desc(), route_jobs.c.job_id).limit(limit)).all()
-    return [RouteJobSummary(**_info(r).model_dump(), problem_name=str(r.problem.get("name", "problem")),
-                            orders=len(r.problem.get("orders") or ()), vehicles=len(r.problem.get("vehicles") or ()),
-                            created_by=r.created_by) for r in rows]
+    return [RouteJobSummary(**_info(r).model_dump(), problem_name=str(r.problem_name or "problem"),
+                            orders=int(r.n_orders or 0), vehicles=int(r.n_vehicles or 0), created_by=r.created_by)
+            for r in rows]
 
 
 def problem(db: Engine, job_id: str) -> Problem:

@@ -16,18 +16,16 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from pydantic import BaseModel, Field
-from sqlalchemy import Connection, Engine, Table, func, select, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine
 
+from cloud.db import stock_repo
 from cloud.db.engine import reader
-from cloud.db.stock_tables import stock_discrepancies, stock_positions
+from cloud.db.stock_repo import COUNT_KEY, LISTING_ORDER, POSITION_KEY
 from cloud.services.errors import BadRequest
 from protocols import StockDiscrepancyRecord, StockRecord
 
 AnyStockRecord = StockRecord | StockDiscrepancyRecord
 STOCK_RECORD_TYPES: Final = (StockRecord, StockDiscrepancyRecord)
-_POSITION_KEY: Final = ("gateway_id", "site", "location", "sku")
-_COUNT_KEY: Final = ("gateway_id", "device_id", "boot_id", "seq")
 MAX_STOCK_PAGE: Final = 5000
 
 
@@ -64,22 +62,6 @@ def _newest(rows: Sequence[dict[str, Any]], key: Sequence[str], version: str) ->
     return list(best.values())
 
 
-def _upsert_newer(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], key: Sequence[str],
-                  version: str) -> set[str]:
-    """Insert rows, or replace the stored row of the same key when its ``version`` is lower; the
-    ``record_id``s written now."""
-    if not rows:
-        return set()
-    insert = postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table)
-    columns = [c.name for c in table.columns if c.name not in key]
-    stmt = insert.on_conflict_do_update(
-        index_elements=list(key),
-        set_={c: insert.excluded[c] for c in columns},
-        where=table.c[version] < insert.excluded[version],
-    ).returning(table.c.record_id)
-    return {r[0] for r in conn.execute(stmt, list(rows))}
-
-
 @dataclass(frozen=True, slots=True)
 class StoredStock:
     """Record ids written now, and the (site, sku) pairs whose on-hand stock may have changed."""
@@ -91,48 +73,27 @@ class StoredStock:
 def store(conn: Connection, records: Sequence[AnyStockRecord], now_ms: int) -> StoredStock:
     """Store the stock records of one batch (already checked: id from content, the batch's gateway)."""
     positions = _newest([_position_row(r, now_ms) for r in records if isinstance(r, StockRecord)],
-                        _POSITION_KEY, "version")
+                        POSITION_KEY, "version")
     counts = _newest([_discrepancy_row(r, now_ms) for r in records if isinstance(r, StockDiscrepancyRecord)],
-                     _COUNT_KEY, "revision")
-    written = _upsert_newer(conn, stock_positions, positions, _POSITION_KEY, "version")
+                     COUNT_KEY, "revision")
+    written = stock_repo.upsert_positions(conn, positions)
     changed = {(r["site"], r["sku"]) for r in positions if r["record_id"] in written}
-    written |= _upsert_newer(conn, stock_discrepancies, counts, _COUNT_KEY, "revision")
+    written |= stock_repo.upsert_discrepancies(conn, counts)
     return StoredStock(ids=written, changed=changed)
 
 
 def on_hand_by_sku(conn: Connection, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
     """Synced stock on hand per (site, sku): the sum over the site's locations (and gateways)."""
-    out: dict[tuple[str, str], int] = {}
-    unique = sorted(set(pairs))
-    for start in range(0, len(unique), 500):
-        chunk = unique[start:start + 500]
-        t = stock_positions
-        for row in conn.execute(select(t.c.site, t.c.sku, func.sum(t.c.on_hand))
-                                .where(tuple_(t.c.site, t.c.sku).in_(chunk)).group_by(t.c.site, t.c.sku)):
-            out[(row[0], row[1])] = int(row[2])
-    return out
+    return stock_repo.on_hand_by_sku(conn, pairs)
 
 
-@dataclass(frozen=True, slots=True)
-class SyncedStock:
-    """A site's synced stock of one SKU: the sum over its positions, and its newest scan."""
-
-    on_hand: int
-    last_scan_ts: int
-    positions: int
+#: A site's synced stock of one SKU: the sum over its positions, and its newest scan.
+SyncedStock = stock_repo.SiteSkuStock
 
 
 def synced_stock(conn: Connection, sites: Sequence[str]) -> dict[tuple[str, str], SyncedStock]:
     """Synced stock per (site, sku) of ``sites``."""
-    t = stock_positions
-    out: dict[tuple[str, str], SyncedStock] = {}
-    site_list = sorted(set(sites))
-    for start in range(0, len(site_list), 500):
-        query = (select(t.c.site, t.c.sku, func.sum(t.c.on_hand), func.max(t.c.last_scan_ts), func.count())
-                 .where(t.c.site.in_(site_list[start:start + 500])).group_by(t.c.site, t.c.sku))
-        for row in conn.execute(query):
-            out[(row[0], row[1])] = SyncedStock(int(row[2]), int(row[3]), int(row[4]))
-    return out
+    return stock_repo.stock_of_sites(conn, sites)
 
 
 # --- the listing ------------------------------------------------------------------------------------
@@ -162,7 +123,7 @@ _SEP: Final = "\x1f"
 
 
 def _cursor(row: Mapping[str, Any]) -> str:
-    return _SEP.join(str(row[c]) for c in ("site", "sku", "location", "gateway_id")).encode().hex()
+    return _SEP.join(str(row[c]) for c in LISTING_ORDER).encode().hex()
 
 
 def _decode_cursor(cursor: str) -> tuple[str, str, str, str]:
@@ -178,18 +139,8 @@ def _decode_cursor(cursor: str) -> tuple[str, str, str, str]:
 def list_stock(engine: Engine, *, site: str | None = None, sku: str | None = None, location: str | None = None,
                limit: int = 1000, cursor: str | None = None) -> StockPage:
     """Positions ordered by site, SKU, location, gateway; each with the time of its last scan."""
-    t = stock_positions
-    order = (t.c.site, t.c.sku, t.c.location, t.c.gateway_id)
-    query = select(t)
-    if site is not None:
-        query = query.where(t.c.site == site)
-    if sku is not None:
-        query = query.where(t.c.sku == sku)
-    if location is not None:
-        query = query.where(t.c.location == location)
-    if cursor:
-        query = query.where(tuple_(*order) > tuple_(*_decode_cursor(cursor)))
+    after = _decode_cursor(cursor) if cursor else None
     with reader(engine) as conn:
-        rows = [r._mapping for r in conn.execute(query.order_by(*order).limit(limit))]
-    items = [StockPositionOut.model_validate(dict(r)) for r in rows]
+        rows = stock_repo.list_positions(conn, site=site, sku=sku, location=location, after=after, limit=limit)
+    items = [StockPositionOut.model_validate(r) for r in rows]
     return StockPage(items=items, next_cursor=_cursor(rows[-1]) if len(rows) == limit else None)

@@ -5,6 +5,12 @@
   spike shorter than a bucket still shows in ``max`` (or ``min``). One ``GROUP BY`` in the database:
   the rows never leave it, whatever the range holds. The index ``(device_id, metric, ts)`` including
   ``value`` answers it from the index alone (PostgreSQL, each time partition; see cloud/README.md).
+  When that width is an hour or more the hourly rollup (``cloud.db.rollups``, kept exact at ingest)
+  answers instead: the width is rounded up to whole hours and buckets are aligned on multiples of it
+  since the epoch (UTC hours), so every bucket is made of whole rollup hours, except the range's partial
+  first and last hour, which are read from the readings. A point's ``ts`` is its bucket's start, or
+  ``from`` for a first bucket that starts before it. A year of one metric at one reading a minute is
+  525,600 readings and 8,760 rollup rows.
 * Demand: units picked (``direction = 'pick'`` scans) of one SKU at one site per UTC day, every day of
   ``[from_ts, to_ts)`` listed (0 when nothing was picked); a site's scans are those of its gateways.
 
@@ -14,11 +20,12 @@ Times are ms since the epoch; ranges are half-open.
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Final
+from typing import Any, Final
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, union_all
 
 from cloud.db.engine import reader
+from cloud.db.rollups import HOUR_MS, readings_hourly
 from cloud.db.tables import gateways, readings, scans
 from cloud.schemas import DemandDay, DemandOut, ReadingPoint, ReadingsOut
 from cloud.services.errors import InvalidParameter
@@ -40,11 +47,26 @@ def bucket_width(from_ts: int, to_ts: int, max_points: int) -> int:
     return max(1, -(-(to_ts - from_ts) // max_points))
 
 
+def rollup_width(from_ts: int, to_ts: int, max_points: int) -> int:
+    """Whole hours, at least :func:`bucket_width`, so that buckets aligned on multiples of it since the epoch
+    cut ``[from_ts, to_ts)`` into at most ``max_points``."""
+    width = -(-bucket_width(from_ts, to_ts, max_points) // HOUR_MS) * HOUR_MS
+    while (to_ts - 1) // width - from_ts // width + 1 > max_points:
+        width += HOUR_MS
+    return width
+
+
 def downsampled_readings(engine: Engine, device_id: str, metric: str, from_ts: int, to_ts: int,
-                         max_points: int, gateway_id: str | None = None) -> ReadingsOut:
-    """Min/max/mean/count per bucket of one device metric over ``[from_ts, to_ts)``, buckets in time order."""
+                         max_points: int, gateway_id: str | None = None, use_rollup: bool = True) -> ReadingsOut:
+    """Min/max/mean/count per bucket of one device metric over ``[from_ts, to_ts)``, buckets in time order.
+
+    Buckets of an hour or more come from the hourly rollup (``use_rollup``): whole hours aligned on UTC,
+    the rollup's hours inside the range plus the readings of the range's partial first and last hour.
+    """
     _check_range(from_ts, to_ts)
     width = bucket_width(from_ts, to_ts, max_points)
+    if use_rollup and width >= HOUR_MS:
+        return _from_rollup(engine, device_id, metric, from_ts, to_ts, max_points, gateway_id)
     bucket = ((readings.c.ts - from_ts) // width).label("bucket")
     stmt = (
         select(bucket, func.min(readings.c.value), func.max(readings.c.value), func.avg(readings.c.value),
@@ -59,6 +81,47 @@ def downsampled_readings(engine: Engine, device_id: str, metric: str, from_ts: i
         rows = conn.execute(stmt).all()
     points = [ReadingPoint(ts=from_ts + int(b) * width, min=float(lo), max=float(hi), mean=float(mean),
                            count=int(n)) for b, lo, hi, mean, n in rows]
+    return ReadingsOut(device_id=device_id, metric=metric, from_ts=from_ts, to_ts=to_ts, bucket_ms=width,
+                       points=points)
+
+
+def _raw_part(device_id: str, metric: str, lo: int, hi: int, width: int, gateway_id: str | None) -> Any:
+    bucket = (readings.c.ts // width).label("bucket")
+    stmt = (select(bucket, func.min(readings.c.value), func.max(readings.c.value), func.sum(readings.c.value),
+                   func.count())
+            .where(readings.c.device_id == device_id, readings.c.metric == metric, readings.c.ts >= lo,
+                   readings.c.ts < hi))
+    if gateway_id is not None:
+        stmt = stmt.where(readings.c.gateway_id == gateway_id)
+    return stmt.group_by(bucket)
+
+
+def _from_rollup(engine: Engine, device_id: str, metric: str, from_ts: int, to_ts: int, max_points: int,
+                 gateway_id: str | None) -> ReadingsOut:
+    width = rollup_width(from_ts, to_ts, max_points)
+    first_hour, end_hour = -(-from_ts // HOUR_MS) * HOUR_MS, to_ts // HOUR_MS * HOUR_MS  # whole hours inside
+    parts = []
+    if first_hour < end_hour:
+        h = readings_hourly.c
+        bucket = (h.hour_ts // width).label("bucket")
+        rollup = (select(bucket, func.min(h.min_value), func.max(h.max_value), func.sum(h.sum_value), func.sum(h.n))
+                  .where(h.device_id == device_id, h.metric == metric, h.hour_ts >= first_hour, h.hour_ts < end_hour))
+        if gateway_id is not None:
+            rollup = rollup.where(h.gateway_id == gateway_id)
+        parts.append(rollup.group_by(bucket))
+        edges = [(from_ts, first_hour), (end_hour, to_ts)]
+    else:
+        edges = [(from_ts, to_ts)]
+    parts += [_raw_part(device_id, metric, lo, hi, width, gateway_id) for lo, hi in edges if lo < hi]
+    acc: dict[int, list[float]] = {}
+    with reader(engine) as conn:
+        for b, lo, hi, total, n in conn.execute(union_all(*parts)):
+            cur = acc.setdefault(int(b), [float(lo), float(hi), 0.0, 0])
+            cur[0], cur[1] = min(cur[0], float(lo)), max(cur[1], float(hi))
+            cur[2] += float(total)
+            cur[3] += int(n)
+    points = [ReadingPoint(ts=max(from_ts, b * width), min=lo, max=hi, mean=total / n, count=int(n))
+              for b, (lo, hi, total, n) in sorted(acc.items())]
     return ReadingsOut(device_id=device_id, metric=metric, from_ts=from_ts, to_ts=to_ts, bucket_ms=width,
                        points=points)
 

@@ -1,4 +1,4 @@
-"""Rows of the ``train_jobs`` table: create, read, and guarded state transitions (SQLAlchemy Core)."""
+"""Retraining jobs as the API shows them: create, read, and guarded state transitions (queries in ``train_repo``)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine
 
 from cloud.clock import now_ms
+from cloud.db import train_repo
 from cloud.db.engine import reader
-from cloud.db.job_tables import train_jobs
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 FINISHED: Final = frozenset({"succeeded", "failed", "cancelled"})
@@ -59,20 +59,12 @@ def _out(row: Any, with_log: bool = False) -> TrainJobOut:
 
 def insert(engine: Engine, task: str, scope: str, params: Mapping[str, Any], created_by: str) -> int:
     with engine.begin() as conn:
-        result = conn.execute(
-            train_jobs.insert().values(
-                task=task, scope=scope, state="queued", progress=0.0, message="queued", log=[], params=dict(params),
-                created_by=created_by, created_ts=now_ms(),
-            )
-        )
-        key = result.inserted_primary_key
-        assert key is not None
-        return int(key[0])
+        return train_repo.insert_job(conn, task=task, scope=scope, params=params, created_by=created_by, now=now_ms())
 
 
 def get(engine: Engine, job_id: int) -> Any | None:
     with reader(engine) as conn:
-        return conn.execute(select(train_jobs).where(train_jobs.c.job_id == job_id)).first()
+        return train_repo.get_job(conn, job_id)
 
 
 def detail(engine: Engine, job_id: int) -> TrainJobDetail | None:
@@ -88,21 +80,11 @@ def summary(engine: Engine, job_id: int) -> TrainJobOut | None:
 
 
 def list_jobs(engine: Engine, task: str | None, state: str | None, limit: int) -> list[TrainJobOut]:
-    stmt = select(train_jobs).order_by(train_jobs.c.job_id.desc()).limit(limit)
-    if task is not None:
-        stmt = stmt.where(train_jobs.c.task == task)
-    if state is not None:
-        stmt = stmt.where(train_jobs.c.state == state)
     with reader(engine) as conn:
-        return [_out(r) for r in conn.execute(stmt)]
+        return [_out(r) for r in train_repo.list_jobs(conn, task, state, limit)]
 
 
 def transition(engine: Engine, job_id: int, from_states: Iterable[str], **values: Any) -> bool:
     """Set ``values`` if the job is in one of ``from_states``; whether it was."""
     with engine.begin() as conn:
-        result = conn.execute(
-            update(train_jobs)
-            .where(train_jobs.c.job_id == job_id, train_jobs.c.state.in_(list(from_states)))
-            .values(**values)
-        )
-        return bool(result.rowcount)
+        return train_repo.transition(conn, job_id, from_states, **values)

@@ -11,11 +11,10 @@ is queued again after its lease expired, up to ``job_max_attempts`` times, then 
 from __future__ import annotations
 
 from pydantic import BaseModel
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
+from cloud.db import train_repo
 from cloud.db.engine import reader
-from cloud.db.job_tables import train_jobs
-from cloud.db.tables import gateways
 from cloud.jobs.queue import TRAIN
 from cloud.jobs.queue import cancel as cancel_job
 from cloud.services import train_job_store as store
@@ -59,8 +58,7 @@ def submit(engine: Engine, settings: CloudSettings, params: TrainParams, created
         "data_from_ts": params.data_from_ts, "data_to_ts": params.data_to_ts,
     }
     with reader(engine) as conn:
-        waiting = conn.execute(select(func.count()).select_from(train_jobs)
-                               .where(train_jobs.c.state == "queued")).scalar_one()
+        waiting = train_repo.count_in_state(conn, "queued")
     if waiting >= settings.max_queued_train_jobs:
         raise TooBusy(f"{waiting} retraining jobs are waiting; retry later")
     job_id = store.insert(engine, params.task, params.scope, stored, created_by)
@@ -97,7 +95,7 @@ def _check_scope(engine: Engine, scope: str) -> str | None:
         raise Unprocessable(str(exc), field="scope") from None
     if site is not None:
         with reader(engine) as conn:
-            known = conn.execute(select(gateways.c.gateway_id).where(gateways.c.site == site).limit(1)).first()
-        if known is None:
+            known = train_repo.site_has_gateway(conn, site)
+        if not known:
             raise Unprocessable(f"no gateway is registered at site {site!r}", field="scope")
     return site

@@ -1,4 +1,4 @@
-"""Training data from the cloud store (SQLAlchemy Core; SQLite and PostgreSQL) and its hold-out split.
+"""Training data from the cloud store (queries in ``cloud.db.train_repo``) and its hold-out split.
 
 * anomaly: one reading series per (device_id, metric), ordered by ``ts``; the hold-out is the last
   ``holdout_fraction`` of each series' time span.
@@ -18,13 +18,13 @@ from datetime import date, timedelta
 from typing import Final
 
 import numpy as np
-from sqlalchemy import Engine, Select, func, select
+from sqlalchemy import Engine
 
+from cloud.db import train_repo
 from cloud.db.engine import reader
-from cloud.db.tables import gateways, readings, scans
 from models.demand_eval import DemandPanel
 
-DAY_MS: Final = 86_400_000
+DAY_MS: Final = train_repo.DAY_MS
 EPOCH: Final = date(1970, 1, 1)
 SCOPE_PATTERN: Final = re.compile(r"^(fleet|site:[A-Za-z0-9][A-Za-z0-9_.:-]{0,63})$")
 
@@ -62,26 +62,9 @@ class SeriesSplit:
     cut_ts: int
 
 
-def _in_range(stmt: Select[tuple[object, ...]], ts: object, from_ts: int | None, to_ts: int | None
-              ) -> Select[tuple[object, ...]]:
-    if from_ts is not None:
-        stmt = stmt.where(ts >= from_ts)  # type: ignore[operator]
-    if to_ts is not None:
-        stmt = stmt.where(ts < to_ts)  # type: ignore[operator]
-    return stmt
-
-
 def reading_series(engine: Engine, site: str | None = None, from_ts: int | None = None,
                    to_ts: int | None = None) -> list[ReadingSeries]:
     """Every (device_id, metric) series of the scope in ``[from_ts, to_ts)``, readings ordered by ts."""
-    stmt = select(readings.c.device_id, readings.c.metric, readings.c.ts, readings.c.value)
-    if site is not None:
-        stmt = (
-            stmt.join(gateways, gateways.c.gateway_id == readings.c.gateway_id)
-            .where(gateways.c.site == site)
-        )
-    stmt = _in_range(stmt, readings.c.ts, from_ts, to_ts)
-    stmt = stmt.order_by(readings.c.device_id, readings.c.metric, readings.c.ts, readings.c.gateway_id, readings.c.record_id)
     out: list[ReadingSeries] = []
     key: tuple[str, str] | None = None
     ts: list[int] = []
@@ -92,7 +75,7 @@ def reading_series(engine: Engine, site: str | None = None, from_ts: int | None 
             out.append(ReadingSeries(key[0], key[1], np.asarray(ts, np.int64), np.asarray(values, np.float64)))
 
     with reader(engine) as conn:
-        for device_id, metric, t, v in conn.execution_options(yield_per=10_000).execute(stmt):
+        for device_id, metric, t, v in train_repo.reading_rows(conn, site, from_ts, to_ts):
             if (device_id, metric) != key:
                 flush()
                 key, ts, values = (device_id, metric), [], []
@@ -125,18 +108,9 @@ def split_series(series: list[ReadingSeries], holdout_fraction: float) -> list[S
 def daily_units(engine: Engine, direction: str, site: str | None = None, from_ts: int | None = None,
                 to_ts: int | None = None) -> dict[tuple[str, str], dict[int, float]]:
     """Units of ``direction`` scans per (site, sku) per UTC day number (days since 1970-01-01)."""
-    day = (scans.c.ts // DAY_MS).label("day")  # integer division on both backends (ts >= 0)
-    stmt = (
-        select(gateways.c.site, scans.c.sku, day, func.sum(scans.c.qty))
-        .join(gateways, gateways.c.gateway_id == scans.c.gateway_id)
-        .where(scans.c.direction == direction)
-    )
-    if site is not None:
-        stmt = stmt.where(gateways.c.site == site)
-    stmt = _in_range(stmt, scans.c.ts, from_ts, to_ts).group_by(gateways.c.site, scans.c.sku, day)
     out: dict[tuple[str, str], dict[int, float]] = {}
     with reader(engine) as conn:
-        for row_site, sku, d, units in conn.execute(stmt):
+        for row_site, sku, d, units in train_repo.daily_unit_rows(conn, direction, site, from_ts, to_ts):
             out.setdefault((row_site, sku), {})[int(d)] = float(units)
     return out
 

@@ -167,6 +167,15 @@ CREATE INDEX stock_discrepancies_position ON stock_discrepancies (site, location
 CREATE INDEX scans_position_ts ON scans (location, sku, ts);
 """
 
+#: Outbox lanes (sync over thin links): alerts and device status (lane 0) go before data (lane 1); within
+#: data, the live window before the backlog, each oldest first. The lane is derived from the kind, so no
+#: writer has to know about it; the index serves every lane read, depth and oldest-per-lane query.
+_OUTBOX_LANES = """
+ALTER TABLE outbox ADD COLUMN lane INTEGER GENERATED ALWAYS AS
+    (CASE WHEN kind IN ('alert', 'device_status') THEN 0 ELSE 1 END) VIRTUAL;
+CREATE INDEX outbox_lane_created ON outbox (lane, created_ts);
+"""
+
 # Positions are queued for sync by the stock worker (edge_agent/stock_worker.py), not per ingest batch:
 # ``outboxed_version`` is the version whose record is in (or went through) the outbox; a position with
 # ``version > outboxed_version`` has a change still to queue.
@@ -178,6 +187,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_initial", _INITIAL),
     Migration("0002_rfid_burst_repeats", _RFID_BURST_REPEATS),
     Migration("0003_stock", _STOCK),
+    Migration("0004_outbox_lanes", _OUTBOX_LANES),
     Migration("0005_stock_outboxed_version", _STOCK_OUTBOXED),
 )
 

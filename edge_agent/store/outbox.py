@@ -1,10 +1,16 @@
-"""The outbox: sync records waiting for the cloud, oldest first (rowid order)."""
+"""The outbox: sync records waiting for the cloud, in lanes (migration ``0004_outbox_lanes``).
+
+Lane 0 holds alerts and device status, lane 1 everything else; a lane-1 record younger than the live
+window is *live*, an older one *backlog*. :func:`read_lanes` takes lane 0 first, then live, then backlog,
+each oldest first. Which records leave is still decided by the cloud's ack alone (:func:`delete`).
+"""
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from edge_agent.store.db import padded
 
@@ -24,6 +30,49 @@ def read_oldest(conn: sqlite3.Connection, limit: int) -> list[OutboxRow]:
         "SELECT id, kind, created_ts, payload FROM outbox ORDER BY rowid LIMIT ?", (limit,)
     ).fetchall()
     return [OutboxRow(*row) for row in rows]
+
+
+#: The lanes as the metrics and the status name them, in the order they are sent.
+LANES: Final = ("urgent", "live", "backlog")
+_SELECT: Final = "SELECT id, kind, created_ts, payload FROM outbox "
+_LANE_WHERE: Final = {
+    "urgent": "WHERE lane = 0",
+    "live": "WHERE lane = 1 AND created_ts >= ?",
+    "backlog": "WHERE lane = 1 AND created_ts < ?",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LaneStats:
+    depth: int
+    oldest_created_ts: int | None
+
+
+def read_lanes(conn: sqlite3.Connection, limit: int, live_since_ms: int) -> list[OutboxRow]:
+    """Up to ``limit`` rows: alerts and device status, then live data (created at or after
+    ``live_since_ms``), then the backlog; each lane oldest first."""
+    rows: list[OutboxRow] = []
+    for lane in LANES:
+        if len(rows) >= limit:
+            break
+        params: tuple[int, ...] = () if lane == "urgent" else (live_since_ms,)
+        found = conn.execute(
+            f"{_SELECT}{_LANE_WHERE[lane]} ORDER BY created_ts LIMIT ?", (*params, limit - len(rows))
+        ).fetchall()
+        rows.extend(OutboxRow(*row) for row in found)
+    return rows
+
+
+def lane_stats(conn: sqlite3.Connection, live_since_ms: int) -> dict[str, LaneStats]:
+    """Depth and oldest record per lane (index range counts)."""
+    stats = {}
+    for lane in LANES:
+        params: tuple[int, ...] = () if lane == "urgent" else (live_since_ms,)
+        n, oldest = conn.execute(
+            f"SELECT COUNT(*), MIN(created_ts) FROM outbox {_LANE_WHERE[lane]}", params
+        ).fetchone()
+        stats[lane] = LaneStats(int(n), None if oldest is None else int(oldest))
+    return stats
 
 
 def _chunks(ids: Sequence[str]) -> Iterable[Sequence[str]]:

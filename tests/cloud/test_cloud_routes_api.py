@@ -190,3 +190,19 @@ def test_matrix_problem_has_no_geojson(client: TestClient, planner: dict[str, st
     assert wait_for(client, job["id"], planner, {"done", "failed"})[-1]["status"] == "done"
     resp = client.get(f"/api/v1/route-jobs/{job['id']}/result.geojson", headers=planner)
     assert resp.status_code == 409 and fields(resp) == {"travel"}
+
+
+def test_job_list_names_each_problem_and_its_size(client: TestClient, planner: dict[str, str]) -> None:
+    """The list reads a problem's name and counts in the database (the problem itself is not loaded)."""
+    doc = problem_doc(name="list-me")
+    doc["vehicles"].append({**doc["vehicles"][0], "id": "v3"})
+    first = client.post("/api/v1/route-jobs", params={"time_limit_s": 1}, json=doc, headers=planner)
+    assert first.status_code == 202, first.text
+    unnamed = problem_doc()
+    del unnamed["name"]
+    second = client.post("/api/v1/route-jobs", params={"time_limit_s": 1}, json=unnamed, headers=planner)
+    assert second.status_code == 202, second.text
+    listed = {j["id"]: j for j in client.get("/api/v1/route-jobs", headers=planner).json()}
+    mine = listed[first.json()["id"]]
+    assert (mine["problem_name"], mine["orders"], mine["vehicles"]) == ("list-me", len(doc["orders"]), 3)
+    assert listed[second.json()["id"]]["problem_name"] == "problem"  # the default name

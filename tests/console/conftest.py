@@ -1,6 +1,6 @@
 """Browser tests of the console: one headless Chromium (Debian's ``/usr/bin/chromium``) for the session, a
-real cloud (``LiveCloud``: uvicorn, embedded worker, SQLite) seeded through its API, a fresh browser
-context per test logged in as the role it needs. A failing test leaves a screenshot in
+real cloud (``LiveCloud``: uvicorn, embedded worker, SQLite; ``pg_console`` the same on PostgreSQL) seeded
+once through its API, a fresh browser context per test logged in as the role it needs. A failing test leaves a screenshot in
 ``var/test-screenshots/``; with ``EDGEHOUSE_CONSOLE_SCREENSHOTS=<dir>`` each page test also saves the
 page it checked there (the README's pictures).
 """
@@ -17,13 +17,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cloud"))  # cloud_testkit, live_cloud, model_testkit
 
-from cloud_testkit import make_settings  # noqa: E402
-from live_cloud import LiveCloud  # noqa: E402
-from model_testkit import write_key  # noqa: E402
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright  # noqa: E402
-from seed import Seeded, seed  # noqa: E402
+from cloud_testkit import make_settings
+from live_cloud import LiveCloud
+from model_testkit import write_key
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from seed import Seeded, seed
 
-from cloud.auth import CONSOLE_COOKIE  # noqa: E402
+from cloud.auth import CONSOLE_COOKIE
+from tests.helpers.postgres import fresh_database
 
 CHROMIUM = "/usr/bin/chromium"
 FAILURES = Path(__file__).resolve().parents[2] / "var" / "test-screenshots"
@@ -98,8 +99,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     return report
 
 
-@pytest.fixture
-def console(request: pytest.FixtureRequest, live: tuple[LiveCloud, Seeded], browser: Browser) -> Iterator[Console]:
+@pytest.fixture(scope="session")
+def pg_live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveCloud, Seeded]]:
+    """The same cloud and seed on a throwaway PostgreSQL database (dropped at the end)."""
+    root = tmp_path_factory.mktemp("console-pg")
+    write_key(root / "release.pem")
+    with fresh_database() as url:
+        settings = make_settings(url, signing_key_file=root / "release.pem", rollout_tick_s=3600,
+                                 train_workdir=root / "train")
+        with LiveCloud(settings) as cloud:
+            yield cloud, seed(cloud.url)
+
+
+def _console(request: pytest.FixtureRequest, live: tuple[LiveCloud, Seeded], browser: Browser) -> Iterator[Console]:
     c = Console(live[0], live[1], browser)
     yield c
     rep = getattr(request.node, "rep_call", None)
@@ -109,6 +121,17 @@ def console(request: pytest.FixtureRequest, live: tuple[LiveCloud, Seeded], brow
             if not page.is_closed():
                 page.screenshot(path=str(FAILURES / f"{request.node.name}-{i}.png"), full_page=True)
     c.close()
+
+
+@pytest.fixture
+def console(request: pytest.FixtureRequest, live: tuple[LiveCloud, Seeded], browser: Browser) -> Iterator[Console]:
+    yield from _console(request, live, browser)
+
+
+@pytest.fixture
+def pg_console(request: pytest.FixtureRequest, pg_live: tuple[LiveCloud, Seeded],
+               browser: Browser) -> Iterator[Console]:
+    yield from _console(request, pg_live, browser)
 
 
 @pytest.fixture

@@ -3,9 +3,10 @@ only modules that exist; the two walks name existing files, each once, and the m
 
 from __future__ import annotations
 
-import ast
 import re
 from pathlib import Path
+
+from tests.test_package_layout import _modules, _table
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "edge_agent"
@@ -14,31 +15,6 @@ _TICKED_PY = re.compile(r"`([A-Za-z_][\w/]*\.py)`")
 _WALK_LINE = re.compile(r"^\s*\d+ ((?:edge_agent|protocols|models|cloud)/[\w/]+\.py)\b")
 _ANY_PY = re.compile(r"\b[\w/]+\.py\b")
 _METHOD = re.compile(r"\b([A-Z]\w+)\.(_?[a-z]\w*)\b")
-
-
-def _modules() -> set[str]:
-    """Every module of the package, relative to it; an ``__init__.py`` only when it defines something."""
-    out = set()
-    for path in PACKAGE.rglob("*.py"):
-        if "__pycache__" in path.parts:
-            continue
-        if path.name == "__init__.py":
-            tree = ast.parse(path.read_text(encoding="utf-8"))
-            if not any(isinstance(n, (ast.FunctionDef, ast.ClassDef)) for n in tree.body):
-                continue
-        out.add(path.relative_to(PACKAGE).as_posix())
-    return out
-
-
-def _table_modules() -> set[str]:
-    section = README.split("## Modules", 1)[1].split("\n## ", 1)[0]
-    return {
-        m.group(1)
-        for line in section.splitlines()
-        if line.startswith("| `")
-        for m in [_TICKED_PY.match(line[2:])]
-        if m
-    }
 
 
 def _walk(heading: str) -> list[tuple[str, str]]:
@@ -55,9 +31,10 @@ def _walk(heading: str) -> list[tuple[str, str]]:
 
 
 def test_the_module_table_names_every_module_and_only_modules() -> None:
-    table = _table_modules()
-    assert _modules() - table == set(), "modules missing from the README's module table"
-    assert table - _modules() == set(), "the README's module table names modules that do not exist"
+    table = _table("edge_agent")
+    modules = _modules("edge_agent")
+    assert modules - table == set(), "modules missing from the README's module table"
+    assert table - modules == set(), "the README's module table names modules that do not exist"
 
 
 def test_every_module_the_readme_names_exists() -> None:

@@ -6,8 +6,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from agent_testkit import GATEWAY, SITE, inbound, scan, status_msg, telemetry
+from agent_testkit import BASE_TS, GATEWAY, SITE, inbound, scan, status_msg, telemetry
 
+from edge_agent.inbound import Inbound
 from edge_agent.ingest_batch import BatchWriter
 from edge_agent.store import Retention, Store, enqueue, migrate, transaction
 from edge_agent.store import outbox as ob
@@ -30,7 +31,8 @@ def test_wal_mode_and_migrations_idempotent(store: Store) -> None:
     assert migrate(conn) == []
     assert store.open() == []
     names = [r[0] for r in conn.execute("SELECT name FROM schema_migrations")]
-    assert names == ["0001_initial", "0002_rfid_burst_repeats", "0003_stock", "0005_stock_outboxed_version"]
+    assert names == ["0001_initial", "0002_rfid_burst_repeats", "0003_stock", "0004_outbox_lanes",
+                     "0005_stock_outboxed_version"]
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {
         "telemetry",
@@ -216,3 +218,36 @@ def test_outbox_delete_counts_each_id_once_whatever_the_padding(tmp_path: Path) 
             ob.delete(conn, [f"x{i}" for i in range(n)])
     finally:
         conn.close()
+
+
+def test_every_table_holds_what_the_agent_writes_into_it(store: Store) -> None:
+    """Each table of the schema, filled the way the agent fills it, holds exactly those rows."""
+    conn = store.connect()
+    writer = BatchWriter(conn, SITE, 2000, 4096)
+    batch = [inbound(telemetry(1)), inbound(scan(2)), inbound(scan(3, ts=BASE_TS + 2500)),  # 3 repeats 2's tag
+             inbound(status_msg(4)), Inbound(inbound(telemetry(5)).topic, b"{not json", 9, 1)]
+    result = writer.write(batch, 10)
+    assert result.dead_letters == 1
+    assert enqueue(conn, alert(), 11) and enqueue(conn, forecast(), 12)
+    with transaction(conn):
+        assert ob.move_to_rejected(conn, [("forecast:f-1", "too late")], 13) == 1
+
+    def rows(sql: str) -> list[tuple[object, ...]]:
+        return [tuple(r) for r in conn.execute(sql)]
+
+    assert rows("SELECT device_id, seq, received_ts, readings FROM telemetry") == [
+        ("dev-1", 1, 10, '{"temperature_c":4.5}')]
+    assert rows("SELECT device_id, seq, sku, location, direction, qty, tag_id FROM scans") == [
+        ("scan-1", 2, "SKU-1", "A-01", "pick", 1, "tag-1")]
+    assert rows("SELECT device_id, seq, tag_id FROM rfid_burst_repeats") == [("scan-1", 3, "tag-1")]
+    assert rows("SELECT device_id, seq, state, fw_version FROM device_status_history") == [
+        ("dev-1", 4, "online", "1.2.3")]
+    assert rows("SELECT device_id, seq, state FROM device_status") == [("dev-1", 4, "online")]
+    assert rows("SELECT received_ts, reason IS NOT NULL, payload FROM dead_letters") == [(10, 1, b"{not json")]
+    assert rows("SELECT alert_id, kind, state FROM alerts") == [("a-1", "system", "raised")]
+    assert rows("SELECT forecast_id, sku, origin FROM forecasts") == [("f-1", "SKU-1", "2026-11-23")]
+    assert rows("SELECT id, kind, reason, rejected_ts FROM sync_rejected") == [
+        ("forecast:f-1", "forecast", "too late", 13)]
+    assert sorted(r[0] for r in rows("SELECT id FROM outbox")) == sorted([
+        record_id("telemetry", "dev-1", "boot-a", 1), record_id("scan", "scan-1", "boot-a", 2),
+        record_id("device_status", "dev-1", "boot-a", 4), "alert:a-1"])

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from models.anomaly import AnomalyScorer, AnomalyScorerConfig
-from models.stream_rules import DriftCusum as _Drift
 from models.runtime import LoadedModel, default_model_path, load_model
+from models.stream_rules import DriftCusum as _Drift
 
 MIN = 60_000
 T0 = 1_700_000_000_000

@@ -113,6 +113,12 @@ const Console = (() => {
         document.querySelectorAll("input[name=alarm]").forEach((box) => { box.checked = all.checked; });
       }
     });
+    // Filter forms leave their empty fields out of the URL ("any" is no parameter at all).
+    document.querySelectorAll("form.filters[method=get]").forEach((form) => {
+      form.addEventListener("submit", () => {
+        [...form.elements].forEach((field) => { if (field.name && field.value === "") field.disabled = true; });
+      });
+    });
     document.querySelectorAll("form[data-form=comment]").forEach((form) => {
       form.addEventListener("submit", (event) => {
         event.preventDefault();

@@ -126,6 +126,7 @@
       if (data.unserved.length) {
         ctx.fillStyle = "#cf222e"; ctx.fillText(`✕ ${data.unserved.length} unserved`, 10, H - 10);
       }
+      canvas.dataset.drawn = "1";
     }
 
     ctx.fillStyle = "#fbfcfd"; ctx.fillRect(0, 0, W, H);
@@ -226,7 +227,11 @@
     wireForms();
     follow();
     const data = Console.pageData();
-    if (data) { drawMap(data); drawTimeline(data); }
+    if (data && data.view) {
+      // every stop's geometry arrives after the first paint
+      Console.api("GET", data.view).then((view) => { drawMap(view); drawTimeline(view); })
+        .catch((err) => Console.toast(`plan unavailable: ${err.message}`, true));
+    }
     document.addEventListener("click", (event) => {
       if (event.target.closest("[data-action=map-png]")) mapPng();
     });

@@ -8,7 +8,7 @@ To change the schema:
    with its own frozen copies of the tables or columns it creates (never import ``tables.py``: it
    moves on, a migration must not). ``table.create(conn)``, ``index.create(conn)`` and
    ``cloud.db.migration_ops`` (``add_column``, ``rebuild_sqlite_table``) cover the usual steps;
-3. run ``pytest tests/cloud/test_migrations.py``: it checks that the migrations build exactly the
+3. run ``pytest tests/cloud/test_cloud_migrations.py``: it checks that the migrations build exactly the
    schema of ``tables.py`` on both databases and upgrade a database of the previous release.
 
 Never edit, rename or delete a migration that has shipped.

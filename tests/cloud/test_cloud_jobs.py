@@ -19,6 +19,7 @@ from worker_kit import WorkerProcess, wait_until_gone
 from cloud.app import create_app
 from cloud.db.engine import build_engine
 from cloud.db.job_tables import route_jobs, train_jobs
+from cloud.jobs.queue import ROUTE, db_now_ms, delete_finished
 from cloud.settings import CloudSettings
 
 #: Short leases so that a dead worker's job is released within seconds.
@@ -228,3 +229,23 @@ def test_a_training_job_survives_a_killed_worker_and_is_cancelled_through_anothe
         for w in workers:
             w.stop()
         engine.dispose()
+
+
+def test_finished_route_jobs_past_their_retention_are_deleted(engine: Engine) -> None:
+    """The worker's upkeep deletes done/failed/cancelled route jobs older than the retention, nothing else."""
+    with engine.begin() as conn:
+        now = db_now_ms(conn)
+    day = 86_400_000
+    jobs = {"old-done": ("done", now - 8 * day), "old-failed": ("failed", now - 8 * day),
+            "old-cancelled": ("cancelled", now - 9 * day), "new-done": ("done", now - 6 * day),
+            "old-running": ("running", None), "queued": ("queued", None)}
+    with engine.begin() as conn:
+        conn.execute(route_jobs.insert(), [
+            {"job_id": job_id, "state": state, "engine": "ortools", "time_limit_s": 1.0, "seed": 1, "problem": {},
+             "created_by": "test", "created_ts": now - 10 * day, "finished_ts": finished}
+            for job_id, (state, finished) in jobs.items()])
+    assert delete_finished(engine, ROUTE, ("done", "failed", "cancelled"), 7 * day) == 3
+    with engine.begin() as conn:
+        left = set(conn.execute(select(route_jobs.c.job_id)).scalars())
+    assert left == {"new-done", "old-running", "queued"}
+    assert delete_finished(engine, ROUTE, ("done", "failed", "cancelled"), 7 * day) == 0
