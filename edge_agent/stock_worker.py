@@ -12,18 +12,17 @@ committed batch, filed, never published on the ingest thread), when ``publish`` 
 for local consumers at ``publish_qos``; the outbox carries everything to the cloud. At the stop it
 queues and publishes once more.
 
-It reads the database only when ingest committed a position change since its last round (or at
-start, and every ``RECHECK_S`` for changes another process made, e.g. a dead-letter replay), so
-an agent without scans never touches the stock tables.
+It opens a connection only for a round in which ingest committed a position change (or at start,
+and every ``RECHECK_S`` for changes another process made, e.g. a dead-letter replay) and closes it
+after, so an agent without scans never touches the stock tables and holds no extra connection.
 """
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Final
 
 from edge_agent.background import BackgroundWorker
@@ -40,7 +39,7 @@ Publish = Callable[..., bool]
 RECHECK_S: Final = 60.0
 
 
-class StockWorker(BackgroundWorker[PositionQueue]):
+class StockWorker(BackgroundWorker[None]):
     name = "stock"
 
     def __init__(
@@ -66,6 +65,7 @@ class StockWorker(BackgroundWorker[PositionQueue]):
         self._pending: dict[str, Publication] = {}
         self._dirty = True  # at start: whatever was committed before
         self._checked_at = 0.0
+        self._queue = PositionQueue(site, gateway_id)
         self.queued = 0
         self.published = 0
 
@@ -78,21 +78,17 @@ class StockWorker(BackgroundWorker[PositionQueue]):
                 for pub in result.published:
                     self._pending[pub.key] = pub
 
-    @contextlib.contextmanager
-    def session(self) -> Iterator[PositionQueue]:
-        conn: sqlite3.Connection = self._store.connect(cache_kib=512)  # reads the small stock table only
-        try:
-            yield PositionQueue(conn, self._site, self._gateway_id)
-        finally:
-            conn.close()
-
-    def run_once(self, queue: PositionQueue) -> int:
+    def run_once(self) -> int:
         """Queue the changed positions, wake the sync, publish; the positions queued."""
         positions: list[Publication] = []
         if self._dirty or time.monotonic() - self._checked_at >= RECHECK_S:
             self._dirty = False  # a change committed from here on is seen by this round or the next
             self._checked_at = time.monotonic()
-            positions = queue.queue(self._clock_ms())
+            conn: sqlite3.Connection = self._store.connect(cache_kib=512)  # reads the small stock table only
+            try:
+                positions = self._queue.queue(conn, self._clock_ms())
+            finally:
+                conn.close()
         if positions:
             self.queued += len(positions)
             self._wake_sync()
@@ -107,10 +103,10 @@ class StockWorker(BackgroundWorker[PositionQueue]):
                 self.published += 1
         return len(positions)
 
-    def step(self, resource: PositionQueue) -> None:
+    def step(self, resource: None) -> None:
         if not self.sleep(self._config.interval_s):
-            self.run_once(resource)
+            self.run_once()
 
-    def finish(self, resource: PositionQueue) -> None:
+    def finish(self, resource: None) -> None:
         self._dirty = True
-        self.run_once(resource)
+        self.run_once()

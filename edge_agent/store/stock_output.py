@@ -121,8 +121,7 @@ class StockOutput:
 class PositionQueue:
     """Queues the newest version of every changed position for sync (on the stock worker's connection)."""
 
-    def __init__(self, conn: sqlite3.Connection, site: str, gateway_id: str, max_rows: int = 20_000) -> None:
-        self._conn = conn
+    def __init__(self, site: str, gateway_id: str, max_rows: int = 20_000) -> None:
         self._site = site
         self._gateway_id = gateway_id
         self._max_rows = max_rows
@@ -142,14 +141,14 @@ class PositionQueue:
             self._prefixes[key] = prefix
         return prefix
 
-    def queue(self, now_ms: int) -> list[Publication]:
-        """One transaction: outbox the changed positions' newest versions (at most ``max_rows``; the
-        rest next time), drop their unsynced previous versions, mark them; what to publish."""
+    def queue(self, conn: sqlite3.Connection, now_ms: int) -> list[Publication]:
+        """One transaction on ``conn``: outbox the changed positions' newest versions (at most ``max_rows``;
+        the rest next time), drop their unsynced previous versions, mark them; what to publish."""
         out: list[Publication] = []
-        if self._conn.execute(_ANY_CHANGED, (self._site,)).fetchone() is None:
+        if conn.execute(_ANY_CHANGED, (self._site,)).fetchone() is None:
             return out  # a read: no write lock taken while nothing changed
-        with transaction(self._conn):
-            rows = self._conn.execute(_CHANGED, (self._site, self._max_rows)).fetchall()
+        with transaction(conn):
+            rows = conn.execute(_CHANGED, (self._site, self._max_rows)).fetchall()
             records, superseded, marks = [], [], []
             for location, sku, on_hand, version, last_scan_ts, count_ts, stockout_alert_id, outboxed in rows:
                 prefix = self._prefix(location, sku)
@@ -166,7 +165,7 @@ class PositionQueue:
                 marks.append((version, self._site, location, sku))
                 out.append(Publication(prefix, self._topic, position.encode()))
             if superseded:
-                self._conn.executemany(_DELETE_OUTBOX, superseded)
-            self._conn.executemany(_INSERT_OUTBOX, records)
-            self._conn.executemany(_MARK, marks)
+                conn.executemany(_DELETE_OUTBOX, superseded)
+            conn.executemany(_INSERT_OUTBOX, records)
+            conn.executemany(_MARK, marks)
         return out

@@ -30,7 +30,7 @@ def writer(store: Store) -> BatchWriter:
 
 
 def queue(store: Store, now: int = BASE_TS + 10_000) -> int:
-    return len(PositionQueue(store.connect(), SITE, GW).queue(now))
+    return len(PositionQueue(SITE, GW).queue(store.connect(), now))
 
 
 def outbox(store: Store, kind: str) -> list[object]:
@@ -115,13 +115,12 @@ def test_the_worker_queues_and_publishes_the_newest_version_once_per_round(store
         worker.offer(w.write([inbound(scan_msg(seq, "inbound" if seq == 0 else "pick", 1, BASE_TS + seq))], seq))
     worker.offer(w.write([inbound(scan_msg(3, "pick", 1, BASE_TS + 3))], 3))
     assert sent == []  # nothing is published on the ingest thread
-    with worker.session() as q:
-        assert worker.run_once(q) == 1 and woken == [1]
-        by_topic = {topic: json.loads(payload) for topic, payload, _ in sent}
-        assert len(sent) == 2 and by_topic[gateway_topic(SITE, GW, "stock")]["on_hand"] == -2
-        assert by_topic[gateway_topic(SITE, GW, "alert")]["code"] == "stock_out"
-        assert {qos for _, _, qos in sent} == {1}
-        assert worker.run_once(q) == 0 and len(sent) == 2 and woken == [1]
+    assert worker.run_once() == 1 and woken == [1]
+    by_topic = {topic: json.loads(payload) for topic, payload, _ in sent}
+    assert len(sent) == 2 and by_topic[gateway_topic(SITE, GW, "stock")]["on_hand"] == -2
+    assert by_topic[gateway_topic(SITE, GW, "alert")]["code"] == "stock_out"
+    assert {qos for _, _, qos in sent} == {1}
+    assert worker.run_once() == 0 and len(sent) == 2 and woken == [1]
 
 
 def test_the_worker_started_and_stopped_queues_what_ingest_committed(store: Store) -> None:

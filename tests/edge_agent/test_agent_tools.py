@@ -195,7 +195,7 @@ def test_replay_stores_each_fixed_message_once_and_keeps_the_rest(make_config: A
     # the replayed picks moved their position at zero stock: one stock-out alert; the running agent's
     # stock worker queues the position (one record for its newest version)
     assert [k.split(":")[0] for k in outbox if k not in device] == ["alert"]
-    assert len(PositionQueue(Store(cfg.db_path).connect(), SITE, cfg.gateway_id).queue(BASE_TS)) == 1
+    assert len(PositionQueue(SITE, cfg.gateway_id).queue(Store(cfg.db_path).connect(), BASE_TS)) == 1
     outbox = Counter(r[0] for r in rows(cfg.db_path, "SELECT id FROM outbox"))
     assert record_id("telemetry", "dev-1", "boot-a", 5) in outbox
     kept = rows(cfg.db_path, "SELECT reason FROM dead_letters")
