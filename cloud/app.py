@@ -27,6 +27,7 @@ from cloud.api import (
     replenishment,
     rollouts,
     routes,
+    stock,
     sync,
     timeseries,
     tokens,
@@ -104,7 +105,8 @@ def create_app(settings: CloudSettings) -> FastAPI:
     app.include_router(train_jobs_api.router)  # before any /models/{...} route, so /models/jobs matches here
     for router in (health.router, sync.router, gateways.router, tokens.router, records.router, routes.router,
                    replenishment.router, models.router, model_signing.router, model_updates.router,
-                   rollouts.router, gateway_groups.router, timeseries.router, fleet.router, alarms.router):
+                   rollouts.router, gateway_groups.router, timeseries.router, fleet.router, alarms.router,
+                   stock.router):
         app.include_router(router)
     app.include_router(console.router)  # /console: pages for people, not in the OpenAPI
     _document_sync_batch(app)

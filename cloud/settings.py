@@ -124,6 +124,9 @@ class CloudSettings(BaseSettings):
     fleet_offline_after_s: Annotated[float, Field(gt=0, le=365 * 86400)] = 900.0
     #: Map tiles for the console's route map (``{z}/{x}/{y}`` URL); unset: coordinates drawn without tiles.
     console_tile_url: Annotated[str, Field(max_length=500)] | None = None
+    #: Reorder alerts (issue 15): raised when synced stock < P90 demand over this many days + the margin.
+    reorder_lead_time_days: Annotated[int, Field(ge=1, le=28)] = 7
+    reorder_safety_units: Annotated[float, Field(ge=0, le=1e9)] = 0.0
 
     @field_validator("signing_key_file")
     @classmethod

@@ -35,6 +35,7 @@ from edge_agent.output import GatewayOutput
 from edge_agent.scoring.device_worker import DeviceScoringWorker
 from edge_agent.scoring.worker import InferenceWorker
 from edge_agent.status import AgentStatus, StatusProbe
+from edge_agent.stock_worker import StockWorker
 from edge_agent.store import Checkpointer, Store
 from edge_agent.store import outbox as ob
 from edge_agent.sync import SyncWorker
@@ -125,6 +126,9 @@ class Agent:
         self.commands = CommandHandler(handlers, self.mqtt.ack, self.metrics)
         self.command_topic = gateway_topic(config.site, config.gateway_id, GatewayTopicKind.CMD)
         self.mqtt.route(self.command_topic, self.commands.submit)
+        # The stock book's changed positions queued for sync and published, paced, off the ingest thread.
+        self.stock = StockWorker(config.stock, self.store, config.site, config.gateway_id, self.mqtt.publish,
+                                 self.output.outbox_changed, self.metrics)
         self.ingest = Ingest(
             config.ingest,
             config.site,
@@ -133,7 +137,9 @@ class Agent:
             self.mqtt.ack,
             self.metrics,
             self.intake_paused,
-            on_stored=(self.inference.on_stored, self.device_scoring.on_stored, self.output.on_stored),
+            on_stored=(self.inference.on_stored, self.device_scoring.on_stored, self.output.on_stored,
+                       self.stock.offer),
+            gateway_id=config.gateway_id,
         )
         self.housekeeper = Housekeeper(
             config.store, config.gateway_id, self.store, self.metrics, self.intake_paused, self.output.emit
@@ -185,6 +191,7 @@ class Agent:
             self.updater,  # its own thread: the first check runs there, never delays start-up
             *http,
             self.ingest,
+            self.stock,
             *sync,
             self.commands,
             self.mqtt,
@@ -200,6 +207,7 @@ class Agent:
             self.device_scoring,
             self.forecaster,
             self.budget_worker,
+            self.stock,  # queues the last changes ingest committed, before the last sync round
             *sync,
             self.mqtt,
             self.housekeeper,

@@ -25,6 +25,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from edge_agent.config_cloud import CapWindow, CloudConfig  # noqa: F401 - re-exported: the [cloud] section
 from edge_agent.config_models import ModelsConfig  # the [models] section, re-exported here
+from edge_agent.config_stock import StockConfig
 from protocols import TopicError, device_filter
 from protocols.signing import decode_public_key
 from protocols.topics import check_id
@@ -237,6 +238,7 @@ class AgentConfig(BaseSettings):
     models: ModelsConfig = ModelsConfig()
     alerts: AlertsConfig = AlertsConfig()
     updates: UpdatesConfig = UpdatesConfig()
+    stock: StockConfig = StockConfig()
 
     @classmethod
     def settings_customise_sources(

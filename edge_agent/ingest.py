@@ -51,10 +51,13 @@ class Ingest(BackgroundWorker[BatchWriter]):
         paused: threading.Event,
         clock_ms: Callable[[], int] = now_ms,
         on_stored: Sequence[Callable[[BatchResult], None]] = (),
+        gateway_id: str | None = None,
     ) -> None:
         super().__init__(metrics)
         self._config = config
         self._site = site
+        #: The stock book's changes are synced as this gateway's records (None: the book only).
+        self._gateway_id = gateway_id
         self._store = store
         self._inbox = inbox
         self._ack = ack
@@ -89,7 +92,11 @@ class Ingest(BackgroundWorker[BatchWriter]):
             raise
         try:
             writer = BatchWriter(
-                conn, self._site, self._config.rfid_burst_window_ms, self._config.dead_letter_max_bytes
+                conn,
+                self._site,
+                self._config.rfid_burst_window_ms,
+                self._config.dead_letter_max_bytes,
+                gateway_id=self._gateway_id,
             )
             writer.load_state()
         except (sqlite3.Error, OSError) as exc:
@@ -204,6 +211,7 @@ class Ingest(BackgroundWorker[BatchWriter]):
             total.stock.positions += one.stock.positions
             total.stock.discrepancies += one.stock.discrepancies
             total.stock.picked_at_zero |= one.stock.picked_at_zero
+            total.published += one.published
         return total
 
     def _record(self, result: BatchResult) -> None:

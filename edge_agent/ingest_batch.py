@@ -16,6 +16,7 @@ from edge_agent.inbound import Inbound
 from edge_agent.rfid import RfidBurstFilter
 from edge_agent.store.db import padded, transaction
 from edge_agent.store.stock import StockBook, StockChanges
+from edge_agent.store.stock_output import Publication, StockOutput
 from edge_agent.store.telemetry import readings_column
 from protocols import (
     DEVICE_RECORD_KINDS,
@@ -81,6 +82,8 @@ class BatchResult:
     dead_letters: int = 0
     #: What the batch's scans changed in the stock book (committed with them).
     stock: StockChanges = field(default_factory=StockChanges)
+    #: Stock positions, discrepancies and stock-out alerts to publish on the gateway's topics once committed.
+    published: list[Publication] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,13 +98,21 @@ class BatchWriter:
     """Writes batches on one connection (the ingest thread's)."""
 
     def __init__(
-        self, conn: sqlite3.Connection, site: str, rfid_burst_window_ms: int, dead_letter_max_bytes: int
+        self,
+        conn: sqlite3.Connection,
+        site: str,
+        rfid_burst_window_ms: int,
+        dead_letter_max_bytes: int,
+        gateway_id: str | None = None,
     ) -> None:
+        """With a ``gateway_id`` the stock changes are synced and published (``StockOutput``); without
+        one only the book is kept (tests of the book and the RFID filter)."""
         self._conn = conn
         self._site = site
         self._dead_max = dead_letter_max_bytes
         self.rfid = RfidBurstFilter(rfid_burst_window_ms)
         self.stock = StockBook(conn, site)
+        self.stock_output = None if gateway_id is None else StockOutput(conn, self.stock, site, gateway_id)
         self._topics: dict[str, DeviceTopic | str] = {}
 
     def load_state(self) -> None:
@@ -202,6 +213,8 @@ class BatchWriter:
                 if kind == "scan" and fresh:
                     scans = [m for m in fresh if isinstance(m, ScanMessage)]
                     result.stock = self.stock.apply(scans, received_ts)
+                    if self.stock_output is not None:
+                        result.published = self.stock_output.write(result.stock, received_ts, outbox)
             if outbox:
                 self._conn.executemany(_INSERT_OUTBOX, outbox)
             if dead:

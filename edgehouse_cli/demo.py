@@ -12,6 +12,13 @@ lifecycle runs as an admin would drive it: the cloud retrains the anomaly model 
 data (TensorFlow, ``train`` extra), signs it if it passes its quality gate, rolls it out (canary
 in shadow, then every gateway), and the summary says how long it took from the train request to
 the new model running on every gateway.
+
+Before the live part each gateway's store gets 112 days of pre-generated demand history
+(``edgehouse_cli.demo_history``), so the agents forecast every SKU at start and the forecasts reach
+the cloud; the live fleet starts today. At the end the cloud builds a replenishment plan from the
+synced forecasts and stock, routes it, and the summary prints the routes, the line
+``replenishment: orders=<n> routes=<n> distance_km=<x> unserved=<n>`` and writes the route plot
+(``edgehouse_cli.demo_replenish``).
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ import logging
 import shutil
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from datetime import time as day_time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -32,6 +41,8 @@ from rich.table import Table
 
 from edgehouse_cli.broker import Broker, EmbeddedBroker, MosquittoBroker
 from edgehouse_cli.demo_console import offer_console
+from edgehouse_cli.demo_history import HISTORY_DAYS, seed_history
+from edgehouse_cli.demo_replenish import plan_and_report
 from edgehouse_cli.lifecycle import ModelAdmin, RetrainDrill
 from edgehouse_cli.stack import AgentProcess, CloudProcess
 from firmware_sim.config import Fleet
@@ -152,10 +163,11 @@ def _poll(agents: list[AgentProcess], cloud: CloudProcess, totals: _Totals) -> N
 
 
 def _summary(console: Console, summary: Summary, totals: _Totals, rcs: dict[str, int | None],
-             lifecycle: str | None) -> bool:
-    exp = summary.expected_stored
+             lifecycle: str | None, history_scans: int = 0) -> bool:
+    # the pre-generated history's scans are expected at the edge and in the cloud along with the live ones
+    exp = summary.expected_stored.model_copy(update={"scan": summary.expected_stored.scan + history_scans})
     edge_t = sum(_num((s.get("stored") or {}).get("telemetry")) for s in totals.edge.values())  # type: ignore[union-attr]
-    edge_s = sum(_num((s.get("stored") or {}).get("scan")) for s in totals.edge.values())  # type: ignore[union-attr]
+    edge_s = history_scans + sum(_num((s.get("stored") or {}).get("scan")) for s in totals.edge.values())  # type: ignore[union-attr]
     dups = sum(_num(s.get("duplicates")) for s in totals.edge.values())
     bursts = sum(_num(s.get("rfid_burst_dropped")) for s in totals.edge.values())
     dead = sum(_num(s.get("dead_letters")) for s in totals.edge.values())
@@ -168,6 +180,8 @@ def _summary(console: Console, summary: Summary, totals: _Totals, rcs: dict[str,
     table.add_column("scans", justify="right")
     table.add_column("total", justify="right")
     table.add_row("published (incl. duplicates, malformed)", "", "", f"{summary.published:,}")
+    table.add_row(f"pre-generated history ({HISTORY_DAYS} days of picks and restocks)", "", f"{history_scans:,}",
+                  f"{history_scans:,}")
     table.add_row("expected (unique, valid, after RFID burst dedup)", f"{exp.telemetry:,}", f"{exp.scan:,}",
                   f"{exp.telemetry + exp.scan:,}")
     table.add_row("stored at the edge", f"{edge_t:,}", f"{edge_s:,}", f"{edge_t + edge_s:,}")
@@ -175,7 +189,7 @@ def _summary(console: Console, summary: Summary, totals: _Totals, rcs: dict[str,
     table.add_row("duplicates dropped (injected)", "", "", f"{dups:,} ({summary.duplicates:,})")
     table.add_row("RFID burst repeats dropped (injected)", "", "", f"{bursts:,} ({summary.rfid_burst_repeats:,})")
     table.add_row("dead-lettered (malformed injected)", "", "", f"{dead:,} ({summary.malformed:,})")
-    table.add_row("anomaly alerts / forecasts in the cloud", "", "",
+    table.add_row("alerts / demand forecasts in the cloud", "", "",
                   f"{totals.cloud.get('alert', 0):,} / {totals.cloud.get('forecast', 0):,}")
     table.add_row("[b]lost[/]", "", "", f"[b]{lost}[/]")
     table.add_row("stored twice", "", "", f"{extra}")
@@ -199,6 +213,9 @@ def _lifecycle_skip_reason(opts: DemoOptions) -> str | None:
 def run_demo(opts: DemoOptions) -> bool:
     console = Console()
     fleet = Fleet.load(opts.fleet_path or DEFAULT_FLEET)
+    # The live part starts today, right after the pre-generated history (which ends yesterday).
+    today = datetime.now(UTC).date()
+    fleet = Fleet(fleet.config.model_copy(update={"start": datetime.combine(today, day_time(6), UTC)}))
     if opts.workdir.exists():
         shutil.rmtree(opts.workdir)
     opts.workdir.mkdir(parents=True)
@@ -215,6 +232,7 @@ def run_demo(opts: DemoOptions) -> bool:
     agents: list[AgentProcess] = []
     totals = _Totals()
     rcs: dict[str, int | None] = {}
+    history_scans = 0
     runner: SimRunner | None = None
     skip = _lifecycle_skip_reason(opts)
     drill: RetrainDrill | None = None
@@ -231,6 +249,9 @@ def run_demo(opts: DemoOptions) -> bool:
                 cloud_url=cloud.url, cloud_token=token, mqtt_protocol=broker.mqtt_protocol,
                 extra={"updates": updates},
             )
+            history = seed_history(fleet, gw, agent.data_dir, today)
+            history_scans += history.scans
+            console.print(f"history for {gw}: {history.days} days, {history.skus} SKUs, {history.scans:,} scans")
             console.print(f"starting agent {gw} …")
             agent.start()
             agents.append(agent)
@@ -271,7 +292,8 @@ def run_demo(opts: DemoOptions) -> bool:
             while time.monotonic() < deadline:
                 _poll(agents, cloud, totals)
                 live.update(_view(broker, runner.stats(), totals, "draining to the cloud", lifecycle_line()))
-                if totals.cloud.get("telemetry", 0) >= exp.telemetry and totals.cloud.get("scan", 0) >= exp.scan \
+                if totals.cloud.get("telemetry", 0) >= exp.telemetry \
+                        and totals.cloud.get("scan", 0) >= exp.scan + history_scans \
                         and all(_num(s.get("outbox_depth")) == 0 for s in totals.edge.values()):
                     break
                 time.sleep(0.5)
@@ -285,7 +307,13 @@ def run_demo(opts: DemoOptions) -> bool:
         _poll(agents, cloud, totals)
         for agent in agents:
             rcs[agent.gateway_id] = agent.stop()
-        ok = _summary(console, summary, totals, rcs, lifecycle_line())
+        ok = _summary(console, summary, totals, rcs, lifecycle_line(), history_scans)
+        try:
+            plan_and_report(console, cloud.url, cloud.admin_token, [s.id for s in fleet.config.sites],
+                            opts.workdir / "replenishment-routes.png")
+        except (httpx.HTTPError, ValueError) as exc:
+            console.print(f"[red]replenishment plan failed: {exc}[/]")
+            ok = False
         if drill is not None and (drill.result.error or not drill.done):
             console.print(f"[red]model lifecycle failed: {drill.result.error or 'timed out'}[/]")
             ok = False

@@ -129,11 +129,14 @@ class StockDiscrepancyRecord(Frozen):
 
 
 SyncRecord: TypeAlias = Annotated[
-    TelemetryRecord | ScanRecord | DeviceStatusRecord | AlertRecord | ForecastRecord,
+    TelemetryRecord | ScanRecord | DeviceStatusRecord | AlertRecord | ForecastRecord | StockRecord
+    | StockDiscrepancyRecord,
     Field(discriminator="kind"),
 ]
 
-#: Every sync record kind, device records first: the one list (read off the record models).
+#: The record kinds of v1 batches, device records first (read off the record models); the cloud keeps
+#: one append-only table and a counter per kind. The stock kinds (:data:`BATCH_V2_KINDS`) are versioned
+#: state the cloud keeps the newest of.
 RECORD_KINDS: Final[tuple[str, ...]] = tuple(
     str(r.model_fields["kind"].default)
     for r in (TelemetryRecord, ScanRecord, DeviceStatusRecord, AlertRecord, ForecastRecord)

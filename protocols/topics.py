@@ -24,6 +24,8 @@ class DeviceTopicKind(StrEnum):
 class GatewayTopicKind(StrEnum):
     ALERT = "alert"
     FORECAST = "forecast"
+    #: Stock positions and cycle-count discrepancies (``protocols.stock``), as the gateway's book changes.
+    STOCK = "stock"
     STATUS = "status"
     CMD = "cmd"
 

@@ -14,6 +14,8 @@ from cloud.deps import EngineDep, SettingsDep
 from cloud.errors import ErrorBody, FieldError, validation_error_response
 from cloud.services import sync as sync_service
 from cloud.services.errors import BadRequest, PayloadTooLarge, ServiceError
+from cloud.services.reorder import ReorderPolicy
+from cloud.settings import CloudSettings
 from protocols import SyncAck
 from protocols.columnar import CONTENT_TYPE
 
@@ -44,6 +46,10 @@ async def read_limited_body(request: Request, settings: SettingsDep) -> bytes:
 RawBody = Annotated[bytes, Depends(read_limited_body)]
 
 
+def _reorder_policy(settings: CloudSettings) -> ReorderPolicy:
+    return ReorderPolicy(lead_time_days=settings.reorder_lead_time_days, safety_units=settings.reorder_safety_units)
+
+
 @router.post(
     "/sync",
     response_model=SyncAck,
@@ -70,9 +76,9 @@ def post_sync(
     try:
         if is_columnar(content_type):
             batch = parse_columnar(raw, content_encoding, settings.max_decompressed_bytes)
-            return sync_service.store_batch(engine, batch, principal.gateway_id)
+            return sync_service.store_batch(engine, batch, principal.gateway_id, reorder=_reorder_policy(settings))
         return sync_service.ingest(engine, raw, content_encoding, principal.gateway_id,
-                                   settings.max_decompressed_bytes)
+                                   settings.max_decompressed_bytes, _reorder_policy(settings))
     except ValidationError as exc:
         refused = validation_error_response(exc)
     except ServiceError as exc:  # answered here so that the refusal carries the advertisement too

@@ -339,7 +339,9 @@ gateway_model_reports: Final = Table(
 )
 
 
-# Alert management (issue 16), the job queues and the readings rollup live in their own modules, registered on this metadata here.
+# Alert management (issue 16), the job queues, the readings rollup and synced stock (issue 15) live in their own
+# modules, registered on this metadata here.
 from cloud.db import alarm_tables as _alarm_tables  # noqa: F401
 from cloud.db import job_tables as _job_tables  # noqa: F401
 from cloud.db import rollups as _rollups  # noqa: F401  (readings_hourly)
+from cloud.db import stock_tables as _stock_tables  # noqa: F401

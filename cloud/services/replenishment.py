@@ -4,7 +4,14 @@ For each store and each SKU it stocks, the latest forecast synced for that site 
 (greatest ``origin``, then greatest ``created_ts``, then greatest record id, whichever gateway sent
 it). The quantity to deliver is
 
-    order_qty = max(0, ceil(sum(p90[0:lead_time_days]) - on_hand))
+    order_qty = max(0, ceil(sum(p90[0:lead_time_days]) - max(on_hand, 0)))
+
+``on_hand`` is the stock synced by the site's gateways (``cloud.services.stock``: the sum of the
+SKU's positions at the site) unless the request supplies it for that SKU, which overrides it; each
+line says which was used (``on_hand_source``). A store replenishes the SKUs it lists in ``skus``
+and ``on_hand``, or, listing none, every SKU with synced stock at its site. A SKU with neither is
+left out (``no_stock``). Synced stock below zero (more picked than the book knew of) is kept in
+the line as it is and counts as 0 for the order.
 
 P90 rather than P50 is deliberate: summing the daily 90th percentiles over the lead time covers
 demand in (at least) nine days out of ten, which is the safety stock. A store becomes one delivery
@@ -28,6 +35,7 @@ from cloud.routing.plan import Plan
 from cloud.routing.problem import Depot, HaversineTravel, Location, Order, Problem, TimeWindow, Vehicle
 from cloud.routing.service import Engine as SolverEngine
 from cloud.schemas import payload_dict
+from cloud.services.stock import SyncedStock, synced_stock
 from protocols import ForecastPayload
 
 MAX_LEAD_TIME_DAYS: Final = 28
@@ -66,8 +74,11 @@ class StoreIn(_Model):
     location: GeoPoint
     time_windows: tuple[TimeWindow, ...] = Field(default=(), description="delivery windows, seconds")
     service_time: NonNeg = Field(default=0.0, description="seconds spent unloading")
-    on_hand: dict[Sku, NonNeg] = Field(min_length=1, max_length=MAX_SKUS_PER_STORE,
-                                       description="stock on hand per SKU; these SKUs are replenished")
+    on_hand: dict[Sku, NonNeg] = Field(default_factory=dict, max_length=MAX_SKUS_PER_STORE,
+                                       description="stock on hand per SKU, overriding the synced stock")
+    skus: tuple[Sku, ...] = Field(default=(), max_length=MAX_SKUS_PER_STORE,
+                                  description="SKUs to replenish (with those of on_hand); none listed: "
+                                              "every SKU with synced stock at the site")
 
     @model_validator(mode="after")
     def _windows_disjoint(self) -> StoreIn:
@@ -147,10 +158,14 @@ class ReplenishmentLine(_Model):
     forecast_created_ts: int
     p90_over_lead_time: float = Field(description="sum of the daily P90 over the first lead_time_days days")
     on_hand: float
-    order_qty: int = Field(description="max(0, ceil(p90_over_lead_time - on_hand))")
+    on_hand_source: Literal["request", "synced"] = Field(
+        description="request: supplied in the request; synced: the stock synced by the site's gateways")
+    stock_last_scan_ts: int | None = Field(
+        default=None, description="synced: device time (ms) of the newest scan that changed the site's stock")
+    order_qty: int = Field(description="max(0, ceil(p90_over_lead_time - max(on_hand, 0)))")
 
 
-MissingReason = Literal["no_forecast", "horizon_shorter_than_lead_time"]
+MissingReason = Literal["no_forecast", "horizon_shorter_than_lead_time", "no_stock"]
 
 
 class MissingForecast(_Model):
@@ -196,16 +211,35 @@ def latest_forecasts(conn: Connection, sites: Iterable[str],
 
 
 def order_quantity(p90_over_lead_time: float, on_hand: float) -> int:
-    """``max(0, ceil(p90_over_lead_time - on_hand))``, ignoring float noise below :data:`ROUNDING_SLACK`."""
-    return max(0, math.ceil(p90_over_lead_time - on_hand - ROUNDING_SLACK))
+    """``max(0, ceil(p90_over_lead_time - max(on_hand, 0)))``, ignoring float noise below :data:`ROUNDING_SLACK`."""
+    return max(0, math.ceil(p90_over_lead_time - max(on_hand, 0.0) - ROUNDING_SLACK))
+
+
+def store_skus(store: StoreIn, stock: dict[tuple[str, str], SyncedStock]) -> list[str]:
+    """The SKUs a store replenishes: those it lists, or every SKU with synced stock at its site."""
+    listed = set(store.skus) | set(store.on_hand)
+    if listed:
+        return sorted(listed)
+    return sorted(sku for site, sku in stock if site == store.site)
 
 
 def _store_plan(store: StoreIn, lead_time_days: int, found: dict[tuple[str, str], LatestForecast],
-                units: dict[str, SkuUnit], dimensions: Sequence[Dimension]) -> StorePlan:
+                stock: dict[tuple[str, str], SyncedStock], units: dict[str, SkuUnit],
+                dimensions: Sequence[Dimension]) -> StorePlan:
     lines: list[ReplenishmentLine] = []
     missing: list[MissingForecast] = []
     demand = [0.0] * len(dimensions)
-    for sku, on_hand in sorted(store.on_hand.items()):
+    for sku in store_skus(store, stock):
+        synced = stock.get((store.site, sku))
+        if sku in store.on_hand:
+            on_hand, source, last_scan = store.on_hand[sku], "request", None
+        elif synced is not None:
+            on_hand, source, last_scan = float(synced.on_hand), "synced", synced.last_scan_ts
+        else:
+            missing.append(MissingForecast(sku=sku, reason="no_stock",
+                                           message=f"no stock synced for site {store.site!r} and SKU {sku!r} "
+                                                   "and none given in on_hand"))
+            continue
         latest = found.get((store.site, sku))
         if latest is None:
             message = f"no forecast synced for site {store.site!r} and SKU {sku!r}"
@@ -222,7 +256,8 @@ def _store_plan(store: StoreIn, lead_time_days: int, found: dict[tuple[str, str]
         qty = order_quantity(p90, on_hand)
         lines.append(ReplenishmentLine(sku=sku, forecast_id=f.forecast_id, forecast_origin=f.origin,
                                        forecast_created_ts=f.created_ts, p90_over_lead_time=p90,
-                                       on_hand=on_hand, order_qty=qty))
+                                       on_hand=on_hand, on_hand_source=source,  # type: ignore[arg-type]
+                                       stock_last_scan_ts=last_scan, order_qty=qty))
         unit = units.get(sku, SkuUnit())
         for k, dim in enumerate(dimensions):
             demand[k] += qty * getattr(unit, dim)
@@ -232,11 +267,12 @@ def _store_plan(store: StoreIn, lead_time_days: int, found: dict[tuple[str, str]
 
 
 def plan_stores(engine: Engine, request: ReplenishmentRequest) -> tuple[StorePlan, ...]:
-    """Order lines of every store, from the latest forecasts in the store."""
-    skus = {sku for store in request.stores for sku in store.on_hand}
+    """Order lines of every store, from the latest forecasts and the synced stock in the store."""
     with reader(engine) as conn:
+        stock = synced_stock(conn, [s.site for s in request.stores])
+        skus = {sku for store in request.stores for sku in store_skus(store, stock)}
         found = latest_forecasts(conn, (s.site for s in request.stores), skus)
-    return tuple(_store_plan(s, request.lead_time_days, found, request.units, request.dimensions)
+    return tuple(_store_plan(s, request.lead_time_days, found, stock, request.units, request.dimensions)
                  for s in request.stores)
 
 

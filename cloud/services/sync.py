@@ -25,7 +25,11 @@ from cloud import clock
 from cloud.db import alarm_repo, bulk_store, repo
 from cloud.db.bulk_store import COLUMNS, Row
 from cloud.db.tables import RECORD_KINDS
+from cloud.services import stock_sync
 from cloud.services.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, UnsupportedEncoding
+from cloud.services.reorder import ReorderPolicy
+from cloud.services.stock import STOCK_RECORD_TYPES, AnyStockRecord
+from cloud.services.stock import reject_reason as stock_reject_reason
 from protocols import (
     AlertRecord,
     DeviceStatusRecord,
@@ -45,7 +49,7 @@ GZIP_ENCODINGS: Final = frozenset({"gzip", "x-gzip"})
 _RETRYABLE_SQLSTATES: Final = frozenset({"40P01", "40001"})
 MAX_ATTEMPTS: Final = 3
 
-AnyRecord = TelemetryRecord | ScanRecord | DeviceStatusRecord | AlertRecord | ForecastRecord
+AnyRecord = TelemetryRecord | ScanRecord | DeviceStatusRecord | AlertRecord | ForecastRecord | AnyStockRecord
 
 
 def decode_body(raw: bytes, content_encoding: str | None, max_decompressed_bytes: int) -> bytes:
@@ -93,6 +97,8 @@ class _Plan:
     rows: dict[str, list[Row]]
     readings: list[Row]
     rejected: tuple[RejectedRecord, ...]
+    #: Stock records (versioned state: ``cloud.services.stock``), in batch order.
+    stock: tuple[AnyStockRecord, ...] = ()
 
 
 def _telemetry_row(rec: TelemetryRecord, gw: str, now_ms: int) -> Row:
@@ -157,6 +163,8 @@ def _reject_reason(rec: AnyRecord, gateway_id: str) -> str | None:
         return f"alert.gateway_id {rec.alert.gateway_id!r} differs from the batch's {gateway_id!r}"
     if isinstance(rec, ForecastRecord) and rec.forecast.gateway_id != gateway_id:
         return f"forecast.gateway_id {rec.forecast.gateway_id!r} differs from the batch's {gateway_id!r}"
+    if isinstance(rec, STOCK_RECORD_TYPES):
+        return stock_reject_reason(rec, gateway_id)
     return None
 
 
@@ -167,6 +175,7 @@ def _plan(batch: SyncBatch, now_ms: int) -> _Plan:
     rows: dict[str, list[Row]] = {kind: [] for kind in RECORD_KINDS}
     reading_rows: list[Row] = []
     rejected: list[RejectedRecord] = []
+    stock: list[AnyStockRecord] = []
     for rec in batch.records:
         if rec.id in seen:  # repeated inside the batch: stored (or not) once
             continue
@@ -176,15 +185,19 @@ def _plan(batch: SyncBatch, now_ms: int) -> _Plan:
             rejected.append(RejectedRecord(id=rec.id, reason=reason))
             continue
         order.append(rec.id)
+        if isinstance(rec, STOCK_RECORD_TYPES):
+            stock.append(rec)
+            continue
         kind, build = _ROW_BUILDERS[type(rec)]
         rows[kind].append(build(rec, gw, now_ms))
         if kind == "telemetry":
             m = rec.msg  # type: ignore[union-attr]
             reading_rows.extend((gw, rec.id, r.metric, m.device_id, m.ts, r.value) for r in m.body.readings)
-    return _Plan(order=tuple(order), rows=rows, readings=reading_rows, rejected=tuple(rejected))
+    return _Plan(order=tuple(order), rows=rows, readings=reading_rows, rejected=tuple(rejected), stock=tuple(stock))
 
 
-def _store(conn: Connection, gateway_id: str, batch: SyncBatch, plan: _Plan, now_ms: int) -> set[str]:
+def _store(conn: Connection, gateway_id: str, batch: SyncBatch, plan: _Plan, now_ms: int,
+           reorder: ReorderPolicy) -> set[str]:
     if not repo.touch_gateway(conn, gateway_id, now_ms, batch.batch_id, batch.agent_version):
         raise NotFound(f"gateway {gateway_id!r} is not registered", "gateway_id")
     new = bulk_store.store_rows(conn, gateway_id, plan.rows, plan.readings)
@@ -192,15 +205,21 @@ def _store(conn: Connection, gateway_id: str, batch: SyncBatch, plan: _Plan, now
     if new.get("alert"):  # alert management (ISA-18.2 states) follows every stored raise/clear
         alarm_repo.track(conn, gateway_id, [dict(zip(COLUMNS["alerts"], r, strict=True))
                                             for r in plan.rows["alert"] if r[1] in new["alert"]])
-    return set().union(*new.values()) if new else set()
+    forecast_pairs = [(r[3], r[4]) for r in plan.rows["forecast"] if r[1] in new.get("forecast", ())]
+    stock_ids = stock_sync.store(conn, gateway_id, plan.stock, forecast_pairs, reorder, now_ms)
+    return set().union(stock_ids, *new.values())
 
 
 def _retryable(exc: DBAPIError) -> bool:
     return getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
 
 
-def store_batch(engine: Engine, batch: SyncBatch, gateway_id: str, now_ms: int | None = None) -> SyncAck:
-    """Store a batch for the authenticated ``gateway_id``; the answer says what is new and what was known."""
+def store_batch(engine: Engine, batch: SyncBatch, gateway_id: str, now_ms: int | None = None,
+                reorder: ReorderPolicy | None = None) -> SyncAck:
+    """Store a batch for the authenticated ``gateway_id``; the answer says what is new and what was known.
+
+    Stock records are answered as stored when they replaced an older version (``cloud.services.stock``);
+    ``reorder`` is when the stock it changed raises a reorder alert (default :class:`ReorderPolicy`)."""
     if batch.gateway_id != gateway_id:
         raise Forbidden(f"batch is for gateway {batch.gateway_id!r} but the token is for {gateway_id!r}",
                         "gateway_id")
@@ -209,7 +228,7 @@ def store_batch(engine: Engine, batch: SyncBatch, gateway_id: str, now_ms: int |
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
             with engine.begin() as conn:
-                stored = _store(conn, gateway_id, batch, plan, now)
+                stored = _store(conn, gateway_id, batch, plan, now, reorder or ReorderPolicy())
             break
         except DBAPIError as exc:
             if attempt == MAX_ATTEMPTS or not _retryable(exc):
@@ -225,8 +244,8 @@ def store_batch(engine: Engine, batch: SyncBatch, gateway_id: str, now_ms: int |
 
 
 def ingest(engine: Engine, raw: bytes, content_encoding: str | None, gateway_id: str,
-           max_decompressed_bytes: int) -> SyncAck:
+           max_decompressed_bytes: int, reorder: ReorderPolicy | None = None) -> SyncAck:
     """Decode, validate and store one posted batch (raises ValidationError for a bad batch)."""
     batch = parse_batch(decode_body(raw, content_encoding, max_decompressed_bytes))
-    return store_batch(engine, batch, gateway_id)
+    return store_batch(engine, batch, gateway_id, reorder=reorder)
 

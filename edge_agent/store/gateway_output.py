@@ -34,6 +34,12 @@ _INSERT_OUTBOX: Final = "INSERT OR IGNORE INTO outbox (id, kind, created_ts, pay
 def enqueue(conn: sqlite3.Connection, payload: GatewayPayload, now_ms: int) -> bool:
     """Store ``payload`` and put its sync record in the outbox, in one transaction; False when
     its id (``alert_id``, ``forecast_id``) was already stored."""
+    with transaction(conn):
+        return enqueue_in(conn, payload, now_ms)
+
+
+def enqueue_in(conn: sqlite3.Connection, payload: GatewayPayload, now_ms: int) -> bool:
+    """:func:`enqueue` inside the caller's transaction (the ingest's, for stock-out alerts)."""
     data = payload.model_dump_json(by_alias=True)
     record: AlertRecord | ForecastRecord
     if isinstance(payload, AlertPayload):
@@ -44,10 +50,9 @@ def enqueue(conn: sqlite3.Connection, payload: GatewayPayload, now_ms: int) -> b
         f = payload
         insert, row = _INSERT_FORECAST, (f.forecast_id, f.created_ts, f.sku, f.origin, data)
         record = ForecastRecord(id=forecast_record_id(f), forecast=f)
-    with transaction(conn):
-        if conn.execute(insert, row).rowcount == 0:
-            return False
-        conn.execute(_INSERT_OUTBOX, (record.id, record.kind, now_ms, record.model_dump_json(by_alias=True)))
+    if conn.execute(insert, row).rowcount == 0:
+        return False
+    conn.execute(_INSERT_OUTBOX, (record.id, record.kind, now_ms, record.model_dump_json(by_alias=True)))
     return True
 
 

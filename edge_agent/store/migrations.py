@@ -176,11 +176,19 @@ ALTER TABLE outbox ADD COLUMN lane INTEGER GENERATED ALWAYS AS
 CREATE INDEX outbox_lane_created ON outbox (lane, created_ts);
 """
 
+# Positions are queued for sync by the stock worker (edge_agent/stock_worker.py), not per ingest batch:
+# ``outboxed_version`` is the version whose record is in (or went through) the outbox; a position with
+# ``version > outboxed_version`` has a change still to queue.
+_STOCK_OUTBOXED = """
+ALTER TABLE stock ADD COLUMN outboxed_version INTEGER NOT NULL DEFAULT 0;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_initial", _INITIAL),
     Migration("0002_rfid_burst_repeats", _RFID_BURST_REPEATS),
     Migration("0003_stock", _STOCK),
     Migration("0004_outbox_lanes", _OUTBOX_LANES),
+    Migration("0005_stock_outboxed_version", _STOCK_OUTBOXED),
 )
 
 

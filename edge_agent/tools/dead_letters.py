@@ -143,7 +143,11 @@ def _inbound(letter: Letter) -> Inbound:
 def writer_for(conn: sqlite3.Connection, config: AgentConfig) -> BatchWriter:
     """The ingest's batch writer as the agent configures it, with its RFID state loaded."""
     writer = BatchWriter(
-        conn, config.site, config.ingest.rfid_burst_window_ms, config.ingest.dead_letter_max_bytes
+        conn,
+        config.site,
+        config.ingest.rfid_burst_window_ms,
+        config.ingest.dead_letter_max_bytes,
+        gateway_id=config.gateway_id,
     )
     writer.load_state()
     return writer

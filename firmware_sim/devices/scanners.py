@@ -50,6 +50,10 @@ class BarcodeScanner:
         #: Units per SKU by this scanner's own scans: what a cycle count finds, less shrinkage.
         self._book = {d.sku: 0 for d in self.skus}
 
+    def slot(self, sku: str) -> str:
+        """The location this scanner scans ``sku`` at (fixed per device and seed)."""
+        return self._slots[sku]
+
     def step(self, t_ms: int, dt_ms: int) -> StepResult:
         anomalies: list[Anomaly] = []
         for a in self.schedule.advance(t_ms):

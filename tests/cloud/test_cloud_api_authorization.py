@@ -36,6 +36,7 @@ POLICY: Final[dict[tuple[str, str], Policy]] = {
     ("POST", "/api/v1/tokens"): "admin",
     ("GET", "/api/v1/alerts"): "reader",
     ("GET", "/api/v1/forecasts"): "reader",
+    ("GET", "/api/v1/stock"): "reader",
     ("GET", "/api/v1/devices/{device_id}/readings"): "reader",
     ("GET", "/api/v1/sites/{site}/demand"): "reader",
     ("GET", "/api/v1/models"): "admin",

@@ -183,7 +183,7 @@ def test_needs_a_planner_or_admin_token(client: TestClient, gw_headers: dict[str
         ({"time_limit_s": 31}, "time_limit_s"),
         ({"stores": [{"site": "s1", "on_hand": {"SKU-A": 1}}]}, "stores.0.location"),
         ({"stores": [store("s1", 95.0, 13.0, {"SKU-A": 1})]}, "stores.0.location.lat"),
-        ({"stores": [store("s1", 52.0, 13.0, {})]}, "stores.0.on_hand"),
+        ({"stores": [store("s1", 52.0, 13.0, {}, skus=["not a sku"])]}, "stores.0.skus.0"),
         ({"stores": [store("s1", 52.0, 13.0, {"SKU-A": -1})]}, "stores.0.on_hand.SKU-A"),
         ({"stores": [store("s1", 52.0, 13.0, {"SKU-A": 1}, time_windows=[{"start": 9, "end": 1}])]},
          "stores.0.time_windows.0"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,16 @@ def test_demo_runs_and_reconciles(tmp_path: Path, broker_flag: str) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "OK: nothing lost, nothing stored twice" in proc.stdout
     assert "amqtt" in proc.stdout if broker_flag == "--embedded-broker" else "mosquitto" in proc.stdout
+    # the pre-generated history made every SKU forecastable: forecasts reached the cloud at start
+    flat = " ".join(proc.stdout.replace("│", " ").split())
+    forecasts = re.search(r"alerts / demand forecasts\D*(\d+) / (\d+)", flat)  # the table wraps cells
+    assert forecasts is not None and int(forecasts.group(2)) == 50, flat[-2000:]  # 20 + 30 SKUs
+    # and the replenishment plan from the synced forecasts and stock was routed
+    line = re.search(r"replenishment: orders=(\d+) routes=(\d+) distance_km=([\d.]+) unserved=(\d+)", proc.stdout)
+    assert line is not None, proc.stdout[-3000:]
+    orders, routes, km, unserved = int(line[1]), int(line[2]), float(line[3]), int(line[4])
+    assert orders == 2 and routes >= 1 and km > 0 and unserved == 0
+    assert (tmp_path / "demo" / "replenishment-routes.png").stat().st_size > 0
 
 
 @pytest.mark.slow

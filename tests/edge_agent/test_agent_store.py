@@ -31,7 +31,8 @@ def test_wal_mode_and_migrations_idempotent(store: Store) -> None:
     assert migrate(conn) == []
     assert store.open() == []
     names = [r[0] for r in conn.execute("SELECT name FROM schema_migrations")]
-    assert names == ["0001_initial", "0002_rfid_burst_repeats", "0003_stock", "0004_outbox_lanes"]
+    assert names == ["0001_initial", "0002_rfid_burst_repeats", "0003_stock", "0004_outbox_lanes",
+                     "0005_stock_outboxed_version"]
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {
         "telemetry",

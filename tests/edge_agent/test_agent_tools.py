@@ -28,6 +28,7 @@ from edge_agent.config import AgentConfig
 from edge_agent.inbound import Inbound
 from edge_agent.ingest_batch import BatchWriter
 from edge_agent.store import Store
+from edge_agent.store.stock_output import PositionQueue
 from edge_agent.tools import dead_letters as dl
 from edge_agent.tools.timespec import parse_time
 from protocols import device_topic, encode, record_id
@@ -189,12 +190,19 @@ def test_replay_stores_each_fixed_message_once_and_keeps_the_rest(make_config: A
     assert rows(cfg.db_path, "SELECT COUNT(*), COUNT(DISTINCT seq) FROM telemetry") == [(6, 6)]
     assert rows(cfg.db_path, "SELECT COUNT(*) FROM scans") == [(3,)]
     outbox = Counter(r[0] for r in rows(cfg.db_path, "SELECT id FROM outbox"))
-    assert len(outbox) == 9 and set(outbox.values()) == {1}
+    device = [k for k in outbox if k.split(":")[0] in ("telemetry", "scan", "device_status")]
+    assert len(device) == 9 and set(outbox.values()) == {1}
+    # the replayed picks moved their position at zero stock: one stock-out alert; the running agent's
+    # stock worker queues the position (one record for its newest version)
+    assert [k.split(":")[0] for k in outbox if k not in device] == ["alert"]
+    assert len(PositionQueue(SITE, cfg.gateway_id).queue(Store(cfg.db_path).connect(), BASE_TS)) == 1
+    outbox = Counter(r[0] for r in rows(cfg.db_path, "SELECT id FROM outbox"))
     assert record_id("telemetry", "dev-1", "boot-a", 5) in outbox
     kept = rows(cfg.db_path, "SELECT reason FROM dead_letters")
     assert len(kept) == 1 and "not this gateway's site" in kept[0][0]  # kept with its reason
     again = json.loads(cli("dead-letters", "replay", "-c", config, "--json").stdout)
     assert again["selected"] == 1 and again["decoded"] == 0 and again["stored"] == {}
+    assert Counter(r[0] for r in rows(cfg.db_path, "SELECT id FROM outbox")) == outbox
 
 
 def test_truncated_letters_stay_and_filters_select(make_config: Any, tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ from protocols import (
     record_id,
 )
 from protocols.schemas import drift
-from protocols.sync import SyncRecord
+from protocols.sync import BATCH_V2_KINDS, SyncRecord
 
 
 def _telemetry(**over: object) -> dict:
@@ -151,7 +151,7 @@ def test_a_header_spliced_with_record_json_is_the_batch() -> None:
 
 def test_record_kinds_are_the_record_models_kinds() -> None:
     kinds = [m.model_fields["kind"].default for m in get_args(get_args(SyncRecord)[0])]
-    assert RECORD_KINDS == tuple(kinds) and len(set(kinds)) == 5
+    assert RECORD_KINDS + tuple(sorted(BATCH_V2_KINDS)) == tuple(kinds) and len(set(kinds)) == 7
     assert DEVICE_RECORD_KINDS == ("telemetry", "scan", "device_status")
     assert set(RECORD_KIND_OF_TOPIC.values()) == set(DEVICE_RECORD_KINDS)
     assert set(RECORD_KIND_OF_TOPIC) == {k.value for k in DeviceTopicKind}
