@@ -34,7 +34,7 @@ def _fleet() -> Fleet:
         {"kind": "power_meter", "interval_s": 60},
     ]
     sites = [{"id": f"site-{i}", "gateways": [{"id": f"gw-{i}", "devices": devices}]} for i in range(GATEWAYS)]
-    return Fleet.from_dict({"seed": 5, "start": "2026-03-02T06:00:00Z", "day_seconds": 120, "sites": sites})
+    return Fleet.from_dict({"seed": 5, "start": "2026-03-02T06:00:00Z", "day_seconds": 30, "sites": sites})
 
 
 @pytest.fixture
@@ -106,7 +106,10 @@ def test_worse_candidate_halts_at_canary_and_good_one_reaches_every_wave(
     admin, agents, _runner = stack
     baseline = running_version(agents[0].status(), "anomaly")
     assert baseline is not None
-    wait_until(lambda: all(a.status()["stored"]["telemetry"] > 200 for a in agents), 60, "telemetry at every agent")
+    # The scorer stays silent until each stream has seen a day of its readings (models/README.md): 1,440 readings
+    # of each of the four devices, a simulated day (30 s here), before the candidates are judged on their alerts.
+    wait_until(lambda: all(a.status()["stored"]["telemetry"] > 4 * 1440 + 200 for a in agents), 120,
+               "a day of telemetry at every agent")
     gates = {"min_readings": 400, "max_alert_rate_ratio": 2.0, "min_stage_duration_s": 1.0, "stage_timeout_s": 120}
 
     # A mis-calibrated candidate: the same network with an alert threshold far too low.
