@@ -115,6 +115,9 @@ class _Partition:
     error: BaseException | None = None
     preparing: bool = True
     draining: bool = False
+    #: Drawn from the stream as the timed phase ended; the final flush sends it first (dropped, it
+    #: would orphan a duplicate's copy or an RFID tag's repeat reads that the flush still sends).
+    carry: Emission | None = None
 
     def __post_init__(self) -> None:
         self.ledger = TruthLedger(self.sh.writer)
@@ -136,7 +139,7 @@ class _Partition:
             else:
                 self._run_paced()
             self.draining = True
-            for e in self.stream.finish():
+            for e in itertools.chain([self.carry] if self.carry else [], self.stream.finish()):
                 if self.sh.abort.is_set() or not self._execute(e):
                     break
         except Exception as exc:  # noqa: BLE001 - thread boundary: join() re-raises it, never lost
@@ -166,13 +169,11 @@ class _Partition:
         scale = 1.0 / (self.sh.speed * 1000.0)
         deadline = self._deadline()
         for e in self.stream:
-            if self.sh.stop.is_set() or self._quota_reached():
-                return
             target = t0 + (e.send_ms - start_ms) * scale
             now = time.monotonic()
-            if target > deadline or now > deadline:
-                return
-            if target - now > 0.0005 and self.pump.sleep(target - now, self.sh.stop):
+            if (self.sh.stop.is_set() or self._quota_reached() or target > deadline or now > deadline
+                    or (target - now > 0.0005 and self.pump.sleep(target - now, self.sh.stop))):
+                self.carry = e  # the timed phase is over, not this emission
                 return
             if not self._execute(e):
                 return
