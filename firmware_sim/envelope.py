@@ -85,7 +85,7 @@ class Envelopes:
                 metric = body["readings"][0]["metric"]
                 body["readings"][0]["value"] = METRIC_RANGES[metric][1] * 2 + 1000.0
             else:
-                body["qty"] = 0
+                body["qty"] = -1  # below every direction's range (0 is a valid count: an empty slot)
         elif kind == "unknown_field":
             doc["debug"] = {"probe": self._rng.randint(0, 999)}
         raw = json.dumps(doc, separators=(",", ":")).encode()

@@ -6,7 +6,7 @@ import json
 from collections import Counter, defaultdict
 
 import pytest
-from sim_fleets import mixed
+from sim_fleets import mixed, one_gateway
 
 from firmware_sim.emission import Emission
 from firmware_sim.faults import FaultConfig
@@ -184,3 +184,16 @@ def test_disconnect_buffers_messages_and_sends_them_after_the_reconnect() -> Non
             assert int(ev["start_ts"]) <= int(_doc(e)["ts"]) <= int(ev["end_ts"])
         seqs = [int(_doc(e)["seq"]) for e in backlog]
         assert seqs == sorted(seqs) and (not seqs or seqs[-1] < int(_doc(connect)["seq"]))
+
+
+def test_a_malformed_cycle_count_never_decodes() -> None:
+    # qty 0 is a valid count (an empty slot): an out-of-range count must break the message otherwise,
+    # or the gateway stores it while the truth counts it malformed (one "stored twice" per such count)
+    fleet = one_gateway([{"kind": "barcode_scanner", "interval_s": 300, "skus": 10, "mean_daily_picks": 50,
+                          "count_every_days": 0.05, "open_hour": 0, "close_hour": 24}], seed=3)
+    malformed = [e for e in simulate(fleet, 2 * 86_400, FaultConfig(malformed=1.0)) if e.malformed]
+    counts = [e for e in malformed if b'"direction":"count"' in e.payload]
+    assert len(counts) > 50
+    for e in malformed:
+        with pytest.raises(DecodeError):
+            decode_device_message(e.payload, e.kind)
