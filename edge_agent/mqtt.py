@@ -66,7 +66,13 @@ class MqttLink(BackgroundWorker[None]):
         self._status_topic = gateway_topic(config.site, config.gateway_id, GatewayTopicKind.STATUS)
         self._intake_open = threading.Event()
         self._intake_open.set()
+        #: Set once the broker acknowledged this connection's subscriptions (SUBACK), not merely
+        #: once CONNACK arrived: a message published after ``wait_connected`` reaches us.
         self._connected = threading.Event()
+        #: Set from CONNACK to the drop: SUBSCRIBEs may be sent (``subscribe`` sends its own).
+        self._link_up = threading.Event()
+        #: The packet id of the SUBSCRIBE sent at CONNACK, whose SUBACK sets ``_connected``.
+        self._ready_mid: int | None = None
         self._last_error: str | None = None
         self._disconnected = threading.Event()
         self._connection = 0  # incremented at every successful CONNACK
@@ -117,10 +123,12 @@ class MqttLink(BackgroundWorker[None]):
     # ----------------------------------------------------------------- lifecycle
 
     def wait_connected(self, timeout_s: float) -> bool:
+        """Wait until connected with the subscriptions acknowledged (see ``connected``)."""
         return self._connected.wait(timeout_s)
 
     @property
     def connected(self) -> bool:
+        """True once the broker acknowledged this connection's subscriptions, until it drops."""
         return self._connected.is_set()
 
     @property
@@ -136,7 +144,7 @@ class MqttLink(BackgroundWorker[None]):
         """Publish the retained offline status, disconnect cleanly and end both threads."""
         self.close_intake()
         self._stopping.set()
-        if self._connected.is_set():
+        if self._link_up.is_set():
             try:
                 info = self._client.publish(
                     self._status_topic,
@@ -150,6 +158,7 @@ class MqttLink(BackgroundWorker[None]):
         # The supervisor sends DISCONNECT and ends paho's thread.
         stopped = super().stop(timeout_s)
         self._client.loop_stop()
+        self._link_up.clear()
         self._connected.clear()
         self._metrics.mqtt_connected.set(0)
         return stopped
@@ -165,7 +174,7 @@ class MqttLink(BackgroundWorker[None]):
         """
         with self._filters_lock:
             self._filters[topic_filter] = None
-        if self._connected.is_set():
+        if self._link_up.is_set():
             self._client.subscribe([(topic_filter, self._subscribe_options())])
 
         def cleanup() -> None:
@@ -195,7 +204,7 @@ class MqttLink(BackgroundWorker[None]):
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> bool:
         """Publish best-effort; False when not connected (the outbox carries the data anyway)."""
-        if not self._connected.is_set():
+        if not self._link_up.is_set():
             return False
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
@@ -278,16 +287,21 @@ class MqttLink(BackgroundWorker[None]):
             client.publish(
                 self._status_topic, _status_payload(self._config.gateway_id, "online"), qos=1, retain=True
             )
-            # Connected once the subscriptions are on their way: whoever waits for ``connected``
-            # and then publishes to us is not racing our SUBSCRIBE. Under the lock, so a filter
-            # added meanwhile is either in this SUBSCRIBE or sent by subscribe() itself.
+            # Connected only once the broker acknowledged the subscriptions (``_on_subscribe``):
+            # whoever waits for ``connected`` and then publishes to us is not racing our
+            # SUBSCRIBE (a first session has no subscription yet; what the broker sees before the
+            # SUBACK is not delivered). Under the lock, so a filter added meanwhile is either in
+            # this SUBSCRIBE or sent by subscribe() itself.
             with self._filters_lock:
                 filters = list(self._filters)
+                self._link_up.set()
+                self._ready_mid = None
                 if filters:
-                    client.subscribe([(f, self._subscribe_options()) for f in filters])
-                self._connected.set()
-            self._metrics.mqtt_connected.set(1)
-            self._metrics.mqtt_connects.inc()
+                    rc, mid = client.subscribe([(f, self._subscribe_options()) for f in filters])
+                    if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and mid is not None:
+                        self._ready_mid = mid
+            if self._ready_mid is None:
+                self._mark_connected()
         except Exception:
             log.exception("error in on_connect")
 
@@ -295,6 +309,8 @@ class MqttLink(BackgroundWorker[None]):
         self, client: paho.Client, userdata: Any, flags: Any, reason_code: ReasonCode, properties: Any
     ) -> None:
         try:
+            self._link_up.clear()
+            self._ready_mid = None
             self._connected.clear()
             self._metrics.mqtt_connected.set(0)
             if not self.stopping:
@@ -312,8 +328,16 @@ class MqttLink(BackgroundWorker[None]):
             for rc in reason_codes:
                 if rc.is_failure:
                     log.error("subscription refused by the broker: %s", rc)
+            if mid == self._ready_mid:  # the SUBACK of this connection's subscriptions
+                self._ready_mid = None
+                self._mark_connected()
         except Exception:
             log.exception("error in on_subscribe")
+
+    def _mark_connected(self) -> None:
+        self._connected.set()
+        self._metrics.mqtt_connected.set(1)
+        self._metrics.mqtt_connects.inc()
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         try:
