@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import sys
 import ssl
+import sys
 import threading
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -23,7 +23,7 @@ class DeferredTrust(ssl.SSLContext):
     nothing is loaded; then exactly what httpx loads for ``verify=True`` (or ``ca_file``).
     """
 
-    def __new__(cls, ca_file: str | None = None) -> DeferredTrust:
+    def __new__(cls, ca_file: str | None = None) -> Self:
         return super().__new__(cls, ssl.PROTOCOL_TLS_CLIENT)
 
     def __init__(self, ca_file: str | None = None) -> None:

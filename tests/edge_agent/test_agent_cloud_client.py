@@ -21,7 +21,7 @@ def _cas(ctx: ssl.SSLContext) -> int:
 
 
 class _Ok(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         body = self.headers["Authorization"].encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -61,7 +61,10 @@ def test_deferred_trust_loads_what_httpx_would_at_the_first_handshake(tmp_path: 
     assert tls.loaded and _cas(tls) == _cas(httpx.create_ssl_context()) > 0  # SSL_CERT_FILE, else certifi
     # cloud.ca_file, when set, is what gets loaded (and only it)
     ca = tmp_path / "ca.pem"
-    ca.write_text(Path(certifi.where()).read_text().split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----\n")
+    ca.write_text(
+        Path(certifi.where()).read_text().split("-----END CERTIFICATE-----")[0]
+        + "-----END CERTIFICATE-----\n"
+    )
     own = cloud_tls(CloudConfig(url="http://cloud.example:8000", token="t", ca_file=ca))
     assert isinstance(own, DeferredTrust)
     own.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_hostname="proxy.example")
