@@ -38,11 +38,12 @@ from edge_agent.clock import now_ms
 from edge_agent.config import ModelsConfig
 from edge_agent.metrics import AgentMetrics
 from edge_agent.scoring.device_alerts import DeviceAlertConfig, DeviceAlerts
+from edge_agent.scoring.reader import TelemetryReader
 from edge_agent.scoring.replay import CHUNK_ROWS
 from edge_agent.store import Store
 from edge_agent.store.db import READER_CACHE_KIB
 from edge_agent.store.telemetry import count_between, max_rowid, rows_after, warmup_start
-from edge_agent.updates.slot import ModelInfo, ModelWorker, Shadow, SlotStart, Swap, load_slot_model
+from edge_agent.updates.slot import ModelInfo, Shadow, SlotStart, Swap, load_slot_model
 from edge_agent.updates.stats import StatsCounter
 from protocols import AlertPayload
 
@@ -52,8 +53,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_IDLE_POLL_S = 1.0
-_ERROR_PAUSE_S = 1.0
 TASK = "device_anomaly"
 
 
@@ -76,12 +75,13 @@ class _Pending:
     done: threading.Event = field(default_factory=threading.Event)
 
 
-class DeviceScoringWorker(ModelWorker[None, _DeviceModel, _DeviceShadow]):
+class DeviceScoringWorker(TelemetryReader[_DeviceModel, _DeviceShadow]):
     """Owns the device scorer and its thread: :meth:`start` / :meth:`stop`; :meth:`notify` after commits."""
 
     name = "device-scoring"
     task = TASK
     work = "device scoring"
+    reading = "device scoring read"
 
     def __init__(
         self,
@@ -97,7 +97,6 @@ class DeviceScoringWorker(ModelWorker[None, _DeviceModel, _DeviceShadow]):
         self._alerts: DeviceAlerts | None = None
         self._pending: _Pending | None = None
         self._swap_lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
         self._cursor = 0
         self._live_from = 0
         self.scored = 0
@@ -181,30 +180,8 @@ class DeviceScoringWorker(ModelWorker[None, _DeviceModel, _DeviceShadow]):
             conn.close()
         super()._launch()
 
-    def step(self, resource: None) -> None:
-        self.wait_for_wake(_IDLE_POLL_S)
-        self._passes(final=False)
-
-    def finish(self, resource: None) -> None:
-        self._passes(final=True)
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    def _passes(self, final: bool) -> None:
-        try:
-            if self._conn is None:
-                self._conn = self._store.connect(cache_kib=READER_CACHE_KIB)
-            while self.run_pass(self._conn) and (final or not self.stopping):
-                pass
-        except sqlite3.Error as exc:
-            self._metrics.device_errors.inc()
-            log.warning("device scoring read failed (%s); retrying", exc)
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-            if not final:
-                self.sleep(_ERROR_PAUSE_S)
+    def read_failed(self) -> None:
+        self._metrics.device_errors.inc()
 
     # ----------------------------------------------------------------- scoring
 

@@ -17,12 +17,11 @@ does not load leaves the agent running without scoring: the error is logged, kep
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +30,7 @@ from edge_agent.clock import now_ms
 from edge_agent.config import ModelsConfig
 from edge_agent.metrics import AgentMetrics
 from edge_agent.scoring.hysteresis import AlertHysteresis, HysteresisConfig
+from edge_agent.scoring.reader import TelemetryReader
 from edge_agent.scoring.replay import CHUNK_ROWS, replay, warm_up
 from edge_agent.store import Store
 from edge_agent.store.db import READER_CACHE_KIB
@@ -42,7 +42,7 @@ from edge_agent.store.telemetry import (
     rows_after,
     warmup_start,
 )
-from edge_agent.updates.slot import ModelInfo, ModelWorker, Shadow, SlotStart, Swap, load_slot_model
+from edge_agent.updates.slot import ModelInfo, Shadow, SlotStart, Swap, load_slot_model
 from edge_agent.updates.stats import StatsCounter
 from protocols import AlertPayload
 
@@ -51,10 +51,6 @@ if TYPE_CHECKING:
     from models.anomaly import AnomalyScorer
 
 log = logging.getLogger(__name__)
-
-#: Poll interval when no commit notified us (the notification is the fast path).
-_IDLE_POLL_S = 1.0
-_ERROR_PAUSE_S = 1.0
 
 
 @dataclass(slots=True)
@@ -83,7 +79,7 @@ class _Pending:
     done: threading.Event = field(default_factory=threading.Event)
 
 
-class InferenceWorker(ModelWorker[None, _Scoring, _Shadow]):
+class InferenceWorker(TelemetryReader[_Scoring, _Shadow]):
     """Owns the anomaly scorer and its thread. :meth:`start` / :meth:`stop`; :meth:`notify` after commits.
 
     Also the anomaly :class:`~edge_agent.updates.slot.ModelSlot`: a new model is loaded and warmed
@@ -95,6 +91,7 @@ class InferenceWorker(ModelWorker[None, _Scoring, _Shadow]):
     name = "inference"
     task = "anomaly"
     work = "anomaly scoring"
+    reading = "inference read"
 
     def __init__(
         self,
@@ -112,7 +109,6 @@ class InferenceWorker(ModelWorker[None, _Scoring, _Shadow]):
         self._swap_lock = threading.Lock()
         #: Longest swap the scoring thread made between two rows (seconds).
         self.max_swap_pause_s = 0.0
-        self._conn: sqlite3.Connection | None = None
         self._cursor = 0
         #: Rows up to here were stored before start: scored to warm the streams up, never alerted on.
         self._live_from = 0
@@ -233,38 +229,8 @@ class InferenceWorker(ModelWorker[None, _Scoring, _Shadow]):
             log.info("anomaly scoring: warming up on %d stored messages", self._live_from - self._cursor)
         super()._launch()
 
-    @contextlib.contextmanager
-    def session(self) -> Iterator[None]:
-        try:
-            yield None
-        finally:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    def step(self, resource: None) -> None:
-        self.wait_for_wake(_IDLE_POLL_S)
-        self._passes(final=False)
-
-    def finish(self, resource: None) -> None:
-        """Score what was committed before the stop: a final drain, bounded by ``queue_size``
-        (:meth:`run_pass` skips the rest)."""
-        self._passes(final=True)
-
-    def _passes(self, final: bool) -> None:
-        try:
-            if self._conn is None:
-                self._conn = self._store.connect(cache_kib=READER_CACHE_KIB)
-            while self.run_pass(self._conn) and (final or not self.stopping):
-                pass
-        except sqlite3.Error as exc:
-            self._metrics.inference_errors.inc()
-            log.warning("inference read failed (%s); retrying", exc)
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-            if not final:
-                self.sleep(_ERROR_PAUSE_S)
+    def read_failed(self) -> None:
+        self._metrics.inference_errors.inc()
 
     def run_pass(self, conn: sqlite3.Connection) -> bool:
         """Score up to one chunk of newly committed telemetry; True when more is waiting."""
