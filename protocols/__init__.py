@@ -49,6 +49,8 @@ from protocols.model_update import (
     SignedKeyRotation,
     SignedRelease,
     TaskReport,
+    release_version,
+    supports_task,
 )
 from protocols.stock import StockDiscrepancy, StockPosition, discrepancy_record_id, stock_record_id
 from protocols.sync import (
@@ -157,5 +159,7 @@ __all__ = [
     "own_record_id",
     "parse_topic",
     "record_id",
+    "release_version",
     "stock_record_id",
+    "supports_task",
 ]

@@ -26,8 +26,27 @@ from pydantic import Field, model_validator
 
 from protocols.messages import Frozen, Ident, TsMs
 
-ModelTask = Literal["anomaly", "demand"]
-MODEL_TASKS: Final[tuple[str, ...]] = ("anomaly", "demand")
+ModelTask = Literal["anomaly", "demand", "device_anomaly"]
+MODEL_TASKS: Final[tuple[str, ...]] = ("anomaly", "demand", "device_anomaly")
+#: Tasks added after the first release of the update protocol, with the first version of each
+#: contract that may carry them: an agent of an earlier release refuses them (its ``task`` and
+#: ``v`` are literals), so the cloud sends them only to agents whose model_report is at least
+#: ``REPORT_V_FOR_NEW_TASKS`` (:func:`supports_task`); everything else stays at the old version.
+RELEASE_V: Final[dict[str, int]] = {"anomaly": 1, "demand": 1, "device_anomaly": 2}
+DESIRED_V_FOR_NEW_TASKS: Final = 2
+REPORT_V_FOR_NEW_TASKS: Final = 3
+
+
+def release_version(task: str) -> int:
+    """The ``v`` a release of ``task`` is signed as (the oldest that carries the task)."""
+    return RELEASE_V[task]
+
+
+def supports_task(report_v: int | None, task: str) -> bool:
+    """Whether an agent whose latest model_report had version ``report_v`` understands ``task``."""
+    if RELEASE_V.get(task, 1) == 1:
+        return True
+    return report_v is not None and report_v >= REPORT_V_FOR_NEW_TASKS
 KeyId = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="sha256 (hex) of the raw public key")]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Version = Annotated[int, Field(ge=1, le=2**53 - 1)]
@@ -75,7 +94,9 @@ class ModelRelease(Frozen):
     """The signed part of a release document."""
 
     schema_: Literal["edgehouse.model_release"] = Field("edgehouse.model_release", alias="schema")
-    v: Literal[1] = 1
+    #: v2 adds the task ``device_anomaly`` (whose releases are v2); anomaly and demand releases
+    #: stay v1, so agents of the previous release keep accepting them.
+    v: Literal[1, 2] = 2
     task: ModelTask
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
     metadata_version: Version
@@ -90,6 +111,8 @@ class ModelRelease(Frozen):
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelRelease:
+        if self.v < RELEASE_V[self.task]:
+            raise ValueError(f"task {self.task} needs model_release v{RELEASE_V[self.task]}")
         if self.expires_ts <= self.created_ts:
             raise ValueError("expires_ts must be after created_ts")
         m = self.manifest
@@ -148,11 +171,20 @@ class DesiredModel(Frozen):
 
 class DesiredModels(Frozen):
     schema_: Literal["edgehouse.desired_models"] = Field("edgehouse.desired_models", alias="schema")
-    v: Literal[1] = 1
+    #: v2 may carry ``device_anomaly`` models; the cloud sends v1 (without them) to agents that
+    #: do not report supporting it (:func:`supports_task`).
+    v: Literal[1, 2] = 2
     gateway_id: Ident
     generated_ts: TsMs
     models: Annotated[tuple[DesiredModel, ...], Field(max_length=4)] = ()
     key_rotations: Annotated[tuple[SignedKeyRotation, ...], Field(max_length=32)] = ()
+
+    @model_validator(mode="after")
+    def _tasks_of_version(self) -> DesiredModels:
+        for m in self.models:
+            if self.v < DESIRED_V_FOR_NEW_TASKS and RELEASE_V[m.task] > 1:
+                raise ValueError(f"task {m.task} needs desired_models v{DESIRED_V_FOR_NEW_TASKS}")
+        return self
 
 
 class ModelStats(Frozen):
@@ -169,6 +201,12 @@ class ModelStats(Frozen):
     #: Sum over forecast days that have actuals of |P50 - actual| and of actual (WAPE = ratio).
     forecast_abs_error: Annotated[float, Field(ge=0)] = 0.0
     forecast_actual_units: Annotated[float, Field(ge=0)] = 0.0
+    #: (model_report v3) Distinct devices the model scored, and device-days observed (devices x
+    #: days since ``since_ts``): device alerts per device-day gate the device model.
+    devices: Annotated[int, Field(ge=0)] = 0
+    device_days: Annotated[float, Field(ge=0)] = 0.0
+    #: (model_report v3) Readings/messages the model failed on (runtime errors, unreadable input).
+    errors: Annotated[int, Field(ge=0)] = 0
 
 
 TaskState = Literal["none", "running", "downloading", "shadow", "rejected"]
@@ -210,13 +248,22 @@ class GatewayHealth(Frozen):
 
 
 class ModelReport(Frozen):
-    """A gateway's report. v2 adds ``gateway`` (its health); the cloud takes v1 and v2 (deploy it first)."""
+    """A gateway's report. v2 adds ``gateway`` (its health); v3 the task ``device_anomaly`` and the
+    stats ``devices``, ``device_days``, ``errors`` (an agent reporting v3 understands desired_models
+    v2 and model_release v2). The cloud takes v1, v2 and v3 (deploy it first)."""
 
     schema_: Literal["edgehouse.model_report"] = Field("edgehouse.model_report", alias="schema")
-    v: Literal[1, 2] = 2
+    v: Literal[1, 2, 3] = 3
     gateway_id: Ident
     ts: TsMs
     agent_version: Annotated[str, Field(min_length=1, max_length=32)]
     trusted_keyids: Annotated[tuple[KeyId, ...], Field(max_length=32)] = ()
     tasks: Annotated[tuple[TaskReport, ...], Field(max_length=4)] = ()
     gateway: GatewayHealth | None = None
+
+    @model_validator(mode="after")
+    def _tasks_of_version(self) -> ModelReport:
+        for t in self.tasks:
+            if self.v < REPORT_V_FOR_NEW_TASKS and RELEASE_V[t.task] > 1:
+                raise ValueError(f"task {t.task} needs model_report v{REPORT_V_FOR_NEW_TASKS}")
+        return self
