@@ -101,6 +101,7 @@ class Agent:
             self.store,
             self.metrics,
             self.output.emit,
+            installed=slot_start(install_state, "device_anomaly"),
         )
         self.forecaster = ForecastWorker(
             config.models,
@@ -113,7 +114,7 @@ class Agent:
         )
         self.updater = ModelUpdater(
             config,
-            {"anomaly": self.inference, "demand": self.forecaster},
+            {"anomaly": self.inference, "demand": self.forecaster, "device_anomaly": self.device_scoring},
             self.metrics,
             state_file,
             install_state,

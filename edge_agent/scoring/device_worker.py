@@ -15,11 +15,12 @@ than ``queue_size`` messages behind, the oldest are skipped and counted. A model
 load leaves the agent running without device scoring (``edgehouse_agent_model_loaded{task=
 "device_anomaly"} 0``, the reason in ``error``).
 
-It is built as a :class:`~edge_agent.updates.slot.ModelWorker` like the other two model workers
-(installed, previous, then the configured or shipped model; shadow runs; swaps made by the
-scoring thread between two messages, the new model's devices warming up anew), but it is not yet
-handed to the model updater: the update protocol's task list (``protocols.ModelTask``) does not
-name ``device_anomaly`` yet, so signed device models cannot be released to a gateway.
+It is the ``device_anomaly`` :class:`~edge_agent.updates.slot.ModelSlot` of the model updater, a
+:class:`~edge_agent.scoring.reader.TelemetryReader` like the stream scorer: at start the installed
+model, the installed previous one, then the configured or shipped model; a signed release is
+loaded on the updater's thread and swapped in (or run in shadow) by the scoring thread between two
+messages, the new model's devices warming up anew; its statistics (messages, device alerts,
+devices and device-days, errors) go into the model report for the rollout gates.
 """
 
 from __future__ import annotations
@@ -27,28 +28,20 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edge_agent.clock import now_ms
-from edge_agent.config import ModelsConfig
-from edge_agent.metrics import AgentMetrics
 from edge_agent.scoring.device_alerts import DeviceAlertConfig, DeviceAlerts
 from edge_agent.scoring.reader import TelemetryReader
 from edge_agent.scoring.replay import CHUNK_ROWS
-from edge_agent.store import Store
-from edge_agent.store.db import READER_CACHE_KIB
-from edge_agent.store.telemetry import count_between, max_rowid, rows_after, warmup_start
-from edge_agent.updates.slot import ModelInfo, Shadow, SlotStart, Swap, load_slot_model
+from edge_agent.store.telemetry import max_rowid, rows_after
+from edge_agent.updates.slot import ModelInfo, Shadow, load_slot_model
 from edge_agent.updates.stats import StatsCounter
 from protocols import AlertPayload
 
 if TYPE_CHECKING:
-    from edge_agent.ingest_batch import BatchResult
     from models.device_anomaly import DeviceScorer
 
 log = logging.getLogger(__name__)
@@ -69,12 +62,6 @@ class _DeviceShadow(Shadow[_DeviceModel]):
     alerts: DeviceAlerts
 
 
-@dataclass(slots=True)
-class _Pending:
-    swap: Swap[_DeviceModel]
-    done: threading.Event = field(default_factory=threading.Event)
-
-
 class DeviceScoringWorker(TelemetryReader[_DeviceModel, _DeviceShadow]):
     """Owns the device scorer and its thread: :meth:`start` / :meth:`stop`; :meth:`notify` after commits."""
 
@@ -83,23 +70,10 @@ class DeviceScoringWorker(TelemetryReader[_DeviceModel, _DeviceShadow]):
     work = "device scoring"
     reading = "device scoring read"
 
-    def __init__(
-        self,
-        config: ModelsConfig,
-        gateway_id: str,
-        store: Store,
-        metrics: AgentMetrics,
-        emit: Callable[[AlertPayload], bool],
-        installed: SlotStart | None = None,
-        clock_ms: Callable[[], int] = now_ms,
-    ) -> None:
-        super().__init__(config, gateway_id, store, metrics, emit, config.device_model, installed, clock_ms)
-        self._alerts: DeviceAlerts | None = None
-        self._pending: _Pending | None = None
-        self._swap_lock = threading.Lock()
-        self._cursor = 0
-        self._live_from = 0
-        self.scored = 0
+    model_option = "device_model"
+    _alerts: DeviceAlerts | None = None
+    #: Messages scored jointly (for tests and status).
+    scored = 0
 
     @property
     def enabled(self) -> bool:
@@ -108,11 +82,6 @@ class DeviceScoringWorker(TelemetryReader[_DeviceModel, _DeviceShadow]):
     @property
     def alerts(self) -> DeviceAlerts | None:
         return self._alerts
-
-    def on_stored(self, result: BatchResult) -> None:
-        """An ingest batch committed (ingest thread): wake up when it stored telemetry."""
-        if result.stored["telemetry"]:
-            self.notify()
 
     # ----------------------------------------------------------------- models
 
@@ -144,42 +113,6 @@ class DeviceScoringWorker(TelemetryReader[_DeviceModel, _DeviceShadow]):
         alerts = DeviceAlerts(self._gateway_id, self._alert_config(model), model.info.version)
         return _DeviceShadow(model, stats, baseline, alerts)
 
-    def shadow_model(self) -> ModelInfo | None:
-        pending = self._pending
-        if pending is not None and pending.swap.kind == "shadow" and pending.swap.model is not None:
-            return pending.swap.model.info
-        return super().shadow_model()
-
-    def _submit(self, swap: Swap[_DeviceModel], timeout_s: float) -> bool:
-        """Hand the swap to the scoring thread, which makes it between two messages."""
-        pending = _Pending(swap)
-        with self._swap_lock:
-            self._pending = pending
-        self.notify()
-        return pending.done.wait(timeout_s)
-
-    def _apply_pending(self) -> None:
-        with self._swap_lock:
-            pending, self._pending = self._pending, None
-        if pending is None:
-            return
-        try:
-            with self._lock:
-                self._apply(pending.swap)
-        finally:
-            pending.done.set()
-
-    # ----------------------------------------------------------------- lifecycle
-
-    def _launch(self) -> None:
-        conn = self._store.connect(cache_kib=READER_CACHE_KIB)
-        try:
-            self._live_from = max_rowid(conn)
-            self._cursor = warmup_start(conn, self._config.warmup_messages)
-        finally:
-            conn.close()
-        super()._launch()
-
     def read_failed(self) -> None:
         self._metrics.device_errors.inc()
 
@@ -188,20 +121,15 @@ class DeviceScoringWorker(TelemetryReader[_DeviceModel, _DeviceShadow]):
     def run_pass(self, conn: sqlite3.Connection) -> bool:
         """Score up to one chunk of newly committed telemetry; True when more is waiting."""
         if self._pending is not None:
-            self._apply_pending()
+            self._apply_pending(conn)
         if self._active is None or self._alerts is None:
             return False
         newest = max_rowid(conn)
-        if self._cursor >= self._live_from and newest - self._cursor > self._config.queue_size:
-            skip_to = newest - self._config.queue_size
-            skipped = count_between(conn, self._cursor, skip_to)
-            self._metrics.device_dropped.inc(skipped)
-            log.warning("device scoring %d messages behind: skipped the oldest %d", newest - self._cursor, skipped)
-            self._cursor = skip_to
+        self._metrics.device_dropped.inc(self._skip_behind(conn, newest))
         rows = rows_after(conn, self._cursor, CHUNK_ROWS)
         for rowid, device_id, ts, readings_json in rows:
             if self._pending is not None:  # a model swap: here, between two messages
-                self._apply_pending()
+                self._apply_pending(conn)
             self._cursor = rowid
             self.score_row(device_id, int(ts), readings_json, mute=rowid <= self._live_from)
             time.sleep(0)  # hand the GIL over to ingest after every message
@@ -224,6 +152,8 @@ class DeviceScoringWorker(TelemetryReader[_DeviceModel, _DeviceShadow]):
             result = scorer.score(device_id, values)
         except Exception as exc:  # noqa: BLE001 (one bad message must not stop scoring)
             m.device_errors.inc()
+            if self._stats is not None and not mute:
+                self._stats.errors += 1
             log.warning("device scoring of %s at %d failed: %s", device_id, ts, exc)
             return None
         if result is None:
@@ -242,6 +172,7 @@ class DeviceScoringWorker(TelemetryReader[_DeviceModel, _DeviceShadow]):
             return None
         stats = self._stats
         if stats is not None and warm:
+            stats.observe_device(device_id, ts)
             stats.readings += 1
             stats.alerts_raised += raised
             stats.alert_readings += int(result.alert)
@@ -279,6 +210,8 @@ class DeviceScoringWorker(TelemetryReader[_DeviceModel, _DeviceShadow]):
         alert = shadow.alerts.observe(device_id, ts, result)
         if mute or not shadow.model.scorer.is_warm(device_id):
             return
+        shadow.stats.observe_device(device_id, ts)
+        shadow.baseline.observe_device(device_id, ts)
         shadow.stats.readings += 1
         shadow.stats.alerts_raised += int(alert is not None and alert.state == "raised")
         shadow.stats.alert_readings += int(result.alert)

@@ -1,8 +1,15 @@
-"""The scoring workers' read loop over the store (the stream and the device scorer share it).
+"""What the stream and the device scorer share: the read loop over the store and the model swap hand-off.
 
 A :class:`TelemetryReader` is a :class:`~edge_agent.updates.slot.ModelWorker` that scores what ingest committed:
-one reader connection, opened on first use, reopened after a read error (counted, logged, a pause), closed when the
-thread ends; each wake runs passes until nothing is waiting, and the stop runs a final drain.
+
+* one reader connection, opened on first use, reopened after a read error (counted, logged, a pause), closed when
+  the thread ends; each wake runs passes until nothing is waiting, and the stop runs a final drain;
+* a cursor over telemetry ``rowid``: at start it begins ``warmup_messages`` before the newest stored row (those
+  rows are scored to warm the model up, never alerted on: :attr:`_live_from`), and more than ``queue_size`` rows
+  behind, the oldest are skipped and counted (:meth:`_skip_behind`);
+* the swap hand-off: the updater's thread hands a prepared model over (:meth:`_submit`) and waits; the scoring
+  thread makes the swap between two rows (:meth:`_apply_pending`), after :meth:`_catch_up` (the stream scorer
+  replays the rows it scored while the new model warmed up). The longest pause is a metric per task.
 """
 
 from __future__ import annotations
@@ -10,11 +17,22 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
-from collections.abc import Iterator
-from typing import ClassVar
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Generic
 
+from edge_agent.clock import now_ms
+from edge_agent.config import ModelsConfig
+from edge_agent.metrics import AgentMetrics
+from edge_agent.store import Store
 from edge_agent.store.db import READER_CACHE_KIB
-from edge_agent.updates.slot import M, ModelWorker, S
+from edge_agent.store.telemetry import count_between, max_rowid, warmup_start
+from edge_agent.updates.slot import M, ModelInfo, ModelWorker, S, SlotStart, Swap
+
+if TYPE_CHECKING:
+    from edge_agent.ingest_batch import BatchResult
 
 log = logging.getLogger(__name__)
 
@@ -24,12 +42,50 @@ IDLE_POLL_S = 1.0
 ERROR_PAUSE_S = 1.0
 
 
+@dataclass(slots=True)
+class Pending(Generic[M]):
+    """A swap for the scoring thread to make at its next row boundary."""
+
+    swap: Swap[M]
+    done: threading.Event = field(default_factory=threading.Event)
+
+
 class TelemetryReader(ModelWorker[None, M, S]):
     """Subclasses score in :meth:`run_pass` and count their read errors in :meth:`read_failed`."""
 
     #: What a read error is called in the log ("inference read", "device scoring read").
     reading: ClassVar[str]
+    #: The ``ModelsConfig`` field naming the configured model file ("anomaly_model", "device_model").
+    model_option: ClassVar[str]
     _conn: sqlite3.Connection | None = None
+
+    def __init__(
+        self,
+        config: ModelsConfig,
+        gateway_id: str,
+        store: Store,
+        metrics: AgentMetrics,
+        emit: Callable[[Any], bool],
+        installed: SlotStart | None = None,
+        clock_ms: Callable[[], int] = now_ms,
+    ) -> None:
+        configured = getattr(config, self.model_option)
+        super().__init__(config, gateway_id, store, metrics, emit, configured, installed, clock_ms)
+        self._pending: Pending[M] | None = None
+        self._swap_lock = threading.Lock()
+        #: Longest swap the scoring thread made between two rows (seconds).
+        self.max_swap_pause_s = 0.0
+        #: The last telemetry row scored (or skipped).
+        self._cursor = 0
+        #: Rows up to here were stored before start: scored to warm the model up, never alerted on.
+        self._live_from = 0
+
+    def on_stored(self, result: BatchResult) -> None:
+        """An ingest batch committed (on the ingest thread): wake up when it stored telemetry."""
+        if result.stored["telemetry"]:
+            self.notify()
+
+    # ----------------------------------------------------------------- what a scorer writes
 
     def run_pass(self, conn: sqlite3.Connection) -> bool:
         """Score up to one chunk of newly committed telemetry; True when more is waiting."""
@@ -38,6 +94,68 @@ class TelemetryReader(ModelWorker[None, M, S]):
     def read_failed(self) -> None:
         """Count one failed read in the worker's metric."""
         raise NotImplementedError
+
+    def _catch_up(self, conn: sqlite3.Connection, model: M) -> None:
+        """Before ``model`` becomes active or shadow: bring it up to the cursor (default: nothing)."""
+
+    # ----------------------------------------------------------------- the swap hand-off
+
+    def shadow_model(self) -> ModelInfo | None:
+        pending = self._pending
+        if pending is not None and pending.swap.kind == "shadow" and pending.swap.model is not None:
+            return pending.swap.model.info
+        return super().shadow_model()
+
+    def _submit(self, swap: Swap[M], timeout_s: float) -> bool:
+        """Hand the swap to the scoring thread, which makes it between two rows."""
+        pending = Pending(swap)
+        with self._swap_lock:
+            self._pending = pending
+        self.notify()
+        return pending.done.wait(timeout_s)
+
+    def _apply_pending(self, conn: sqlite3.Connection) -> None:
+        """Make the requested swap (scoring thread, between two rows)."""
+        with self._swap_lock:
+            pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        started = time.perf_counter()
+        try:
+            if pending.swap.model is not None:
+                self._catch_up(conn, pending.swap.model)
+            with self._lock:
+                self._apply(pending.swap)
+        finally:
+            pending.done.set()
+            self.max_swap_pause_s = max(self.max_swap_pause_s, time.perf_counter() - started)
+            self._metrics.model_swap_max_pause.labels(self.task).set(self.max_swap_pause_s)
+
+    # ----------------------------------------------------------------- the cursor
+
+    def _launch(self) -> None:
+        conn = self._store.connect(cache_kib=READER_CACHE_KIB)
+        try:
+            self._live_from = max_rowid(conn)
+            self._cursor = warmup_start(conn, self._config.warmup_messages)
+        finally:
+            conn.close()
+        if self._cursor < self._live_from:
+            log.info("%s: warming up on %d stored messages", self.work, self._live_from - self._cursor)
+        super()._launch()
+
+    def _skip_behind(self, conn: sqlite3.Connection, newest: int) -> int:
+        """Past the warm-up and more than ``queue_size`` rows behind: skip the oldest; how many were skipped."""
+        if self._cursor < self._live_from or newest - self._cursor <= self._config.queue_size:
+            return 0
+        skip_to = newest - self._config.queue_size
+        skipped = count_between(conn, self._cursor, skip_to)
+        if skipped:
+            log.warning("%s %d messages behind: skipped the oldest %d", self.work, newest - self._cursor, skipped)
+        self._cursor = skip_to
+        return skipped
+
+    # ----------------------------------------------------------------- the read loop
 
     @contextlib.contextmanager
     def session(self) -> Iterator[None]:

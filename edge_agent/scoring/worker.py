@@ -19,35 +19,25 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edge_agent.clock import now_ms
-from edge_agent.config import ModelsConfig
-from edge_agent.metrics import AgentMetrics
 from edge_agent.scoring.hysteresis import AlertHysteresis, HysteresisConfig
 from edge_agent.scoring.reader import TelemetryReader
 from edge_agent.scoring.replay import CHUNK_ROWS, replay, warm_up
-from edge_agent.store import Store
 from edge_agent.store.db import READER_CACHE_KIB
 from edge_agent.store.telemetry import (
     Reading,
-    count_between,
     max_rowid,
     readings_of,
     rows_after,
-    warmup_start,
 )
-from edge_agent.updates.slot import ModelInfo, Shadow, SlotStart, Swap, load_slot_model
+from edge_agent.updates.slot import ModelInfo, Shadow, load_slot_model
 from edge_agent.updates.stats import StatsCounter
-from protocols import AlertPayload
 
 if TYPE_CHECKING:
-    from edge_agent.ingest_batch import BatchResult
     from models.anomaly import AnomalyScorer
 
 log = logging.getLogger(__name__)
@@ -71,14 +61,6 @@ class _Shadow(Shadow[_Scoring]):
     alerts: AlertHysteresis
 
 
-@dataclass(slots=True)
-class _Pending:
-    """A swap for the scoring thread to make at its next row boundary."""
-
-    swap: Swap[_Scoring]
-    done: threading.Event = field(default_factory=threading.Event)
-
-
 class InferenceWorker(TelemetryReader[_Scoring, _Shadow]):
     """Owns the anomaly scorer and its thread. :meth:`start` / :meth:`stop`; :meth:`notify` after commits.
 
@@ -92,35 +74,12 @@ class InferenceWorker(TelemetryReader[_Scoring, _Shadow]):
     task = "anomaly"
     work = "anomaly scoring"
     reading = "inference read"
-
-    def __init__(
-        self,
-        config: ModelsConfig,
-        gateway_id: str,
-        store: Store,
-        metrics: AgentMetrics,
-        emit: Callable[[AlertPayload], bool],
-        installed: SlotStart | None = None,
-        clock_ms: Callable[[], int] = now_ms,
-    ) -> None:
-        super().__init__(config, gateway_id, store, metrics, emit, config.anomaly_model, installed, clock_ms)
-        self._alerts: AlertHysteresis | None = None
-        self._pending: _Pending | None = None
-        self._swap_lock = threading.Lock()
-        #: Longest swap the scoring thread made between two rows (seconds).
-        self.max_swap_pause_s = 0.0
-        self._cursor = 0
-        #: Rows up to here were stored before start: scored to warm the streams up, never alerted on.
-        self._live_from = 0
+    model_option = "anomaly_model"
+    _alerts: AlertHysteresis | None = None
 
     @property
     def enabled(self) -> bool:
         return self._config.enabled
-
-    def on_stored(self, result: BatchResult) -> None:
-        """An ingest batch committed (on the ingest thread): wake up when it stored telemetry."""
-        if result.stored["telemetry"]:
-            self.notify()
 
     @property
     def threshold(self) -> float | None:
@@ -168,12 +127,6 @@ class InferenceWorker(TelemetryReader[_Scoring, _Shadow]):
 
     # ----------------------------------------------------------------- the model slot (updater thread)
 
-    def shadow_model(self) -> ModelInfo | None:
-        pending = self._pending
-        if pending is not None and pending.swap.kind == "shadow" and pending.swap.model is not None:
-            return pending.swap.model.info
-        return super().shadow_model()
-
     def prepare(self, info: ModelInfo) -> _Scoring:
         """Load ``info`` and warm its streams up on the stored rows the running model has seen."""
         scoring = self._load(info)
@@ -189,45 +142,12 @@ class InferenceWorker(TelemetryReader[_Scoring, _Shadow]):
             log.info("anomaly model v%d warmed up on %d stored readings", info.version, n)
         return scoring
 
-    def _submit(self, swap: Swap[_Scoring], timeout_s: float) -> bool:
-        """Hand the swap to the scoring thread, which makes it between two rows."""
-        pending = _Pending(swap)
-        with self._swap_lock:
-            self._pending = pending
-        self.notify()
-        return pending.done.wait(timeout_s)
-
-    def _apply_pending(self, conn: sqlite3.Connection) -> None:
-        """Make the requested swap (scoring thread, between two rows)."""
-        with self._swap_lock:
-            pending, self._pending = self._pending, None
-        if pending is None:
-            return
-        started = time.perf_counter()
-        try:
-            model = pending.swap.model
-            if model is not None and model.warmed_to < self._cursor:
-                # Rows the running model scored while the new one was warming up.
-                replay(conn, model.scorer, model.warmed_to, self._cursor)
-            with self._lock:
-                self._apply(pending.swap)
-        finally:
-            pending.done.set()
-            self.max_swap_pause_s = max(self.max_swap_pause_s, time.perf_counter() - started)
-            self._metrics.model_swap_max_pause.labels("anomaly").set(self.max_swap_pause_s)
+    def _catch_up(self, conn: sqlite3.Connection, model: _Scoring) -> None:
+        """Replay the rows the running model scored while ``model`` was warming up."""
+        if model.warmed_to < self._cursor:
+            replay(conn, model.scorer, model.warmed_to, self._cursor)
 
     # ----------------------------------------------------------------- the thread
-
-    def _launch(self) -> None:
-        conn = self._store.connect(cache_kib=READER_CACHE_KIB)
-        try:
-            self._live_from = max_rowid(conn)
-            self._cursor = warmup_start(conn, self._config.warmup_messages)
-        finally:
-            conn.close()
-        if self._cursor < self._live_from:
-            log.info("anomaly scoring: warming up on %d stored messages", self._live_from - self._cursor)
-        super()._launch()
 
     def read_failed(self) -> None:
         self._metrics.inference_errors.inc()
@@ -240,18 +160,7 @@ class InferenceWorker(TelemetryReader[_Scoring, _Shadow]):
         if self._active is None or self._alerts is None:
             return False
         newest = max_rowid(conn)
-        warming = self._cursor < self._live_from
-        if not warming and newest - self._cursor > self._config.queue_size:
-            skip_to = newest - self._config.queue_size
-            skipped = count_between(conn, self._cursor, skip_to)
-            if skipped:
-                m.inference_dropped.inc(skipped)
-                log.warning(
-                    "anomaly scoring %d messages behind: skipped the oldest %d",
-                    newest - self._cursor,
-                    skipped,
-                )
-            self._cursor = skip_to
+        m.inference_dropped.inc(self._skip_behind(conn, newest))
         rows = rows_after(conn, self._cursor, CHUNK_ROWS)
         for rowid, device_id, ts, readings_json in rows:
             if self._pending is not None:  # a model swap: here, between two rows
@@ -281,6 +190,8 @@ class InferenceWorker(TelemetryReader[_Scoring, _Shadow]):
             result = active.scorer.score(key, reading.ts, reading.value)
         except Exception as exc:  # noqa: BLE001 (one bad reading must not stop scoring)
             m.inference_errors.inc()
+            if self._stats is not None:
+                self._stats.errors += 1
             log.warning("scoring %s/%s at %d failed: %s", reading.device_id, reading.metric, reading.ts, exc)
             return
         m.inference_score_seconds.observe(time.perf_counter() - started)

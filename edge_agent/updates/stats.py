@@ -7,9 +7,14 @@ the same models goes on counting (a rollout gate does not start over).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Final
 
 from protocols import ModelStats
+
+DAY_MS: Final = 86_400_000
+#: A device silent for longer than this is not "observed" over the gap (offline, switched off).
+MAX_GAP_MS: Final = 3_600_000
 
 
 @dataclass(slots=True)
@@ -24,6 +29,24 @@ class StatsCounter:
     forecasts: int = 0
     forecast_abs_error: float = 0.0
     forecast_actual_units: float = 0.0
+    #: Devices scored (device model) and the device-time observed, in days of message time.
+    devices: int = 0
+    device_days: float = 0.0
+    errors: int = 0
+    #: Last message time per device seen by this counter (not persisted; bounded by the scorer's devices).
+    _last_ts: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def observe_device(self, device_id: str, ts: int) -> None:
+        """One scored message of ``device_id`` at ``ts`` (ms): counts the device and the time since
+        its previous message (gaps over ``MAX_GAP_MS`` count nothing)."""
+        last = self._last_ts.get(device_id)
+        if last is None and len(self._last_ts) >= 100_000:
+            self._last_ts.clear()  # bounded: the count is kept, the gaps restart
+        if last is not None and 0 < ts - last <= MAX_GAP_MS:
+            self.device_days += (ts - last) / DAY_MS
+        self._last_ts[device_id] = ts if last is None else max(last, ts)
+        # Resumed after a restart, the saved count stands until more devices than that are seen.
+        self.devices = max(self.devices, len(self._last_ts))
 
     @classmethod
     def resume(cls, version: int, now_ms: int, saved: ModelStats | None) -> StatsCounter:
@@ -40,6 +63,9 @@ class StatsCounter:
             forecasts=saved.forecasts,
             forecast_abs_error=saved.forecast_abs_error,
             forecast_actual_units=saved.forecast_actual_units,
+            devices=saved.devices,
+            device_days=saved.device_days,
+            errors=saved.errors,
         )
 
     def snapshot(self) -> ModelStats:
@@ -52,6 +78,9 @@ class StatsCounter:
             forecasts=self.forecasts,
             forecast_abs_error=round(self.forecast_abs_error, 6),
             forecast_actual_units=round(self.forecast_actual_units, 6),
+            devices=self.devices,
+            device_days=round(self.device_days, 6),
+            errors=self.errors,
         )
 
 

@@ -145,7 +145,8 @@ def _size(shape: tuple[int, ...]) -> int:
 
 
 def check_compatible(manifest: ModelManifest) -> None:
-    """The tensor specs fit this agent's feature code (anomaly: n_inputs -> 2; demand: n_inputs -> 3 x horizon)."""
+    """The tensor specs fit this agent's feature code (anomaly: n_inputs -> 2; demand: n_inputs -> 3 x horizon;
+    device_anomaly: MAX_CHANNELS x N_FEATURES -> MAX_CHANNELS)."""
     if len(manifest.inputs) != 1 or len(manifest.outputs) != 1:
         raise Rejected(
             "incompatible",
@@ -162,6 +163,11 @@ def check_compatible(manifest: ModelManifest) -> None:
         if feats is None:
             raise Rejected("incompatible", "anomaly manifest without sensor_features")
         want_in, want_out = feats.n_inputs, 2
+    elif manifest.task == "device_anomaly":
+        # The device forecaster's fixed layout (models.device_features; numpy only once a release is checked).
+        from models.device_features import MAX_CHANNELS, N_FEATURES
+
+        want_in, want_out = MAX_CHANNELS * N_FEATURES, MAX_CHANNELS
     else:
         dfeats = manifest.demand_features
         if dfeats is None:

@@ -111,7 +111,8 @@ def test_signed_release_installs_swaps_and_reports(
     report = next(r for r in model_cloud.reports if r.tasks[0].current_version == 2)
     anomaly = next(t for t in report.tasks if t.task == "anomaly")
     assert anomaly.previous_version == 1 and anomaly.current_metadata_version == 2 and anomaly.rollout_id == 7
-    assert {t.task for t in report.tasks} == {"anomaly", "demand"} and report.trusted_keyids == (
+    assert report.v == 3  # v3: this agent understands device_anomaly (desired_models v2)
+    assert {t.task for t in report.tasks} == {"anomaly", "demand", "device_anomaly"} and report.trusted_keyids == (
         signer.keyid,
     )
     assert all(a == "Bearer gw-token" for a in model_cloud.auth)
