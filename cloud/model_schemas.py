@@ -104,12 +104,18 @@ class Gates(_Request):
     min_excess_alerts: Annotated[int, Field(ge=0, le=MAX_API_INT)] = 5
     max_wape_ratio: Annotated[float, Field(gt=0)] = 1.1
     min_actual_units: Annotated[float, Field(ge=0)] = 50.0
+    #: device_anomaly: the gate waits for this many device-days (devices x days of their messages)
+    #: on each side, then bounds device alerts per device-day (ratio to the baseline, and
+    #: optionally an absolute budget) and the share of messages the model failed on.
+    min_device_days: Annotated[float, Field(ge=0)] = 1.0
+    max_device_alerts_per_day: Annotated[float, Field(gt=0)] | None = None
+    max_error_rate: Annotated[float, Field(ge=0, le=1)] = 0.01
     min_stage_duration_s: Annotated[float, Field(ge=0)] = 60.0
     stage_timeout_s: Annotated[float, Field(gt=0)] = 3600.0
 
 
 class RolloutCreate(_Request):
-    task: Literal["anomaly", "demand"]
+    task: Literal["anomaly", "demand", "device_anomaly"]
     model_version: Annotated[int, Field(ge=1, le=MAX_API_INT)]
     scope: ScopeStr | None = Field(None, description="default: the model version's scope")
     group: GroupStr | None = Field(None, description="only gateways of this group (default: every gateway)")

@@ -27,7 +27,7 @@ from protocols.model_update import ModelTask
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"])
 _ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 422)}
-TaskPath = Annotated[ModelTask, Path(description="anomaly or demand")]
+TaskPath = Annotated[ModelTask, Path(description="anomaly, demand or device_anomaly")]
 VersionPath = Annotated[int, Path(ge=1, le=2**53 - 1)]
 
 

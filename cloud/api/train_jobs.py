@@ -24,7 +24,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code 
 
 class TrainRequest(_Request):
 
-    task: Literal["anomaly", "demand"]
+    task: Literal["anomaly", "demand", "device_anomaly"]
     scope: Annotated[
         str, Field(pattern=r"^(fleet|site:[A-Za-z0-9][A-Za-z0-9_.:-]{0,63})$", description='"fleet" or "site:<site>"')
     ] = "fleet"
@@ -51,7 +51,7 @@ def start_training(body: TrainRequest, admin: AdminDep, engine: EngineDep, setti
 def list_jobs(
     _admin: AdminDep,
     engine: EngineDep,
-    task: Literal["anomaly", "demand"] | None = None,
+    task: Literal["anomaly", "demand", "device_anomaly"] | None = None,
     state: Annotated[JobState | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[TrainJobOut]:

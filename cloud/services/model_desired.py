@@ -9,6 +9,11 @@ rotation goes to every gateway.
 
 The ETag is the sha256 of the canonical JSON of the document without ``generated_ts``, so it
 changes exactly when what the gateway must do changes.
+
+Fleets mix agent releases: a task added after the first release of the protocol
+(``device_anomaly``) is offered only to a gateway whose latest model report is v3 or later
+(``protocols.supports_task``), in a desired_models v2 document; every other gateway gets v1
+without it, a document its agent accepts.
 """
 
 from __future__ import annotations
@@ -28,12 +33,15 @@ from cloud.services.model_signing import parse_release, rotations
 from cloud.services.rollout_transitions import OPEN_STATES
 from protocols.model_update import (
     ARTIFACT_PATH,
+    DESIRED_V_FOR_NEW_TASKS,
     MODEL_TASKS,
+    REPORT_V_FOR_NEW_TASKS,
     DesiredModel,
     DesiredModels,
     ModelReport,
     SignedRelease,
     TaskReport,
+    supports_task,
 )
 
 MAX_ROTATIONS: Final = 32
@@ -68,10 +76,24 @@ def desired_models(engine: Engine, gateway_id: str) -> DesiredModels:
         gw = repo.get_gateway(conn, gateway_id)
         if gw is None:
             raise NotFound(f"gateway {gateway_id!r} is not registered", "gateway_id")
-        models = [m for task in MODEL_TASKS if (m := _task_model(conn, gateway_id, gw.site, task)) is not None]
+        report_v = report_versions(conn, [gateway_id]).get(gateway_id)
+        tasks = [t for t in MODEL_TASKS if supports_task(report_v, t)]
+        models = [m for task in tasks if (m := _task_model(conn, gateway_id, gw.site, task)) is not None]
         keys = rotations(conn)[-MAX_ROTATIONS:]
-    return DesiredModels(gateway_id=gateway_id, generated_ts=now_ms(), models=tuple(models),
+    v = DESIRED_V_FOR_NEW_TASKS if report_v is not None and report_v >= REPORT_V_FOR_NEW_TASKS else 1
+    return DesiredModels(v=v, gateway_id=gateway_id, generated_ts=now_ms(), models=tuple(models),
                          key_rotations=tuple(keys))
+
+
+def report_versions(conn: Connection, gateway_ids: list[str]) -> dict[str, int]:
+    """The ``v`` of each gateway's latest model report (gateways that never reported are absent)."""
+    if not gateway_ids:
+        return {}
+    out: dict[str, int] = {}
+    for gateway_id, document in model_repo.report_documents(conn, gateway_ids):
+        doc = document if isinstance(document, dict) else json.loads(document)
+        out[gateway_id] = int(doc.get("v", 1))
+    return out
 
 
 def etag(desired: DesiredModels) -> str:

@@ -26,7 +26,13 @@ from cloud.db.engine import reader
 from cloud.model_schemas import KeysOut, ReleaseOut, SigningRequestOut
 from cloud.services.errors import BadRequest, Conflict, NotFound
 from cloud.settings import CloudSettings
-from protocols.model_update import ArtifactRef, ModelRelease, SignedKeyRotation, SignedRelease
+from protocols.model_update import (
+    ArtifactRef,
+    ModelRelease,
+    SignedKeyRotation,
+    SignedRelease,
+    release_version,
+)
 from protocols.signing import SignatureError, Signer, check_rotation, rotate_trust, trusted_map, verify
 
 log = logging.getLogger(__name__)
@@ -131,7 +137,7 @@ def build_release(version_row: Row[Any], metadata_version: int, rollback: bool, 
         task=version_row.task, name=name, metadata_version=metadata_version,
         model_version=version_row.model_version, created_ts=now, expires_ts=now + ttl_ms,
         artifact=ArtifactRef(sha256=version_row.sha256, length=version_row.size_bytes),
-        rollback=rollback, manifest=manifest,
+        rollback=rollback, manifest=manifest, v=release_version(version_row.task),
     )
 
 

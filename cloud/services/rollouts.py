@@ -32,8 +32,9 @@ from cloud.model_schemas import (
 )
 from cloud.services import rollout_transitions as tr
 from cloud.services.errors import Conflict, NotFound
-from cloud.services.model_desired import rollout_mode, task_reports
+from cloud.services.model_desired import report_versions, rollout_mode, task_reports
 from cloud.services.model_signing import Keyring
+from protocols.model_update import supports_task
 
 
 def stage_sizes(n: int, canary_fraction: float, waves: list[float]) -> list[int]:
@@ -82,6 +83,12 @@ def create(engine: Engine, req: RolloutCreate, by: str) -> RolloutStatus:
         if not eligible:
             raise Conflict(f"no registered gateway in scope {scope}"
                            + (f" and group {req.group}" if req.group else ""), "group" if req.group else "scope")
+        # A task newer than some agents (device_anomaly): only gateways that report supporting it.
+        report_v = report_versions(conn, [g for g, _ in eligible])
+        eligible = [(g, site) for g, site in eligible if supports_task(report_v.get(g), req.task)]
+        if not eligible:
+            raise Conflict(f"no gateway in scope {scope} reports supporting {req.task} (model_report v3 "
+                           "or later: upgrade the agents first)", "task")
         params = {"canary_fraction": req.canary_fraction, "waves": req.waves, "shadow": req.shadow,
                   "gates": req.gates.model_dump()}
         rollout_id = rollout_repo.insert_rollout(conn, NewRollout(

@@ -8,7 +8,7 @@ from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-TrainTask = Literal["anomaly", "demand"]
+TrainTask = Literal["anomaly", "demand", "device_anomaly"]
 SPEC_FILE: Final = "spec.json"
 RESULT_FILE: Final = "result.json"
 #: Exit status of a worker that refused its job with a clear reason (e.g. not enough data).

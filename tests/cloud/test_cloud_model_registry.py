@@ -67,7 +67,8 @@ def _rollout(client: TestClient, task: str, version: int, **over: Any) -> dict[s
 def test_shipped_defaults_are_the_promoted_baselines(client: TestClient, engine: Engine) -> None:
     listing = client.get("/api/v1/models", headers=ADMIN).json()
     assert [(m["task"], m["model_version"], m["status"], m["created_by"]) for m in listing] == [
-        ("anomaly", 1, "promoted", "shipped-default"), ("demand", 1, "promoted", "shipped-default")]
+        ("anomaly", 1, "promoted", "shipped-default"), ("demand", 1, "promoted", "shipped-default"),
+        ("device_anomaly", 1, "promoted", "shipped-default")]
     detail = client.get("/api/v1/models/demand/versions/1", headers=ADMIN).json()
     shipped = read_manifest(default_model_path("demand").with_suffix(".json"))
     assert detail["sha256"] == shipped.sha256 and detail["baseline_of"] == ["fleet"]
