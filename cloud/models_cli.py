@@ -80,7 +80,7 @@ def main(
 @app.command("list")
 def list_models(
     ctx: typer.Context,
-    task: Annotated[str | None, typer.Option(help="anomaly or demand")] = None,
+    task: Annotated[str | None, typer.Option(help="anomaly, demand or device_anomaly")] = None,
     status: Annotated[str | None, typer.Option(help="candidate, promoted, rejected or retired")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
@@ -201,6 +201,10 @@ def rollout(
     max_alert_rate_ratio: Annotated[float, typer.Option(help="Candidate/baseline alert rate bound")] = 2.0,
     max_wape_ratio: Annotated[float, typer.Option(help="Candidate/baseline demand WAPE bound")] = 1.1,
     min_actual_units: Annotated[float, typer.Option(help="Actual units before the demand gate decides")] = 50.0,
+    min_device_days: Annotated[float, typer.Option(help="Device-days before the device_anomaly gate decides")] = 1.0,
+    max_device_alerts_per_day: Annotated[
+        float | None, typer.Option(help="Budget of device alerts per device-day (device_anomaly)")] = None,
+    max_error_rate: Annotated[float, typer.Option(help="Share of messages the model may fail on")] = 0.01,
     min_stage_duration: Annotated[float, typer.Option(help="Seconds each stage lasts at least")] = 60.0,
     stage_timeout: Annotated[float, typer.Option(help="Seconds before a stuck stage halts")] = 3600.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
@@ -210,7 +214,8 @@ def rollout(
             "waves": _waves(waves), "shadow": shadow,
             "gates": {"min_readings": min_readings, "max_alert_rate_ratio": max_alert_rate_ratio,
                       "max_wape_ratio": max_wape_ratio, "min_actual_units": min_actual_units,
-                      "min_stage_duration_s": min_stage_duration, "stage_timeout_s": stage_timeout}}
+                      "min_device_days": min_device_days, "max_device_alerts_per_day": max_device_alerts_per_day,
+                      "max_error_rate": max_error_rate, "min_stage_duration_s": min_stage_duration, "stage_timeout_s": stage_timeout}}
     st = _run(ctx, "POST", "/api/v1/rollouts", body=body)
     if as_json:
         _json(st)

@@ -33,9 +33,11 @@ from cloud.services.training_data import (
     ReadingSeries,
     day_start_ms,
     demand_panel,
+    device_runs,
     head_rows,
     parse_scope,
     reading_series,
+    split_runs,
     split_series,
 )
 from models.manifest import manifest_path_for, read_manifest
@@ -125,6 +127,58 @@ def run_anomaly(spec: TrainJobSpec, report: Report) -> TrainResult:
     )
 
 
+def run_device(spec: TrainJobSpec, report: Report) -> TrainResult:
+    """The device (multichannel) model on the scope's multichannel devices: each device's channels
+    joined per message, the last part of each run held back; candidate vs deployed on it."""
+    from models.training.device_retrain import DeviceRetrainConfig, retrain_device
+    from models.training.evaluate import evaluate_device
+    from models.training.retrain import quality_gate
+
+    site = parse_scope(spec.scope)
+    engine = build_engine(spec.database_url, pool_size=1)
+    try:
+        runs = device_runs(reading_series(engine, site, spec.data_from_ts, spec.data_to_ts))
+    finally:
+        engine.dispose()
+    report(0.02, f"read {len(runs)} multichannel devices, {sum(len(r) for r in runs)} messages of {spec.scope}")
+    splits = split_runs(runs, spec.holdout_fraction)
+    usable = [s for s in splits if len(s.train) >= spec.min_readings and len(s.holdout) >= spec.min_holdout_readings]
+    if len(usable) < spec.min_series:
+        longest = max((len(r) for r in runs), default=0)
+        raise NotEnoughData(
+            f"not enough data for a device_anomaly retrain of {spec.scope}: {len(usable)} of {len(runs)} "
+            f"multichannel devices (3 or more channels with varying values, reported in one message) have >= "
+            f"{spec.min_readings} messages before the hold-out (the last {spec.holdout_fraction:.0%} of their "
+            f"time span) and >= {spec.min_holdout_readings} in it; need {spec.min_series} (the longest run has "
+            f"{longest} messages)"
+        )
+    train = [s.train for s in usable]
+    data_from = min(r.span()[0] for r in train)
+    data_to = max(r.span()[1] for r in train)
+    cfg = DeviceRetrainConfig(seed=spec.seed, epochs=spec.epochs, synthetic_share=spec.synthetic_share,
+                              version=_next_version(spec))
+    fit = retrain_device(
+        cfg, [r.values for r in train], spec.deployed_model, spec.out_dir, _within(report, 0.05, 0.8),
+        parent_keras=spec.parent_keras, source=f"synced multichannel telemetry of {spec.scope}",
+        training_window=(_iso(data_from), _iso(data_to)),
+    )
+    report(0.82, f"evaluating candidate and deployed model on the held-back messages of {len(usable)} devices")
+    scores = evaluate_device(spec.out_dir / "device_anomaly.tflite", spec.deployed_model,
+                             [s.holdout.values for s in usable], [s.train.values for s in usable], cfg.warmup)
+    gate = quality_gate("device_anomaly", scores["candidate"], scores["deployed"], spec.gate_tolerance)
+    return TrainResult(
+        task="device_anomaly", scope=spec.scope, metrics=_flat(fit, scores), candidate=scores["candidate"],
+        deployed=scores["deployed"], gate_passed=gate.passed, gate_reason=gate.reason,
+        data_from_ts=data_from, data_to_ts=data_to,
+        holdout_from_ts=min(s.holdout.span()[0] for s in usable),
+        holdout_to_ts=max(s.holdout.span()[1] for s in usable),
+        series_used=len(usable),
+        splits=[SplitRange(series=f"{s.train.device_id}/{'+'.join(s.train.channels)}"[:200], train=s.train.span(),
+                           holdout=s.holdout.span()) for s in usable[:MAX_SPLITS]],
+        tflite=spec.out_dir / "device_anomaly.tflite", keras=spec.out_dir / "device_anomaly.keras",
+    )
+
+
 def run_demand(spec: TrainJobSpec, report: Report) -> TrainResult:
     from models.training.retrain import DemandRetrainConfig, evaluate_demand, quality_gate, retrain_demand
 
@@ -179,7 +233,8 @@ def _flat(fit: dict[str, float], scores: dict[str, dict[str, float]]) -> dict[st
 
 def run(spec: TrainJobSpec, report: Report) -> TrainResult:
     spec.out_dir.mkdir(parents=True, exist_ok=True)
-    result = run_anomaly(spec, report) if spec.task == "anomaly" else run_demand(spec, report)
+    runner = {"anomaly": run_anomaly, "demand": run_demand, "device_anomaly": run_device}[spec.task]
+    result = runner(spec, report)
     (spec.out_dir / RESULT_FILE).write_text(result.model_dump_json(indent=2), encoding="utf-8")
     report(1.0, f"done: {result.gate_reason}")
     return result

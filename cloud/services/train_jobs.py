@@ -49,8 +49,8 @@ def submit(engine: Engine, settings: CloudSettings, params: TrainParams, created
     site = _check_scope(engine, params.scope)
     if params.data_from_ts is not None and params.data_to_ts is not None and params.data_to_ts <= params.data_from_ts:
         raise Unprocessable("must be after data_from_ts", field="data_to_ts")
-    epochs = params.epochs or (
-        settings.train_anomaly_epochs if params.task == "anomaly" else settings.train_demand_epochs
+    epochs = params.epochs or (  # the device model trains as long as the stream model
+        settings.train_demand_epochs if params.task == "demand" else settings.train_anomaly_epochs
     )
     stored = {
         "epochs": epochs, "seed": params.seed, "site": site,

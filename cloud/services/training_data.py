@@ -2,6 +2,12 @@
 
 * anomaly: one reading series per (device_id, metric), ordered by ``ts``; the hold-out is the last
   ``holdout_fraction`` of each series' time span.
+* device_anomaly: one :class:`DeviceRun` per multichannel device: the readings of one message share
+  its ``ts``, so the device's channels are its (device_id, metric) series joined on ``ts`` (the
+  timestamps every channel has); channels with fewer than 3 distinct values (states, constants)
+  are left out, as the gateway's scorer leaves them out, and a device keeps at most
+  ``MAX_CHANNELS`` channels (the first by name); the hold-out is the last ``holdout_fraction`` of
+  the run's time span.
 * demand: daily units of one scan direction per (site, sku) as a :class:`DemandPanel` (columns
   ``"<site>/<sku>"``, one row per UTC day, promo flags zero: scans carry no promotions); the
   hold-out is the last ``holdout_days`` rows.
@@ -97,6 +103,76 @@ def split_series(series: list[ReadingSeries], holdout_fraction: float) -> list[S
             cut = last + 1
         before = s.ts_ms < cut
         out.append(SeriesSplit(train=s.where(before), holdout=s.where(~before), cut_ts=cut))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Device (multichannel) runs
+# ---------------------------------------------------------------------------------------------
+
+#: Channels per device run (the device network's fixed block: models.device_features.MAX_CHANNELS).
+MAX_CHANNELS: Final = 8
+#: A channel needs this many distinct values to be modelled (models.device_anomaly: min_distinct).
+MIN_DISTINCT: Final = 3
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRun:
+    device_id: str
+    channels: tuple[str, ...]
+    ts_ms: np.ndarray  # int64, ascending
+    values: np.ndarray  # float64, (rows, channels)
+
+    def __len__(self) -> int:
+        return int(self.ts_ms.shape[0])
+
+    def span(self) -> tuple[int, int]:
+        return int(self.ts_ms[0]), int(self.ts_ms[-1])
+
+    def rows(self, mask: np.ndarray) -> DeviceRun:
+        return DeviceRun(self.device_id, self.channels, self.ts_ms[mask], self.values[mask])
+
+
+def device_runs(series: list[ReadingSeries], min_channels: int = 3) -> list[DeviceRun]:
+    """Join each device's reading series on their timestamps (one row per message holding every channel)."""
+    by_device: dict[str, list[ReadingSeries]] = {}
+    for s in series:
+        if len(np.unique(s.values)) >= MIN_DISTINCT:
+            by_device.setdefault(s.device_id, []).append(s)
+    out = []
+    for device_id in sorted(by_device):
+        channels = sorted(by_device[device_id], key=lambda s: s.metric)[:MAX_CHANNELS]
+        if len(channels) < min_channels:
+            continue
+        common = channels[0].ts_ms
+        for s in channels[1:]:
+            common = np.intersect1d(common, s.ts_ms, assume_unique=True)
+        if len(common) == 0:
+            continue
+        cols = [s.values[np.searchsorted(s.ts_ms, common)] for s in channels]
+        out.append(DeviceRun(device_id, tuple(s.metric for s in channels), common, np.stack(cols, axis=1)))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class RunSplit:
+    train: DeviceRun
+    holdout: DeviceRun
+    cut_ts: int
+
+
+def split_runs(runs: list[DeviceRun], holdout_fraction: float) -> list[RunSplit]:
+    """Cut each run at ``first + (1 - holdout_fraction) * (last - first)`` of its time span."""
+    if not 0.0 < holdout_fraction < 1.0:
+        raise ValueError("holdout_fraction must be in (0, 1)")
+    out = []
+    for r in runs:
+        first, last = r.span()
+        cut = first + int(np.ceil((1.0 - holdout_fraction) * (last - first)))
+        if cut <= first:
+            cut = last + 1
+        before = r.ts_ms < cut
+        out.append(RunSplit(train=r.rows(before), holdout=r.rows(~before), cut_ts=cut))
     return out
 
 

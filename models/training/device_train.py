@@ -115,7 +115,8 @@ def device_runs(rng: np.random.Generator, count: int, length: int, warmup: int) 
     return runs
 
 
-def _stack(runs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def stack_pairs(runs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Training pairs of normalised runs: X flat (n, MAX_CHANNELS x N_FEATURES), y with its mask (n, 2 x MAX_CHANNELS)."""
     xs, ys = [], []
     for z in runs:
         x, y, mask = training_pairs(z)
@@ -151,26 +152,50 @@ def _masked_mse(pred: np.ndarray, y: np.ndarray) -> float:
     return float(np.sum(mask * (pred - target) ** 2) / max(1.0, float(mask.sum())))
 
 
-def train_device(cfg: DeviceTrainConfig, out_dir: Path, progress: Progress) -> dict[str, float]:
-    """Train, export ``device_anomaly.tflite`` (int8) + manifest into ``out_dir``; returns metrics."""
-    tf, device = import_tf(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    progress(f"synthetic machines ({device})", 0.02)
-    x, y = _stack(device_runs(rng, cfg.n_devices, cfg.length, cfg.warmup))
-    xv, yv = _stack(device_runs(rng, cfg.val_devices, cfg.length, cfg.warmup))
-    model = build_model(tf, cfg.hidden, None)
-    model.compile(optimizer=tf.keras.optimizers.Adam(cfg.learning_rate), loss=_masked_huber(tf))
+class FitSettings(BaseModel):
+    """How the device network is fitted and exported (the first training and the cloud's retrain)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    seed: int = 7
+    hidden: int = Field(default=32, ge=4)
+    epochs: int = Field(default=5, ge=1)
+    batch_size: int = Field(default=512, ge=8)
+    learning_rate: float = Field(default=2e-3, gt=0)
+    representative_rows: int = Field(default=500, ge=10)
+
+
+def fit_export(
+    tf: Any,
+    fit: FitSettings,
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    out_dir: Path,
+    fields: dict[str, Any],
+    progress: Progress,
+    initial_weights: list[np.ndarray] | None = None,
+    rng: np.random.Generator | None = None,
+) -> dict[str, float]:
+    """Fit the network on ``train`` (X flat, y + mask), export int8 ``device_anomaly.tflite`` + manifest
+    (``fields``, metrics added) and its Keras model ``device_anomaly.keras`` into ``out_dir``."""
+    x, y = train
+    xv, yv = val
+    rng = rng if rng is not None else np.random.default_rng(fit.seed)
+    model = build_model(tf, fit.hidden, None)
+    if initial_weights is not None:
+        model.set_weights(initial_weights)
+    model.compile(optimizer=tf.keras.optimizers.Adam(fit.learning_rate), loss=_masked_huber(tf))
 
     class _Cb(tf.keras.callbacks.Callback):  # type: ignore[misc,name-defined]
         def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
             loss = (logs or {}).get("loss", float("nan"))
-            progress(f"epoch {epoch + 1}/{cfg.epochs} loss {loss:.4f}", 0.1 + 0.7 * (epoch + 1) / cfg.epochs)
+            progress(f"epoch {epoch + 1}/{fit.epochs} loss {loss:.4f}", 0.1 + 0.7 * (epoch + 1) / fit.epochs)
 
-    model.fit(x, y, epochs=cfg.epochs, batch_size=cfg.batch_size, shuffle=True, verbose=0, callbacks=[_Cb()])
+    model.fit(x, y, epochs=fit.epochs, batch_size=fit.batch_size, shuffle=True, verbose=0, callbacks=[_Cb()])
     progress("int8 export", 0.85)
-    export_model = build_model(tf, cfg.hidden, 1)
+    export_model = build_model(tf, fit.hidden, 1)
     export_model.set_weights([np.asarray(w, np.float32) for w in model.get_weights()])
-    rep = x[rng.choice(len(x), min(cfg.representative_rows, len(x)), replace=False)]
+    rep = x[rng.choice(len(x), min(fit.representative_rows, len(x)), replace=False)]
     int8_bytes = convert(tf, export_model, rep, "float32")
     assert_builtin_int8(int8_bytes)
     idx = rng.choice(len(xv), min(2000, len(xv)), replace=False)
@@ -183,6 +208,22 @@ def train_device(cfg: DeviceTrainConfig, out_dir: Path, progress: Progress) -> d
         "val_rows_sampled": float(len(sample)),
         "train_rows": float(len(x)),
     }
+    write_model(out_dir, "device_anomaly", int8_bytes, {**fields, "metrics": metrics})
+    loaded = load_model(out_dir / "device_anomaly.tflite")
+    int8_pred = np.stack([loaded.predict_one(row) for row in sample])
+    metrics["val_mse_int8"] = _masked_mse(int8_pred, ys)
+    write_model(out_dir, "device_anomaly", int8_bytes, {**fields, "metrics": metrics})
+    model.save(out_dir / "device_anomaly.keras")
+    return metrics
+
+
+def train_device(cfg: DeviceTrainConfig, out_dir: Path, progress: Progress) -> dict[str, float]:
+    """Train, export ``device_anomaly.tflite`` (int8) + manifest into ``out_dir``; returns metrics."""
+    tf, device = import_tf(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    progress(f"synthetic machines ({device})", 0.02)
+    train = stack_pairs(device_runs(rng, cfg.n_devices, cfg.length, cfg.warmup))
+    val = stack_pairs(device_runs(rng, cfg.val_devices, cfg.length, cfg.warmup))
     fields = {
         "name": "device_anomaly",
         "task": "device_anomaly",
@@ -193,14 +234,11 @@ def train_device(cfg: DeviceTrainConfig, out_dir: Path, progress: Progress) -> d
             f"(models.training.device_train, seed {cfg.seed}); no simulator, no real data"
         ),
         "seed": cfg.seed,
-        "metrics": metrics,
         "anomaly_defaults": AnomalyScorerDefaults(threshold=cfg.threshold, threshold_source=cfg.threshold_source),
         "recreate_command": f"edgehouse train device-anomaly --seed {cfg.seed} --out models/default",
     }
-    write_model(out_dir, "device_anomaly", int8_bytes, fields)
-    loaded = load_model(out_dir / "device_anomaly.tflite")
-    int8_pred = np.stack([loaded.predict_one(row) for row in sample])
-    metrics["val_mse_int8"] = _masked_mse(int8_pred, ys)
-    write_model(out_dir, "device_anomaly", int8_bytes, {**fields, "metrics": metrics})
+    fit = FitSettings(seed=cfg.seed, hidden=cfg.hidden, epochs=cfg.epochs, batch_size=cfg.batch_size,
+                      learning_rate=cfg.learning_rate, representative_rows=cfg.representative_rows)
+    metrics = fit_export(tf, fit, train, val, out_dir, fields, progress, rng=rng)
     progress("done", 1.0)
     return metrics

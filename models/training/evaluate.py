@@ -22,7 +22,7 @@ from models.training.anomaly_train import SeriesLike, gauss_nll
 
 DEFAULT_TOLERANCE: Final = 0.02
 #: Primary metric of each task (lower is better) used by the gate.
-PRIMARY_METRIC: Final = {"anomaly": "holdout_nll", "demand": "holdout_rmsse"}
+PRIMARY_METRIC: Final = {"anomaly": "holdout_nll", "demand": "holdout_rmsse", "device_anomaly": "holdout_mse"}
 
 
 class Gate(BaseModel):
@@ -33,7 +33,7 @@ class Gate(BaseModel):
 
 
 def quality_gate(
-    task: Literal["anomaly", "demand"],
+    task: Literal["anomaly", "demand", "device_anomaly"],
     candidate: dict[str, float],
     deployed: dict[str, float],
     tolerance: float = DEFAULT_TOLERANCE,
@@ -122,6 +122,68 @@ def evaluate_anomaly(
     return {
         "candidate": _anomaly_metrics(load_model(candidate_path), holdout_series, ctx),
         "deployed": _anomaly_metrics(load_model(deployed_path), holdout_series, ctx),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Device (multichannel)
+# ---------------------------------------------------------------------------------------------
+
+
+def _device_metrics(
+    model: LoadedModel, holdout: Sequence[np.ndarray], context: Sequence[np.ndarray], warmup: int
+) -> dict[str, float]:
+    from models.device_anomaly import DeviceScorer, DeviceScorerConfig
+    from models.device_features import MAX_CHANNELS, WINDOW, robust_location_scale, training_pairs
+
+    err = base = weight = 0.0
+    alerts = scored = 0
+    defaults = model.manifest.anomaly_defaults
+    for i, (ctx, run) in enumerate(zip(context, holdout, strict=True)):
+        loc, scale = robust_location_scale(ctx[: max(2, min(warmup, len(ctx)))])
+        z = (np.concatenate([ctx[-WINDOW:], run]) - loc) / scale
+        x, y, mask = training_pairs(z)
+        if len(x):
+            pred = np.stack([model.predict_one(row.reshape(-1)) for row in x])[:, :MAX_CHANNELS]
+            err += float(np.sum(mask * (pred - y) ** 2))
+            base += float(np.sum(mask * y**2))
+            weight += float(mask.sum())
+        cfg = DeviceScorerConfig(threshold=defaults.threshold if defaults else 0.5,
+                                 warmup=max(40, min(warmup, len(ctx))))
+        scorer = DeviceScorer(model, cfg)
+        names = [f"c{j}" for j in range(run.shape[1])]
+        for row in ctx[-cfg.warmup:]:
+            scorer.score(f"d{i}", dict(zip(names, map(float, row), strict=True)))
+        for row in run:
+            result = scorer.score(f"d{i}", dict(zip(names, map(float, row), strict=True)))
+            if result is not None:
+                alerts += int(result.alert)
+                scored += 1
+    return {
+        "holdout_mse": err / weight if weight else math.nan,
+        "holdout_mse_persistence": base / weight if weight else math.nan,
+        "holdout_alerts_per_1k": 1000.0 * alerts / scored if scored else math.nan,
+        "holdout_rows": float(sum(len(r) for r in holdout)),
+        "threshold": defaults.threshold if defaults else 0.5,
+    }
+
+
+def evaluate_device(
+    candidate_path: Path,
+    deployed_path: Path,
+    holdout_runs: Sequence[np.ndarray],
+    context: Sequence[np.ndarray],
+    warmup: int = 400,
+) -> dict[str, dict[str, float]]:
+    """Both int8 device models on the same held-back rows of each run (T x C raw values): masked MSE
+    of their next-change forecasts (normalised by the run's training part, as on the gateway) and
+    device alerts per 1,000 held-back messages at the model's threshold (:class:`DeviceScorer`
+    calibrated on the last ``warmup`` training rows of the run, never counted)."""
+    if len(context) != len(holdout_runs):
+        raise ValueError("context must have one entry per holdout run")
+    return {
+        "candidate": _device_metrics(load_model(candidate_path), holdout_runs, context, warmup),
+        "deployed": _device_metrics(load_model(deployed_path), holdout_runs, context, warmup),
     }
 
 

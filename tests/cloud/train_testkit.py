@@ -83,3 +83,27 @@ def wait_for_state(client: TestClient, job_id: int, states: set[str], timeout_s:
             return job
         assert time.monotonic() < deadline, f"job {job_id} still {job['state']}: {job['log'][-5:]}"
         time.sleep(0.2)
+
+
+def machine_records(device: str, n: int, interval_s: int = 60, seed: int = 0, start_ms: int = T0,
+                    speed: float = 1.0) -> list[dict[str, Any]]:
+    """``n`` messages of a conveyor-like machine: vibration, power and motor temperature driven by one
+    speed (a slow cycle plus wander), all three readings in one telemetry message (v1 metrics)."""
+    rng = np.random.default_rng(seed)
+    wander = 0.0
+    out = []
+    for seq in range(n):
+        ts = start_ms + seq * interval_s * 1000
+        wander = 0.98 * wander + rng.normal(0, 0.01)
+        s = speed * (0.8 + 0.15 * math.sin(2 * math.pi * seq / 240) + wander)
+        readings = [
+            {"metric": "vibration_rms_mm_s", "value": round(2.0 + 3.0 * s * s + rng.normal(0, 0.05), 3)},
+            {"metric": "power_w", "value": round(4000.0 * s**1.5 + rng.normal(0, 20.0), 1)},
+            {"metric": "temperature_c", "value": round(30.0 + 12.0 * s + rng.normal(0, 0.1), 3)},
+        ]
+        out.append({
+            "kind": "telemetry", "id": record_id("telemetry", device, "b1", seq), "received_ts": ts + 5,
+            "msg": {"schema": "edgehouse.telemetry", "v": 1, "msg_id": f"m-{device}-{seq}", "device_id": device,
+                    "boot_id": "b1", "seq": seq, "ts": ts, "body": {"readings": readings}},
+        })
+    return out
