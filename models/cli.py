@@ -48,14 +48,23 @@ def _report(console: Console, title: str, metrics: dict[str, float]) -> None:
 
 @app.command()
 def anomaly(
-    out: Annotated[Path, typer.Option(help="directory for anomaly.tflite + anomaly.json")] = DEFAULT_OUT,
+    out: Annotated[
+        Path, typer.Option(help="directory for anomaly.tflite/.json and device_anomaly.tflite/.json")
+    ] = DEFAULT_OUT,
     seed: Annotated[int, typer.Option()] = 7,
     epochs: Annotated[int, typer.Option(min=1)] = 6,
     series: Annotated[int, typer.Option(min=2, help="synthetic training series")] = 240,
     length: Annotated[int, typer.Option(min=200, help="readings per synthetic series")] = 3000,
     version: Annotated[int, typer.Option(min=1)] = 1,
+    device: Annotated[
+        bool, typer.Option("--device/--no-device", help="also train the joint (multichannel) device model")
+    ] = True,
+    device_epochs: Annotated[int, typer.Option(min=1, help="epochs of the device model")] = 5,
+    devices: Annotated[int, typer.Option(min=4, help="synthetic training machines of the device model")] = 160,
+    device_version: Annotated[int, typer.Option(min=1, help="version of the device model")] = 1,
 ) -> None:
-    """Train the streaming anomaly forecaster on synthetic sensor series (never on NAB)."""
+    """Train the gateway's anomaly models on synthetic data (never on NAB): the streaming forecaster and,
+    unless ``--no-device``, the joint device model (as ``edgehouse train device-anomaly``)."""
     from models.training.anomaly_train import AnomalyTrainConfig, train_anomaly
 
     console = Console()
@@ -63,6 +72,17 @@ def anomaly(
     with _progress(console, "anomaly") as update:
         metrics = train_anomaly(cfg, out, update)
     _report(console, f"anomaly model -> {out}", metrics)
+    if device:
+        _train_device(console, out, seed, device_epochs, devices, device_version)
+
+
+def _train_device(console: Console, out: Path, seed: int, epochs: int, devices: int, version: int) -> None:
+    from models.training.device_train import DeviceTrainConfig, train_device
+
+    cfg = DeviceTrainConfig(seed=seed, epochs=epochs, n_devices=devices, version=version)
+    with _progress(console, "device_anomaly") as update:
+        metrics = train_device(cfg, out, update)
+    _report(console, f"device anomaly model -> {out}", metrics)
 
 
 @app.command("device-anomaly")
@@ -74,13 +94,7 @@ def device_anomaly(
     version: Annotated[int, typer.Option(min=1)] = 1,
 ) -> None:
     """Train the joint (multichannel) device forecaster on synthetic machines (no simulator, no real data)."""
-    from models.training.device_train import DeviceTrainConfig, train_device
-
-    console = Console()
-    cfg = DeviceTrainConfig(seed=seed, epochs=epochs, n_devices=devices, version=version)
-    with _progress(console, "device_anomaly") as update:
-        metrics = train_device(cfg, out, update)
-    _report(console, f"device anomaly model -> {out}", metrics)
+    _train_device(Console(), out, seed, epochs, devices, version)
 
 
 @app.command()
