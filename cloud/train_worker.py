@@ -14,9 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from cloud.db.engine import build_engine
 from cloud.lifeline import exit_when_stdin_closes
@@ -74,6 +75,31 @@ def _tail(s: ReadingSeries, n: int) -> ReadingSeries:
     return ReadingSeries(s.device_id, s.metric, s.ts_ms[-n:], s.values[-n:])
 
 
+class _Split(Protocol):
+    @property
+    def train(self) -> Sized: ...
+
+    @property
+    def holdout(self) -> Sized: ...
+
+
+_S = TypeVar("_S", bound=_Split)
+
+
+def _usable(spec: TrainJobSpec, splits: list[_S], lengths: list[int], task: str, what: str, unit: str,
+            one: str) -> list[_S]:
+    """The splits long enough on both sides of the cut; :class:`NotEnoughData` saying why when too few are."""
+    usable = [s for s in splits if len(s.train) >= spec.min_readings and len(s.holdout) >= spec.min_holdout_readings]
+    if len(usable) < spec.min_series:
+        raise NotEnoughData(
+            f"not enough data for {task} retrain of {spec.scope}: {len(usable)} of {len(lengths)} {what} "
+            f"have >= {spec.min_readings} {unit} before the hold-out (the last {spec.holdout_fraction:.0%} of "
+            f"their time span) and >= {spec.min_holdout_readings} in it; need {spec.min_series} "
+            f"(the longest {one} has {max(lengths, default=0)} {unit})"
+        )
+    return usable
+
+
 def run_anomaly(spec: TrainJobSpec, report: Report) -> TrainResult:
     from models.training.retrain import AnomalyRetrainConfig, evaluate_anomaly, quality_gate, retrain_anomaly
 
@@ -84,16 +110,8 @@ def run_anomaly(spec: TrainJobSpec, report: Report) -> TrainResult:
     finally:
         engine.dispose()
     report(0.02, f"read {len(series)} series, {sum(len(s) for s in series)} readings of {spec.scope}")
-    splits = split_series(series, spec.holdout_fraction)
-    usable = [s for s in splits if len(s.train) >= spec.min_readings and len(s.holdout) >= spec.min_holdout_readings]
-    if len(usable) < spec.min_series:
-        longest = max((len(s) for s in series), default=0)
-        raise NotEnoughData(
-            f"not enough data for an anomaly retrain of {spec.scope}: {len(usable)} of {len(series)} reading series "
-            f"have >= {spec.min_readings} readings before the hold-out (the last {spec.holdout_fraction:.0%} of "
-            f"their time span) and >= {spec.min_holdout_readings} in it; need {spec.min_series} "
-            f"(the longest series has {longest} readings)"
-        )
+    usable = _usable(spec, split_series(series, spec.holdout_fraction), [len(s) for s in series],
+                     "an anomaly", "reading series", "readings", "series")
     train = [s.train for s in usable]
     data_from = min(s.span()[0] for s in train)
     data_to = max(s.span()[1] for s in train)
@@ -141,17 +159,9 @@ def run_device(spec: TrainJobSpec, report: Report) -> TrainResult:
     finally:
         engine.dispose()
     report(0.02, f"read {len(runs)} multichannel devices, {sum(len(r) for r in runs)} messages of {spec.scope}")
-    splits = split_runs(runs, spec.holdout_fraction)
-    usable = [s for s in splits if len(s.train) >= spec.min_readings and len(s.holdout) >= spec.min_holdout_readings]
-    if len(usable) < spec.min_series:
-        longest = max((len(r) for r in runs), default=0)
-        raise NotEnoughData(
-            f"not enough data for a device_anomaly retrain of {spec.scope}: {len(usable)} of {len(runs)} "
-            f"multichannel devices (3 or more channels with varying values, reported in one message) have >= "
-            f"{spec.min_readings} messages before the hold-out (the last {spec.holdout_fraction:.0%} of their "
-            f"time span) and >= {spec.min_holdout_readings} in it; need {spec.min_series} (the longest run has "
-            f"{longest} messages)"
-        )
+    usable = _usable(spec, split_runs(runs, spec.holdout_fraction), [len(r) for r in runs], "a device_anomaly",
+                     "multichannel devices (3 or more channels with varying values, reported in one message)",
+                     "messages", "run")
     train = [s.train for s in usable]
     data_from = min(r.span()[0] for r in train)
     data_to = max(r.span()[1] for r in train)

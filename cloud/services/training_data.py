@@ -91,16 +91,20 @@ def reading_series(engine: Engine, site: str | None = None, from_ts: int | None 
     return out
 
 
+def cut_ts(first: int, last: int, holdout_fraction: float) -> int:
+    """Where a span ``[first, last]`` is cut: ``first + (1 - holdout_fraction) x (last - first)``, rounded up
+    (a single timestamp: after it, nothing held back)."""
+    cut = first + int(np.ceil((1.0 - holdout_fraction) * (last - first)))
+    return last + 1 if cut <= first else cut
+
+
 def split_series(series: list[ReadingSeries], holdout_fraction: float) -> list[SeriesSplit]:
     """Cut each series at ``first + (1 - holdout_fraction) * (last - first)`` of its time span."""
     if not 0.0 < holdout_fraction < 1.0:
         raise ValueError("holdout_fraction must be in (0, 1)")
     out = []
     for s in series:
-        first, last = s.span()
-        cut = first + int(np.ceil((1.0 - holdout_fraction) * (last - first)))
-        if cut <= first:  # a single timestamp: nothing to hold back
-            cut = last + 1
+        cut = cut_ts(*s.span(), holdout_fraction)
         before = s.ts_ms < cut
         out.append(SeriesSplit(train=s.where(before), holdout=s.where(~before), cut_ts=cut))
     return out
@@ -167,10 +171,7 @@ def split_runs(runs: list[DeviceRun], holdout_fraction: float) -> list[RunSplit]
         raise ValueError("holdout_fraction must be in (0, 1)")
     out = []
     for r in runs:
-        first, last = r.span()
-        cut = first + int(np.ceil((1.0 - holdout_fraction) * (last - first)))
-        if cut <= first:
-            cut = last + 1
+        cut = cut_ts(*r.span(), holdout_fraction)
         before = r.ts_ms < cut
         out.append(RunSplit(train=r.rows(before), holdout=r.rows(~before), cut_ts=cut))
     return out
