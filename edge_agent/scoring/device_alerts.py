@@ -72,6 +72,14 @@ class DeviceAlerts:
             self._devices.move_to_end(device_id)
         return st
 
+    def retarget(self, config: DeviceAlertConfig, model_version: int) -> None:
+        """A new model took over (a signed update): its threshold and version from now on; a raised
+        device alert stays raised until the new model, once its warm-up is done, clears it."""
+        self.config = config
+        self._model_version = model_version
+        for st in self._devices.values():
+            st.run = 0
+
     def active(self, device_id: str) -> bool:
         st = self._devices.get(device_id)
         return st is not None and st.active

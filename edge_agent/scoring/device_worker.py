@@ -104,7 +104,10 @@ class DeviceScoringWorker(TelemetryReader[_DeviceModel, _DeviceShadow]):
         )
 
     def _activated(self, model: _DeviceModel) -> None:
-        self._alerts = DeviceAlerts(self._gateway_id, self._alert_config(model), model.info.version)
+        if self._alerts is None:
+            self._alerts = DeviceAlerts(self._gateway_id, self._alert_config(model), model.info.version)
+        else:  # raised device alerts stay raised; the new model clears them
+            self._alerts.retarget(self._alert_config(model), model.info.version)
 
     def _loaded_note(self, model: _DeviceModel) -> str:
         return f" (threshold {model.scorer.config.threshold:.3f})"

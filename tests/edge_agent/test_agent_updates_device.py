@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from agent_testkit import free_port
-from test_agent_device_scoring import _pump_rows, _write
+from agent_testkit import BASE_TS, GATEWAY, free_port
+from test_agent_device_scoring import _pump_rows, _result, _write
 from update_testkit import (
     ModelCloud,
     checked,
@@ -25,6 +25,7 @@ from update_testkit import (
 )
 
 from edge_agent.app import Agent
+from edge_agent.scoring.device_alerts import DeviceAlertConfig, DeviceAlerts
 from edge_agent.updates.state import StateFile
 from protocols.signing import Signer
 
@@ -113,3 +114,13 @@ def test_a_device_model_that_fails_to_load_or_does_not_fit_is_refused(agents: Ca
     entry = next(t for t in agent.updater.report().tasks if t.task == TASK)
     assert entry.rejected_code == "incompatible" and "60" in (entry.rejected_reason or "")
     assert agent.device_scoring.running_model().version == 1  # type: ignore[union-attr]
+
+
+def test_a_raised_device_alert_survives_a_model_swap_and_the_new_model_clears_it() -> None:
+    alerts = DeviceAlerts(GATEWAY, DeviceAlertConfig(0.9, 0.5, 60_000, 10), model_version=1)
+    raised = alerts.observe("pump-1", BASE_TS, _result(0.95))
+    assert raised is not None and raised.state == "raised" and alerts.active("pump-1")
+    alerts.retarget(DeviceAlertConfig(0.8, 0.5, 60_000, 10), model_version=2)
+    assert alerts.active("pump-1") and alerts.observe("pump-1", BASE_TS + 1000, _result(0.5)) is None
+    cleared = alerts.observe("pump-1", BASE_TS + 2000, _result(0.1))
+    assert cleared is not None and cleared.state == "cleared" and cleared.model_version == 2
