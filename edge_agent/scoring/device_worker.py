@@ -18,8 +18,10 @@ load leaves the agent running without device scoring (``edgehouse_agent_model_lo
 It is the ``device_anomaly`` :class:`~edge_agent.updates.slot.ModelSlot` of the model updater, a
 :class:`~edge_agent.scoring.reader.TelemetryReader` like the stream scorer: at start the installed
 model, the installed previous one, then the configured or shipped model; a signed release is
-loaded on the updater's thread and swapped in (or run in shadow) by the scoring thread between two
-messages, the new model's devices warming up anew; its statistics (messages, device alerts,
+loaded on the updater's thread and warmed up there on the stored messages the running model has
+seen (each device calibrated on its last ``DeviceScorerConfig.warmup`` of them), then swapped in (or
+run in shadow) by the scoring thread between two messages; a raised device alert stays raised until
+the new model clears it. Its statistics (messages, device alerts,
 devices and device-days, errors) go into the model report for the rollout gates.
 """
 
@@ -35,7 +37,7 @@ from typing import TYPE_CHECKING
 
 from edge_agent.scoring.device_alerts import DeviceAlertConfig, DeviceAlerts
 from edge_agent.scoring.reader import TelemetryReader
-from edge_agent.scoring.replay import CHUNK_ROWS
+from edge_agent.scoring.replay import CHUNK_ROWS, RowScorer
 from edge_agent.store.telemetry import max_rowid, rows_after
 from edge_agent.updates.slot import ModelInfo, Shadow, load_slot_model
 from edge_agent.updates.stats import StatsCounter
@@ -53,6 +55,8 @@ TASK = "device_anomaly"
 class _DeviceModel:
     scorer: DeviceScorer
     info: ModelInfo
+    #: Prepared on the updater's thread: warmed up on the stored rows up to here.
+    warmed_to: int = 0
 
 
 @dataclass(slots=True)
@@ -115,6 +119,19 @@ class DeviceScoringWorker(TelemetryReader[_DeviceModel, _DeviceShadow]):
     def _shadow_of(self, model: _DeviceModel, stats: StatsCounter, baseline: StatsCounter) -> _DeviceShadow:
         alerts = DeviceAlerts(self._gateway_id, self._alert_config(model), model.info.version)
         return _DeviceShadow(model, stats, baseline, alerts)
+
+    def rows_of(self, model: _DeviceModel) -> RowScorer:
+        """A stored message of two or more channels scored by ``model`` (warm-up: the result unused)."""
+        scorer = model.scorer
+
+        def score_row(device_id: str, ts: int, readings_json: str) -> int:
+            try:
+                values = {str(k): float(v) for k, v in json.loads(readings_json).items()}
+                return int(len(values) >= 2 and scorer.score(device_id, values) is not None)
+            except Exception:  # noqa: BLE001 (a warm-up never stops on one bad message)
+                return 0
+
+        return score_row
 
     def read_failed(self) -> None:
         self._metrics.device_errors.inc()

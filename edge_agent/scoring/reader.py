@@ -7,9 +7,10 @@ A :class:`TelemetryReader` is a :class:`~edge_agent.updates.slot.ModelWorker` th
 * a cursor over telemetry ``rowid``: at start it begins ``warmup_messages`` before the newest stored row (those
   rows are scored to warm the model up, never alerted on: :attr:`_live_from`), and more than ``queue_size`` rows
   behind, the oldest are skipped and counted (:meth:`_skip_behind`);
-* the swap hand-off: the updater's thread hands a prepared model over (:meth:`_submit`) and waits; the scoring
-  thread makes the swap between two rows (:meth:`_apply_pending`), after :meth:`_catch_up` (the stream scorer
-  replays the rows it scored while the new model warmed up). The longest pause is a metric per task.
+* the swap hand-off: a new model is loaded and warmed up on the stored rows the running model has seen, on
+  the updater's thread (:meth:`prepare`, each worker's :meth:`rows_of` scores a row for it), then handed over
+  (:meth:`_submit`); the scoring thread replays the few rows scored meanwhile and makes the swap between two
+  rows (:meth:`_apply_pending`). The longest pause is a metric per task.
 """
 
 from __future__ import annotations
@@ -21,15 +22,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Generic
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from edge_agent.clock import now_ms
 from edge_agent.config import ModelsConfig
 from edge_agent.metrics import AgentMetrics
+from edge_agent.scoring.replay import RowScorer, replay, warm_up
 from edge_agent.store import Store
 from edge_agent.store.db import READER_CACHE_KIB
 from edge_agent.store.telemetry import count_between, max_rowid, warmup_start
-from edge_agent.updates.slot import M, ModelInfo, ModelWorker, S, SlotStart, Swap
+from edge_agent.updates.slot import ModelInfo, ModelWorker, S, SlotStart, Swap
 
 if TYPE_CHECKING:
     from edge_agent.ingest_batch import BatchResult
@@ -40,6 +42,17 @@ log = logging.getLogger(__name__)
 IDLE_POLL_S = 1.0
 #: After a failed read the worker waits this long before it tries again (seconds).
 ERROR_PAUSE_S = 1.0
+
+
+class WarmModel(Protocol):
+    """A scoring model with what it was loaded from and how far it was warmed up."""
+
+    info: ModelInfo
+    #: Prepared on the updater's thread: warmed up on the stored rows up to here.
+    warmed_to: int
+
+
+M = TypeVar("M", bound=WarmModel)
 
 
 @dataclass(slots=True)
@@ -95,10 +108,30 @@ class TelemetryReader(ModelWorker[None, M, S]):
         """Count one failed read in the worker's metric."""
         raise NotImplementedError
 
-    def _catch_up(self, conn: sqlite3.Connection, model: M) -> None:
-        """Before ``model`` becomes active or shadow: bring it up to the cursor (default: nothing)."""
+    def rows_of(self, model: M) -> RowScorer:
+        """How ``model`` scores one stored row when it is warmed up (results unused)."""
+        raise NotImplementedError
 
     # ----------------------------------------------------------------- the swap hand-off
+
+    def prepare(self, info: ModelInfo) -> M:
+        """Load ``info`` and warm it up on the last ``warmup_messages`` stored rows the running model has seen."""
+        model = self._load(info)
+        model.warmed_to = self._cursor
+        if self._config.warmup_messages > 0 and model.warmed_to > 0:
+            conn = self._store.connect(cache_kib=READER_CACHE_KIB)
+            try:
+                n, model.warmed_to = warm_up(conn, self.rows_of(model), self._config.warmup_messages,
+                                             lambda: self._cursor)
+            finally:
+                conn.close()
+            log.info("%s model v%d warmed up on %d stored readings", self.task, info.version, n)
+        return model
+
+    def _catch_up(self, conn: sqlite3.Connection, model: M) -> None:
+        """Replay the rows the running model scored while ``model`` was warming up."""
+        if model.warmed_to < self._cursor:
+            replay(conn, self.rows_of(model), model.warmed_to, self._cursor)
 
     def shadow_model(self) -> ModelInfo | None:
         pending = self._pending

@@ -26,8 +26,7 @@ from typing import TYPE_CHECKING
 
 from edge_agent.scoring.hysteresis import AlertHysteresis, HysteresisConfig
 from edge_agent.scoring.reader import TelemetryReader
-from edge_agent.scoring.replay import CHUNK_ROWS, replay, warm_up
-from edge_agent.store.db import READER_CACHE_KIB
+from edge_agent.scoring.replay import CHUNK_ROWS, RowScorer, stream_rows
 from edge_agent.store.telemetry import (
     Reading,
     max_rowid,
@@ -127,25 +126,8 @@ class InferenceWorker(TelemetryReader[_Scoring, _Shadow]):
 
     # ----------------------------------------------------------------- the model slot (updater thread)
 
-    def prepare(self, info: ModelInfo) -> _Scoring:
-        """Load ``info`` and warm its streams up on the stored rows the running model has seen."""
-        scoring = self._load(info)
-        scoring.warmed_to = self._cursor
-        if self._config.warmup_messages > 0 and scoring.warmed_to > 0:
-            conn = self._store.connect(cache_kib=READER_CACHE_KIB)
-            try:
-                n, scoring.warmed_to = warm_up(
-                    conn, scoring.scorer, self._config.warmup_messages, lambda: self._cursor
-                )
-            finally:
-                conn.close()
-            log.info("anomaly model v%d warmed up on %d stored readings", info.version, n)
-        return scoring
-
-    def _catch_up(self, conn: sqlite3.Connection, model: _Scoring) -> None:
-        """Replay the rows the running model scored while ``model`` was warming up."""
-        if model.warmed_to < self._cursor:
-            replay(conn, model.scorer, model.warmed_to, self._cursor)
+    def rows_of(self, model: _Scoring) -> RowScorer:
+        return stream_rows(model.scorer)
 
     # ----------------------------------------------------------------- the thread
 

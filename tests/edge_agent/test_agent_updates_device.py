@@ -124,3 +124,23 @@ def test_a_raised_device_alert_survives_a_model_swap_and_the_new_model_clears_it
     assert alerts.active("pump-1") and alerts.observe("pump-1", BASE_TS + 1000, _result(0.5)) is None
     cleared = alerts.observe("pump-1", BASE_TS + 2000, _result(0.1))
     assert cleared is not None and cleared.state == "cleared" and cleared.model_version == 2
+
+
+def test_a_device_model_swapped_in_is_warm_on_the_stored_messages(agents: Callable[..., Agent],
+                                                                  model_cloud: ModelCloud, signer: Signer) -> None:
+    """Installed while a pump has history: the new model calibrates on the stored messages on the updater's
+    thread, so it scores the very next messages (no second warm-up of 400 messages per device)."""
+    agent = started(agents())
+    rows = _pump_rows(480, None)
+    _write(agent.store, rows[:450])
+    assert wait_for(lambda: agent.metrics.value("device_scored_messages_total") >= 450, 60)
+    data = device_v2()
+    model_cloud.add_artifact(data)
+    model_cloud.serve(desired_model(device_release(signer, data)))
+    checked(agent)
+    assert agent.device_scoring.running_model().version == 2  # type: ignore[union-attr]
+    scored = agent.metrics.value("device_scored_messages_total")
+    _write(agent.store, rows[450:], start=450)
+    assert wait_for(lambda: agent.metrics.value("device_scored_messages_total") >= scored + 30, 30)
+    stats = agent.device_scoring.model_stats().active
+    assert stats is not None and stats.model_version == 2 and stats.readings == 30
