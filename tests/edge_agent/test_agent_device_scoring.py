@@ -84,7 +84,7 @@ def _pump_rows(n: int, fault_at: int | None) -> list[dict[str, float]]:
 
 
 def _write(store: Store, rows: list[dict[str, float]], device: str = "pump-1", batch: int = 100,
-           start: int = 0) -> None:
+           seq0: int = 0) -> None:
     conn = store.connect()
     try:
         writer = BatchWriter(conn, SITE, 2000, 4096)
@@ -100,7 +100,7 @@ def _write(store: Store, rows: list[dict[str, float]], device: str = "pump-1", b
                 ),
                 i + 1,
             )
-            for i, r in enumerate(rows, start)
+            for i, r in enumerate(rows, seq0)
         ]
         for start in range(0, len(msgs), batch):
             writer.write(msgs[start : start + batch], 1)

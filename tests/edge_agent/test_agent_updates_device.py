@@ -140,7 +140,7 @@ def test_a_device_model_swapped_in_is_warm_on_the_stored_messages(agents: Callab
     checked(agent)
     assert agent.device_scoring.running_model().version == 2  # type: ignore[union-attr]
     scored = agent.metrics.value("device_scored_messages_total")
-    _write(agent.store, rows[450:], start=450)
+    _write(agent.store, rows[450:], seq0=450)
     assert wait_for(lambda: agent.metrics.value("device_scored_messages_total") >= scored + 30, 30)
     stats = agent.device_scoring.model_stats().active
     assert stats is not None and stats.model_version == 2 and stats.readings == 30
