@@ -28,6 +28,7 @@ from cloud.services.train_spec import (
     SplitRange,
     TrainJobSpec,
     TrainResult,
+    TrainTask,
 )
 from cloud.services.training_data import (
     DAY_MS,
@@ -75,12 +76,16 @@ def _tail(s: ReadingSeries, n: int) -> ReadingSeries:
     return ReadingSeries(s.device_id, s.metric, s.ts_ms[-n:], s.values[-n:])
 
 
+class _Part(Sized, Protocol):
+    def span(self) -> tuple[int, int]: ...
+
+
 class _Split(Protocol):
     @property
-    def train(self) -> Sized: ...
+    def train(self) -> _Part: ...
 
     @property
-    def holdout(self) -> Sized: ...
+    def holdout(self) -> _Part: ...
 
 
 _S = TypeVar("_S", bound=_Split)
@@ -101,7 +106,7 @@ def _usable(spec: TrainJobSpec, splits: list[_S], lengths: list[int], task: str,
 
 
 def run_anomaly(spec: TrainJobSpec, report: Report) -> TrainResult:
-    from models.training.retrain import AnomalyRetrainConfig, evaluate_anomaly, quality_gate, retrain_anomaly
+    from models.training.retrain import AnomalyRetrainConfig, evaluate_anomaly, retrain_anomaly
 
     site = parse_scope(spec.scope)
     engine = build_engine(spec.database_url, pool_size=1)
@@ -129,20 +134,8 @@ def run_anomaly(spec: TrainJobSpec, report: Report) -> TrainResult:
         spec.out_dir / "anomaly.tflite", spec.deployed_model, [s.holdout for s in usable],
         context=[_tail(s.train, CONTEXT_READINGS) for s in usable],
     )
-    gate = quality_gate("anomaly", scores["candidate"], scores["deployed"], spec.gate_tolerance)
-    return TrainResult(
-        task="anomaly", scope=spec.scope, metrics=_flat(fit, scores), candidate=scores["candidate"],
-        deployed=scores["deployed"], gate_passed=gate.passed, gate_reason=gate.reason,
-        data_from_ts=data_from, data_to_ts=data_to,
-        holdout_from_ts=min(s.holdout.span()[0] for s in usable),
-        holdout_to_ts=max(s.holdout.span()[1] for s in usable),
-        series_used=len(usable),
-        splits=[
-            SplitRange(series=f"{s.train.device_id}/{s.train.metric}", train=s.train.span(), holdout=s.holdout.span())
-            for s in usable[:MAX_SPLITS]
-        ],
-        tflite=spec.out_dir / "anomaly.tflite", keras=spec.out_dir / "anomaly.keras",
-    )
+    return _series_result(spec, "anomaly", fit, scores, data_from, data_to, usable,
+                          lambda s: f"{s.train.device_id}/{s.train.metric}")
 
 
 def run_device(spec: TrainJobSpec, report: Report) -> TrainResult:
@@ -150,7 +143,6 @@ def run_device(spec: TrainJobSpec, report: Report) -> TrainResult:
     joined per message, the last part of each run held back; candidate vs deployed on it."""
     from models.training.device_retrain import DeviceRetrainConfig, retrain_device
     from models.training.evaluate import evaluate_device
-    from models.training.retrain import quality_gate
 
     site = parse_scope(spec.scope)
     engine = build_engine(spec.database_url, pool_size=1)
@@ -175,17 +167,26 @@ def run_device(spec: TrainJobSpec, report: Report) -> TrainResult:
     report(0.82, f"evaluating candidate and deployed model on the held-back messages of {len(usable)} devices")
     scores = evaluate_device(spec.out_dir / "device_anomaly.tflite", spec.deployed_model,
                              [s.holdout.values for s in usable], [s.train.values for s in usable], cfg.warmup)
-    gate = quality_gate("device_anomaly", scores["candidate"], scores["deployed"], spec.gate_tolerance)
+    return _series_result(spec, "device_anomaly", fit, scores, data_from, data_to, usable,
+                          lambda s: f"{s.train.device_id}/{'+'.join(s.train.channels)}"[:200])
+
+
+def _series_result(spec: TrainJobSpec, task: TrainTask, fit: dict[str, float], scores: dict[str, dict[str, float]],
+                   data_from: int, data_to: int, usable: list[_S], name: Callable[[_S], str]) -> TrainResult:
+    """The result of a job trained on per-series (or per-device) splits: the quality gate, the hold-out's span."""
+    from models.training.evaluate import quality_gate
+
+    gate = quality_gate(task, scores["candidate"], scores["deployed"], spec.gate_tolerance)
     return TrainResult(
-        task="device_anomaly", scope=spec.scope, metrics=_flat(fit, scores), candidate=scores["candidate"],
+        task=task, scope=spec.scope, metrics=_flat(fit, scores), candidate=scores["candidate"],
         deployed=scores["deployed"], gate_passed=gate.passed, gate_reason=gate.reason,
         data_from_ts=data_from, data_to_ts=data_to,
         holdout_from_ts=min(s.holdout.span()[0] for s in usable),
         holdout_to_ts=max(s.holdout.span()[1] for s in usable),
         series_used=len(usable),
-        splits=[SplitRange(series=f"{s.train.device_id}/{'+'.join(s.train.channels)}"[:200], train=s.train.span(),
-                           holdout=s.holdout.span()) for s in usable[:MAX_SPLITS]],
-        tflite=spec.out_dir / "device_anomaly.tflite", keras=spec.out_dir / "device_anomaly.keras",
+        splits=[SplitRange(series=name(s), train=s.train.span(), holdout=s.holdout.span())
+                for s in usable[:MAX_SPLITS]],
+        tflite=spec.out_dir / f"{task}.tflite", keras=spec.out_dir / f"{task}.keras",
     )
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Final
+from typing import Final, Protocol, Self, TypeVar
 
 import numpy as np
 from sqlalchemy import Engine
@@ -100,13 +100,29 @@ def cut_ts(first: int, last: int, holdout_fraction: float) -> int:
 
 def split_series(series: list[ReadingSeries], holdout_fraction: float) -> list[SeriesSplit]:
     """Cut each series at ``first + (1 - holdout_fraction) * (last - first)`` of its time span."""
+    return [SeriesSplit(train, holdout, cut) for train, holdout, cut in _cut_all(series, holdout_fraction)]
+
+
+class _Timed(Protocol):
+    ts_ms: np.ndarray
+
+    def span(self) -> tuple[int, int]: ...
+
+    def where(self, mask: np.ndarray) -> Self: ...
+
+
+_T = TypeVar("_T", bound=_Timed)
+
+
+def _cut_all(items: list[_T], holdout_fraction: float) -> list[tuple[_T, _T, int]]:
+    """(training part, held-back part, cut) of each item, cut by :func:`cut_ts`."""
     if not 0.0 < holdout_fraction < 1.0:
         raise ValueError("holdout_fraction must be in (0, 1)")
     out = []
-    for s in series:
-        cut = cut_ts(*s.span(), holdout_fraction)
-        before = s.ts_ms < cut
-        out.append(SeriesSplit(train=s.where(before), holdout=s.where(~before), cut_ts=cut))
+    for item in items:
+        cut = cut_ts(*item.span(), holdout_fraction)
+        before = item.ts_ms < cut
+        out.append((item.where(before), item.where(~before), cut))
     return out
 
 
@@ -133,7 +149,7 @@ class DeviceRun:
     def span(self) -> tuple[int, int]:
         return int(self.ts_ms[0]), int(self.ts_ms[-1])
 
-    def rows(self, mask: np.ndarray) -> DeviceRun:
+    def where(self, mask: np.ndarray) -> DeviceRun:
         return DeviceRun(self.device_id, self.channels, self.ts_ms[mask], self.values[mask])
 
 
@@ -167,14 +183,7 @@ class RunSplit:
 
 def split_runs(runs: list[DeviceRun], holdout_fraction: float) -> list[RunSplit]:
     """Cut each run at ``first + (1 - holdout_fraction) * (last - first)`` of its time span."""
-    if not 0.0 < holdout_fraction < 1.0:
-        raise ValueError("holdout_fraction must be in (0, 1)")
-    out = []
-    for r in runs:
-        cut = cut_ts(*r.span(), holdout_fraction)
-        before = r.ts_ms < cut
-        out.append(RunSplit(train=r.rows(before), holdout=r.rows(~before), cut_ts=cut))
-    return out
+    return [RunSplit(train, holdout, cut) for train, holdout, cut in _cut_all(runs, holdout_fraction)]
 
 
 # ---------------------------------------------------------------------------------------------
