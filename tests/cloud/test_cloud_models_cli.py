@@ -162,3 +162,40 @@ def test_errors_are_reported_with_the_status(cloud_url: str) -> None:
 def test_mounted_as_edgehouse_models() -> None:
     result = CliRunner().invoke(umbrella, ["models", "--help"])
     assert result.exit_code == 0 and "rotate-key" in result.stdout
+
+
+def test_a_device_model_is_signed_offline_and_rolled_out_with_its_gates(cli: CliRunner, cloud_url: str,
+                                                                        key_file: tuple[Path, str]) -> None:
+    import base64
+    import hashlib
+
+    from models.manifest import manifest_path_for
+    from models.runtime import default_model_path
+    from protocols import SignedRelease
+
+    key, _public = key_file
+    http = httpx.Client(base_url=cloud_url, timeout=10)
+    headers = _register(http, "gw-d")
+    report = {"schema": "edgehouse.model_report", "v": 3, "gateway_id": "gw-d", "ts": int(time.time() * 1000),
+              "agent_version": "0.3.0", "tasks": [{"task": "device_anomaly", "state": "running", "current_version": 1}]}
+    assert http.post("/api/v1/gateways/gw-d/models/report", json=report, headers=headers).status_code == 204
+    assert "device_anomaly" in _ok(cli, "list", "--task", "device_anomaly")  # the shipped default, version 1
+    model = default_model_path("device_anomaly")
+    data = model.read_bytes() + b"\x00cli"
+    manifest = json.loads(manifest_path_for(model).read_text())
+    manifest.update(sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data))
+    body = {"tflite_b64": base64.b64encode(data).decode(), "manifest": manifest, "metrics": {}, "parent_version": 1}
+    assert http.post("/api/v1/models/device_anomaly/versions", json=body, headers=ADMIN).status_code == 201
+    assert "offline signature" in _ok(cli, "promote", "device_anomaly", "2")
+    assert "signed " in _ok(cli, "sign", "--key", str(key))
+    started = _ok(cli, "rollout", "device_anomaly", "2", "--min-device-days", "0.5", "--max-error-rate", "0.05",
+                  "--max-device-alerts-per-day", "2")
+    assert "rollout 1 started" in started
+    st = json.loads(_ok(cli, "status", "1", "--json"))
+    assert st["task"] == "device_anomaly" and [m["gateway_id"] for m in st["members"]] == ["gw-d"]
+    assert (st["gates"]["min_device_days"], st["gates"]["max_error_rate"], st["gates"]["max_device_alerts_per_day"]) \
+        == (0.5, 0.05, 2.0)
+    desired = http.get("/api/v1/gateways/gw-d/models/desired", headers=headers).json()
+    [item] = [m for m in desired["models"] if m["task"] == "device_anomaly"]
+    release = SignedRelease.model_validate_json(json.dumps(item["release"]))
+    assert desired["v"] == 2 and release.signed.v == 2 and release.signed.model_version == 2 and release.signatures
