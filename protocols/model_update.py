@@ -201,8 +201,9 @@ class ModelStats(Frozen):
     #: Sum over forecast days that have actuals of |P50 - actual| and of actual (WAPE = ratio).
     forecast_abs_error: Annotated[float, Field(ge=0)] = 0.0
     forecast_actual_units: Annotated[float, Field(ge=0)] = 0.0
-    #: (model_report v3) Distinct devices the model scored, and device-days observed (devices x
-    #: days since ``since_ts``): device alerts per device-day gate the device model.
+    #: (model_report v3) Distinct devices the model scored, and device-days observed (per device the
+    #: message time between its consecutive scored messages, gaps over an hour left out, summed):
+    #: device alerts per device-day gate the device model.
     devices: Annotated[int, Field(ge=0)] = 0
     device_days: Annotated[float, Field(ge=0)] = 0.0
     #: (model_report v3) Readings/messages the model failed on (runtime errors, unreadable input).
