@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from cloud_testkit import admin_headers, make_settings
 from fastapi.testclient import TestClient
-from model_testkit import desired, promote, register_fleet, rollout_status, wait_rollout, write_key
+from model_testkit import desired, promote, register_fleet, rollout_status, upload, wait_rollout, write_key
 
 from cloud.model_schemas import Gates
 from cloud.services.rollout_gates import compare
@@ -105,6 +105,15 @@ def test_device_model_is_offered_only_to_agents_that_report_supporting_it(client
     only_old = client.post("/api/v1/rollouts", json={"task": TASK, "model_version": v, "group": "old"},
                            headers=ADMIN)
     assert only_old.status_code == 409 and only_old.json()["detail"][0]["field"] == "task", only_old.text
+    # an anomaly release still is model_release v1, in a desired_models v1: the previous release takes it
+    av = upload(client, "anomaly")
+    promote(client, "anomaly", av)
+    resp = client.post("/api/v1/rollouts", json={"task": "anomaly", "model_version": av, "group": "old",
+                                                 "shadow": False}, headers=ADMIN)
+    assert resp.status_code == 201, resp.text
+    doc = desired(client, old, fleet[old])
+    assert [(m["task"], m["release"]["signed"]["v"]) for m in doc["models"]] == [("anomaly", 1)]
+    assert _accepted_by_previous_release(doc)
     st = _start(client, v, shadow=False)
     assert [m["gateway_id"] for m in st["members"]] == [new]  # only the gateway reporting v3
     doc = desired(client, new, fleet[new])
