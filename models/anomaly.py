@@ -256,6 +256,8 @@ class AnomalyScorer:
             horizon = round(cfg.drift_days * (features.seasonal_lag or 0))
             stat, run = st.drift.step(value, cfg, horizon), st.drift.run
             drift_alarm = stat >= cfg.drift_limit
+            if drift_alarm:
+                st.drift.seen_before(features.days_ago_mean(1, max(1, cfg.drift_delay)), cfg)
             drift = min(1.0, cfg.threshold * stat / cfg.drift_limit)
             if drift > score:
                 score, detector, best_test, best_expected = drift, "drift", "drift", drift_mean
@@ -329,6 +331,9 @@ class AnomalyScorer:
             cfg.relearn_after,
         )
         if shifted:
-            st.drift.rebase(alarm.mean)
+            st.drift.rebase(
+                alarm.mean, max(cfg.drift_horizon, round(cfg.drift_days * (st.features.seasonal_lag or 0)))
+            )
+            st.drift.seen_before(st.features.days_ago_mean(1, alarm.n), cfg)
             for period in st.periods:
                 period.restart()

@@ -144,6 +144,15 @@ class SensorFeatureState:
             value += sum(delta for since, delta in self._shifts if number < since)
         return value
 
+    def days_ago_mean(self, days: int, span: int) -> float | None:
+        """Mean of the `span` readings that ended `days` daily lags before the reading about to be
+        pushed (raw readings, None if unknown or not all kept)."""
+        lag = self._lag or 0
+        end = len(self._hist) - days * lag
+        if not lag or span < 1 or end - span + 1 < 0:
+            return None
+        return sum(self._hist.at(i) for i in range(end - span + 1, end + 1)) / span
+
     def relearn(self, mean: float, var: float, since: int, weight: int) -> None:
         """A new normal from reading number `since` on (the count when it began): the running
         mean and variance become `mean` and `var` and average from here as if over `weight`

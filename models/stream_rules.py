@@ -40,6 +40,9 @@ class StateSettings(Protocol):
 _DRIFT_Z_CAP = 10.0
 #: After an alarm the baseline restarts its averaging as if it had seen this many readings.
 _DRIFT_RELEARN = 100
+#: Consecutive readings back within the slack of the baseline from before an alarm that end the
+#: excursion (the old baseline is restored).
+_DRIFT_RETURN = 30
 
 
 @dataclass(slots=True)
@@ -54,7 +57,13 @@ class DriftCusum:
     raised the alarm), its averaging restarting at `_DRIFT_RELEARN` readings: a new level raises
     one alarm and is then the norm; a drift that goes on rising raises another only after it has
     risen by as much again (at least `drift_limit / (z cap - drift_slack)` readings later). The
-    statistic is capped at twice the limit."""
+    statistic is capped at twice the limit.
+
+    An excursion that ends is not a new normal: the baseline from before the first re-basing is
+    kept for `drift_horizon` readings, and once `_DRIFT_RETURN` consecutive readings are back
+    within the slack of it, it is restored (and the excursion's readings still waiting in the
+    delay line are dropped), so a recurring excursion (a humidity excursion, a defrost gone
+    wrong) meets the baseline the first one met, not one whose spread the first one inflated."""
 
     recent: deque[float] = field(default_factory=deque)
     recent_sum: float = 0.0
@@ -65,6 +74,10 @@ class DriftCusum:
     lo: float = 0.0
     #: Readings since the statistic last left 0 (the window of its evidence).
     run: int = 0
+    #: The baseline (mean, var, n) before the first re-basing of an excursion, while it may end.
+    prior: tuple[float, float, int] | None = None
+    prior_left: int = 0
+    back: int = 0
 
     def step(self, value: float, cfg: DriftSettings, horizon: int = 0) -> float:
         """Fold in one reading; return the CUSUM statistic after it (0 during the warm-up). A
@@ -79,6 +92,8 @@ class DriftCusum:
                 self.lo = min(cap, max(0.0, self.lo - z - cfg.drift_slack))
             stat = max(self.hi, self.lo)
             self.run = self.run + 1 if stat > 0.0 else 0
+        if self.prior is not None:
+            self._check_return(value, cfg)
         recent = self.recent
         recent.append(value)
         self.recent_sum += value
@@ -91,12 +106,52 @@ class DriftCusum:
             self.mean += alpha * delta
             self.var = (1.0 - alpha) * (self.var + alpha * delta * delta)
         if cfg.drift_limit > 0.0 and stat >= cfg.drift_limit:
-            self.rebase()
+            self.rebase(None, max(cfg.drift_horizon, horizon))
         return stat
 
-    def rebase(self, level: float | None = None) -> None:
+    def seen_before(self, before: float | None, cfg: DriftSettings) -> None:
+        """After an alarm: `before` is the mean of the readings that raised it, one day earlier
+        (None: unknown, the stream's first day). Only an excursion that positively did not happen
+        a day earlier may end in a restore; one that did (beyond the slack of the baseline from
+        before it: a daily delivery, a cleaning cycle) or whose day before is unknown stays the
+        baseline's to learn, as before."""
+        if self.prior is None:
+            return
+        if before is None:
+            self.prior = None
+            return
+        mean, var, _ = self.prior
+        std = max(math.sqrt(var), 1e-6 * (abs(mean) + 1.0))
+        z = (before - mean) / std
+        if z > cfg.drift_slack or (cfg.drift_both_ways and z < -cfg.drift_slack):
+            self.prior = None
+
+    def _check_return(self, value: float, cfg: DriftSettings) -> None:
+        prior = self.prior
+        assert prior is not None
+        mean, var, n = prior
+        std = max(math.sqrt(var), 1e-6 * (abs(mean) + 1.0))
+        self.back = self.back + 1 if abs(value - mean) <= cfg.drift_slack * std else 0
+        self.prior_left -= 1
+        if self.back >= _DRIFT_RETURN:  # the excursion is over: the old baseline was the normal
+            self.mean, self.var, self.n = mean, var, n
+            self.hi = self.lo = 0.0
+            self.run = 0
+            self.recent.clear()
+            self.recent_sum = 0.0
+            self.prior = None
+        elif self.prior_left <= 0:  # the new level lasted: it is the normal now
+            self.prior = None
+
+    def rebase(self, level: float | None = None, horizon: int = 0) -> None:
         """A new normal: restart the statistic and move the baseline to `level` (default: the
-        mean of the last `drift_delay` readings)."""
+        mean of the last `drift_delay` readings); the baseline before it is kept for `horizon`
+        readings in case the excursion ends (see the class docstring)."""
+        if self.prior is None and horizon > 0 and self.n > 0:
+            self.prior = (self.mean, self.var, self.n)
+        if self.prior is not None:
+            self.prior_left = horizon
+            self.back = 0
         self.hi = self.lo = 0.0
         self.run = 0
         if level is not None:

@@ -3,6 +3,8 @@ CUSUM, and the refractory damping that no longer depends on the alert threshold.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -139,3 +141,43 @@ def test_is_warm_after_the_warm_up_and_for_state_streams(anomaly_model: LoadedMo
     assert daily.is_warm("t")
     scorer.score("door", 0, 0.0)
     assert scorer.is_warm("door")  # a 0/1 stream: its duration rule learns from the runs it sees
+
+
+def _excursions(drift: _Drift, cfg: AnomalyScorerConfig, before: float | None) -> tuple[list[int], float]:
+    """Three +10 std excursions of 200 readings, 800 readings apart, on N(0, 1) noise after 1,000
+    normal readings; `before` is what the day before showed at each alarm. Returns the readings
+    (from the first excursion's start) at which the statistic reached the limit, and the baseline's
+    std after the last excursion."""
+    rng = np.random.default_rng(5)
+    for v in rng.normal(0.0, 1.0, 1000):
+        drift.step(float(v), cfg)
+    alarms: list[int] = []
+    i = 0
+    for _ in range(3):
+        for v in np.concatenate([rng.normal(10.0, 1.0, 200), rng.normal(0.0, 1.0, 800)]):
+            if drift.step(float(v), cfg) >= cfg.drift_limit:
+                alarms.append(i)
+                drift.seen_before(before, cfg)
+            i += 1
+    return alarms, math.sqrt(drift.var)
+
+
+def test_drift_excursion_that_ends_restores_the_baseline() -> None:
+    """A recurring excursion (not seen a day earlier) meets the baseline the first one met: every
+    one of them raises its alarm, and the baseline's spread is not inflated by them."""
+    cfg = AnomalyScorerConfig()
+    alarms, std = _excursions(_Drift(), cfg, before=0.0)
+    starts = [0, 1000, 2000]
+    assert [sum(s <= a < s + 200 for a in alarms) for s in starts] == [1, 1, 1]
+    assert std < 1.5
+
+
+def test_drift_excursion_seen_a_day_earlier_is_learnt() -> None:
+    """An excursion that was there a day earlier too (or whose day before is unknown) is the
+    stream's pattern: the baseline learns it as before (its spread widens), nothing is restored."""
+    cfg = AnomalyScorerConfig()
+    for before in (10.0, None):
+        drift = _Drift()
+        alarms, std = _excursions(drift, cfg, before=before)
+        assert alarms and alarms[0] < 200
+        assert std > 2.0 and drift.prior is None
