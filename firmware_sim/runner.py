@@ -115,9 +115,11 @@ class _Partition:
     error: BaseException | None = None
     preparing: bool = True
     draining: bool = False
-    #: Drawn from the stream as the timed phase ended; the final flush sends it first (dropped, it
-    #: would orphan a duplicate's copy or an RFID tag's repeat reads that the flush still sends).
-    carry: Emission | None = None
+    #: Drawn from the stream but not sent when the timed phase ended (a paced run's next emission, the
+    #: rest of a rate run's pre-encoded chunk); the final flush sends them first: dropped, they would
+    #: leave gaps in their devices' seqs and orphan a duplicate's copy or an RFID tag's repeat reads
+    #: that the flush still sends.
+    carry: list[Emission] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.ledger = TruthLedger(self.sh.writer)
@@ -139,7 +141,7 @@ class _Partition:
             else:
                 self._run_paced()
             self.draining = True
-            for e in itertools.chain([self.carry] if self.carry else [], self.stream.finish()):
+            for e in itertools.chain(self.carry, self.stream.finish()):
                 if self.sh.abort.is_set() or not self._execute(e):
                     break
         except Exception as exc:  # noqa: BLE001 - thread boundary: join() re-raises it, never lost
@@ -173,7 +175,7 @@ class _Partition:
             now = time.monotonic()
             if (self.sh.stop.is_set() or self._quota_reached() or target > deadline or now > deadline
                     or (target - now > 0.0005 and self.pump.sleep(target - now, self.sh.stop))):
-                self.carry = e  # the timed phase is over, not this emission
+                self.carry = [e]  # the timed phase is over, not this emission
                 return
             if not self._execute(e):
                 return
@@ -205,13 +207,13 @@ class _Partition:
         deadline = self._deadline()
         sent = 0
         for chunk in itertools.chain([first], chunks):
-            for e in chunk:
+            for i, e in enumerate(chunk):
                 if e.publishes:
                     now = time.monotonic()
                     due = t0 + sent / rate
-                    if due - now > 0.002 and self.pump.sleep(due - now, self.sh.stop):
-                        return
-                    if now > deadline or self.sh.stop.is_set():
+                    if ((due - now > 0.002 and self.pump.sleep(due - now, self.sh.stop))
+                            or now > deadline or self.sh.stop.is_set()):
+                        self.carry = chunk[i:]  # the timed phase is over, not what was drawn for it
                         return
                     sent += 1
                 if not self._execute(e):

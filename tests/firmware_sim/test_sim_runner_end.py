@@ -124,3 +124,26 @@ def test_a_run_ended_by_its_quota_or_stop_sends_what_it_drew(broker: Mosquitto, 
     exp = summary.expected_stored
     stored = gateway_stored(fleet, published.emissions, tmp_path / "stop")
     assert stored == {"telemetry": exp.telemetry, "scan": exp.scan}
+
+
+def test_a_rate_run_stopped_early_sends_its_whole_pre_encoded_chunk(broker: Mosquitto, tmp_path: Path) -> None:
+    """Rate mode draws each thread's share of ``count`` before the timed phase; stopped early it used to
+    drop the rest of it (seq gaps, and the duplicate copies the flush sent of originals never sent)."""
+    fleet = mixed(seed=32)
+    faults = FaultConfig(duplicates=0.3, reorder=0.05, malformed=0.05)
+    published = Published()
+    count = 3000
+    runner = SimRunner(fleet, broker.host, broker.port, faults=faults, count=count, rate=300.0,
+                       on_publish=published, publishers=2)
+    runner.start()
+    deadline = time.monotonic() + 30
+    while runner.stats().published < 100 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    runner.stop()  # about 10 s before the rate would have sent the quota
+    summary = runner.join(60)
+    assert summary is not None and summary.published == len(published.emissions)
+    assert summary.published >= count  # what was drawn for the timed phase went out, unpaced
+    assert seq_gaps(published.emissions) == {}
+    exp = summary.expected_stored
+    stored = gateway_stored(fleet, published.emissions, tmp_path)
+    assert stored == {"telemetry": exp.telemetry, "scan": exp.scan}
