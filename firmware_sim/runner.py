@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 #: Above this many publishes per thread, rate mode encodes in chunks instead of all up front.
 _MAX_PREENCODE = 400_000
 _CHUNK = 20_000
+#: Without a quota (a run ended by ``stop()``), rate mode encodes about this many seconds of its rate
+#: at a time (at most ``_CHUNK``): what a stop still sends of the chunk drawn for it.
+_OPEN_CHUNK_S = 5.0
 
 
 class RunOptions(BaseModel):
@@ -180,8 +183,11 @@ class _Partition:
             if not self._execute(e):
                 return
 
-    def _chunks(self) -> Iterator[list[Emission]]:
-        size = self.quota if self.quota is not None and self.quota <= _MAX_PREENCODE else _CHUNK
+    def _chunks(self, rate: float) -> Iterator[list[Emission]]:
+        if self.quota is None:
+            size = max(1, min(_CHUNK, math.ceil(rate * _OPEN_CHUNK_S)))
+        else:
+            size = self.quota if self.quota <= _MAX_PREENCODE else _CHUNK
         made = 0
         while not self.sh.stop.is_set():
             want = size if self.quota is None else min(size, self.quota - made)
@@ -199,7 +205,7 @@ class _Partition:
             yield chunk
 
     def _run_rate(self, rate: float) -> None:
-        chunks = self._chunks()
+        chunks = self._chunks(rate)
         first = next(chunks, [])
         self.preparing = False
         self.sh.barrier.wait()
