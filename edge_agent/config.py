@@ -25,7 +25,6 @@ from pydantic import (
 )
 
 from edge_agent.config_cloud import CapWindow, CloudConfig  # noqa: F401 - re-exported: the [cloud] section
-from edge_agent.config_env import ENV_PREFIX as ENV_PREFIX  # re-exported
 from edge_agent.config_env import UnknownEnvKey, deep_merge, env_overrides
 from edge_agent.config_models import ModelsConfig  # the [models] section, re-exported here
 from edge_agent.config_stock import StockConfig
