@@ -111,16 +111,12 @@ def warm_up(fleet: Fleet, broker: MosquittoBroker, agents: list[AgentProcess], d
     and scored all of it."""
     warm = warmup_fleet(fleet, days)
     runner = SimRunner(warm, broker.host, broker.port, ground_truth_path=truth, faults=FaultConfig(), speed=speed,
-                       on_publish=Throttle(agents))
-    end_ms = warm.start_ms + int(days * DAY_MS)
+                       sim_seconds=days * 86_400, on_publish=Throttle(agents))
     runner.start()
-    try:
-        _stack.wait_until(lambda: runner.done or runner.stats().sim_time.timestamp() * 1000 >= end_ms,
-                          max(600.0, 10 * days * 86_400 / speed), 0.2)
-    finally:
-        runner.stop()
-    summary = runner.join(timeout=120)
-    assert summary is not None
+    summary = runner.join(timeout=max(900.0, 10 * days * 86_400 / speed))  # the stream ends after the day
+    if summary is None:
+        runner.stop(force=True)
+        raise RuntimeError("the warm-up day did not end in time")
     expected = summary.expected_stored.telemetry
     _stack.wait_until(lambda: sum(a.status()["stored"]["telemetry"] for a in agents) >= expected
                       and backlog(agents) == 0, 300, 0.5)

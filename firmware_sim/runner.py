@@ -51,6 +51,8 @@ class RunOptions(BaseModel):
     count: Annotated[int, Field(ge=1)] | None = None
     rate: Annotated[float, Field(gt=0)] | None = None
     speed: Annotated[float, Field(gt=0)] | None = None
+    #: The stream ends after this much simulated time from the fleet's start (then the final flush).
+    sim_seconds: Annotated[float, Field(gt=0)] | None = None
     qos: Literal[0, 1] = 1
     publishers: Annotated[int, Field(ge=1, le=64)] | None = None
     max_inflight: Annotated[int, Field(ge=1, le=65535)] = 20
@@ -126,7 +128,9 @@ class _Partition:
 
     def __post_init__(self) -> None:
         self.ledger = TruthLedger(self.sh.writer)
-        self.stream = SimStream(self.sh.fleet, self.sh.faults, self.devices)
+        sim_s = self.sh.opts.sim_seconds
+        until = None if sim_s is None else self.sh.fleet.start_ms + int(sim_s * 1000)
+        self.stream = SimStream(self.sh.fleet, self.sh.faults, self.devices, until_ms=until)
         o = self.sh.opts
         self.links = {
             d.device_id: DeviceLink(
@@ -256,8 +260,8 @@ class _Partition:
 class SimRunner:
     """Run a fleet against a broker. ``start()``, then ``join()`` (or ``stop()`` early).
 
-    The run ends after ``duration_s`` wall seconds, or ``count`` publishes (plus the final flush
-    of held messages and offline statuses), or on ``stop()``. The ground truth file gets its
+    The run ends after ``duration_s`` wall seconds, or ``count`` publishes, or ``sim_seconds`` of
+    simulated time (each plus the final flush of held messages and offline statuses), or on ``stop()``. The ground truth file gets its
     summary line when the run has ended, and :meth:`join` returns that summary.
     """
 

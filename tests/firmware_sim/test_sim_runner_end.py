@@ -147,3 +147,17 @@ def test_a_rate_run_stopped_early_sends_its_whole_pre_encoded_chunk(broker: Mosq
     exp = summary.expected_stored
     stored = gateway_stored(fleet, published.emissions, tmp_path)
     assert stored == {"telemetry": exp.telemetry, "scan": exp.scan}
+
+
+def test_a_run_of_sim_seconds_ends_with_its_simulated_time(broker: Mosquitto, tmp_path: Path) -> None:
+    fleet = mixed(seed=33)
+    published = Published()
+    summary = run(SimRunner(fleet, broker.host, broker.port, faults=FaultConfig(), speed=36_000.0,
+                            sim_seconds=3600.0, on_publish=published))
+    end = fleet.start_ms + 3_600_000
+    telemetry = [e for e in published.emissions if e.kind == "telemetry"]
+    assert telemetry and max(e.send_ms for e in telemetry) < end + 60_000  # no step after the end (+ send delay)
+    assert max(e.send_ms for e in telemetry) > end - 120_000  # the whole hour, not cut short
+    assert summary.published == len(published.emissions) and seq_gaps(published.emissions) == {}
+    exp = summary.expected_stored
+    assert gateway_stored(fleet, published.emissions, tmp_path) == {"telemetry": exp.telemetry, "scan": exp.scan}
