@@ -34,8 +34,7 @@ log = logging.getLogger(__name__)
 #: Above this many publishes per thread, rate mode encodes in chunks instead of all up front.
 _MAX_PREENCODE = 400_000
 _CHUNK = 20_000
-#: Without a quota (a run ended by ``stop()``), rate mode encodes about this many seconds of its rate
-#: at a time (at most ``_CHUNK``): what a stop still sends of the chunk drawn for it.
+#: Without a quota, rate mode encodes this many seconds of its rate at a time (what a stop still sends).
 _OPEN_CHUNK_S = 5.0
 
 
@@ -120,18 +119,15 @@ class _Partition:
     error: BaseException | None = None
     preparing: bool = True
     draining: bool = False
-    #: Drawn from the stream but not sent when the timed phase ended (a paced run's next emission, the
-    #: rest of a rate run's pre-encoded chunk); the final flush sends them first: dropped, they would
-    #: leave gaps in their devices' seqs and orphan a duplicate's copy or an RFID tag's repeat reads
-    #: that the flush still sends.
+    #: Drawn but unsent when the timed phase ended (paced: the next emission; rate: the chunk's rest); the
+    #: flush sends them first (dropped: seq gaps, orphaned duplicate copies and RFID repeat reads).
     carry: list[Emission] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.ledger = TruthLedger(self.sh.writer)
-        sim_s = self.sh.opts.sim_seconds
-        until = None if sim_s is None else self.sh.fleet.start_ms + int(sim_s * 1000)
-        self.stream = SimStream(self.sh.fleet, self.sh.faults, self.devices, until_ms=until)
         o = self.sh.opts
+        until = None if o.sim_seconds is None else self.sh.fleet.start_ms + int(o.sim_seconds * 1000)
+        self.stream = SimStream(self.sh.fleet, self.sh.faults, self.devices, until_ms=until)
         self.links = {
             d.device_id: DeviceLink(
                 f"{o.client_prefix}-{d.device_id}-{self.sh.run_tag}"[:64], o.broker_host, o.broker_port, o.qos,
@@ -188,10 +184,8 @@ class _Partition:
                 return
 
     def _chunks(self, rate: float) -> Iterator[list[Emission]]:
-        if self.quota is None:
-            size = max(1, min(_CHUNK, math.ceil(rate * _OPEN_CHUNK_S)))
-        else:
-            size = self.quota if self.quota <= _MAX_PREENCODE else _CHUNK
+        open_size = max(1, min(_CHUNK, math.ceil(rate * _OPEN_CHUNK_S)))
+        size = open_size if self.quota is None else self.quota if self.quota <= _MAX_PREENCODE else _CHUNK
         made = 0
         while not self.sh.stop.is_set():
             want = size if self.quota is None else min(size, self.quota - made)
