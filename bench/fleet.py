@@ -98,7 +98,7 @@ def _host(plans: list[GatewayPlan], cfg: HostConfig, results: Any) -> None:
     import logging
 
     logging.basicConfig(level=logging.ERROR)  # the workers' retry warnings are counted, not printed
-    from edge_agent.cloud_client import cloud_client
+    from edge_agent.cloud_client import cloud_transport
     from edge_agent.config import CloudConfig
     from edge_agent.metrics import AgentMetrics
     from edge_agent.store import Store
@@ -108,32 +108,33 @@ def _host(plans: list[GatewayPlan], cfg: HostConfig, results: Any) -> None:
     failures = Counter[str]()
     lock = threading.Lock()
 
-    class TimedSync(SyncWorker):
-        """The agent's sync worker, its sync requests timed (answered ones) and failures counted."""
+    class TimedTransport(httpx.BaseTransport):
+        """The agent's own transport to the cloud, its sync requests timed (answered ones, body read)
+        and failures counted; handed to each SyncWorker as an operator would (``transport=``)."""
 
-        def _http_client(self, timeout_s: float | None = None) -> httpx.Client:
-            client = cloud_client(self._config, timeout_s)
-            send = client.send  # what post() and the agent's paced sends both go through
+        def __init__(self, inner: httpx.BaseTransport) -> None:
+            self._inner = inner
 
-            def timed_send(request: httpx.Request, *args: Any, **kwargs: Any) -> httpx.Response:
-                if not request.url.path.endswith("/sync"):
-                    return send(request, *args, **kwargs)
-                start = time.perf_counter()
-                try:
-                    resp = send(request, *args, **kwargs)
-                except httpx.HTTPError as exc:
-                    with lock:
-                        failures[type(exc).__name__] += 1
-                    raise
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            if not request.url.path.endswith("/sync"):
+                return self._inner.handle_request(request)
+            start = time.perf_counter()
+            try:
+                resp = self._inner.handle_request(request)
+                resp.read()
+            except httpx.HTTPError as exc:
                 with lock:
-                    if resp.status_code == 200:
-                        latencies.append((time.perf_counter() - start) * 1000)
-                    else:
-                        failures[f"http_{resp.status_code}"] += 1
-                return resp
+                    failures[type(exc).__name__] += 1
+                raise
+            with lock:
+                if resp.status_code == 200:
+                    latencies.append((time.perf_counter() - start) * 1000)
+                else:
+                    failures[f"http_{resp.status_code}"] += 1
+            return resp
 
-            client.send = timed_send  # type: ignore[method-assign]
-            return client
+        def close(self) -> None:
+            self._inner.close()
 
     stores, conns, workers, produced = {}, {}, {}, {}
     for plan in plans:
@@ -146,7 +147,8 @@ def _host(plans: list[GatewayPlan], cfg: HostConfig, results: Any) -> None:
         stores[plan.gateway_id], conns[plan.gateway_id], produced[plan.gateway_id] = store, conn, plan.backlog
         config = CloudConfig(url=plan.url, token=plan.token, interval_s=cfg.interval_s, backoff_min_s=0.5,
                              backoff_max_s=4.0, request_timeout_s=60.0, shutdown_flush_s=0)
-        workers[plan.gateway_id] = TimedSync(config, plan.gateway_id, store, AgentMetrics())
+        workers[plan.gateway_id] = SyncWorker(config, plan.gateway_id, store, AgentMetrics(),
+                                              transport=TimedTransport(cloud_transport(config)))
     results.put(("ready", os.getpid()))
     start = time.monotonic()
     for w in workers.values():

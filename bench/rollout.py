@@ -3,8 +3,11 @@
     python bench/rollout.py [--agents 4] [--rate 400] [--seed 1]
 
 A private Mosquitto, the cloud (online signing key, rollout controller) and ``--agents``
-gateway agents that trust the key; the simulator publishes a steady QoS 1 stream to all of them
-for the whole run. Then, as an admin would:
+gateway agents that trust the key. First a simulated day of the fleet's sensor telemetry
+(``--warmup-days``, at up to ``--warmup-speed`` simulated seconds per second: a day in a minute, held
+back while a scorer falls behind; the same devices and physics, other boots) warms every stream, so the detectors are past their first day
+(``warmup_days``) and the gates compare alert rates of warm streams. Then the simulator publishes a
+steady QoS 1 stream to all of them for the rest of the run, and, as an admin would:
 
 1. a sound candidate is rolled out (canary in shadow, then every gateway): one swap per agent;
 2. the rollout is rolled back by hand: another swap per agent, back to the baseline;
@@ -17,8 +20,9 @@ for the whole run. Then, as an admin would:
    shapes, a disk that fills up during the download, a key rotation signed by a stranger):
    each must be refused with its reason while the agent keeps scoring on its model.
 
-At the end every telemetry message the simulator sent must be stored, and every stored reading
-scored exactly once (warm-up excluded): ``dropped`` counts what was not.
+At the end every telemetry message the simulator sent (warm-up day included) must be stored, and
+every stored reading scored exactly once (the agents' start-up warm-up excluded): ``dropped`` counts
+what was not.
 
 Last line: ``rollout: swaps=<n> dropped=<n> max_pause_ms=<x> attacks_refused=<n>/<m> bad_model_reached_waves=<n>``
 """
@@ -34,6 +38,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,13 +52,75 @@ from rich.table import Table
 from edgehouse_cli.broker import MosquittoBroker
 from edgehouse_cli.lifecycle import ModelAdmin, running_version, seen_versions, shipped_variant
 from edgehouse_cli.stack import AgentProcess, CloudProcess
+from firmware_sim.config import Fleet
 from firmware_sim.faults import FaultConfig
 from firmware_sim.runner import SimRunner
+from firmware_sim.truth import Summary
 from protocols import ARTIFACT_PATH, ArtifactRef, KeyRotation, ModelRelease, SignedRelease
 from protocols.signing import Signer, generate_private_key_pem
 
 DAY_MS = 86_400_000
 GATES = {"min_readings": 300, "max_alert_rate_ratio": 2.0, "min_stage_duration_s": 1.0, "stage_timeout_s": 180}
+
+
+def warmup_fleet(fleet: Fleet, days: float) -> Fleet:
+    """The fleet's sensors (same ids, seed and physics; other boots), starting ``days`` and an hour before it."""
+    data = fleet.config.model_dump(mode="json")
+    data["start"] = (fleet.config.start - timedelta(days=days, hours=1)).isoformat()
+    data["boot_salt"] = "warmup"
+    for site in data["sites"]:
+        for gw in site["gateways"]:
+            gw["devices"] = [d for d in gw["devices"] if d["kind"] in _stack.SENSOR_KINDS]
+    return Fleet.from_dict(data)
+
+
+def backlogs(agents: list[AgentProcess]) -> list[float]:
+    """Committed telemetry messages each agent's scorer has not read yet."""
+    return [metrics(a).get("edgehouse_agent_inference_backlog_messages", 1) for a in agents]
+
+
+def backlog(agents: list[AgentProcess]) -> float:
+    return sum(backlogs(agents))
+
+
+class Throttle:
+    """The warm-up's ``on_publish``: every ``every`` publishes, the publisher thread waits while an agent's
+    scorer is more than ``limit`` messages behind (it skips beyond ``models.queue_size``, 10,000), so an
+    accelerated day is scored whole however busy the machine is."""
+
+    def __init__(self, agents: list[AgentProcess], every: int = 500, limit: int = 3000) -> None:
+        self.agents, self.every, self.limit = agents, every, limit
+        self.waited_s = 0.0
+        self._n = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, _emission: object) -> None:
+        with self._lock:
+            self._n += 1
+            if self._n % self.every:
+                return
+        start = time.monotonic()
+        _stack.wait_until(lambda: max(backlogs(self.agents)) <= self.limit, 300, 0.2)
+        with self._lock:
+            self.waited_s += time.monotonic() - start
+
+
+def warm_up(fleet: Fleet, broker: MosquittoBroker, agents: list[AgentProcess], days: float, speed: float,
+            truth: Path) -> Summary:
+    """Publish ``days`` of the fleet's sensor telemetry in accelerated time; return once the agents stored
+    and scored all of it."""
+    warm = warmup_fleet(fleet, days)
+    runner = SimRunner(warm, broker.host, broker.port, ground_truth_path=truth, faults=FaultConfig(), speed=speed,
+                       sim_seconds=days * 86_400, on_publish=Throttle(agents))
+    runner.start()
+    summary = runner.join(timeout=max(900.0, 10 * days * 86_400 / speed))  # the stream ends after the day
+    if summary is None:
+        runner.stop(force=True)
+        raise RuntimeError("the warm-up day did not end in time")
+    expected = summary.expected_stored.telemetry
+    _stack.wait_until(lambda: sum(a.status()["stored"]["telemetry"] for a in agents) >= expected
+                      and backlog(agents) == 0, 300, 0.5)
+    return summary
 
 
 def metrics(agent: AgentProcess) -> dict[str, float]:
@@ -285,6 +352,8 @@ def main() -> None:
     ap.add_argument("--agents", type=int, default=4)
     ap.add_argument("--rate", type=float, default=400.0, help="messages per second, all gateways together")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--warmup-days", type=float, default=1.0, help="simulated days of sensor telemetry first")
+    ap.add_argument("--warmup-speed", type=float, default=1440.0, help="simulated seconds per second of it")
     ap.add_argument("--keep", type=Path, default=None, help="keep stores, logs and ground truth here")
     args = ap.parse_args()
     console = Console()
@@ -319,15 +388,22 @@ def main() -> None:
                 agents.append(agent)
             admin = ModelAdmin(cloud.url, cloud.admin_token)
             t0 = time.monotonic()
-            count = int(args.rate * 600)  # more than the run needs: stopped once the phases are done
-            runner = SimRunner(fleet, broker.host, broker.port, ground_truth_path=tmp / "truth.jsonl",
-                               faults=FaultConfig(), count=count, rate=args.rate)
-            runner.start()
-            watch = Watch(agents)
             with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
                           console=console) as progress:
-                phase = progress.add_task("warming up the agents", total=6)
-                _stack.wait_until(lambda: all(a.status()["stored"]["telemetry"] >= 1500 for a in agents), 300, 0.5)
+                phase = progress.add_task(f"warm-up: {args.warmup_days:g} simulated day(s) of sensor telemetry",
+                                          total=7)
+                warm = warm_up(fleet, broker, agents, args.warmup_days, args.warmup_speed, tmp / "truth-warmup.jsonl")
+                progress.console.print(f"warm-up: {warm.expected_stored.telemetry:,} telemetry messages over "
+                                       f"{args.warmup_days:g} simulated day(s), {time.monotonic() - t0:.0f} s")
+                progress.update(phase, advance=1, description="the live stream: its first readings")
+                before = {a.gateway_id: a.status()["stored"]["telemetry"] for a in agents}
+                # No count: the stream runs until the phases are done (then stop(): its last chunk is sent).
+                runner = SimRunner(fleet, broker.host, broker.port, ground_truth_path=tmp / "truth.jsonl",
+                                   faults=FaultConfig(), rate=args.rate)
+                runner.start()
+                watch = Watch(agents)
+                _stack.wait_until(lambda: all(a.status()["stored"]["telemetry"] >= before[a.gateway_id] + 300
+                                              for a in agents), 300, 0.5)
                 baseline = running_version(agents[0].status(), "anomaly")
                 assert baseline is not None
 
@@ -387,12 +463,11 @@ def main() -> None:
                 runner.stop()
                 summary = runner.join(timeout=120)
                 assert summary is not None
-                expected = summary.expected_stored.telemetry
+                expected = summary.expected_stored.telemetry + warm.expected_stored.telemetry
 
                 def drained() -> bool:
                     stored = sum(a.status()["stored"]["telemetry"] for a in agents)
-                    backlog = sum(metrics(a).get("edgehouse_agent_inference_backlog_messages", 1) for a in agents)
-                    return stored >= expected and backlog == 0
+                    return stored >= expected and backlog(agents) == 0
 
                 _stack.wait_until(drained, 300, 0.5)
                 time.sleep(1.5)  # the last pass after the backlog gauge reached 0
@@ -421,7 +496,8 @@ def main() -> None:
                               f"{int(skipped)}", f"{int(s.get(swaps_key, 0))}", f"{1000 * s.get(pause_key, 0):.1f}")
             console.print(table)
             lost = max(0, expected - stored_t)
-            console.print(f"simulator: {summary.published:,} published, {expected:,} telemetry expected, "
+            console.print(f"simulator: {summary.published + warm.published:,} published (warm-up included), "
+                          f"{expected:,} telemetry expected, "
                           f"{stored_t:,} stored; agents' exit codes {rcs}; {time.monotonic() - t0:.0f} s")
         finally:
             if watch is not None:

@@ -84,6 +84,8 @@ class DeviceOut(BaseModel):
 class GatewayDetail(BaseModel):
     gateway: FleetGateway
     devices: list[DeviceOut]
+    devices_since_ts: int | None = Field(
+        None, description="Devices and their messages counted from this device time on; None: every stored message")
     report: dict[str, Any] | None = Field(description="The latest protocols.ModelReport, as the gateway sent it")
 
 

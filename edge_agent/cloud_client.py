@@ -73,8 +73,20 @@ def cloud_tls(config: CloudConfig) -> ssl.SSLContext | str | bool:
     return ca_file if ca_file is not None else True
 
 
-def cloud_client(config: CloudConfig, timeout_s: float | None = None) -> httpx.Client:
-    """An ``httpx.Client`` for ``config.url`` sending ``Authorization: Bearer <token>``."""
+def cloud_transport(config: CloudConfig) -> httpx.HTTPTransport:
+    """The transport :func:`cloud_client` uses by default (TLS as :func:`cloud_tls` says), for a
+    ``transport`` that wraps it."""
+    return httpx.HTTPTransport(verify=cloud_tls(config))
+
+
+def cloud_client(
+    config: CloudConfig, timeout_s: float | None = None, transport: httpx.BaseTransport | None = None
+) -> httpx.Client:
+    """An ``httpx.Client`` for ``config.url`` sending ``Authorization: Bearer <token>``.
+
+    ``transport``: what sends the requests (e.g. one that wraps :func:`cloud_transport` to time or
+    count them); None: httpx's own, verifying TLS as :func:`cloud_tls` says.
+    """
     if config.url is None or config.token is None:
         raise ValueError("cloud.url and cloud.token are needed to talk to the cloud")
     timeout = (
@@ -86,6 +98,7 @@ def cloud_client(config: CloudConfig, timeout_s: float | None = None) -> httpx.C
         base_url=config.url.rstrip("/"),
         timeout=timeout,
         verify=cloud_tls(config),
+        transport=transport,
         headers={
             "Authorization": f"Bearer {config.token.get_secret_value()}",
             "User-Agent": f"edgehouse-agent/{__version__}",

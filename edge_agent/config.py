@@ -1,13 +1,15 @@
 """Agent configuration: a TOML file, overridden by ``EDGEHOUSE_AGENT_*`` environment variables.
 
-Nested keys use ``__``: ``EDGEHOUSE_AGENT_CLOUD__URL`` overrides ``[cloud] url``. Every section
-forbids unknown keys, so a typo fails start-up with an error naming the key
-(see :class:`ConfigError`).
+Nested keys use ``__``: ``EDGEHOUSE_AGENT_CLOUD__URL`` overrides ``[cloud] url`` (the rules are in
+:mod:`edge_agent.config_env`). Every section forbids unknown keys, in the file and in the environment,
+so a typo fails start-up with an error naming the key (see :class:`ConfigError`).
 """
 
 from __future__ import annotations
 
+import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -21,16 +23,15 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from edge_agent.config_cloud import CapWindow, CloudConfig  # noqa: F401 - re-exported: the [cloud] section
+from edge_agent.config_env import UnknownEnvKey, deep_merge, env_overrides
 from edge_agent.config_models import ModelsConfig  # the [models] section, re-exported here
 from edge_agent.config_stock import StockConfig
 from protocols import TopicError, device_filter
 from protocols.signing import decode_public_key
 from protocols.topics import check_id
 
-ENV_PREFIX = "EDGEHOUSE_AGENT_"
 IDENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 
 Ident = Annotated[str, Field(pattern=IDENT_PATTERN)]
@@ -214,17 +215,10 @@ class UpdatesConfig(Section):
         return keys
 
 
-class AgentConfig(BaseSettings):
+class AgentConfig(BaseModel):
     """The whole agent configuration. Build it with :meth:`load` (file + environment)."""
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        env_nested_delimiter="__",
-        extra="forbid",
-        frozen=True,
-        validate_default=True,
-        case_sensitive=False,
-    )
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
     gateway_id: Ident
     site: Ident
@@ -239,18 +233,6 @@ class AgentConfig(BaseSettings):
     alerts: AlertsConfig = AlertsConfig()
     updates: UpdatesConfig = UpdatesConfig()
     stock: StockConfig = StockConfig()
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Environment first: it overrides what the TOML file (passed as init values) says.
-        return (env_settings, init_settings)
 
     @model_validator(mode="after")
     def _ids(self) -> AgentConfig:
@@ -313,10 +295,15 @@ class AgentConfig(BaseSettings):
         return cls.from_mapping(data)
 
     @classmethod
-    def from_mapping(cls, data: dict[str, Any]) -> AgentConfig:
-        """Validate a mapping (plus environment overrides); raise :class:`ConfigError`."""
+    def from_mapping(cls, data: dict[str, Any], environ: Mapping[str, str] | None = None) -> AgentConfig:
+        """Validate a mapping with the environment's overrides (``os.environ`` unless ``environ`` is
+        given, see :mod:`edge_agent.config_env`) merged over it; raise :class:`ConfigError`."""
         try:
-            return cls(**data)
+            overrides = env_overrides(cls, os.environ if environ is None else environ)
+        except UnknownEnvKey as exc:
+            raise ConfigError(str(exc)) from None
+        try:
+            return cls.model_validate(deep_merge(data, overrides))
         except ValidationError as exc:
             raise ConfigError(format_validation_error(exc)) from None
 

@@ -96,9 +96,13 @@ class SyncWorker(BackgroundWorker[_Session]):
         metrics: AgentMetrics,
         raise_alert: Callable[[AlertPayload], None] | None = None,
         clock_ms: Callable[[], int] = now_ms,
+        *,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
+        """``transport``: what sends the worker's requests (see :func:`cloud_client`); None: httpx's own."""
         super().__init__(metrics)
         self._config = config
+        self._transport = transport
         self._gateway_id = gateway_id
         self._store = store
         self._metrics = metrics
@@ -159,7 +163,7 @@ class SyncWorker(BackgroundWorker[_Session]):
     # ----------------------------------------------------------------- thread
 
     def _http_client(self, timeout_s: float | None = None) -> httpx.Client:
-        return cloud_client(self._config, timeout_s)
+        return cloud_client(self._config, timeout_s, self._transport)
 
     @contextlib.contextmanager
     def session(self) -> Iterator[_Session]:

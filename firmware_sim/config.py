@@ -180,6 +180,10 @@ class FleetConfig(_Strict):
 
     name: Annotated[str, Field(min_length=1, max_length=64)] = "fleet"
     seed: int = 0
+    #: Mixed into the devices' boot and message ids only: the same seed and devices with another salt
+    #: are the same physics with other boots, so a second run (e.g. a warm-up day before the first)
+    #: never reuses a (device, boot, seq). Empty: the ids the seed alone gives.
+    boot_salt: Annotated[str, Field(max_length=64)] = ""
     start: datetime = datetime(2026, 3, 2, tzinfo=UTC)
     speed: Annotated[float, Field(gt=0.0, le=10_000_000.0)] | None = None
     day_seconds: Annotated[float, Field(gt=0.0)] | None = None

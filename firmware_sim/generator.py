@@ -85,7 +85,7 @@ class SimStream:
                 spec=spec,
                 model=build_model(spec, _rng(fleet.seed, spec.device_id, "physics"), start),
                 faults_rng=_rng(fleet.seed, spec.device_id, "faults"),
-                env=Envelopes(spec.device_id, spec.group.fw_version, _rng(fleet.seed, spec.device_id, "ids")),
+                env=Envelopes(spec.device_id, spec.group.fw_version, _rng(fleet.seed, spec.device_id, "ids" + fleet.config.boot_salt)),
                 interval_ms=int(spec.group.interval_s * 1000),
                 topics={k.value: device_topic(spec.site, spec.device_id, k) for k in DeviceTopicKind},
             )

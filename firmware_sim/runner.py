@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 #: Above this many publishes per thread, rate mode encodes in chunks instead of all up front.
 _MAX_PREENCODE = 400_000
 _CHUNK = 20_000
+#: Without a quota, rate mode encodes this many seconds of its rate at a time (what a stop still sends).
+_OPEN_CHUNK_S = 5.0
 
 
 class RunOptions(BaseModel):
@@ -48,6 +50,8 @@ class RunOptions(BaseModel):
     count: Annotated[int, Field(ge=1)] | None = None
     rate: Annotated[float, Field(gt=0)] | None = None
     speed: Annotated[float, Field(gt=0)] | None = None
+    #: The stream ends after this much simulated time from the fleet's start (then the final flush).
+    sim_seconds: Annotated[float, Field(gt=0)] | None = None
     qos: Literal[0, 1] = 1
     publishers: Annotated[int, Field(ge=1, le=64)] | None = None
     max_inflight: Annotated[int, Field(ge=1, le=65535)] = 20
@@ -115,14 +119,15 @@ class _Partition:
     error: BaseException | None = None
     preparing: bool = True
     draining: bool = False
-    #: Drawn from the stream as the timed phase ended; the final flush sends it first (dropped, it
-    #: would orphan a duplicate's copy or an RFID tag's repeat reads that the flush still sends).
-    carry: Emission | None = None
+    #: Drawn but unsent when the timed phase ended (paced: the next emission; rate: the chunk's rest); the
+    #: flush sends them first (dropped: seq gaps, orphaned duplicate copies and RFID repeat reads).
+    carry: list[Emission] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.ledger = TruthLedger(self.sh.writer)
-        self.stream = SimStream(self.sh.fleet, self.sh.faults, self.devices)
         o = self.sh.opts
+        until = None if o.sim_seconds is None else self.sh.fleet.start_ms + int(o.sim_seconds * 1000)
+        self.stream = SimStream(self.sh.fleet, self.sh.faults, self.devices, until_ms=until)
         self.links = {
             d.device_id: DeviceLink(
                 f"{o.client_prefix}-{d.device_id}-{self.sh.run_tag}"[:64], o.broker_host, o.broker_port, o.qos,
@@ -139,7 +144,7 @@ class _Partition:
             else:
                 self._run_paced()
             self.draining = True
-            for e in itertools.chain([self.carry] if self.carry else [], self.stream.finish()):
+            for e in itertools.chain(self.carry, self.stream.finish()):
                 if self.sh.abort.is_set() or not self._execute(e):
                     break
         except Exception as exc:  # noqa: BLE001 - thread boundary: join() re-raises it, never lost
@@ -173,13 +178,14 @@ class _Partition:
             now = time.monotonic()
             if (self.sh.stop.is_set() or self._quota_reached() or target > deadline or now > deadline
                     or (target - now > 0.0005 and self.pump.sleep(target - now, self.sh.stop))):
-                self.carry = e  # the timed phase is over, not this emission
+                self.carry = [e]  # the timed phase is over, not this emission
                 return
             if not self._execute(e):
                 return
 
-    def _chunks(self) -> Iterator[list[Emission]]:
-        size = self.quota if self.quota is not None and self.quota <= _MAX_PREENCODE else _CHUNK
+    def _chunks(self, rate: float) -> Iterator[list[Emission]]:
+        open_size = max(1, min(_CHUNK, math.ceil(rate * _OPEN_CHUNK_S)))
+        size = open_size if self.quota is None else self.quota if self.quota <= _MAX_PREENCODE else _CHUNK
         made = 0
         while not self.sh.stop.is_set():
             want = size if self.quota is None else min(size, self.quota - made)
@@ -197,7 +203,7 @@ class _Partition:
             yield chunk
 
     def _run_rate(self, rate: float) -> None:
-        chunks = self._chunks()
+        chunks = self._chunks(rate)
         first = next(chunks, [])
         self.preparing = False
         self.sh.barrier.wait()
@@ -205,13 +211,13 @@ class _Partition:
         deadline = self._deadline()
         sent = 0
         for chunk in itertools.chain([first], chunks):
-            for e in chunk:
+            for i, e in enumerate(chunk):
                 if e.publishes:
                     now = time.monotonic()
                     due = t0 + sent / rate
-                    if due - now > 0.002 and self.pump.sleep(due - now, self.sh.stop):
-                        return
-                    if now > deadline or self.sh.stop.is_set():
+                    if ((due - now > 0.002 and self.pump.sleep(due - now, self.sh.stop))
+                            or now > deadline or self.sh.stop.is_set()):
+                        self.carry = chunk[i:]  # the timed phase is over, not what was drawn for it
                         return
                     sent += 1
                 if not self._execute(e):
@@ -248,8 +254,8 @@ class _Partition:
 class SimRunner:
     """Run a fleet against a broker. ``start()``, then ``join()`` (or ``stop()`` early).
 
-    The run ends after ``duration_s`` wall seconds, or ``count`` publishes (plus the final flush
-    of held messages and offline statuses), or on ``stop()``. The ground truth file gets its
+    The run ends after ``duration_s`` wall seconds, or ``count`` publishes, or ``sim_seconds`` of
+    simulated time (each plus the final flush of held messages and offline statuses), or on ``stop()``. The ground truth file gets its
     summary line when the run has ended, and :meth:`join` returns that summary.
     """
 

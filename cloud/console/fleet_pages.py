@@ -85,14 +85,19 @@ def fleet_page(engine: Engine, settings: CloudSettings, principal: Principal, pa
 
 
 def gateway_page(engine: Engine, settings: CloudSettings, principal: Principal, gateway_id: str) -> HTMLResponse:
-    detail = fleet.gateway_detail(engine, fleet.Thresholds.from_settings(settings), gateway_id)
+    detail = fleet.gateway_detail(engine, fleet.Thresholds.from_settings(settings), gateway_id,
+                                  window_ms=fleet.DEVICE_WINDOW_MS)
     g = detail.gateway
-    facts = table(["Status", "Site", "Last sync", "Last report", "Outbox", "Oldest unsynced", "Broker", "Agent"],
+    stored = ", ".join(f"{n:,} {kind}" for kind, n in g.counts.items() if n) or "nothing yet"
+    facts = table(["Status", "Site", "Last sync", "Last report", "Outbox", "Oldest unsynced", "Broker", "Agent",
+                   "Stored"],
                   [[status_badge(g.status), g.site, when(g.last_sync_ts), when(g.last_report_ts),
                     "-" if g.outbox_depth is None else f"{g.outbox_depth:,}", age(g.oldest_unsynced_age_s),
-                    {None: "-", True: "connected", False: "disconnected"}[g.mqtt_connected], g.agent_version or "-"]],
+                    {None: "-", True: "connected", False: "disconnected"}[g.mqtt_connected], g.agent_version or "-",
+                    stored]],
                   class_="facts")
-    devices = table(["Device", "Messages", "Last message", "Metrics"], [
+    days = fleet.DEVICE_WINDOW_MS // 86_400_000
+    devices = table(["Device", f"Messages ({days} d)", "Last message", "Metrics"], [
         [d.device_id, f"{d.messages:,}", when(d.last_ts),
          join(link(href("/console/streams", {}, device_id=d.device_id, metric=m), m, class_="chip") for m in d.metrics)]
         for d in detail.devices], id="devices", class_="grid")
@@ -104,7 +109,9 @@ def gateway_page(engine: Engine, settings: CloudSettings, principal: Principal, 
     report = Html("<p>No model report yet.</p>") if detail.report is None else join([
         tasks, tag("details", [tag("summary", "The whole report"),
                                tag("pre", _pretty(detail.report))])])
-    body = join([facts, tag("h2", "Devices and streams"), devices,
+    window = tag("p", f"Devices heard from in the {days} days (device time) before the last sync; the gateway's "
+                      "totals are under Stored.", class_="hint")
+    body = join([facts, tag("h2", "Devices and streams"), window, devices,
                  tag("h2", "Recent alerts"), alert_pages.alarm_table(recent.items, principal, selectable=False),
                  link(href("/console/alerts", {}, gateway_id=gateway_id), "all alerts of this gateway"),
                  tag("h2", "Model report"), report])

@@ -117,20 +117,31 @@ def gateway(conn: Connection, h: Health, gateway_id: str) -> Row[Any] | None:
     return conn.execute(_base(_columns(h)).where(_g.c.gateway_id == gateway_id)).first()
 
 
-def devices(conn: Connection, gateway_id: str, limit: int) -> list[tuple[str, int, int, list[str]]]:
-    """(device_id, last ts, messages, metrics of its latest message) of the gateway's devices, by device_id."""
+def devices(conn: Connection, gateway_id: str, limit: int, since_ts: int | None = None
+            ) -> list[tuple[str, int, int, list[str]]]:
+    """(device_id, last ts, messages, metrics of its latest message) of the gateway's devices, by device_id.
+
+    ``since_ts``: only telemetry from this device time on (messages counted over that window). On
+    PostgreSQL the time series are partitioned by ``ts``, so a window reads only its partitions; None
+    counts every stored message of the gateway (the API's answer; slow on a big table).
+    """
+    conds = [telemetry.c.gateway_id == gateway_id]
+    if since_ts is not None:
+        conds.append(telemetry.c.ts >= since_ts)
     rows = conn.execute(select(telemetry.c.device_id, func.max(telemetry.c.ts), func.count())
-                        .where(telemetry.c.gateway_id == gateway_id).group_by(telemetry.c.device_id)
+                        .where(*conds).group_by(telemetry.c.device_id)
                         .order_by(telemetry.c.device_id).limit(limit)).all()
-    out = []
-    for device_id, last_ts, n in rows:
-        latest = conn.execute(select(telemetry.c.id).where(telemetry.c.device_id == device_id,
-                                                           telemetry.c.gateway_id == gateway_id)
-                              .order_by(telemetry.c.ts.desc()).limit(1)).scalar()
-        metrics = sorted(conn.execute(select(readings.c.metric).where(
-            readings.c.gateway_id == gateway_id, readings.c.record_id == latest)).scalars())
-        out.append((device_id, int(last_ts), int(n), metrics))
-    return out
+    return [(device_id, int(last_ts), int(n), latest_metrics(conn, gateway_id, device_id, int(last_ts)))
+            for device_id, last_ts, n in rows]
+
+
+def latest_metrics(conn: Connection, gateway_id: str, device_id: str, ts: int) -> list[str]:
+    """The metrics a device reported at device time ``ts`` (its latest message), sorted.
+
+    By (device, ts), the readings' own index (and on PostgreSQL the one partition holding ``ts``).
+    """
+    return sorted(conn.execute(select(readings.c.metric).distinct().where(
+        readings.c.device_id == device_id, readings.c.ts == ts, readings.c.gateway_id == gateway_id)).scalars())
 
 
 def sites(conn: Connection) -> list[str]:

@@ -84,3 +84,29 @@ def test_gateway_detail_lists_devices_and_their_metrics(client: TestClient) -> N
     assert devices["cold-1"]["messages"] == 3 and devices["cold-1"]["metrics"] == ["door_open", "temperature_c"]
     assert resp.json()["report"] is None
     assert client.get("/api/v1/fleet/gw-zz", headers=admin_headers()).status_code == 404
+
+
+def test_gateway_detail_in_a_window_lists_recent_devices_and_counts_only_them(client: TestClient, engine: Any
+                                                                              ) -> None:
+    from cloud.services import fleet
+
+    gw = register(client, "gw-w", "berlin")
+    now = int(time.time() * 1000)
+    day = 86_400_000
+
+    def at(record: dict[str, Any], ts: int) -> dict[str, Any]:
+        record["msg"]["ts"], record["received_ts"] = ts, ts + 5
+        return record
+
+    records = ([at(telemetry_record("old-1", n), now - 10 * day + n) for n in range(2)]
+               + [at(telemetry_record("cold-1", n), now - 9 * day + n) for n in range(4)]  # before the window
+               + [at(telemetry_record("cold-1", 10 + n), now - 3600_000 + n) for n in range(3)])
+    assert client.post("/api/v1/sync", content=gz(batch("gw-w", records)), headers={**gw, **GZ}).status_code == 200
+    t = fleet.Thresholds(late_after_ms=60_000, offline_after_ms=600_000)
+    detail = fleet.gateway_detail(engine, t, "gw-w", window_ms=fleet.DEVICE_WINDOW_MS)
+    assert [(d.device_id, d.messages, d.last_ts) for d in detail.devices] == [("cold-1", 3, now - 3600_000 + 2)]
+    assert detail.devices[0].metrics == ["door_open", "temperature_c"]
+    assert detail.devices_since_ts is not None and detail.devices_since_ts <= now - fleet.DEVICE_WINDOW_MS + 60_000
+    assert detail.gateway.counts["telemetry"] == 9  # the gateway's counter: every stored message
+    everything = fleet.gateway_detail(engine, t, "gw-w")
+    assert {d.device_id: d.messages for d in everything.devices} == {"cold-1": 7, "old-1": 2}

@@ -156,3 +156,48 @@ def test_shipped_example_loads_and_documents_every_key(tmp_path: Path) -> None:
     for key in keys(AgentConfig):
         leaf = key.rsplit(".", 1)[-1]
         assert f"{leaf} =" in text or f"[{key}]" in text, f"{key} missing from agent.example.toml"
+
+
+def test_environment_json_values_case_and_precedence(tmp_path: Path) -> None:
+    path = write(tmp_path, BASE + "[mqtt]\nport = 1884\nhost = 'file-host'\n")
+    env = {
+        "EDGEHOUSE_AGENT_MQTT__FILTERS": '["edgehouse/v1/s1/+/scan"]',  # a list comes as JSON
+        "EDGEHOUSE_AGENT_MQTT": '{"port": 1000, "keepalive": 40}',  # a whole section as JSON
+        "edgehouse_agent_mqtt__port": "1999",  # names are case-insensitive; the leaf wins over its section
+        "EDGEHOUSE_AGENT_CLOUD__CAP_SCHEDULE": '[{"start": "08:00", "end": "18:00", "max_bytes_per_s": 5000}]',
+        "OTHER_VAR": "ignored",
+    }
+    data = {"gateway_id": "gw-1", "site": "s1", "data_dir": str(tmp_path), "mqtt": {"host": "file-host"}}
+    cfg = AgentConfig.from_mapping(data, env)
+    assert cfg.mqtt.filters == ["edgehouse/v1/s1/+/scan"]
+    assert (cfg.mqtt.port, cfg.mqtt.keepalive, cfg.mqtt.host) == (1999, 40, "file-host")
+    assert cfg.cloud.cap_schedule[0].max_bytes_per_s == 5000
+    assert AgentConfig.load(path).mqtt.port == 1884  # the real environment holds none of these
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "key"),
+    [
+        ("EDGEHOUSE_AGENT_COLOUR", "red", "colour: unknown key"),
+        ("EDGEHOUSE_AGENT_SITE__X", "1", "site.x: unknown key"),
+        ("EDGEHOUSE_AGENT_MQTT__TLS__CA", "x", "mqtt.tls.ca"),
+        ("EDGEHOUSE_AGENT_MQTT__FILTERS", "not-json", "mqtt.filters: Input should be a valid list"),
+        ("EDGEHOUSE_AGENT_MQTT__PORT", "high", "mqtt.port"),
+    ],
+)
+def test_bad_environment_values_name_the_key(tmp_path: Path, name: str, value: str, key: str) -> None:
+    data = {"gateway_id": "gw-1", "site": "s1", "data_dir": str(tmp_path)}
+    with pytest.raises(ConfigError) as info:
+        AgentConfig.from_mapping(data, {name: value})
+    assert str(info.value).startswith(key), str(info.value)
+    if "unknown key" in key:
+        assert name in str(info.value)
+
+
+def test_agent_config_does_not_import_pydantic_settings() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, edge_agent.config; print('pydantic_settings' in sys.modules, 'asyncio' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]

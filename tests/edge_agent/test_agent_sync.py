@@ -224,3 +224,40 @@ def test_auth_failure_backs_off_long(make_config: Any, store: Store, fake_cloud:
     w.stop(flush=True, timeout_s=5)
     assert len(fake_cloud.batches) == 1  # no hammering within the auth back-off, no flush after 401
     assert ob.depth(store.connect()) == 2
+
+
+class CountingTransport(httpx.BaseTransport):
+    """Wraps the agent's own transport and records what it sends (the public ``transport=`` hook)."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner = inner
+        self.sent: list[tuple[str, str, int]] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        resp = self.inner.handle_request(request)
+        self.sent.append((request.method, request.url.path, resp.status_code))
+        return resp
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_worker_sends_through_a_given_transport(make_config: Any, store: Store, fake_cloud: FakeCloud) -> None:
+    from edge_agent.cloud_client import cloud_transport
+
+    fill(store, 4)
+    cfg: AgentConfig = make_config(cloud={"url": fake_cloud.url, "token": "tok", "interval_s": 0.2})
+    transport = CountingTransport(cloud_transport(cfg.cloud))
+    metrics = AgentMetrics()
+    w = SyncWorker(cfg.cloud, GATEWAY, store, metrics, transport=transport)
+    w.start()
+    try:
+        deadline = time.monotonic() + 5
+        while metrics.value("synced_records_total") < 4 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        w.stop(flush=False)
+    assert metrics.value("synced_records_total") == 4 and ob.depth(store.connect()) == 0
+    posts = [s for s in transport.sent if s[0] == "POST"]
+    assert posts and all(path.endswith("/sync") and status == 200 for _m, path, status in posts)
+    assert len(fake_cloud.batches) == len(posts)  # every request the cloud saw went through it

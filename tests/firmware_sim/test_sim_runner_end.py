@@ -124,3 +124,40 @@ def test_a_run_ended_by_its_quota_or_stop_sends_what_it_drew(broker: Mosquitto, 
     exp = summary.expected_stored
     stored = gateway_stored(fleet, published.emissions, tmp_path / "stop")
     assert stored == {"telemetry": exp.telemetry, "scan": exp.scan}
+
+
+def test_a_rate_run_stopped_early_sends_its_whole_pre_encoded_chunk(broker: Mosquitto, tmp_path: Path) -> None:
+    """Rate mode draws each thread's share of ``count`` before the timed phase; stopped early it used to
+    drop the rest of it (seq gaps, and the duplicate copies the flush sent of originals never sent)."""
+    fleet = mixed(seed=32)
+    faults = FaultConfig(duplicates=0.3, reorder=0.05, malformed=0.05)
+    published = Published()
+    count = 3000
+    runner = SimRunner(fleet, broker.host, broker.port, faults=faults, count=count, rate=300.0,
+                       on_publish=published, publishers=2)
+    runner.start()
+    deadline = time.monotonic() + 30
+    while runner.stats().published < 100 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    runner.stop()  # about 10 s before the rate would have sent the quota
+    summary = runner.join(60)
+    assert summary is not None and summary.published == len(published.emissions)
+    assert summary.published >= count  # what was drawn for the timed phase went out, unpaced
+    assert seq_gaps(published.emissions) == {}
+    exp = summary.expected_stored
+    stored = gateway_stored(fleet, published.emissions, tmp_path)
+    assert stored == {"telemetry": exp.telemetry, "scan": exp.scan}
+
+
+def test_a_run_of_sim_seconds_ends_with_its_simulated_time(broker: Mosquitto, tmp_path: Path) -> None:
+    fleet = mixed(seed=33)
+    published = Published()
+    summary = run(SimRunner(fleet, broker.host, broker.port, faults=FaultConfig(), speed=36_000.0,
+                            sim_seconds=3600.0, on_publish=published))
+    end = fleet.start_ms + 3_600_000
+    telemetry = [e for e in published.emissions if e.kind == "telemetry"]
+    assert telemetry and max(e.send_ms for e in telemetry) < end + 60_000  # no step after the end (+ send delay)
+    assert max(e.send_ms for e in telemetry) > end - 120_000  # the whole hour, not cut short
+    assert summary.published == len(published.emissions) and seq_gaps(published.emissions) == {}
+    exp = summary.expected_stored
+    assert gateway_stored(fleet, published.emissions, tmp_path) == {"telemetry": exp.telemetry, "scan": exp.scan}
