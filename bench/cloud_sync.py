@@ -8,21 +8,23 @@ batches of the agent's default size (1,000 records); a record counts once howeve
 Batches are built and compressed before timing. PostgreSQL gets a throwaway database on ``--pg-server``
 that is dropped afterwards.
 
-Two figures per database, each the median of ``--repeats`` fresh runs storing every batch once:
+Each figure is the median of ``--repeats`` fresh runs storing every batch once, in one of two modes:
 
 * **1 client**: one gateway posting its batches back to back, each waiting for its ack (API and database
   never work at once: their CPU times add up).
-* **``--clients N``** (default 2): N gateways, each with its own token and its own batches, posting at once
-  from N threads into the same app process (as one API worker serving several gateways). Each batch still
-  commits in its own transaction under its gateway's row lock; the API's Python work and the database's
-  overlap, so on 2 cores the rate is bounded by the busier of the two, not their sum.
+* **N clients**: N gateways, each with its own token and its own batches, posting at once from N threads
+  into the same app process (as one API worker serving several gateways). Each batch still commits in its
+  own transaction under its gateway's row lock; the API's Python work and the database's overlap, so on
+  2 cores the rate is bounded by the busier of the two, not their sum.
 
-The last line's figure is the N-client one (``--clients 1``: the single-client one). CPU per batch is printed
-too: the bench process (the app and the TestClient that posts) and, for PostgreSQL, the database's backends
-of the benchmark database (``/proc/<pid>/schedstat``: PostgreSQL on this host); it does not depend on what
-else runs on the machine as much as records/s does.
+PostgreSQL is measured with 1 client and with ``--clients`` (default 2) and the last line reports the
+``--clients`` figure; SQLite with ``--sqlite-clients`` (default 1: a SQLite database takes one writer at a
+time, so more clients only queue on its lock inside the one process). CPU per batch is printed too: the
+bench process (the app, SQLite itself, and the TestClient that posts) and, for PostgreSQL, the backends of
+the benchmark database (``/proc/<pid>/schedstat``, PostgreSQL on this host); it depends less on what else
+runs on the machine than records/s does.
 
-    .venv/bin/python bench/cloud_sync.py [--batches 20] [--batch-size 1000] [--clients 2] [--repeats 3]
+    .venv/bin/python bench/cloud_sync.py [--batches 20] [--batch-size 1000] [--clients 2] [--sqlite-clients 1]
 
 Last line: ``cloud_sync: sqlite_records_per_s=<n> postgres_records_per_s=<n>``.
 """
@@ -140,25 +142,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batches", type=int, default=20, help="batches per gateway")
     parser.add_argument("--batch-size", type=int, default=1000)
-    parser.add_argument("--clients", type=int, default=2, help="gateways posting at once (the last line's figure)")
+    parser.add_argument("--clients", type=int, default=2,
+                        help="gateways posting at once to PostgreSQL (the last line's figure)")
+    parser.add_argument("--sqlite-clients", type=int, default=1, help="gateways posting at once to SQLite")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--pg-server", default="postgresql+psycopg://postgres@127.0.0.1:5432")
     args = parser.parse_args()
-    gateways = [GATEWAY_ID, *(f"gw-bench-{i}" for i in range(1, args.clients))]
+    gateways = [GATEWAY_ID, *(f"gw-bench-{i}" for i in range(1, max(args.clients, args.sqlite_clients)))]
     payloads = {gw: _payloads(gw, args.batches, args.batch_size) for gw in gateways}
-    modes = sorted({1, args.clients})
-    print(f"{args.batches} gzip batches of {args.batch_size} per gateway, {', '.join(map(str, modes))} "
-          f"gateway(s) at once, median of {args.repeats}")
+    print(f"{args.batches} gzip batches of {args.batch_size} per gateway, median of {args.repeats}")
 
-    def both(url: str, db_cpu: Callable[[], float | None], name: str) -> Run:
+    def modes(url: str, db_cpu: Callable[[], float | None], name: str, counts: list[int]) -> Run:
         run = Run(0.0, 0.0, None)
-        for clients in modes:
+        for clients in counts:  # the last one is the figure
             run = measure(url, {gw: payloads[gw] for gw in gateways[:clients]}, args.batch_size, args.repeats, db_cpu)
             print(_line(name, clients, run), flush=True)
         return run
 
     with tempfile.TemporaryDirectory() as tmp:
-        sqlite = both(f"sqlite:///{tmp}/bench.db", lambda: None, "sqlite")
+        sqlite = modes(f"sqlite:///{tmp}/bench.db", lambda: None, "sqlite", [args.sqlite_clients])
 
     name = f"edgehouse_bench_{secrets.token_hex(4)}"
     admin = create_engine(f"{args.pg_server}/postgres", isolation_level="AUTOCOMMIT")
@@ -166,7 +168,8 @@ def main() -> None:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
         try:
-            pg = both(f"{args.pg_server}/{name}", _backend_cpu(f"{args.pg_server}/postgres", name), "postgres")
+            pg = modes(f"{args.pg_server}/{name}", _backend_cpu(f"{args.pg_server}/postgres", name), "postgres",
+                       sorted({1, args.clients}))
         finally:
             with admin.connect() as conn:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

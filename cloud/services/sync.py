@@ -1,5 +1,10 @@
 """Sync ingest: decode a (gzip) batch, store each record at most once, answer with a SyncAck.
 
+A JSON batch is validated and split into row tuples by the fast path (``cloud.services.sync_fast``: no
+pydantic model per device record) and, where that path does not accept it, by ``protocols.SyncBatch`` and
+``cloud.services.sync_plan``, which accept it or raise the ValidationError naming the field: the same
+acceptance, errors and rows either way.
+
 Every record is keyed by ``(gateway_id, id)``: the authenticated gateway and the record's stable
 id, which must equal the id derived from its content (``content_id``); a record whose id does not
 is rejected with the reason in the ack, never stored. ``cloud.db.bulk_store`` inserts the rows (COPY
