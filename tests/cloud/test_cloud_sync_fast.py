@@ -41,7 +41,8 @@ from protocols import (
 
 NOW = BASE_TS + 99_000
 #: Values every leaf is replaced by in turn: wrong types, out of range, bad patterns, edge values.
-WRONG: tuple[Any, ...] = (None, True, False, 0, -1, 1, 7, 2**53, -(2**53), 5.5, 0.0, 1.0, -0.0, 1e308, "", "x",
+WRONG: tuple[Any, ...] = (None, True, False, 0, -1, 1, 7, 2**53, -(2**53), 5.5, 0.0, 1.0, -0.0, 1e308, 1e-12,
+                          0.9999999999, 1.0000000001, float("inf"), float("nan"), "", "x",
                           "5", "bad value!", "-x", "a" * 65, "a" * 201, "a" * 600, [], [1], {}, {"a": 1})
 
 
@@ -205,6 +206,12 @@ CROSS_FIELD: dict[str, tuple[list[dict[str, Any]], int, bool]] = {
     "value out of range": ([_telemetry_with([{"metric": "temperature_c", "value": 80.5}])], 2, False),
     "value at the top of its range": ([_telemetry_with([{"metric": "temperature_c", "value": 80}])], 2, True),
     "door half open": ([_telemetry_with([{"metric": "door_open", "value": 0.5}])], 2, False),
+    "door nearly open": ([_telemetry_with([{"metric": "door_open", "value": 0.9999999999}])], 2, False),
+    "door barely open": ([_telemetry_with([{"metric": "door_open", "value": 1e-12}])], 2, False),
+    "door closed as -0.0": ([_telemetry_with([{"metric": "door_open", "value": -0.0}])], 2, True),
+    "value just above its range": ([_telemetry_with([{"metric": "temperature_c", "value": 80.00000000001}])], 2,
+                                   False),
+    "value just below its range": ([_telemetry_with([{"metric": "humidity_pct", "value": -1e-300}])], 2, False),
     "door open as an int": ([_telemetry_with([{"metric": "door_open", "value": 1}])], 2, True),
     "unknown metric": ([_telemetry_with([{"metric": "speed", "value": 1.0}])], 2, False),
     "no readings": ([_telemetry_with([])], 2, False),
