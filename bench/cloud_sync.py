@@ -69,7 +69,7 @@ class Run:
     db_cpu_ms: float | None  # per batch, PostgreSQL's backends of the benchmark database
 
 
-def _payloads(gateway_id: str, batches: int, batch_size: int) -> list[bytes]:
+def gateway_batches(gateway_id: str, batches: int, batch_size: int) -> list[bytes]:
     """The batches of a gateway's last ``batches * batch_size`` seconds (a record a second, the last one now):
     live traffic, stored in the current weeks' partitions on PostgreSQL."""
     ts0 = int(time.time() * 1000) - batches * batch_size * 1000
@@ -149,7 +149,7 @@ def main() -> None:
     parser.add_argument("--pg-server", default="postgresql+psycopg://postgres@127.0.0.1:5432")
     args = parser.parse_args()
     gateways = [GATEWAY_ID, *(f"gw-bench-{i}" for i in range(1, max(args.clients, args.sqlite_clients)))]
-    payloads = {gw: _payloads(gw, args.batches, args.batch_size) for gw in gateways}
+    payloads = {gw: gateway_batches(gw, args.batches, args.batch_size) for gw in gateways}
     print(f"{args.batches} gzip batches of {args.batch_size} per gateway, median of {args.repeats}")
 
     def modes(url: str, db_cpu: Callable[[], float | None], name: str, counts: list[int]) -> Run:
