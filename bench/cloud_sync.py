@@ -14,17 +14,19 @@ Each figure is the median of ``--repeats`` fresh runs storing every batch once, 
   never work at once: their CPU times add up).
 * **N clients**: N gateways, each with its own token and its own batches, posting at once from N threads
   into the same app process (as one API worker serving several gateways). Each batch still commits in its
-  own transaction under its gateway's row lock; the API's Python work and the database's overlap, so on
-  2 cores the rate is bounded by the busier of the two, not their sum.
+  own transaction under its gateway's row lock; the API's Python work and the database's can overlap, so
+  with a core free for each the rate is bounded by the busier of the two rather than their sum (on this
+  shared 2-core machine it was not faster: ``cloud/README.md``).
 
-PostgreSQL is measured with 1 client and with ``--clients`` (default 2) and the last line reports the
-``--clients`` figure; SQLite with ``--sqlite-clients`` (default 1: a SQLite database takes one writer at a
-time, so more clients only queue on its lock inside the one process). CPU per batch is printed too: the
-bench process (the app, SQLite itself, and the TestClient that posts) and, for PostgreSQL, the backends of
-the benchmark database (``/proc/<pid>/schedstat``, PostgreSQL on this host); it depends less on what else
-runs on the machine than records/s does.
+The last line reports ``--clients`` gateways at once (default 1, the figure this benchmark always reported);
+with ``--clients N`` above 1, PostgreSQL is measured with 1 client too and both are printed. SQLite uses
+``--sqlite-clients`` (default 1: a SQLite database takes one writer at a time, so more clients only queue on
+its lock inside the one process). CPU per batch is printed too: the bench process (the app, SQLite itself,
+and the TestClient that posts) and, for PostgreSQL, the backends of the benchmark database
+(``/proc/<pid>/schedstat``, PostgreSQL on this host); it depends less on what else runs on the machine than
+records/s does (on a shared VM it still grows with the load).
 
-    .venv/bin/python bench/cloud_sync.py [--batches 20] [--batch-size 1000] [--clients 2] [--sqlite-clients 1]
+    .venv/bin/python bench/cloud_sync.py [--batches 20] [--batch-size 1000] [--clients 1] [--sqlite-clients 1]
 
 Last line: ``cloud_sync: sqlite_records_per_s=<n> postgres_records_per_s=<n>``.
 """
@@ -142,7 +144,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batches", type=int, default=20, help="batches per gateway")
     parser.add_argument("--batch-size", type=int, default=1000)
-    parser.add_argument("--clients", type=int, default=2,
+    parser.add_argument("--clients", type=int, default=1,
                         help="gateways posting at once to PostgreSQL (the last line's figure)")
     parser.add_argument("--sqlite-clients", type=int, default=1, help="gateways posting at once to SQLite")
     parser.add_argument("--repeats", type=int, default=3)
