@@ -12,7 +12,8 @@ into staging tables and ``INSERT … ON CONFLICT DO NOTHING RETURNING id`` on Po
 ``executemany`` under the write lock on SQLite) and answers exactly the ids stored now; the others were
 already stored for this gateway (by an earlier try of the batch, or by a concurrent one: the gateway's
 row is locked first, so its batches take turns). The whole batch, the gateway's counters and its
-last-seen time commit in one transaction; a deadlock or serialization failure retries the transaction.
+last-seen time (one write to its row, after the batch) commit in one transaction; a deadlock or
+serialization failure retries the transaction.
 """
 
 from __future__ import annotations
@@ -87,10 +88,11 @@ def plan_json(raw_json: bytes, now_ms: int) -> PlannedBatch:
 
 def _store(conn: Connection, gateway_id: str, batch: PlannedBatch, now_ms: int, reorder: ReorderPolicy) -> set[str]:
     plan = batch.plan
-    if not repo.touch_gateway(conn, gateway_id, now_ms, batch.batch_id, batch.agent_version):
+    if not repo.lock_gateway(conn, gateway_id):
         raise NotFound(f"gateway {gateway_id!r} is not registered", "gateway_id")
     new = bulk_store.store_rows(conn, gateway_id, plan.rows, plan.readings)
-    repo.add_counts(conn, gateway_id, {kind: len(ids) for kind, ids in new.items()})
+    repo.record_sync(conn, gateway_id, now_ms, batch.batch_id, batch.agent_version,
+                     {kind: len(ids) for kind, ids in new.items()})
     if new.get("alert"):  # alert management (ISA-18.2 states) follows every stored raise/clear
         alarm_repo.track(conn, gateway_id, [dict(zip(COLUMNS["alerts"], r, strict=True))
                                             for r in plan.rows["alert"] if r[1] in new["alert"]])
