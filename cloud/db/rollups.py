@@ -2,21 +2,26 @@
 
 The readings API answers a coarse request (buckets of an hour or more, e.g. a year in 1,000 points) from
 this table instead of every reading: a year of one metric at one reading a minute is 525,600 readings but
-8,760 rollup rows. It is exact at every moment, and cheap to keep at ingest:
+8,760 rollup rows. Its answers are exact at every moment; the rollup is made off the ingest path:
 
-* **Ingest appends partial rows.** ``cloud.db.bulk_store`` aggregates the readings of exactly the
-  telemetry records it stored now (:func:`aggregate`) and appends those rows (binary ``COPY`` on
-  PostgreSQL), ``compacted`` false, in the batch's transaction: a retried batch adds nothing twice, and
-  appends never conflict, so concurrent batches neither wait on nor deadlock with each other. (An
-  ``INSERT … ON CONFLICT DO UPDATE`` per row was measured at 70 ms for a 1,000-record batch of 200
-  devices, more than storing the batch itself.)
-* **Readers sum whatever rows an hour has**: partial or compacted, min of mins, max of maxes, sums of
-  sums and counts, so the answer does not depend on compaction.
-* **Compaction merges them** (:func:`compact`, run by ``cloud.services.partition_upkeep`` every minute):
-  the rows of every key with a partial row are replaced by one compacted row. On PostgreSQL one
-  statement deletes those rows and inserts their merge (``DELETE … RETURNING`` feeding the ``INSERT``),
-  so rows a concurrent batch appends meanwhile are left for the next pass; on SQLite the write lock holds
-  everything still.
+* **A watermark** (``rollup_watermark``, one row): every reading before it is counted in the rollup, no
+  reading at or after it is. Readers take the rollup's hours before it and the readings from it on
+  (``cloud.services.timeseries``), so a reading is seen the moment its batch commits.
+* **Closed hours are rolled up in bulk** (:func:`advance`, run by ``cloud.services.partition_upkeep``
+  every minute): the hours from the watermark to :data:`GRACE_MS` before now are recomputed from the
+  readings and the watermark moves past them, in one transaction, so every reading is counted exactly
+  once whatever stops it half-way (a rerun starts again from the watermark). It takes the rollup lock
+  (:func:`lock_for_advance`): on PostgreSQL an exclusive advisory lock that waits for the batches in
+  flight (each holds it shared, :func:`lock_for_ingest`), so none commits readings in hours it rolls up
+  behind its back; on SQLite the transaction's write lock. Replicas take turns; the second finds nothing due.
+* **Late readings** (a gateway back after hours offline: readings before the watermark) are counted at
+  ingest: ``cloud.db.bulk_store`` aggregates them (:func:`aggregate`) and appends partial rows
+  (``compacted`` false) in the batch's transaction, so a retried batch adds nothing twice and appends
+  never conflict. Readers sum whatever rows an hour has (min of mins, ... sums of counts); compaction
+  (:func:`compact`, every minute too) merges them. On PostgreSQL one statement deletes those rows and
+  inserts their merge (``DELETE … RETURNING`` feeding the ``INSERT``), so rows a concurrent batch appends
+  meanwhile are left for the next pass; on SQLite the write lock holds everything still. (Appending partial
+  rows for every batch cost more than storing its readings: measured in cloud/README.md.)
 
 :func:`rebuild` recomputes a time range from the readings (migration 0010 and the readings benchmark);
 :func:`trim` follows retention.
@@ -32,6 +37,14 @@ from sqlalchemy import BigInteger, Boolean, Column, Connection, Float, Index, St
 from cloud.db.tables import metadata
 
 HOUR_MS: Final = 3_600_000
+#: An hour is rolled up once it ended this long ago: readings synced later than that (an outbox emptied
+#: after hours offline) are the late ones counted at ingest.
+GRACE_MS: Final = 6 * HOUR_MS
+#: Hours rolled up by one :func:`advance` transaction (a pass repeats it until nothing is due).
+ADVANCE_HOURS: Final = 24
+#: PostgreSQL advisory lock key of the rollup (shared by every batch, exclusive for :func:`advance`).
+LOCK_KEY: Final = 7263512301
+WATERMARK: Final = "readings_hourly"
 #: Keys merged by one compaction statement (a pass repeats it until none is left).
 COMPACT_KEYS: Final = 20_000
 
@@ -52,6 +65,14 @@ readings_hourly: Final = Table(
           postgresql_include=["gateway_id", "min_value", "max_value", "sum_value", "n"]),
     Index("ix_readings_hourly_partial", "hour_ts", postgresql_where=text("NOT compacted"),
           sqlite_where=text("NOT compacted")),
+)
+
+#: Every reading before ``hour_ts`` (an hour's start) is counted in ``readings_hourly``, none after it.
+rollup_watermark: Final = Table(
+    "rollup_watermark",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("hour_ts", BigInteger, nullable=False),
 )
 
 #: Columns of the partial rows ingest appends, in :func:`aggregate`'s order.
@@ -97,6 +118,56 @@ def aggregate(reading_rows: Iterable[Sequence[Any]]) -> list[Rollup]:
             cur[2] += value
             cur[3] += 1
     return [(*key, lo, hi, total, n) for key, (lo, hi, total, n) in acc.items()]
+
+
+def start_watermark(conn: Connection, now_ms: int) -> None:
+    """Set the watermark :data:`GRACE_MS` before the hour of ``now_ms`` (what migration 0012 does; for a
+    database emptied by hand, as the tests do): right when the rollup counts every reading stored."""
+    conn.execute(text("DELETE FROM rollup_watermark"))
+    conn.execute(text("INSERT INTO rollup_watermark (name, hour_ts) VALUES (:n, :h)"),
+                 {"n": WATERMARK, "h": hour_of(now_ms) - GRACE_MS})
+
+
+def lock_for_ingest(cur: Any) -> None:
+    """PostgreSQL (a psycopg cursor): hold the rollup lock shared until the batch's transaction ends."""
+    cur.execute(f"SELECT pg_advisory_xact_lock_shared({LOCK_KEY})")
+
+
+def watermark_of(cur: Any) -> int:
+    """The watermark, read with a DB-API cursor (PostgreSQL: after :func:`lock_for_ingest`)."""
+    cur.execute(f"SELECT hour_ts FROM rollup_watermark WHERE name = '{WATERMARK}'")
+    return int(cur.fetchone()[0])
+
+
+def watermark(conn: Connection) -> int:
+    """The watermark: the readings before it are in the rollup, those from it on are not."""
+    return int(conn.execute(text("SELECT hour_ts FROM rollup_watermark WHERE name = :n"),
+                            {"n": WATERMARK}).scalar_one())
+
+
+def late(reading_rows: Sequence[Sequence[Any]], watermark_ts: int) -> Sequence[Sequence[Any]]:
+    """The readings ``(gateway_id, record_id, metric, device_id, ts, value)`` before the watermark."""
+    return [r for r in reading_rows if r[4] < watermark_ts]
+
+
+def lock_for_advance(conn: Connection) -> None:
+    """PostgreSQL: the rollup lock, exclusive, once every batch in flight has committed (SQLite: the
+    transaction already holds the write lock)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOCK_KEY})
+
+
+def advance(conn: Connection, now_ms: int) -> int:
+    """Roll up up to :data:`ADVANCE_HOURS` closed hours past the watermark and move it past them (the caller's
+    transaction, after :func:`lock_for_advance`); the hours rolled up, 0 when none is due."""
+    start = int(conn.execute(text("SELECT hour_ts FROM rollup_watermark WHERE name = :n"),
+                             {"n": WATERMARK}).scalar_one())
+    end = min(hour_of(now_ms - GRACE_MS), start + ADVANCE_HOURS * HOUR_MS)
+    if end <= start:
+        return 0
+    rebuild(conn, start, end)  # rows there predate the watermark's table, or a retention rebuild: replaced
+    conn.execute(text("UPDATE rollup_watermark SET hour_ts = :e WHERE name = :n"), {"e": end, "n": WATERMARK})
+    return (end - start) // HOUR_MS
 
 
 def append_sqlite(cur: Any, rows: Sequence[Rollup]) -> None:

@@ -1,8 +1,10 @@
-"""The hourly rollup of the readings: coarse readings requests answered from it exactly, kept at ingest
-(retries add nothing), trimmed with retention. Both databases."""
+"""The hourly rollup of the readings: coarse readings requests answered from it exactly, late readings kept
+at ingest (retries add nothing), recent ones rolled up off the ingest path past the watermark (answered from
+the readings meanwhile, rolled up exactly once), trimmed with retention. Both databases."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from cloud_testkit import BASE_TS, admin_headers, batch, gz, register, telemetry_record
@@ -10,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
 from cloud.db import partitions, rollups
-from cloud.services.partition_upkeep import compact_rollup, upkeep
+from cloud.services.partition_upkeep import advance_rollup, compact_rollup, upkeep
 from cloud.services.timeseries import rollup_width
 
 MIN = 60_000
@@ -128,3 +130,43 @@ def test_the_rollup_loses_exactly_what_retention_removes(client: TestClient, eng
     width = rollup_width(t0, now, 30)
     out = _get(client, **{"from": t0, "to": now, "max_points": 30})
     _same(out["points"], _expected([(int(ts), float(v)) for ts, v in kept], t0, now, width))
+
+
+def test_recent_readings_are_answered_at_once_and_rolled_up_once_off_the_ingest_path(client: TestClient,
+                                                                                      engine: Engine) -> None:
+    headers = register(client, "gw-a")
+    with engine.connect() as conn:
+        watermark = rollups.watermark(conn)
+    now = int(time.time() * 1000)
+    t0 = watermark - 2 * rollups.HOUR_MS + 5 * MIN  # two hours before the watermark, then live up to now
+    records = _records("gw-a", (now - t0) // STEP, t0)
+    _sync(client, headers, "gw-a", records, "live")
+    n_late = 2 * sum(1 for r in records if r["msg"]["ts"] < watermark)  # two readings a message
+    assert 0 < n_late and _rollup_rows(engine)[0] == n_late  # only the late ones at ingest
+    from_ts, to_ts = t0 + 29 * MIN, now
+    _check_live(client, records, from_ts, to_ts)  # right after the sync: the new readings are in
+
+    later = now + rollups.GRACE_MS + rollups.HOUR_MS  # every hour of the records closed
+    assert advance_rollup(engine, later) > 0
+    assert advance_rollup(engine, later) == 0  # a rerun finds nothing due and counts nothing twice
+    with engine.connect() as conn:
+        assert rollups.watermark(conn) > records[-1]["msg"]["ts"]
+        n_readings = conn.execute(text("SELECT count(*) FROM readings")).scalar_one()
+    assert _rollup_rows(engine)[0] == n_readings == 2 * len(records)
+    _check_live(client, records, from_ts, to_ts)  # rolled up: the same answers
+
+    # another boot's messages for hours rolled up already arrive: late, counted at ingest
+    again = [dict(r, id=r["id"].replace(":b1:", ":b2:"), msg={**r["msg"], "boot_id": "b2"})
+             for r in _records("gw-a", 20, t0 + 3 * rollups.HOUR_MS + MIN, offset=2.0)]
+    _sync(client, headers, "gw-a", again, "late")
+    assert _sync(client, headers, "gw-a", again, "late-retry")["stored"] == []
+    assert _rollup_rows(engine)[0] == 2 * (len(records) + len(again))
+    _check_live(client, records + again, from_ts, to_ts)
+
+
+def _check_live(client: TestClient, records: list[dict[str, Any]], from_ts: int, to_ts: int) -> None:
+    for max_points in (2, 3, 7):  # buckets of an hour or more: the rollup path
+        width = rollup_width(from_ts, to_ts, max_points)
+        out = _get(client, **{"from": from_ts, "to": to_ts, "max_points": max_points})
+        assert out["bucket_ms"] == width and out["points"]
+        _same(out["points"], _expected(_samples(records), from_ts, to_ts, width))

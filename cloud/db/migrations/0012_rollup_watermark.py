@@ -1,0 +1,28 @@
+"""The watermark of the readings' hourly rollup (``rollup_watermark``, issue 13): the rollup counts every
+reading before it and none after it; closed hours are rolled up in bulk off the ingest path
+(``cloud.db.rollups.advance``). It starts :data:`GRACE_MS` before the hour of the migration: the rollup
+holds every reading stored so far (migration 0010 and ingest until now), and the hours from the watermark
+on are recomputed from the readings when they are rolled up."""
+
+from __future__ import annotations
+
+import time
+from typing import Final
+
+from sqlalchemy import BigInteger, Column, Connection, MetaData, String, Table, insert
+
+HOUR_MS: Final = 3_600_000
+GRACE_MS: Final = 6 * HOUR_MS
+
+_rollup_watermark: Final = Table(
+    "rollup_watermark",
+    MetaData(),
+    Column("name", String(64), primary_key=True),
+    Column("hour_ts", BigInteger, nullable=False),
+)
+
+
+def upgrade(conn: Connection) -> None:
+    _rollup_watermark.create(conn)
+    now = int(time.time() * 1000)
+    conn.execute(insert(_rollup_watermark).values(name="readings_hourly", hour_ts=now - now % HOUR_MS - GRACE_MS))
