@@ -32,6 +32,11 @@ def track(conn: Connection, gateway_id: str, rows: Sequence[Mapping[str, Any]]) 
         items.append({"gateway_id": gateway_id, "id": row["id"], "ts": row["ts"], "is_raise": row["state"] == "raised",
                       "condition": condition(row["alert_id"], row["kind"], row["device_id"], metric)})
     insert_ignore(conn, alarms, items)
+    _pair(conn, gateway_id, items)
+
+
+def _pair(conn: Connection, gateway_id: str, items: Sequence[Mapping[str, Any]]) -> None:
+    """Pair the alarms ``items`` (stored now) and the open raises of their conditions with their clears."""
     # A raise pairs with the earliest clear of its condition at or after it. Only the raises and clears
     # stored now can pair: an open raise never has such a clear stored (it would have been paired when the
     # later of the two arrived). So two keyed statements, neither scanning the gateway's alarm history:
