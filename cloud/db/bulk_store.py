@@ -71,13 +71,13 @@ def _new_readings(out: Mapping[str, set[str]], rows: Mapping[str, Sequence[Row]]
 
 
 def _late_rollup(cur: Any, new_readings: Sequence[Row], postgresql: bool) -> list[rollups.Rollup]:
-    """Partial rollup rows of the readings stored now that fall before the rollup's watermark (late ones:
-    the upkeep rolls up the others); PostgreSQL holds the rollup lock shared until the batch commits."""
+    """Partial rollup rows of the readings stored now that are late (before the rollup's ``ingest_ts``: the
+    upkeep rolls up the others); PostgreSQL holds the rollup lock shared until the batch commits."""
     if not new_readings:
         return []
     if postgresql:
         rollups.lock_for_ingest(cur)
-    return rollups.aggregate(rollups.late(new_readings, rollups.watermark_of(cur)))
+    return rollups.aggregate(rollups.late(new_readings, rollups.late_before(cur)))
 
 
 # --- PostgreSQL -------------------------------------------------------------------------------------

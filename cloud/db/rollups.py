@@ -4,17 +4,21 @@ The readings API answers a coarse request (buckets of an hour or more, e.g. a ye
 this table instead of every reading: a year of one metric at one reading a minute is 525,600 readings but
 8,760 rollup rows. Its answers are exact at every moment; the rollup is made off the ingest path:
 
-* **A watermark** (``rollup_watermark``, one row): every reading before it is counted in the rollup, no
-  reading at or after it is. Readers take the rollup's hours before it and the readings from it on
-  (``cloud.services.timeseries``), so a reading is seen the moment its batch commits.
-* **Closed hours are rolled up in bulk** (:func:`advance`, run by ``cloud.services.partition_upkeep``
-  every minute): the hours from the watermark to :data:`GRACE_MS` before now are recomputed from the
-  readings and the watermark moves past them, in one transaction, so every reading is counted exactly
-  once whatever stops it half-way (a rerun starts again from the watermark). It takes the rollup lock
-  (:func:`lock_for_advance`): on PostgreSQL an exclusive advisory lock that waits for the batches in
-  flight (each holds it shared, :func:`lock_for_ingest`), so none commits readings in hours it rolls up
-  behind its back; on SQLite the transaction's write lock. Replicas take turns; the second finds nothing due.
-* **Late readings** (a gateway back after hours offline: readings before the watermark) are counted at
+* **A watermark** (``rollup_watermark``, one row): ``hour_ts``, every reading before it is counted in the
+  rollup and none after it; readers take the rollup's hours before it and the readings from it on
+  (``cloud.services.timeseries``), so a reading is seen the moment its batch commits. ``ingest_ts`` (at
+  or after ``hour_ts``): the readings before it are *late*, counted at ingest (below).
+* **Closed hours are rolled up in bulk** (``cloud.services.partition_upkeep``, every minute), in two steps
+  that never hold ingest up for longer than a batch: :func:`close_hours` moves ``ingest_ts`` to the hour
+  :data:`GRACE_MS` before now under the rollup lock (:func:`lock_for_advance`: on PostgreSQL an exclusive
+  advisory lock that every batch holds shared, :func:`lock_for_ingest`, so it waits for the batches in
+  flight and is released at once); then :func:`advance` recomputes the hours from ``hour_ts`` to
+  ``ingest_ts`` from the readings and moves ``hour_ts`` past them, in one statement and one snapshot
+  (PostgreSQL: ``DELETE`` and ``INSERT … SELECT`` in one ``WITH``), without that lock: the readings it
+  sees are counted by it (their partial rows, if any, are deleted with the rest), those committed after
+  its snapshot by their own partial rows. So every reading is counted exactly once whatever stops a
+  pass half-way (a rerun starts again from the watermark); replicas take turns (the compaction lock).
+* **Late readings** (a gateway back after hours offline: readings before ``ingest_ts``) are counted at
   ingest: ``cloud.db.bulk_store`` aggregates them (:func:`aggregate`) and appends partial rows
   (``compacted`` false) in the batch's transaction, so a retried batch adds nothing twice and appends
   never conflict. Readers sum whatever rows an hour has (min of mins, ... sums of counts); compaction
@@ -42,7 +46,7 @@ HOUR_MS: Final = 3_600_000
 GRACE_MS: Final = 6 * HOUR_MS
 #: Hours rolled up by one :func:`advance` transaction (a pass repeats it until nothing is due).
 ADVANCE_HOURS: Final = 24
-#: PostgreSQL advisory lock key of the rollup (shared by every batch, exclusive for :func:`advance`).
+#: PostgreSQL advisory lock key of the rollup (shared by every batch, exclusive for :func:`close_hours`).
 LOCK_KEY: Final = 7263512301
 WATERMARK: Final = "readings_hourly"
 #: Keys merged by one compaction statement (a pass repeats it until none is left).
@@ -67,12 +71,14 @@ readings_hourly: Final = Table(
           sqlite_where=text("NOT compacted")),
 )
 
-#: Every reading before ``hour_ts`` (an hour's start) is counted in ``readings_hourly``, none after it.
+#: Every reading before ``hour_ts`` (an hour's start) is counted in ``readings_hourly``, none after it; the
+#: readings before ``ingest_ts`` (at or after ``hour_ts``) are counted at ingest.
 rollup_watermark: Final = Table(
     "rollup_watermark",
     metadata,
     Column("name", String(64), primary_key=True),
     Column("hour_ts", BigInteger, nullable=False),
+    Column("ingest_ts", BigInteger, nullable=False),
 )
 
 #: Columns of the partial rows ingest appends, in :func:`aggregate`'s order.
@@ -124,7 +130,7 @@ def start_watermark(conn: Connection, now_ms: int) -> None:
     """Set the watermark :data:`GRACE_MS` before the hour of ``now_ms`` (what migration 0012 does; for a
     database emptied by hand, as the tests do): right when the rollup counts every reading stored."""
     conn.execute(text("DELETE FROM rollup_watermark"))
-    conn.execute(text("INSERT INTO rollup_watermark (name, hour_ts) VALUES (:n, :h)"),
+    conn.execute(text("INSERT INTO rollup_watermark (name, hour_ts, ingest_ts) VALUES (:n, :h, :h)"),
                  {"n": WATERMARK, "h": hour_of(now_ms) - GRACE_MS})
 
 
@@ -133,9 +139,9 @@ def lock_for_ingest(cur: Any) -> None:
     cur.execute(f"SELECT pg_advisory_xact_lock_shared({LOCK_KEY})")
 
 
-def watermark_of(cur: Any) -> int:
-    """The watermark, read with a DB-API cursor (PostgreSQL: after :func:`lock_for_ingest`)."""
-    cur.execute(f"SELECT hour_ts FROM rollup_watermark WHERE name = '{WATERMARK}'")
+def late_before(cur: Any) -> int:
+    """``ingest_ts``, read with a DB-API cursor (PostgreSQL: after :func:`lock_for_ingest`)."""
+    cur.execute(f"SELECT ingest_ts FROM rollup_watermark WHERE name = '{WATERMARK}'")
     return int(cur.fetchone()[0])
 
 
@@ -145,9 +151,9 @@ def watermark(conn: Connection) -> int:
                             {"n": WATERMARK}).scalar_one())
 
 
-def late(reading_rows: Sequence[Sequence[Any]], watermark_ts: int) -> Sequence[Sequence[Any]]:
-    """The readings ``(gateway_id, record_id, metric, device_id, ts, value)`` before the watermark."""
-    return [r for r in reading_rows if r[4] < watermark_ts]
+def late(reading_rows: Sequence[Sequence[Any]], before_ts: int) -> Sequence[Sequence[Any]]:
+    """The readings ``(gateway_id, record_id, metric, device_id, ts, value)`` before ``before_ts``."""
+    return [r for r in reading_rows if r[4] < before_ts]
 
 
 def lock_for_advance(conn: Connection) -> None:
@@ -157,17 +163,35 @@ def lock_for_advance(conn: Connection) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOCK_KEY})
 
 
-def advance(conn: Connection, now_ms: int) -> int:
-    """Roll up up to :data:`ADVANCE_HOURS` closed hours past the watermark and move it past them (the caller's
-    transaction, after :func:`lock_for_advance`); the hours rolled up, 0 when none is due."""
-    start = int(conn.execute(text("SELECT hour_ts FROM rollup_watermark WHERE name = :n"),
-                             {"n": WATERMARK}).scalar_one())
-    end = min(hour_of(now_ms - GRACE_MS), start + ADVANCE_HOURS * HOUR_MS)
+def close_hours(conn: Connection, now_ms: int) -> bool:
+    """Move ``ingest_ts`` to the hour :data:`GRACE_MS` before ``now_ms`` (after :func:`lock_for_advance`): the
+    batches from then on count the readings before it themselves; whether it moved."""
+    moved = conn.execute(text("UPDATE rollup_watermark SET ingest_ts = :e WHERE name = :n AND ingest_ts < :e"),
+                         {"e": hour_of(now_ms - GRACE_MS), "n": WATERMARK})
+    return bool(moved.rowcount)
+
+
+_PG_ADVANCE: Final = (
+    "WITH gone AS (DELETE FROM readings_hourly WHERE hour_ts >= :lo AND hour_ts < :hi), "
+    f"added AS ({_REBUILD}) "
+    "UPDATE rollup_watermark SET hour_ts = :hi WHERE name = :n")
+
+
+def advance(conn: Connection) -> int:
+    """Roll up up to :data:`ADVANCE_HOURS` hours from ``hour_ts`` towards ``ingest_ts`` and move ``hour_ts`` past
+    them (the caller's transaction; PostgreSQL: under the compaction lock); the hours rolled up, 0 when none."""
+    start, closed = conn.execute(text("SELECT hour_ts, ingest_ts FROM rollup_watermark WHERE name = :n"),
+                                 {"n": WATERMARK}).one()
+    end = min(int(closed), int(start) + ADVANCE_HOURS * HOUR_MS)
     if end <= start:
         return 0
-    rebuild(conn, start, end)  # rows there predate the watermark's table, or a retention rebuild: replaced
-    conn.execute(text("UPDATE rollup_watermark SET hour_ts = :e WHERE name = :n"), {"e": end, "n": WATERMARK})
-    return (end - start) // HOUR_MS
+    params = {"lo": int(start), "hi": end, "n": WATERMARK}
+    if conn.dialect.name == "postgresql":  # one statement, one snapshot: see the module doc
+        conn.execute(text(_PG_ADVANCE), params)
+    else:  # the write lock holds ingest still
+        rebuild(conn, int(start), end)
+        conn.execute(text("UPDATE rollup_watermark SET hour_ts = :hi WHERE name = :n"), params)
+    return (end - int(start)) // HOUR_MS
 
 
 def append_sqlite(cur: Any, rows: Sequence[Rollup]) -> None:

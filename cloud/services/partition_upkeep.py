@@ -92,16 +92,21 @@ def upkeep(engine: Engine, retention_days: float, now_ms: int | None = None) -> 
 
 
 def advance_rollup(engine: Engine, now_ms: int | None = None) -> int:
-    """Roll up every closed hour past the rollup's watermark (``cloud.db.rollups.advance``: one short
-    transaction per slice, under the rollup lock); the hours rolled up."""
+    """Roll up every closed hour past the rollup's watermark (``cloud.db.rollups``): close the hours under the
+    rollup lock (a moment: it waits for the batches in flight), then roll them up in short transactions
+    under the compaction lock (PostgreSQL: skipped while another process holds it); the hours rolled up."""
     now = int(time.time() * 1000) if now_ms is None else now_ms
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            partitions.set_lock_timeout(conn, _LOCK_TIMEOUT)
+        rollups.lock_for_advance(conn)
+        rollups.close_hours(conn, now)
     total = 0
     while True:
         with engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                partitions.set_lock_timeout(conn, _LOCK_TIMEOUT)  # batches in flight finish first
-            rollups.lock_for_advance(conn)
-            hours = rollups.advance(conn, now)
+            if conn.dialect.name == "postgresql" and not partitions.try_upkeep_lock(conn, _COMPACT_LOCK):
+                return total  # another process is at it
+            hours = rollups.advance(conn)
         total += hours
         if hours < rollups.ADVANCE_HOURS:
             return total

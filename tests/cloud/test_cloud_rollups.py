@@ -147,21 +147,31 @@ def test_recent_readings_are_answered_at_once_and_rolled_up_once_off_the_ingest_
     _check_live(client, records, from_ts, to_ts)  # right after the sync: the new readings are in
 
     later = now + rollups.GRACE_MS + rollups.HOUR_MS  # every hour of the records closed
+    with engine.begin() as conn:  # a pass that stops after closing the hours: not rolled up yet
+        rollups.lock_for_advance(conn)
+        assert rollups.close_hours(conn, later)
+    _check_live(client, records, from_ts, to_ts)
+    # another boot's messages for hours closed now arrive: late, counted at ingest (a retry adds nothing)
+    again = [dict(r, id=r["id"].replace(":b1:", ":b2:"), msg={**r["msg"], "boot_id": "b2"})
+             for r in _records("gw-a", 20, t0 + 3 * rollups.HOUR_MS + MIN, offset=2.0)]
+    _sync(client, headers, "gw-a", again, "late")
+    assert _sync(client, headers, "gw-a", again, "late-retry")["stored"] == []
+    _check_live(client, records + again, from_ts, to_ts)
+
     assert advance_rollup(engine, later) > 0
     assert advance_rollup(engine, later) == 0  # a rerun finds nothing due and counts nothing twice
     with engine.connect() as conn:
         assert rollups.watermark(conn) > records[-1]["msg"]["ts"]
         n_readings = conn.execute(text("SELECT count(*) FROM readings")).scalar_one()
-    assert _rollup_rows(engine)[0] == n_readings == 2 * len(records)
-    _check_live(client, records, from_ts, to_ts)  # rolled up: the same answers
+    assert _rollup_rows(engine)[0] == n_readings == 2 * (len(records) + len(again))
+    _check_live(client, records + again, from_ts, to_ts)  # rolled up: the same answers
 
-    # another boot's messages for hours rolled up already arrive: late, counted at ingest
-    again = [dict(r, id=r["id"].replace(":b1:", ":b2:"), msg={**r["msg"], "boot_id": "b2"})
-             for r in _records("gw-a", 20, t0 + 3 * rollups.HOUR_MS + MIN, offset=2.0)]
-    _sync(client, headers, "gw-a", again, "late")
-    assert _sync(client, headers, "gw-a", again, "late-retry")["stored"] == []
-    assert _rollup_rows(engine)[0] == 2 * (len(records) + len(again))
-    _check_live(client, records + again, from_ts, to_ts)
+    # and after it: late again, counted at ingest
+    third = [dict(r, id=r["id"].replace(":b1:", ":b3:"), msg={**r["msg"], "boot_id": "b3"})
+             for r in _records("gw-a", 10, t0 + 4 * rollups.HOUR_MS + MIN, offset=3.0)]
+    _sync(client, headers, "gw-a", third, "later")
+    assert _rollup_rows(engine)[0] == 2 * (len(records) + len(again) + len(third))
+    _check_live(client, records + again + third, from_ts, to_ts)
 
 
 def _check_live(client: TestClient, records: list[dict[str, Any]], from_ts: int, to_ts: int) -> None:

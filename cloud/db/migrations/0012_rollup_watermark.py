@@ -19,10 +19,12 @@ _rollup_watermark: Final = Table(
     MetaData(),
     Column("name", String(64), primary_key=True),
     Column("hour_ts", BigInteger, nullable=False),
+    Column("ingest_ts", BigInteger, nullable=False),
 )
 
 
 def upgrade(conn: Connection) -> None:
     _rollup_watermark.create(conn)
     now = int(time.time() * 1000)
-    conn.execute(insert(_rollup_watermark).values(name="readings_hourly", hour_ts=now - now % HOUR_MS - GRACE_MS))
+    start = now - now % HOUR_MS - GRACE_MS
+    conn.execute(insert(_rollup_watermark).values(name="readings_hourly", hour_ts=start, ingest_ts=start))
