@@ -13,9 +13,9 @@ start-up, then every ``PARTITION_UPKEEP_S``). A pass, per partitioned table (``t
   hour cut by the boundary is recomputed), so it always sums what the readings table holds.
 
 A second loop, every :data:`COMPACT_INTERVAL_S`, rolls up the readings' closed hours past the rollup's
-watermark (:func:`advance_rollup`, under the rollup lock: replicas take turns, the second finds nothing
-due) and merges the rollup's partial rows (:func:`compact_rollup`; PostgreSQL: under its own advisory
-lock, so one replica at a time).
+watermark (:func:`advance_rollup`: the hours closed under the rollup lock for a moment, then rolled up
+under the compaction lock) and merges the rollup's partial rows (:func:`compact_rollup`); on PostgreSQL
+the compaction lock is an advisory lock, so one replica at a time (the others skip).
 
 Replicas do not repeat each other's work: a pass on PostgreSQL runs under ``pg_try_advisory_xact_lock``
 and skips the table another process is upkeeping; DDL waits at most ``lock_timeout`` (5 s) for a lock,
