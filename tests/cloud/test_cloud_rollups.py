@@ -4,6 +4,7 @@ the readings meanwhile, rolled up exactly once), trimmed with retention. Both da
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -180,3 +181,42 @@ def _check_live(client: TestClient, records: list[dict[str, Any]], from_ts: int,
         out = _get(client, **{"from": from_ts, "to": to_ts, "max_points": max_points})
         assert out["bucket_ms"] == width and out["points"]
         _same(out["points"], _expected(_samples(records), from_ts, to_ts, width))
+
+
+def test_rollup_passes_while_batches_sync_count_every_reading_exactly_once(client: TestClient,
+                                                                           engine: Engine) -> None:
+    """Batches of recent and late readings keep coming while the upkeep closes and rolls up hour after hour
+    (and compacts): at the end the rollup counts every reading once and the answers are exact."""
+    headers = register(client, "gw-a")
+    now = int(time.time() * 1000)
+    t0 = now - 8 * rollups.HOUR_MS
+    stop, passes, errors = threading.Event(), [0], []
+
+    def upkeep_passes() -> None:
+        try:
+            while not stop.is_set():  # "now" runs ahead an hour a pass: every pass closes an hour
+                advance_rollup(engine, now + rollups.GRACE_MS - 8 * rollups.HOUR_MS + passes[0] * rollups.HOUR_MS)
+                compact_rollup(engine)
+                passes[0] += 1
+                stop.wait(0.05)  # hours close while the batches come, not all before the first
+        except Exception as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+
+    sent: list[dict[str, Any]] = []
+    worker = threading.Thread(target=upkeep_passes)
+    worker.start()
+    try:
+        for b in range(8):  # each boot's messages spread over all 8 hours: some late, some not
+            boot = [dict(r, id=r["id"].replace(":b1:", f":k{b}:"), msg={**r["msg"], "boot_id": f"k{b}"})
+                    for r in _records("gw-a", 60, t0 + b * MIN, offset=b / 10)]
+            _sync(client, headers, "gw-a", boot, f"k{b}")
+            sent += boot
+    finally:
+        stop.set()
+        worker.join()
+    assert not errors and passes[0] > 0
+    advance_rollup(engine, now + rollups.GRACE_MS + rollups.HOUR_MS)
+    with engine.connect() as conn:
+        n_readings = conn.execute(text("SELECT count(*) FROM readings")).scalar_one()
+    assert _rollup_rows(engine)[0] == n_readings == 2 * len(sent)
+    _check_live(client, sent, t0 + 7 * MIN, now)
