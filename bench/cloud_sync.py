@@ -2,11 +2,31 @@
 
 Runs the app in-process (FastAPI TestClient, no network) so the figure is the API + validation +
 storage cost. Records are realistic (``cloud_testkit.mixed_records``: per 200 records 170 telemetry
-messages of 2-3 readings, 24 scans, 2 status messages, 3 alerts, 1 forecast), in batches of the agent's
-default size (1,000 records); a record counts once however many readings it holds. Batches are built and
-compressed before timing. PostgreSQL gets a throwaway database on ``--pg-server`` that is dropped afterwards.
+messages of 2-3 readings, 24 scans, 2 status messages, 3 alerts, 1 forecast; 200 devices of each kind),
+live traffic of the last hours (a record a second, so the rows land in the current week's partitions), in
+batches of the agent's default size (1,000 records); a record counts once however many readings it holds.
+Batches are built and compressed before timing. PostgreSQL gets a throwaway database on ``--pg-server``
+that is dropped afterwards.
 
-    .venv/bin/python bench/cloud_sync.py [--batches 20] [--batch-size 1000]
+Each figure is the median of ``--repeats`` fresh runs storing every batch once, in one of two modes:
+
+* **1 client**: one gateway posting its batches back to back, each waiting for its ack (API and database
+  never work at once: their CPU times add up).
+* **N clients**: N gateways, each with its own token and its own batches, posting at once from N threads
+  into the same app process (as one API worker serving several gateways). Each batch still commits in its
+  own transaction under its gateway's row lock; the API's Python work and the database's can overlap, so
+  with a core free for each the rate is bounded by the busier of the two rather than their sum (on this
+  shared 2-core machine it was not faster: ``cloud/README.md``).
+
+The last line reports ``--clients`` gateways at once (default 1, the figure this benchmark always reported);
+with ``--clients N`` above 1, PostgreSQL is measured with 1 client too and both are printed. SQLite uses
+``--sqlite-clients`` (default 1: a SQLite database takes one writer at a time, so more clients only queue on
+its lock inside the one process). CPU per batch is printed too: the bench process (the app, SQLite itself,
+and the TestClient that posts) and, for PostgreSQL, the backends of the benchmark database
+(``/proc/<pid>/schedstat``, PostgreSQL on this host); it depends less on what else runs on the machine than
+records/s does (on a shared VM it still grows with the load).
+
+    .venv/bin/python bench/cloud_sync.py [--batches 20] [--batch-size 1000] [--clients 1] [--sqlite-clients 1]
 
 Last line: ``cloud_sync: sqlite_records_per_s=<n> postgres_records_per_s=<n>``.
 """
@@ -15,10 +35,12 @@ from __future__ import annotations
 
 import argparse
 import secrets
-import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -42,25 +64,45 @@ from cloud.db.tables import metadata
 DEVICES = 200
 
 
-def _payloads(batches: int, batch_size: int) -> list[bytes]:
-    return [gz(batch(GATEWAY_ID, mixed_records(GATEWAY_ID, b * batch_size, batch_size, devices=DEVICES),
+@dataclass(frozen=True, slots=True)
+class Run:
+    records_per_s: float
+    app_cpu_ms: float  # per batch, the bench process
+    db_cpu_ms: float | None  # per batch, PostgreSQL's backends of the benchmark database
+
+
+def gateway_batches(gateway_id: str, batches: int, batch_size: int) -> list[bytes]:
+    """The batches of a gateway's last ``batches * batch_size`` seconds (a record a second, the last one now):
+    live traffic, stored in the current weeks' partitions on PostgreSQL."""
+    ts0 = int(time.time() * 1000) - batches * batch_size * 1000
+    return [gz(batch(gateway_id, mixed_records(gateway_id, b * batch_size, batch_size, devices=DEVICES, ts0=ts0),
                      f"bench-{b}")) for b in range(batches)]
 
 
-def measure(database_url: str, payloads: list[bytes], batch_size: int, repeats: int) -> float:
-    """Median records/s over ``repeats`` fresh runs (each storing every payload once)."""
-    rates = []
+def _post_all(client: TestClient, headers: dict[str, str], payloads: list[bytes], batch_size: int) -> None:
+    for body in payloads:
+        resp = client.post("/api/v1/sync", content=body, headers=headers)
+        if resp.status_code != 200 or len(resp.json()["stored"]) != batch_size:
+            raise RuntimeError(f"unexpected answer {resp.status_code}: {resp.text[:300]}")
+
+
+def measure(database_url: str, payloads: dict[str, list[bytes]], batch_size: int, repeats: int,
+            db_cpu: Callable[[], float | None]) -> Run:
+    """Median over ``repeats`` fresh runs of every gateway in ``payloads`` posting its batches at once."""
+    runs = []
+    n_batches = sum(len(p) for p in payloads.values())
     for _ in range(repeats):
         with TestClient(create_app(make_settings(database_url))) as client:
-            headers = {**register(client), "Content-Encoding": "gzip"}
-            start = time.perf_counter()
-            for body in payloads:
-                resp = client.post("/api/v1/sync", content=body, headers=headers)
-                if resp.status_code != 200 or len(resp.json()["stored"]) != batch_size:
-                    raise RuntimeError(f"unexpected answer {resp.status_code}: {resp.text[:300]}")
-            rates.append(len(payloads) * batch_size / (time.perf_counter() - start))
+            headers = {gw: {**register(client, gw), "Content-Encoding": "gzip"} for gw in payloads}
+            db0, cpu0, start = db_cpu(), time.process_time(), time.perf_counter()
+            with ThreadPoolExecutor(len(payloads)) as pool:
+                for done in [pool.submit(_post_all, client, headers[gw], p, batch_size) for gw, p in payloads.items()]:
+                    done.result()
+            wall, cpu, db1 = time.perf_counter() - start, time.process_time() - cpu0, db_cpu()
+            runs.append(Run(n_batches * batch_size / wall, 1000 * cpu / n_batches,
+                            None if db0 is None or db1 is None else (db1 - db0) / n_batches))
         _reset(database_url)
-    return statistics.median(rates)
+    return sorted(runs, key=lambda r: r.records_per_s)[len(runs) // 2]
 
 
 def _reset(database_url: str) -> None:
@@ -73,20 +115,54 @@ def _reset(database_url: str) -> None:
         engine.dispose()
 
 
+def _backend_cpu(admin_url: str, database: str) -> Callable[[], float | None]:
+    """CPU ms used so far by the PostgreSQL backends connected to ``database`` (None where unreadable)."""
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", pool_size=1)
+    seen: dict[int, float] = {}  # the latest reading of every backend met, gone ones included
+
+    def total() -> float | None:
+        with admin.connect() as conn:
+            pids = [int(r[0]) for r in conn.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = :d"),
+                                                    {"d": database})]
+        try:
+            for pid in pids:
+                seen[pid] = int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e6
+        except (OSError, ValueError, IndexError):
+            return None
+        return sum(seen.values())
+
+    return total
+
+
+def _line(name: str, clients: int, run: Run) -> str:
+    db = "" if run.db_cpu_ms is None else f", PostgreSQL backends {run.db_cpu_ms:.1f} ms"
+    return (f"{name} {clients} client{'s' if clients > 1 else ''}: {run.records_per_s:,.0f} records/s; "
+            f"CPU per batch: bench process {run.app_cpu_ms:.1f} ms{db}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batches", type=int, default=20)
+    parser.add_argument("--batches", type=int, default=20, help="batches per gateway")
     parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--clients", type=int, default=1,
+                        help="gateways posting at once to PostgreSQL (the last line's figure)")
+    parser.add_argument("--sqlite-clients", type=int, default=1, help="gateways posting at once to SQLite")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--pg-server", default="postgresql+psycopg://postgres@127.0.0.1:5432")
     args = parser.parse_args()
-    payloads = _payloads(args.batches, args.batch_size)
-    n = args.batches * args.batch_size
-    print(f"{n} records in {args.batches} gzip batches of {args.batch_size}, median of {args.repeats}")
+    gateways = [GATEWAY_ID, *(f"gw-bench-{i}" for i in range(1, max(args.clients, args.sqlite_clients)))]
+    payloads = {gw: gateway_batches(gw, args.batches, args.batch_size) for gw in gateways}
+    print(f"{args.batches} gzip batches of {args.batch_size} per gateway, median of {args.repeats}")
+
+    def modes(url: str, db_cpu: Callable[[], float | None], name: str, counts: list[int]) -> Run:
+        run = Run(0.0, 0.0, None)
+        for clients in counts:  # the last one is the figure
+            run = measure(url, {gw: payloads[gw] for gw in gateways[:clients]}, args.batch_size, args.repeats, db_cpu)
+            print(_line(name, clients, run), flush=True)
+        return run
 
     with tempfile.TemporaryDirectory() as tmp:
-        sqlite_rate = measure(f"sqlite:///{tmp}/bench.db", payloads, args.batch_size, args.repeats)
-    print(f"sqlite: {sqlite_rate:,.0f} records/s")
+        sqlite = modes(f"sqlite:///{tmp}/bench.db", lambda: None, "sqlite", [args.sqlite_clients])
 
     name = f"edgehouse_bench_{secrets.token_hex(4)}"
     admin = create_engine(f"{args.pg_server}/postgres", isolation_level="AUTOCOMMIT")
@@ -94,14 +170,14 @@ def main() -> None:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
         try:
-            pg_rate = measure(f"{args.pg_server}/{name}", payloads, args.batch_size, args.repeats)
+            pg = modes(f"{args.pg_server}/{name}", _backend_cpu(f"{args.pg_server}/postgres", name), "postgres",
+                       sorted({1, args.clients}))
         finally:
             with admin.connect() as conn:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
         admin.dispose()
-    print(f"postgres: {pg_rate:,.0f} records/s")
-    print(f"cloud_sync: sqlite_records_per_s={sqlite_rate:.0f} postgres_records_per_s={pg_rate:.0f}")
+    print(f"cloud_sync: sqlite_records_per_s={sqlite.records_per_s:.0f} postgres_records_per_s={pg.records_per_s:.0f}")
 
 
 if __name__ == "__main__":

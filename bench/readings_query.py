@@ -5,8 +5,9 @@ over ``generate_series``: devices x 3 metrics x one reading a minute for the las
 index's key so the index grows at its right edge), through the schema the migrations build
 (``readings`` partitioned by week, index ``(device_id, metric, ts) INCLUDE (value)``); the hourly
 rollup is then computed per week with ``cloud.db.rollups.rebuild``, which is what migration 0010 does to
-an existing table (ingest keeps it from then on). The fill runs with ``synchronous_commit = off`` (its own
-session only). Queries go through the API (in-process ``TestClient``, admin token): a random device and
+an existing table (the upkeep keeps it from then on; the hours from its watermark, set 6 hours before the
+hour of the migration by migration 0012, are read from the readings). The fill runs with
+``synchronous_commit = off`` (its own session only). Queries go through the API (in-process ``TestClient``, admin token): a random device and
 metric, a year window ending a random number of minutes before now, ``max_points=1000``; the first few
 warm the cache and are not counted. The same windows read from the readings alone
 (``use_rollup=False``, buckets of ``ceil(year / 1000)``) are timed too, for comparison.

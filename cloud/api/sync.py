@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from cloud.api.sync_columnar import ADVERTISED, is_columnar, parse_columnar
+from cloud.api.sync_columnar import ADVERTISED, columnar_json, is_columnar
 from cloud.auth import GatewayDep
 from cloud.deps import EngineDep, SettingsDep
 from cloud.errors import ErrorBody, FieldError, validation_error_response
@@ -75,8 +75,8 @@ def post_sync(
     response.headers.update(ADVERTISED)
     try:
         if is_columnar(content_type):
-            batch = parse_columnar(raw, content_encoding, settings.max_decompressed_bytes)
-            return sync_service.store_batch(engine, batch, principal.gateway_id, reorder=_reorder_policy(settings))
+            batch_json = columnar_json(raw, content_encoding, settings.max_decompressed_bytes)
+            return sync_service.ingest_json(engine, batch_json, principal.gateway_id, _reorder_policy(settings))
         return sync_service.ingest(engine, raw, content_encoding, principal.gateway_id,
                                    settings.max_decompressed_bytes, _reorder_policy(settings))
     except ValidationError as exc:

@@ -1,5 +1,5 @@
-"""The compact sync encoding on the cloud side (``protocols.columnar``): advertised, decoded, then validated
-and stored exactly like a JSON batch (``cloud.services.sync``).
+"""The compact sync encoding on the cloud side (``protocols.columnar``): advertised, decoded to the batch's
+JSON, then validated and stored exactly like a JSON batch (``cloud.services.sync``).
 
 ``Accept-Post`` on every answer of ``POST /api/v1/sync`` lists the media types the endpoint takes, and
 ``Accept-Encoding`` the content codings it decodes (RFC 7694): what an agent reads to switch from JSON.
@@ -12,7 +12,6 @@ from typing import Final
 
 from cloud.services import sync as sync_service
 from cloud.services.errors import BadRequest, PayloadTooLarge, UnsupportedEncoding
-from protocols import SyncBatch
 from protocols.columnar import CONTENT_TYPE, ColumnarError, decode
 
 JSON_TYPE: Final = "application/json"
@@ -39,8 +38,8 @@ def _unzstd(raw: bytes, limit: int) -> bytes:
     return out
 
 
-def parse_columnar(raw: bytes, content_encoding: str | None, max_decompressed_bytes: int) -> SyncBatch:
-    """A columnar body as the SyncBatch it encodes (raises ValidationError naming ``records.N...``)."""
+def columnar_json(raw: bytes, content_encoding: str | None, max_decompressed_bytes: int) -> bytes:
+    """A columnar body as the SyncBatch JSON it encodes, to validate like a JSON batch."""
     encoding = (content_encoding or "").strip().lower()
     if encoding == "zstd":
         if not ZSTD_AVAILABLE:
@@ -53,4 +52,4 @@ def parse_columnar(raw: bytes, content_encoding: str | None, max_decompressed_by
         batch_json = decode(document, max_decompressed_bytes)
     except ColumnarError as exc:
         raise BadRequest(str(exc), exc.field) from None
-    return sync_service.parse_batch(batch_json)
+    return batch_json

@@ -32,17 +32,33 @@ def track(conn: Connection, gateway_id: str, rows: Sequence[Mapping[str, Any]]) 
         items.append({"gateway_id": gateway_id, "id": row["id"], "ts": row["ts"], "is_raise": row["state"] == "raised",
                       "condition": condition(row["alert_id"], row["kind"], row["device_id"], metric)})
     insert_ignore(conn, alarms, items)
-    # One statement pairs them all: every open raise of a condition touched now takes the earliest clear
-    # of its condition at or after it. An open raise never has such a clear stored (it would have been
-    # paired when the later of the two arrived), so only the raises and clears stored now can pair.
+    _pair(conn, gateway_id, items)
+
+
+def _pair(conn: Connection, gateway_id: str, items: Sequence[Mapping[str, Any]]) -> None:
+    """Pair the alarms ``items`` (stored now) and the open raises of their conditions with their clears."""
+    # A raise pairs with the earliest clear of its condition at or after it. Only the raises and clears
+    # stored now can pair: an open raise never has such a clear stored (it would have been paired when the
+    # later of the two arrived). So two keyed statements, neither scanning the gateway's alarm history:
+    # the raises stored now, by key, each look up their earliest clear (one probe of ``ix_alarms_pairing``:
+    # a clear's ``cleared_ts`` is always null, said so for the index); the open raises of the conditions
+    # cleared now (one range of the same index: only open raises, at or before the latest clear stored now)
+    # take theirs.
     clear = alarms.alias("clear")
     earliest_clear = (select(func.min(clear.c.ts)).where(
         clear.c.gateway_id == alarms.c.gateway_id, clear.c.condition == alarms.c.condition, ~clear.c.is_raise,
-        clear.c.ts >= alarms.c.ts).scalar_subquery())
-    conn.execute(update(alarms).where(
-        alarms.c.gateway_id == gateway_id, alarms.c.condition.in_(sorted({i["condition"] for i in items})),
-        alarms.c.is_raise, alarms.c.cleared_ts.is_(None), earliest_clear.is_not(None))
-        .values(cleared_ts=earliest_clear))
+        clear.c.cleared_ts.is_(None), clear.c.ts >= alarms.c.ts).scalar_subquery())
+    raise_ids = [i["id"] for i in items if i["is_raise"]]
+    if raise_ids:
+        conn.execute(update(alarms).where(
+            alarms.c.gateway_id == gateway_id, alarms.c.id.in_(raise_ids), alarms.c.is_raise,
+            alarms.c.cleared_ts.is_(None), earliest_clear.is_not(None)).values(cleared_ts=earliest_clear))
+    clears = [i for i in items if not i["is_raise"]]
+    if clears:
+        conn.execute(update(alarms).where(
+            alarms.c.gateway_id == gateway_id, alarms.c.condition.in_(sorted({i["condition"] for i in clears})),
+            alarms.c.is_raise, alarms.c.cleared_ts.is_(None), alarms.c.ts <= max(i["ts"] for i in clears),
+            earliest_clear.is_not(None)).values(cleared_ts=earliest_clear))
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,17 @@ from __future__ import annotations
 
 from typing import Final
 
-from sqlalchemy import BigInteger, Boolean, Column, ForeignKeyConstraint, Index, Integer, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+)
 
 from cloud.db.tables import metadata
 
@@ -30,7 +40,9 @@ alarms: Final = Table(
     Column("shelve_reason", Text, nullable=True),
     Column("n_comments", Integer, nullable=False, server_default="0"),
     ForeignKeyConstraint(["gateway_id", "id"], ["alerts.gateway_id", "alerts.id"]),
-    Index("ix_alarms_condition", "gateway_id", "condition", "ts"),
+    # Pairing raises with clears (cloud.db.alarm_repo.track): the open raises of a condition (cleared_ts
+    # null) and its clears (whose cleared_ts is always null) are each one range of ts, whatever the history.
+    Index("ix_alarms_pairing", "gateway_id", "condition", "is_raise", "cleared_ts", "ts"),
     Index("ix_alarms_ts", "is_raise", "ts"),
 )
 

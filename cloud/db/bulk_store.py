@@ -10,7 +10,8 @@ straight into its table, and the primary key (``(gateway_id, id)``, or ``(gatewa
 time-keyed tables) refuses any record stored before. If none was, every row is new and no lookup was
 paid for. If one was (a retried batch, an overlap), the savepoint is rolled back and one lookup per
 table finds the keys already stored; only the others are inserted. The readings of exactly the new
-telemetry records follow, and their partial hourly rollup rows (``cloud.db.rollups``). The answer is
+telemetry records follow, and partial hourly rollup rows for those of them before the rollup's watermark
+(late ones; ``cloud.db.rollups`` rolls up the others off the ingest path). The answer is
 exact either way: the keys decide, under the gateway's lock.
 
 * **PostgreSQL**: ``COPY … FROM STDIN (FORMAT BINARY)`` (psycopg 3) into each target table (the
@@ -67,6 +68,16 @@ def _new_readings(out: Mapping[str, set[str]], rows: Mapping[str, Sequence[Row]]
     if len(new_telemetry) == len(rows["telemetry"]):
         return reading_rows
     return [r for r in reading_rows if r[1] in new_telemetry]
+
+
+def _late_rollup(cur: Any, new_readings: Sequence[Row], postgresql: bool) -> list[rollups.Rollup]:
+    """Partial rollup rows of the readings stored now that are late (before the rollup's ``ingest_ts``: the
+    upkeep rolls up the others); PostgreSQL holds the rollup lock shared until the batch commits."""
+    if not new_readings:
+        return []
+    if postgresql:
+        rollups.lock_for_ingest(cur)
+    return rollups.aggregate(rollups.late(new_readings, rollups.late_before(cur)))
 
 
 # --- PostgreSQL -------------------------------------------------------------------------------------
@@ -133,7 +144,7 @@ def _store_postgresql(conn: Connection, gateway_id: str, rows: Mapping[str, Sequ
         cur.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
         new_readings = _new_readings(out, rows, reading_rows)
         _copy(cur, readings.name, new_readings)
-        partial = rollups.aggregate(new_readings)
+        partial = _late_rollup(cur, new_readings, postgresql=True)
         if partial:
             with cur.copy(f"COPY {rollups.readings_hourly.name} ({', '.join(rollups.COLUMNS)}) "
                           "FROM STDIN (FORMAT BINARY)") as copy:
@@ -197,7 +208,7 @@ def _store_sqlite(conn: Connection, gateway_id: str, rows: Mapping[str, Sequence
         cur.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
         new_readings = _new_readings(out, rows, reading_rows)
         _insert_sqlite(cur, readings.name, new_readings)
-        rollups.append_sqlite(cur, rollups.aggregate(new_readings))
+        rollups.append_sqlite(cur, _late_rollup(cur, new_readings, postgresql=False))
     finally:
         cur.close()
     return out

@@ -102,21 +102,20 @@ def list_gateways(conn: Connection) -> list[GatewayRow]:
     return [_gateway_row(row) for row in conn.execute(select(gateways).order_by(gateways.c.gateway_id))]
 
 
-def touch_gateway(conn: Connection, gateway_id: str, now_ms: int, batch_id: str, agent_version: str) -> bool:
-    """Record that the gateway synced now. Also locks its row, serialising its concurrent batches."""
-    result = conn.execute(
-        update(gateways)
-        .where(gateways.c.gateway_id == gateway_id)
-        .values(last_seen_ts=now_ms, last_batch_id=batch_id, agent_version=agent_version)
-    )
-    return result.rowcount == 1
+def lock_gateway(conn: Connection, gateway_id: str) -> bool:
+    """Lock the gateway's row for this transaction (``SELECT … FOR UPDATE``; on SQLite the transaction
+    already holds the write lock), serialising its concurrent batches; False when it is not registered."""
+    stmt = select(gateways.c.gateway_id).where(gateways.c.gateway_id == gateway_id).with_for_update()
+    return conn.execute(stmt).first() is not None
 
 
-def add_counts(conn: Connection, gateway_id: str, counts: Mapping[str, int]) -> None:
-    """Add newly stored records per kind to the gateway's counters."""
-    values = {f"n_{kind}": gateways.c[f"n_{kind}"] + n for kind, n in counts.items() if n}
-    if values:
-        conn.execute(update(gateways).where(gateways.c.gateway_id == gateway_id).values(**values))
+def record_sync(conn: Connection, gateway_id: str, now_ms: int, batch_id: str, agent_version: str,
+                counts: Mapping[str, int]) -> None:
+    """The gateway synced now: its last-seen time, batch and agent version, and the newly stored records per
+    kind added to its counters, in one write to its row (locked first by :func:`lock_gateway`)."""
+    values: dict[str, Any] = {f"n_{kind}": gateways.c[f"n_{kind}"] + n for kind, n in counts.items() if n}
+    conn.execute(update(gateways).where(gateways.c.gateway_id == gateway_id)
+                 .values(last_seen_ts=now_ms, last_batch_id=batch_id, agent_version=agent_version, **values))
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +174,7 @@ def list_forecasts(conn: Connection, query: PageQuery, sku: str | None = None) -
 
 
 __all__ = [
-    "AlertFilter", "GatewayRow", "PageQuery", "TokenRow", "add_counts", "find_token", "get_gateway",
-    "insert_gateway", "insert_ignore", "insert_new", "insert_token", "list_alerts", "list_forecasts",
-    "list_gateways", "touch_gateway",
+    "AlertFilter", "GatewayRow", "PageQuery", "TokenRow", "find_token", "get_gateway", "insert_gateway",
+    "insert_ignore", "insert_new", "insert_token", "list_alerts", "list_forecasts", "list_gateways",
+    "lock_gateway", "record_sync",
 ]

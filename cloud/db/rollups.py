@@ -2,21 +2,30 @@
 
 The readings API answers a coarse request (buckets of an hour or more, e.g. a year in 1,000 points) from
 this table instead of every reading: a year of one metric at one reading a minute is 525,600 readings but
-8,760 rollup rows. It is exact at every moment, and cheap to keep at ingest:
+8,760 rollup rows. Its answers are exact at every moment; the rollup is made off the ingest path:
 
-* **Ingest appends partial rows.** ``cloud.db.bulk_store`` aggregates the readings of exactly the
-  telemetry records it stored now (:func:`aggregate`) and appends those rows (binary ``COPY`` on
-  PostgreSQL), ``compacted`` false, in the batch's transaction: a retried batch adds nothing twice, and
-  appends never conflict, so concurrent batches neither wait on nor deadlock with each other. (An
-  ``INSERT … ON CONFLICT DO UPDATE`` per row was measured at 70 ms for a 1,000-record batch of 200
-  devices, more than storing the batch itself.)
-* **Readers sum whatever rows an hour has**: partial or compacted, min of mins, max of maxes, sums of
-  sums and counts, so the answer does not depend on compaction.
-* **Compaction merges them** (:func:`compact`, run by ``cloud.services.partition_upkeep`` every minute):
-  the rows of every key with a partial row are replaced by one compacted row. On PostgreSQL one
-  statement deletes those rows and inserts their merge (``DELETE … RETURNING`` feeding the ``INSERT``),
-  so rows a concurrent batch appends meanwhile are left for the next pass; on SQLite the write lock holds
-  everything still.
+* **A watermark** (``rollup_watermark``, one row): ``hour_ts``, every reading before it is counted in the
+  rollup and none after it; readers take the rollup's hours before it and the readings from it on
+  (``cloud.services.timeseries``), so a reading is seen the moment its batch commits. ``ingest_ts`` (at
+  or after ``hour_ts``): the readings before it are *late*, counted at ingest (below).
+* **Closed hours are rolled up in bulk** (``cloud.services.partition_upkeep``, every minute), in two steps
+  that never hold ingest up for longer than a batch: :func:`close_hours` moves ``ingest_ts`` to the hour
+  :data:`GRACE_MS` before now under the rollup lock (:func:`lock_for_advance`: on PostgreSQL an exclusive
+  advisory lock that every batch holds shared, :func:`lock_for_ingest`, so it waits for the batches in
+  flight and is released at once); then :func:`advance` recomputes the hours from ``hour_ts`` to
+  ``ingest_ts`` from the readings and moves ``hour_ts`` past them, in one statement and one snapshot
+  (PostgreSQL: ``DELETE`` and ``INSERT … SELECT`` in one ``WITH``), without that lock: the readings it
+  sees are counted by it (their partial rows, if any, are deleted with the rest), those committed after
+  its snapshot by their own partial rows. So every reading is counted exactly once whatever stops a
+  pass half-way (a rerun starts again from the watermark); replicas take turns (the compaction lock).
+* **Late readings** (a gateway back after hours offline: readings before ``ingest_ts``) are counted at
+  ingest: ``cloud.db.bulk_store`` aggregates them (:func:`aggregate`) and appends partial rows
+  (``compacted`` false) in the batch's transaction, so a retried batch adds nothing twice and appends
+  never conflict. Readers sum whatever rows an hour has (min of mins, ... sums of counts); compaction
+  (:func:`compact`, every minute too) merges them. On PostgreSQL one statement deletes those rows and
+  inserts their merge (``DELETE … RETURNING`` feeding the ``INSERT``), so rows a concurrent batch appends
+  meanwhile are left for the next pass; on SQLite the write lock holds everything still. (Appending partial
+  rows for every batch cost more than storing its readings: measured in cloud/README.md.)
 
 :func:`rebuild` recomputes a time range from the readings (migration 0010 and the readings benchmark);
 :func:`trim` follows retention.
@@ -32,6 +41,14 @@ from sqlalchemy import BigInteger, Boolean, Column, Connection, Float, Index, St
 from cloud.db.tables import metadata
 
 HOUR_MS: Final = 3_600_000
+#: An hour is rolled up once it ended this long ago: readings synced later than that (an outbox emptied
+#: after hours offline) are the late ones counted at ingest.
+GRACE_MS: Final = 6 * HOUR_MS
+#: Hours rolled up by one :func:`advance` transaction (a pass repeats it until nothing is due).
+ADVANCE_HOURS: Final = 24
+#: PostgreSQL advisory lock key of the rollup (shared by every batch, exclusive for :func:`close_hours`).
+LOCK_KEY: Final = 7263512301
+WATERMARK: Final = "readings_hourly"
 #: Keys merged by one compaction statement (a pass repeats it until none is left).
 COMPACT_KEYS: Final = 20_000
 
@@ -52,6 +69,16 @@ readings_hourly: Final = Table(
           postgresql_include=["gateway_id", "min_value", "max_value", "sum_value", "n"]),
     Index("ix_readings_hourly_partial", "hour_ts", postgresql_where=text("NOT compacted"),
           sqlite_where=text("NOT compacted")),
+)
+
+#: Every reading before ``hour_ts`` (an hour's start) is counted in ``readings_hourly``, none after it; the
+#: readings before ``ingest_ts`` (at or after ``hour_ts``) are counted at ingest.
+rollup_watermark: Final = Table(
+    "rollup_watermark",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("hour_ts", BigInteger, nullable=False),
+    Column("ingest_ts", BigInteger, nullable=False),
 )
 
 #: Columns of the partial rows ingest appends, in :func:`aggregate`'s order.
@@ -97,6 +124,74 @@ def aggregate(reading_rows: Iterable[Sequence[Any]]) -> list[Rollup]:
             cur[2] += value
             cur[3] += 1
     return [(*key, lo, hi, total, n) for key, (lo, hi, total, n) in acc.items()]
+
+
+def start_watermark(conn: Connection, now_ms: int) -> None:
+    """Set the watermark :data:`GRACE_MS` before the hour of ``now_ms`` (what migration 0012 does; for a
+    database emptied by hand, as the tests do): right when the rollup counts every reading stored."""
+    conn.execute(text("DELETE FROM rollup_watermark"))
+    conn.execute(text("INSERT INTO rollup_watermark (name, hour_ts, ingest_ts) VALUES (:n, :h, :h)"),
+                 {"n": WATERMARK, "h": hour_of(now_ms) - GRACE_MS})
+
+
+def lock_for_ingest(cur: Any) -> None:
+    """PostgreSQL (a psycopg cursor): hold the rollup lock shared until the batch's transaction ends."""
+    cur.execute(f"SELECT pg_advisory_xact_lock_shared({LOCK_KEY})")
+
+
+def late_before(cur: Any) -> int:
+    """``ingest_ts``, read with a DB-API cursor (PostgreSQL: after :func:`lock_for_ingest`)."""
+    cur.execute(f"SELECT ingest_ts FROM rollup_watermark WHERE name = '{WATERMARK}'")
+    return int(cur.fetchone()[0])
+
+
+def watermark(conn: Connection) -> int:
+    """The watermark: the readings before it are in the rollup, those from it on are not."""
+    return int(conn.execute(text("SELECT hour_ts FROM rollup_watermark WHERE name = :n"),
+                            {"n": WATERMARK}).scalar_one())
+
+
+def late(reading_rows: Sequence[Sequence[Any]], before_ts: int) -> Sequence[Sequence[Any]]:
+    """The readings ``(gateway_id, record_id, metric, device_id, ts, value)`` before ``before_ts``."""
+    return [r for r in reading_rows if r[4] < before_ts]
+
+
+def lock_for_advance(conn: Connection) -> None:
+    """PostgreSQL: the rollup lock, exclusive, once every batch in flight has committed (SQLite: the
+    transaction already holds the write lock)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOCK_KEY})
+
+
+def close_hours(conn: Connection, now_ms: int) -> bool:
+    """Move ``ingest_ts`` to the hour :data:`GRACE_MS` before ``now_ms`` (after :func:`lock_for_advance`): the
+    batches from then on count the readings before it themselves; whether it moved."""
+    moved = conn.execute(text("UPDATE rollup_watermark SET ingest_ts = :e WHERE name = :n AND ingest_ts < :e"),
+                         {"e": hour_of(now_ms - GRACE_MS), "n": WATERMARK})
+    return bool(moved.rowcount)
+
+
+_PG_ADVANCE: Final = (
+    "WITH gone AS (DELETE FROM readings_hourly WHERE hour_ts >= :lo AND hour_ts < :hi), "
+    f"added AS ({_REBUILD}) "
+    "UPDATE rollup_watermark SET hour_ts = :hi WHERE name = :n")
+
+
+def advance(conn: Connection) -> int:
+    """Roll up up to :data:`ADVANCE_HOURS` hours from ``hour_ts`` towards ``ingest_ts`` and move ``hour_ts`` past
+    them (the caller's transaction; PostgreSQL: under the compaction lock); the hours rolled up, 0 when none."""
+    start, closed = conn.execute(text("SELECT hour_ts, ingest_ts FROM rollup_watermark WHERE name = :n"),
+                                 {"n": WATERMARK}).one()
+    end = min(int(closed), int(start) + ADVANCE_HOURS * HOUR_MS)
+    if end <= start:
+        return 0
+    params = {"lo": int(start), "hi": end, "n": WATERMARK}
+    if conn.dialect.name == "postgresql":  # one statement, one snapshot: see the module doc
+        conn.execute(text(_PG_ADVANCE), params)
+    else:  # the write lock holds ingest still
+        rebuild(conn, int(start), end)
+        conn.execute(text("UPDATE rollup_watermark SET hour_ts = :hi WHERE name = :n"), params)
+    return (end - int(start)) // HOUR_MS
 
 
 def append_sqlite(cur: Any, rows: Sequence[Rollup]) -> None:

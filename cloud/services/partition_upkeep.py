@@ -12,8 +12,10 @@ start-up, then every ``PARTITION_UPKEEP_S``). A pass, per partitioned table (``t
 * Both: the hourly rollup of the readings (``cloud.db.rollups``) loses the hours the readings lost (the
   hour cut by the boundary is recomputed), so it always sums what the readings table holds.
 
-A second loop merges the rollup's partial rows every :data:`COMPACT_INTERVAL_S` (:func:`compact_rollup`;
-PostgreSQL: under its own advisory lock, so one replica at a time).
+A second loop, every :data:`COMPACT_INTERVAL_S`, rolls up the readings' closed hours past the rollup's
+watermark (:func:`advance_rollup`: the hours closed under the rollup lock for a moment, then rolled up
+under the compaction lock) and merges the rollup's partial rows (:func:`compact_rollup`); on PostgreSQL
+the compaction lock is an advisory lock, so one replica at a time (the others skip).
 
 Replicas do not repeat each other's work: a pass on PostgreSQL runs under ``pg_try_advisory_xact_lock``
 and skips the table another process is upkeeping; DDL waits at most ``lock_timeout`` (5 s) for a lock,
@@ -36,7 +38,7 @@ from cloud.db.tables import TIME_SERIES
 log = logging.getLogger(__name__)
 
 WEEKS_BEHIND: Final = 4
-#: Seconds between two compactions of the readings rollup's partial rows.
+#: Seconds between two passes of the readings rollup (closed hours rolled up, partial rows merged).
 COMPACT_INTERVAL_S: Final = 60.0
 WEEKS_AHEAD: Final = 4
 #: pg advisory lock keys of the upkeep, one per table (beside cloud.db.migrate.LOCK_KEY).
@@ -89,6 +91,27 @@ def upkeep(engine: Engine, retention_days: float, now_ms: int | None = None) -> 
     return report
 
 
+def advance_rollup(engine: Engine, now_ms: int | None = None) -> int:
+    """Roll up every closed hour past the rollup's watermark (``cloud.db.rollups``): close the hours under the
+    rollup lock (a moment: it waits for the batches in flight), then roll them up in short transactions
+    under the compaction lock (PostgreSQL: skipped while another process holds it); the hours rolled up."""
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            partitions.set_lock_timeout(conn, _LOCK_TIMEOUT)
+        rollups.lock_for_advance(conn)
+        rollups.close_hours(conn, now)
+    total = 0
+    while True:
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql" and not partitions.try_upkeep_lock(conn, _COMPACT_LOCK):
+                return total  # another process is at it
+            hours = rollups.advance(conn)
+        total += hours
+        if hours < rollups.ADVANCE_HOURS:
+            return total
+
+
 def compact_rollup(engine: Engine) -> int:
     """Merge every partial row of the readings rollup (one short transaction per slice); keys merged."""
     total = 0
@@ -124,6 +147,7 @@ class PartitionUpkeep:
         return False
 
     def _compact(self) -> bool:
+        advance_rollup(self._engine)
         compact_rollup(self._engine)
         return False
 

@@ -5,10 +5,10 @@
   spike shorter than a bucket still shows in ``max`` (or ``min``). One ``GROUP BY`` in the database:
   the rows never leave it, whatever the range holds. The index ``(device_id, metric, ts)`` including
   ``value`` answers it from the index alone (PostgreSQL, each time partition; see cloud/README.md).
-  When that width is an hour or more the hourly rollup (``cloud.db.rollups``, kept exact at ingest)
-  answers instead: the width is rounded up to whole hours and buckets are aligned on multiples of it
-  since the epoch (UTC hours), so every bucket is made of whole rollup hours, except the range's partial
-  first and last hour, which are read from the readings. A point's ``ts`` is its bucket's start, or
+  When that width is an hour or more the hourly rollup (``cloud.db.rollups``) answers instead: the width
+  is rounded up to whole hours and buckets are aligned on multiples of it since the epoch (UTC hours), so
+  every bucket is made of whole rollup hours, except the range's partial first and last hour and the hours
+  from the rollup's watermark on (not rolled up yet: the last hours), which are read from the readings. A point's ``ts`` is its bucket's start, or
   ``from`` for a first bucket that starts before it. A year of one metric at one reading a minute is
   525,600 readings and 8,760 rollup rows.
 * Demand: units picked (``direction = 'pick'`` scans) of one SKU at one site per UTC day, every day of
@@ -24,7 +24,7 @@ from typing import Final
 
 from sqlalchemy import Engine
 
-from cloud.db import series_repo
+from cloud.db import rollups, series_repo
 from cloud.db.engine import reader
 from cloud.db.rollups import HOUR_MS
 from cloud.schemas import DemandDay, DemandOut, ReadingPoint, ReadingsOut
@@ -79,13 +79,16 @@ def _from_rollup(engine: Engine, device_id: str, metric: str, from_ts: int, to_t
                  gateway_id: str | None) -> ReadingsOut:
     width = rollup_width(from_ts, to_ts, max_points)
     first_hour, end_hour = -(-from_ts // HOUR_MS) * HOUR_MS, to_ts // HOUR_MS * HOUR_MS  # whole hours inside
-    if first_hour < end_hour:
-        whole: tuple[int, int] | None = (first_hour, end_hour)
-        edges = [(from_ts, first_hour), (end_hour, to_ts)]
-    else:
-        whole, edges = None, [(from_ts, to_ts)]
     acc: dict[int, list[float]] = {}
     with reader(engine) as conn:
+        # the rollup holds the hours before its watermark; from there on the readings answer (read first:
+        # a watermark that moves on meanwhile only leaves more to the readings, which stay)
+        rolled_end = min(end_hour, rollups.watermark(conn))
+        if first_hour < rolled_end:
+            whole: tuple[int, int] | None = (first_hour, rolled_end)
+            edges = [(from_ts, first_hour), (rolled_end, to_ts)]
+        else:
+            whole, edges = None, [(from_ts, to_ts)]
         rows = series_repo.aligned_buckets(conn, device_id, metric, width, gateway_id, whole, edges)
     for b, lo, hi, total, n in rows:
         cur = acc.setdefault(b, [lo, hi, 0.0, 0])

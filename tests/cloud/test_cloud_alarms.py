@@ -77,6 +77,35 @@ def test_raises_pair_with_clears_in_either_order_and_states_follow(client: TestC
     assert _alarms(client, admin_headers(), site="hamburg")["total"] == 0
 
 
+def test_pairing_across_batches_takes_the_earliest_clear_at_or_after_each_raise(client: TestClient) -> None:
+    """Pairing looks only at what a batch stores (keyed statements, migration 0011's indexes): old open raises
+    take a later batch's clear, a late raise takes the earliest stored clear after it, a raise after every
+    clear stays active, another gateway's clear pairs nothing, and a cleared alarm is never paired again."""
+    gw, other = register(client, "gw-p", "berlin"), register(client, "gw-q", "berlin")
+    now = int(time.time() * 1000)
+    history = [_alert("gw-p", f"anomaly:cold-9:h:{i}", "raised" if i % 2 == 0 else "cleared", now - 90_000 + i * 100,
+                      device="cold-9") for i in range(40)]  # a paired history on another condition
+    _sync(client, "gw-p", gw, history, 1)
+    _sync(client, "gw-p", gw, [_alert("gw-p", "anomaly:cold-1:p:1", "raised", now - 9000),
+                               _alert("gw-p", "anomaly:cold-1:p:2", "raised", now - 8000)], 2)
+    _sync(client, "gw-q", other, [_alert("gw-q", "anomaly:cold-1:q:1", "cleared", now - 7500)], 3)
+    _sync(client, "gw-p", gw, [_alert("gw-p", "anomaly:cold-1:p:3", "raised", now - 7000),
+                               _alert("gw-p", "anomaly:cold-1:p:4", "cleared", now - 6000),
+                               _alert("gw-p", "anomaly:cold-1:p:5", "raised", now - 5000)], 4)
+    _sync(client, "gw-p", gw, [_alert("gw-p", "anomaly:cold-1:p:6", "cleared", now - 3000)], 5)
+    _sync(client, "gw-p", gw, [_alert("gw-p", "anomaly:cold-1:p:7", "cleared", now - 4000),  # between, but 5 stays paired with 6
+                               _alert("gw-p", "anomaly:cold-1:p:8", "raised", now - 3500),  # late: takes 6
+                               _alert("gw-p", "anomaly:cold-1:p:9", "raised", now - 1000)], 6)  # after all: active
+    items = _alarms(client, admin_headers(), gateway_id="gw-p", device_id="cold-1")["items"]
+    cleared = {a["id"].removeprefix("alert:anomaly:cold-1:p:"): a["cleared_ts"] for a in items}
+    assert cleared == {"1": now - 6000, "2": now - 6000, "3": now - 6000, "5": now - 3000, "8": now - 3000,
+                       "9": None}
+    history_items = _alarms(client, admin_headers(), device_id="cold-9", limit=100)["items"]
+    assert len(history_items) == 20
+    assert all(a["cleared_ts"] == a["ts"] + 100 for a in history_items)
+    assert _alarms(client, admin_headers(), gateway_id="gw-q")["total"] == 0
+
+
 def test_operator_acknowledges_one_and_many_and_every_action_is_audited(client: TestClient) -> None:
     gw = register(client, "gw-a", "berlin")
     now = int(time.time() * 1000)

@@ -1,8 +1,11 @@
-"""The hourly rollup of the readings: coarse readings requests answered from it exactly, kept at ingest
-(retries add nothing), trimmed with retention. Both databases."""
+"""The hourly rollup of the readings: coarse readings requests answered from it exactly, late readings kept
+at ingest (retries add nothing), recent ones rolled up off the ingest path past the watermark (answered from
+the readings meanwhile, rolled up exactly once), trimmed with retention. Both databases."""
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 from cloud_testkit import BASE_TS, admin_headers, batch, gz, register, telemetry_record
@@ -10,7 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
 from cloud.db import partitions, rollups
-from cloud.services.partition_upkeep import compact_rollup, upkeep
+from cloud.services.partition_upkeep import advance_rollup, compact_rollup, upkeep
 from cloud.services.timeseries import rollup_width
 
 MIN = 60_000
@@ -128,3 +131,92 @@ def test_the_rollup_loses_exactly_what_retention_removes(client: TestClient, eng
     width = rollup_width(t0, now, 30)
     out = _get(client, **{"from": t0, "to": now, "max_points": 30})
     _same(out["points"], _expected([(int(ts), float(v)) for ts, v in kept], t0, now, width))
+
+
+def test_recent_readings_are_answered_at_once_and_rolled_up_once_off_the_ingest_path(client: TestClient,
+                                                                                      engine: Engine) -> None:
+    headers = register(client, "gw-a")
+    with engine.connect() as conn:
+        watermark = rollups.watermark(conn)
+    now = int(time.time() * 1000)
+    t0 = watermark - 2 * rollups.HOUR_MS + 5 * MIN  # two hours before the watermark, then live up to now
+    records = _records("gw-a", (now - t0) // STEP, t0)
+    _sync(client, headers, "gw-a", records, "live")
+    n_late = 2 * sum(1 for r in records if r["msg"]["ts"] < watermark)  # two readings a message
+    assert 0 < n_late and _rollup_rows(engine)[0] == n_late  # only the late ones at ingest
+    from_ts, to_ts = t0 + 29 * MIN, now
+    _check_live(client, records, from_ts, to_ts)  # right after the sync: the new readings are in
+
+    later = now + rollups.GRACE_MS + rollups.HOUR_MS  # every hour of the records closed
+    with engine.begin() as conn:  # a pass that stops after closing the hours: not rolled up yet
+        rollups.lock_for_advance(conn)
+        assert rollups.close_hours(conn, later)
+    _check_live(client, records, from_ts, to_ts)
+    # another boot's messages for hours closed now arrive: late, counted at ingest (a retry adds nothing)
+    again = [dict(r, id=r["id"].replace(":b1:", ":b2:"), msg={**r["msg"], "boot_id": "b2"})
+             for r in _records("gw-a", 20, t0 + 3 * rollups.HOUR_MS + MIN, offset=2.0)]
+    _sync(client, headers, "gw-a", again, "late")
+    assert _sync(client, headers, "gw-a", again, "late-retry")["stored"] == []
+    _check_live(client, records + again, from_ts, to_ts)
+
+    assert advance_rollup(engine, later) > 0
+    assert advance_rollup(engine, later) == 0  # a rerun finds nothing due and counts nothing twice
+    with engine.connect() as conn:
+        assert rollups.watermark(conn) > records[-1]["msg"]["ts"]
+        n_readings = conn.execute(text("SELECT count(*) FROM readings")).scalar_one()
+    assert _rollup_rows(engine)[0] == n_readings == 2 * (len(records) + len(again))
+    _check_live(client, records + again, from_ts, to_ts)  # rolled up: the same answers
+
+    # and after it: late again, counted at ingest
+    third = [dict(r, id=r["id"].replace(":b1:", ":b3:"), msg={**r["msg"], "boot_id": "b3"})
+             for r in _records("gw-a", 10, t0 + 4 * rollups.HOUR_MS + MIN, offset=3.0)]
+    _sync(client, headers, "gw-a", third, "later")
+    assert _rollup_rows(engine)[0] == 2 * (len(records) + len(again) + len(third))
+    _check_live(client, records + again + third, from_ts, to_ts)
+
+
+def _check_live(client: TestClient, records: list[dict[str, Any]], from_ts: int, to_ts: int) -> None:
+    for max_points in (2, 3, 7):  # buckets of an hour or more: the rollup path
+        width = rollup_width(from_ts, to_ts, max_points)
+        out = _get(client, **{"from": from_ts, "to": to_ts, "max_points": max_points})
+        assert out["bucket_ms"] == width and out["points"]
+        _same(out["points"], _expected(_samples(records), from_ts, to_ts, width))
+
+
+def test_rollup_passes_while_batches_sync_count_every_reading_exactly_once(client: TestClient,
+                                                                           engine: Engine) -> None:
+    """Batches of recent and late readings keep coming while the upkeep closes and rolls up hour after hour
+    (and compacts): at the end the rollup counts every reading once and the answers are exact."""
+    headers = register(client, "gw-a")
+    now = int(time.time() * 1000)
+    t0 = now - 8 * rollups.HOUR_MS
+    stop, passes, errors = threading.Event(), [0], []
+
+    def upkeep_passes() -> None:
+        try:
+            while not stop.is_set():  # "now" runs ahead an hour a pass: every pass closes an hour
+                advance_rollup(engine, now + rollups.GRACE_MS - 8 * rollups.HOUR_MS + passes[0] * rollups.HOUR_MS)
+                compact_rollup(engine)
+                passes[0] += 1
+                stop.wait(0.05)  # hours close while the batches come, not all before the first
+        except Exception as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+
+    sent: list[dict[str, Any]] = []
+    worker = threading.Thread(target=upkeep_passes)
+    worker.start()
+    try:
+        for b in range(8):  # each boot's messages spread over all 8 hours: some late, some not
+            boot = [dict(r, id=r["id"].replace(":b1:", f":k{b}:"), msg={**r["msg"], "boot_id": f"k{b}"})
+                    for r in _records("gw-a", 60, t0 + b * MIN, offset=b / 10)]
+            _sync(client, headers, "gw-a", boot, f"k{b}")
+            sent += boot
+    finally:
+        stop.set()
+        worker.join()
+    assert not errors and passes[0] > 0
+    advance_rollup(engine, now + rollups.GRACE_MS + rollups.HOUR_MS)
+    with engine.connect() as conn:
+        n_readings = conn.execute(text("SELECT count(*) FROM readings")).scalar_one()
+    assert _rollup_rows(engine)[0] == n_readings == 2 * len(sent)
+    _check_live(client, sent, t0 + 7 * MIN, now)
