@@ -58,7 +58,8 @@ def doc_digest(doc: BaseModel) -> str:
 
 def check_signature(signed: BaseModel, signatures: Iterable[Signature], trusted: Mapping[str, bytes]) -> str:
     """The trusted key id that signed ``signed``; :class:`Rejected` otherwise."""
-    from protocols.signing import SignatureError, verify  # cryptography: only when a document is checked
+    from edge_agent.updates.ed25519 import verify  # OpenSSL's libcrypto, already mapped: not cryptography
+    from protocols.signing import SignatureError
 
     try:
         return verify(signed, signatures, trusted)
