@@ -28,7 +28,7 @@ this table instead of every reading: a year of one metric at one reading a minut
   rows for every batch cost more than storing its readings: measured in cloud/README.md.)
 
 :func:`rebuild` recomputes a time range from the readings (migration 0010 and the readings benchmark);
-:func:`trim` follows retention.
+:func:`trim` follows retention (on PostgreSQL in one statement, one snapshot, as :func:`advance`).
 """
 
 from __future__ import annotations
