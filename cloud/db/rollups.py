@@ -69,6 +69,8 @@ readings_hourly: Final = Table(
           postgresql_include=["gateway_id", "min_value", "max_value", "sum_value", "n"]),
     Index("ix_readings_hourly_partial", "hour_ts", postgresql_where=text("NOT compacted"),
           sqlite_where=text("NOT compacted")),
+    # the hour-range deletes of advance, rebuild and trim (migration 0012)
+    Index("ix_readings_hourly_hour", "hour_ts"),
 )
 
 #: Every reading before ``hour_ts`` (an hour's start) is counted in ``readings_hourly``, none after it; the
