@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import subprocess
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from update_testkit import anomaly_v2, make_release, new_signer
@@ -15,7 +17,7 @@ from protocols.signing import SignatureError, trusted_map
 from protocols.signing import verify as reference
 
 
-def _outcome(fn, doc: SignedRelease, trusted: dict[str, bytes]) -> str:  # type: ignore[no-untyped-def]
+def _outcome(fn: Callable[..., str], doc: SignedRelease, trusted: dict[str, bytes]) -> str:
     try:
         return "ok:" + fn(doc.signed, doc.signatures, trusted)
     except SignatureError as exc:
@@ -61,7 +63,7 @@ def test_agrees_with_the_reference(case: int) -> None:
     assert got.startswith("ok:") == (name in ("valid", "valid after others")), name
 
 
-def test_verifying_does_not_load_cryptography(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_verifying_does_not_load_cryptography(tmp_path: Path) -> None:
     code = (
         "import sys, base64, json\n"
         "from protocols import SignedRelease\n"
