@@ -77,6 +77,8 @@ def _flatten(value: Any, prefix: tuple[Segment, ...], out: dict[tuple[Segment, .
 def _derived_id(record: dict[str, Any]) -> str | None:
     """The id a record of a known kind carries by construction, or None."""
     kind = record.get("kind")
+    if not isinstance(kind, str):  # e.g. [] (a leaf may be an empty array): no id, and no TypeError
+        return None
     if kind in _DEVICE_KINDS:
         msg = record.get("msg")
         if isinstance(msg, dict):
@@ -291,7 +293,10 @@ def _listify(node: Any, field: str) -> Any:
     return {k: _listify(v, field) for k, v in node.items()}
 
 
-def _decode_group(group: Any, field: str, budget: int) -> tuple[list[int] | None, list[dict[str, Any]], int]:
+def group_columns(group: Any, field: str, budget: int
+                  ) -> tuple[list[int] | None, list[tuple[Segment, ...]], list[list[Leaf]], int]:
+    """A group's places (None for device records), paths and decoded columns, and the size budget left;
+    raise :class:`ColumnarError` as :func:`decode` does (the cloud's column-wise path reads groups with it)."""
     if not isinstance(group, dict) or set(group) - {"at"} != {"n", "ids", "paths", "cols"}:
         raise ColumnarError("a group has exactly n, ids, paths, cols and maybe at", field)
     n = group["n"]
@@ -318,8 +323,14 @@ def _decode_group(group: Any, field: str, budget: int) -> tuple[list[int] | None
         if budget < 0:
             raise ColumnarError("the batch expands beyond the size limit", f"{field}.cols.{i}")
         columns.append(values)
+    return positions, paths, columns, budget
+
+
+def group_records(group: dict[str, Any], paths: list[tuple[Segment, ...]], columns: list[list[Leaf]],
+                  field: str) -> list[dict[str, Any]]:
+    """The records of a group read by :func:`group_columns`, as their SyncRecord dicts."""
     records = []
-    for r in range(n):
+    for r in range(group["n"]):
         record = _nest(((path, col[r]) for path, col in zip(paths, columns, strict=True)), field)
         if group["ids"] == "derived":
             rid = _derived_id(record)
@@ -327,7 +338,12 @@ def _decode_group(group: Any, field: str, budget: int) -> tuple[list[int] | None
                 raise ColumnarError("ids 'derived' but a record's id cannot be derived", f"{field}.ids")
             record = {"kind": record.get("kind"), "id": rid, **{k: v for k, v in record.items() if k != "kind"}}
         records.append(record)
-    return positions, records, budget
+    return records
+
+
+def _decode_group(group: Any, field: str, budget: int) -> tuple[list[int] | None, list[dict[str, Any]], int]:
+    positions, paths, columns, budget = group_columns(group, field, budget)
+    return positions, group_records(group, paths, columns, field), budget
 
 
 def decode(document: bytes, max_expanded_bytes: int) -> bytes:
