@@ -184,49 +184,58 @@ def _int_list(value: Any, n: int, field: str) -> list[int]:
         raise ColumnarError(f"needs a list of {n} integers", field)
     if not all(type(v) is int for v in value):
         raise ColumnarError("needs integers only", field)
-    out, total = [], 0
-    for delta in value:
-        total += delta
-        out.append(total)
-    return out
+    return list(itertools.accumulate(value))
+
+
+def _json_size(value: Any) -> int:
+    """``len(json.dumps(value))``, without the call for the plain strings and integers of most columns."""
+    if type(value) is str and value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return len(value) + 2
+    if type(value) is int:
+        return len(repr(value))
+    return len(json.dumps(value))
 
 
 def _decode_column(col: Any, n: int, field: str) -> tuple[list[Leaf], int]:
     """The column's values and an estimate of their JSON size (constants count once per record)."""
     if not isinstance(col, dict) or len(col) not in (1, 2):
         raise ColumnarError("a column is an object with one of c, d, f+d, k+i, w+s, w+b64, l", field)
-    if set(col) == {"c"}:
+    shape = col.keys()
+    if shape == {"c"}:
         value = col["c"]
-        _leaf(value, f"{field}.c")
-        return [value] * n, n * len(json.dumps(value))
-    if set(col) == {"d"}:
+        if isinstance(value, dict | list) and value:
+            _leaf(value, f"{field}.c")
+        return [value] * n, n * _json_size(value)
+    if shape == {"d"}:
         return _int_list(col["d"], n, f"{field}.d"), 0
-    if set(col) == {"f", "d"}:
+    if shape == {"f", "d"}:
         k = col["f"]
         if type(k) is not int or not 0 <= k <= _MAX_DECIMALS:
             raise ColumnarError(f"needs an integer 0 to {_MAX_DECIMALS}", f"{field}.f")
         scale = 10**k
         return [i / scale for i in _int_list(col["d"], n, f"{field}.d")], 0
-    if set(col) == {"k", "i"}:
+    if shape == {"k", "i"}:
         keys, indexes = col["k"], col["i"]
         if not isinstance(keys, list) or not keys or len(keys) > n:
             raise ColumnarError(f"needs a list of 1 to {n} values", f"{field}.k")
         for i, value in enumerate(keys):
-            _leaf(value, f"{field}.k.{i}")
+            if isinstance(value, dict | list) and value:
+                _leaf(value, f"{field}.k.{i}")
+        n_keys = len(keys)
         if not isinstance(indexes, list) or len(indexes) != n or not all(
-            type(i) is int and 0 <= i < len(keys) for i in indexes
+            type(i) is int and 0 <= i < n_keys for i in indexes
         ):
             raise ColumnarError(f"needs {n} indexes into k", f"{field}.i")
-        sizes = [len(json.dumps(v)) for v in keys]
-        return [keys[i] for i in indexes], sum(sizes[i] for i in indexes)
-    if set(col) == {"w", "s"}:
+        sizes = [_json_size(v) for v in keys]
+        return [keys[i] for i in indexes], sum(map(sizes.__getitem__, indexes))
+    if shape == {"w", "s"}:
         width, joined = col["w"], col["s"]
         if type(width) is not int or not 2 <= width <= 4096:
             raise ColumnarError("needs a width of 2 to 4096", f"{field}.w")
         if not isinstance(joined, str) or len(joined) != width * n:
             raise ColumnarError(f"needs a string of {width} x {n} characters", f"{field}.s")
         return [joined[i : i + width] for i in range(0, len(joined), width)], 0
-    if set(col) == {"w", "b64"}:
+    if shape == {"w", "b64"}:
         width, packed = col["w"], col["b64"]
         if type(width) is not int or not 2 <= width <= 4096 or width % 2:
             raise ColumnarError("needs an even width of 2 to 4096", f"{field}.w")
@@ -237,12 +246,13 @@ def _decode_column(col: Any, n: int, field: str) -> tuple[list[Leaf], int]:
         if len(joined) != width * n:
             raise ColumnarError(f"needs the base64 of {width // 2} x {n} bytes", f"{field}.b64")
         return [joined[i : i + width] for i in range(0, len(joined), width)], 0
-    if set(col) == {"l"}:
+    if shape == {"l"}:
         values = col["l"]
         if not isinstance(values, list) or len(values) != n:
             raise ColumnarError(f"needs a list of {n} values", f"{field}.l")
         for i, value in enumerate(values):
-            _leaf(value, f"{field}.l.{i}")
+            if isinstance(value, dict | list) and value:
+                _leaf(value, f"{field}.l.{i}")
         return values, 0
     raise ColumnarError(f"unknown column encoding {sorted(col)}", field)
 

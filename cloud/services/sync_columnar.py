@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter
@@ -77,120 +76,94 @@ def _adapter(model: type[BaseModel], name: str) -> TypeAdapter[list[Any]]:
 
 
 _FLOATS: Final = TypeAdapter(list[float], config=_CONFIG)
+_KIND: Final = TypeAdapter(list[str], config=_CONFIG)  # a device kind: the groups' constant, checked by _shape
 _METRIC: Final = TypeAdapter(list[Literal[tuple(METRIC_RANGES)]], config=_CONFIG)  # type: ignore[misc]
 
 
-class _Slots:
-    """The values of every device group's column of one field, concatenated over the batch's groups, to
-    validate each field once per batch (its distinct values where they are strings)."""
-
-    __slots__ = ("adapters", "values")
-
-    def __init__(self) -> None:
-        self.values: dict[Any, list[Any]] = {}
-        self.adapters: dict[Any, TypeAdapter[list[Any]]] = {}
-
-    def take(self, key: Any, adapter: TypeAdapter[list[Any]], values: list[Any]) -> tuple[Any, int, int]:
-        """Add a column's values; the reference to read them back validated (:meth:`read`)."""
-        held = self.values.get(key)
-        if held is None:
-            held = self.values[key] = []
-            self.adapters[key] = adapter
-        start = len(held)
-        held.extend(values)
-        return key, start, start + len(values)
-
-    def validate(self) -> None:
-        """Validate every field's values as their JSON (raises ValueError: ValidationError)."""
-        for key, values in self.values.items():
-            adapter = self.adapters[key]
-            if all(type(v) is str for v in values):
-                distinct = list(dict.fromkeys(values))
-                checked = dict(zip(distinct, adapter.validate_json(json.dumps(distinct)), strict=True))
-                self.values[key] = [checked[v] for v in values]
-            else:
-                self.values[key] = adapter.validate_json(json.dumps(values, allow_nan=False))
-
-    def read(self, ref: tuple[Any, int, int]) -> list[Any]:
-        key, start, stop = ref
-        return self.values[key][start:stop]
+def _validated(adapter: TypeAdapter[list[Any]], values: list[Any]) -> list[Any]:
+    """``values`` as ``adapter`` validates them from their JSON (strings: each distinct value once);
+    raises ValueError (ValidationError) where they are not valid."""
+    if all(type(v) is str for v in values):
+        distinct = list(dict.fromkeys(values))
+        checked = dict(zip(distinct, adapter.validate_json(json.dumps(distinct)), strict=True))
+        return [checked[v] for v in values]
+    return adapter.validate_json(json.dumps(values, allow_nan=False))
 
 
-@dataclass(frozen=True, slots=True)
-class _Group:
-    """A device group whose columns are in :class:`_Slots`, by field."""
+class _Shape:
+    """The device groups of one kind, id mode and paths: their columns concatenated field by field over the
+    batch, validated once per field (:meth:`records`)."""
 
-    kind: str
-    n: int
-    ids: tuple[Any, int, int] | None  # None: derived
-    fields: dict[str, tuple[Any, int, int]]  # received_ts and the message's fields
-    body: dict[str, tuple[Any, int, int]]
-    readings: list[tuple[tuple[Any, int, int], tuple[Any, int, int]]]
+    __slots__ = ("columns", "count", "fields", "kind", "readings", "specs")
+
+    def __init__(self, kind: str, specs: list[tuple[str, TypeAdapter[list[Any]]]], readings: int) -> None:
+        self.kind = kind
+        self.specs = specs  # per path (in the group's order): the field it fills and its type
+        self.readings = readings
+        self.columns: list[list[Any]] = [[] for _ in specs]
+        self.count = 0
+
+    def take(self, columns: list[list[Any]]) -> int:
+        """Add a group's columns; where its records start among the shape's."""
+        for held, values in zip(self.columns, columns, strict=True):
+            held.extend(values)
+        start, self.count = self.count, self.count + len(columns[0])
+        return start
+
+    def records(self) -> list[dict[str, Any]] | None:
+        """The records in the shape ``sync_fast`` builds rows of; None where a reading is out of its range
+        (raises ValueError where a field is not valid)."""
+        f = {name: _validated(adapter, values) for (name, adapter), values in zip(self.specs, self.columns,
+                                                                                 strict=True)}
+        kind = self.kind
+        del f["kind"]  # the shape's kind (validated as a string; _shape knows it is a device kind)
+        if "id" in f:
+            rids = f.pop("id")
+        else:
+            rids = [record_id(kind, d, b, s) for d, b, s in zip(f["device_id"], f["boot_id"], f["seq"], strict=True)]
+            _adapter(TelemetryRecord, "id").validate_json(json.dumps(rids))
+        received = f.pop("received_ts")
+        if self.readings:
+            pairs = [(f.pop(f"metric.{j}"), f.pop(f"value.{j}")) for j in range(self.readings)]
+            for metrics, values in pairs:
+                if not all(METRIC_RANGES[m][0] <= v <= METRIC_RANGES[m][1] for m, v in zip(metrics, values,
+                                                                                          strict=True)):
+                    return None
+            bodies = [{"readings": [{"metric": m[r], "value": v[r]} for m, v in pairs]} for r in range(self.count)]
+        else:
+            body = {name[5:]: f.pop(name) for name in list(f) if name.startswith("body.")}
+            bodies = [dict(zip(body, row, strict=True)) for row in zip(*body.values(), strict=True)]
+        return [{"kind": kind, "id": rid, "received_ts": rts, "msg": {**dict(zip(f, m, strict=True)), "body": b}}
+                for rid, rts, m, b in zip(rids, received, zip(*f.values(), strict=True), bodies, strict=True)]
 
 
-def _take_group(kind: str, ids: str, cols: dict[Path, list[Any]], n: int, slots: _Slots) -> _Group | None:
-    """Register a device group of ``kind``; None where its paths are not exactly those of such records."""
+def _shape(kind: str, ids: str, paths: list[Path]) -> _Shape | None:
+    """The shape of device groups of ``kind`` with these paths; None where they are not exactly those of
+    such records (a path twice, missing, unknown)."""
     msg_model, body_model, required, optional = _KINDS[kind]
-    known: set[Path] = {("kind",), ("received_ts",), *(("msg", f) for f in _ENVELOPE)}
+    specs: dict[Path, tuple[str, TypeAdapter[list[Any]]]] = {
+        ("kind",): ("kind", _KIND), ("received_ts",): ("received_ts", _adapter(TelemetryRecord, "received_ts")),
+        **{("msg", f): (f, _adapter(msg_model, f)) for f in _ENVELOPE},
+    }
     if ids == "column":
-        known.add(("id",))
-    msg_fields = [*_ENVELOPE, *(f for f in ("schema", "v") if ("msg", f) in cols)]
-    known.update(("msg", f) for f in msg_fields)
+        specs[("id",)] = ("id", _adapter(TelemetryRecord, "id"))
+    for f in ("schema", "v"):
+        if ("msg", f) in paths:
+            specs[("msg", f)] = (f, _adapter(msg_model, "schema_" if f == "schema" else f))
     readings = 0
-    body_fields: list[str] = []
     if body_model is None:
-        while ("msg", "body", "readings", readings, "metric") in cols:
-            known.update({("msg", "body", "readings", readings, "metric"), ("msg", "body", "readings", readings, "value")})
+        while ("msg", "body", "readings", readings, "metric") in paths:
+            specs[("msg", "body", "readings", readings, "metric")] = (f"metric.{readings}", _METRIC)
+            specs[("msg", "body", "readings", readings, "value")] = (f"value.{readings}", _FLOATS)
             readings += 1
         if not 1 <= readings <= _MAX_READINGS:
             return None
     else:
-        body_fields = [*required, *(f for f in optional if ("msg", "body", f) in cols)]
-        known.update(("msg", "body", f) for f in body_fields)
-    if set(cols) != known:
+        for f in (*required, *(f for f in optional if ("msg", "body", f) in paths)):
+            specs[("msg", "body", f)] = (f"body.{f}", _adapter(body_model, f))
+    if len(paths) != len(specs) or set(paths) != set(specs):
         return None
-
-    def take(path: Path, model: type[BaseModel], name: str) -> tuple[Any, int, int]:
-        return slots.take((kind, path), _adapter(model, name), cols[path])
-
-    fields = {"received_ts": take(("received_ts",), TelemetryRecord, "received_ts")}
-    fields.update((f, take(("msg", f), msg_model, "schema_" if f == "schema" else f)) for f in msg_fields)
-    body = {f: take(("msg", "body", f), body_model, f) for f in body_fields} if body_model is not None else {}
-    return _Group(
-        kind=kind, n=n, ids=take(("id",), TelemetryRecord, "id") if ids == "column" else None, fields=fields,
-        body=body,
-        readings=[(slots.take(("metric", j), _METRIC, cols[("msg", "body", "readings", j, "metric")]),
-                   slots.take(("value", j), _FLOATS, cols[("msg", "body", "readings", j, "value")]))
-                  for j in range(readings)])
-
-
-def _group_records(group: _Group, slots: _Slots) -> list[dict[str, Any]]:
-    """A registered group's records (after :meth:`_Slots.validate`) in the shape ``sync_fast`` builds rows of."""
-    kind, n, read = group.kind, group.n, slots.read
-    f = {name: read(ref) for name, ref in group.fields.items()}
-    if group.ids is not None:
-        rids = read(group.ids)
-    else:
-        rids = [record_id(kind, d, b, s) for d, b, s in zip(f["device_id"], f["boot_id"], f["seq"], strict=True)]
-    if group.readings:
-        pairs = [(read(m), read(v)) for m, v in group.readings]
-        bodies = [{"readings": [{"metric": m[r], "value": v[r]} for m, v in pairs]} for r in range(n)]
-    else:
-        body = {name: read(ref) for name, ref in group.body.items()}
-        bodies = [dict(zip(body, row, strict=True)) for row in zip(*body.values(), strict=True)]
-    received = f.pop("received_ts")
-    return [{"kind": kind, "id": rid, "received_ts": rts, "msg": {**dict(zip(f, m, strict=True)), "body": b}}
-            for rid, rts, m, b in zip(rids, received, zip(*f.values(), strict=True), bodies, strict=True)]
-
-
-def _readings_in_range(slots: _Slots) -> bool:
-    """Every reading's value within its metric's range (``Reading``'s per-metric bounds)."""
-    for key, metrics in slots.values.items():
-        if key[0] == "metric":
-            values = slots.values[("value", key[1])]
-            if not all(METRIC_RANGES[m][0] <= v <= METRIC_RANGES[m][1] for m, v in zip(metrics, values, strict=True)):
-                return False
-    return True
+    return _Shape(kind, [specs[p] for p in paths], readings)
 
 
 def _placed_records(group: dict[str, Any], paths: list[Path], columns: list[list[Any]], field: str
@@ -215,8 +188,8 @@ def _batch_records(doc: Any, budget: int) -> tuple[dict[str, Any], list[Any]] | 
     if total > MAX_BATCH_RECORDS:
         return None
     placed: dict[int, Any] = {}
-    pending: list[_Group] = []
-    slots = _Slots()
+    shapes: dict[Any, _Shape | None] = {}
+    pending: list[tuple[_Shape, int, int]] = []
     for g, group in enumerate(groups):
         positions, paths, columns, budget = group_columns(group, f"groups.{g}", budget)
         if positions is not None:
@@ -228,20 +201,24 @@ def _batch_records(doc: Any, budget: int) -> tuple[dict[str, Any], list[Any]] | 
                     return None
                 placed[position] = model
             continue
-        cols = dict(zip(paths, columns, strict=True))
-        kind = group["cols"][paths.index(("kind",))] if ("kind",) in cols else {}
-        if len(cols) != len(paths) or set(kind) != {"c"} or kind["c"] not in _KINDS:
+        kind = group["cols"][paths.index(("kind",))] if ("kind",) in paths else {}
+        if set(kind) != {"c"} or kind["c"] not in _KINDS:
             return None
-        taken = _take_group(kind["c"], group["ids"], cols, group["n"], slots)
-        if taken is None:
+        key = (kind["c"], group["ids"], tuple(paths))  # segments are str or int (group_columns checks)
+        if key not in shapes:
+            shapes[key] = _shape(kind["c"], group["ids"], paths)
+        shape = shapes[key]
+        if shape is None:
             return None
-        pending.append(taken)
-    slots.validate()
-    if not _readings_in_range(slots):
-        return None
-    unplaced = [record for group in pending for record in _group_records(group, slots)]
-    if any(g.ids is None for g in pending):  # derived ids: valid record ids too
-        _adapter(TelemetryRecord, "id").validate_json(json.dumps([r["id"] for r in unplaced]))
+        pending.append((shape, shape.take(columns), group["n"]))
+    built: dict[int, list[dict[str, Any]]] = {}
+    for shape in shapes.values():
+        assert shape is not None
+        records = shape.records()
+        if records is None:
+            return None
+        built[id(shape)] = records
+    unplaced = [r for shape, start, n in pending for r in built[id(shape)][start:start + n]]
     if len(placed) + len(unplaced) != total:
         return None
     rest = iter(unplaced)
