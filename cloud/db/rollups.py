@@ -28,7 +28,7 @@ this table instead of every reading: a year of one metric at one reading a minut
   rows for every batch cost more than storing its readings: measured in cloud/README.md.)
 
 :func:`rebuild` recomputes a time range from the readings (migration 0010 and the readings benchmark);
-:func:`trim` follows retention.
+:func:`trim` follows retention (on PostgreSQL in one statement, one snapshot, as :func:`advance`).
 """
 
 from __future__ import annotations
@@ -69,6 +69,8 @@ readings_hourly: Final = Table(
           postgresql_include=["gateway_id", "min_value", "max_value", "sum_value", "n"]),
     Index("ix_readings_hourly_partial", "hour_ts", postgresql_where=text("NOT compacted"),
           sqlite_where=text("NOT compacted")),
+    # the hour-range deletes of advance, rebuild and trim (migration 0012)
+    Index("ix_readings_hourly_hour", "hour_ts"),
 )
 
 #: Every reading before ``hour_ts`` (an hour's start) is counted in ``readings_hourly``, none after it; the
@@ -225,9 +227,23 @@ def rebuild(conn: Connection, from_ts: int | None = None, to_ts: int | None = No
     conn.execute(text(_REBUILD), {"lo": lo, "hi": hi})
 
 
+#: :func:`trim`: the rows of the hours before ``:hi``: those that ended by the boundary and the one it cuts
+#: (``[:lo, :hi)``, empty when the boundary is on an hour), recomputed by :data:`_REBUILD`; on PostgreSQL both
+#: in one statement and one snapshot, as :data:`_PG_ADVANCE`.
+_TRIM_DELETE: Final = "DELETE FROM readings_hourly WHERE hour_ts < :hi"
+_PG_TRIM: Final = f"WITH gone AS ({_TRIM_DELETE}) {_REBUILD}"
+
+
 def trim(conn: Connection, boundary_ts: int) -> None:
     """Follow a retention pass that removed the readings before ``boundary_ts``: drop the hours that
-    ended by then, recompute the one it cuts."""
-    conn.execute(text("DELETE FROM readings_hourly WHERE hour_ts + 3600000 <= :b"), {"b": boundary_ts})
-    if boundary_ts % HOUR_MS:
-        rebuild(conn, hour_of(boundary_ts), hour_of(boundary_ts) + HOUR_MS)
+    ended by then, recompute the one it cuts. Exact while batches come: on PostgreSQL one statement (a late
+    batch's readings and partial rows are both in its snapshot or both out of it; the caller holds the
+    compaction lock), on SQLite under the write lock the retention's ``DELETE`` took."""
+    lo = hour_of(boundary_ts)
+    hi = lo + HOUR_MS if boundary_ts % HOUR_MS else lo
+    if conn.dialect.name == "postgresql":
+        conn.execute(text(_PG_TRIM), {"lo": lo, "hi": hi})
+        return
+    conn.execute(text(_TRIM_DELETE), {"hi": hi})
+    if hi > lo:
+        conn.execute(text(_REBUILD), {"lo": lo, "hi": hi})

@@ -96,7 +96,7 @@ readings: Final = Table(
     Index("ix_readings_device_metric_ts", "device_id", "metric", "ts", postgresql_include=["value"]),
     # the rollup's hourly pass reads one closed hour of every series (``cloud.db.rollups.advance``): a BRIN
     # index on PostgreSQL (rows arrive in about time order, a few pages per week), a B-tree on SQLite
-    Index("ix_readings_ts", "ts", postgresql_using="brin"),
+    Index("ix_readings_ts", "ts", postgresql_using="brin", postgresql_with={"autosummarize": "on"}),
     postgresql_partition_by=PARTITION_BY,
 )
 
