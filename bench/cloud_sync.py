@@ -27,13 +27,20 @@ and the TestClient that posts) and, for PostgreSQL, the backends of the benchmar
 records/s does (on a shared VM it still grows with the load).
 
     .venv/bin/python bench/cloud_sync.py [--batches 20] [--batch-size 1000] [--clients 1] [--sqlite-clients 1]
+                                         [--encoding json|columnar]
 
-Last line: ``cloud_sync: sqlite_records_per_s=<n> postgres_records_per_s=<n>``.
+``--encoding columnar`` measures, after the JSON batches, the same batches in the columnar encoding
+(``protocols.columnar``, gzip: what the agent sends to a cloud that advertises it) and prints both.
+
+Last line: ``cloud_sync: sqlite_records_per_s=<n> postgres_records_per_s=<n>`` (JSON), with
+``columnar_sqlite_records_per_s=<n> columnar_postgres_records_per_s=<n>`` added for ``--encoding columnar``.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
+import json
 import secrets
 import sys
 import tempfile
@@ -42,6 +49,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
@@ -60,6 +68,8 @@ from cloud_testkit import (
 from cloud.app import create_app
 from cloud.db.migrate import schema_migrations
 from cloud.db.tables import metadata
+from protocols import SyncBatchHeader
+from protocols.columnar import CONTENT_TYPE, encode
 
 DEVICES = 200
 
@@ -71,12 +81,19 @@ class Run:
     db_cpu_ms: float | None  # per batch, PostgreSQL's backends of the benchmark database
 
 
-def gateway_batches(gateway_id: str, batches: int, batch_size: int) -> list[bytes]:
+def _columnar(doc: dict[str, Any]) -> bytes:
+    """The batch as the agent sends it to a cloud that takes the columnar encoding (gzip: zstd is not installed)."""
+    header = SyncBatchHeader.model_validate({k: v for k, v in doc.items() if k != "records"})
+    return gzip.compress(encode(header, (json.dumps(r) for r in doc["records"])), compresslevel=5)
+
+
+def gateway_batches(gateway_id: str, batches: int, batch_size: int, encoding: str = "json") -> list[bytes]:
     """The batches of a gateway's last ``batches * batch_size`` seconds (a record a second, the last one now):
     live traffic, stored in the current weeks' partitions on PostgreSQL."""
     ts0 = int(time.time() * 1000) - batches * batch_size * 1000
-    return [gz(batch(gateway_id, mixed_records(gateway_id, b * batch_size, batch_size, devices=DEVICES, ts0=ts0),
-                     f"bench-{b}")) for b in range(batches)]
+    docs = [batch(gateway_id, mixed_records(gateway_id, b * batch_size, batch_size, devices=DEVICES, ts0=ts0),
+                  f"bench-{b}") for b in range(batches)]
+    return [_columnar(doc) if encoding == "columnar" else gz(doc) for doc in docs]
 
 
 def _post_all(client: TestClient, headers: dict[str, str], payloads: list[bytes], batch_size: int) -> None:
@@ -87,13 +104,14 @@ def _post_all(client: TestClient, headers: dict[str, str], payloads: list[bytes]
 
 
 def measure(database_url: str, payloads: dict[str, list[bytes]], batch_size: int, repeats: int,
-            db_cpu: Callable[[], float | None]) -> Run:
+            db_cpu: Callable[[], float | None], content_type: str = "application/json") -> Run:
     """Median over ``repeats`` fresh runs of every gateway in ``payloads`` posting its batches at once."""
     runs = []
     n_batches = sum(len(p) for p in payloads.values())
     for _ in range(repeats):
         with TestClient(create_app(make_settings(database_url))) as client:
-            headers = {gw: {**register(client, gw), "Content-Encoding": "gzip"} for gw in payloads}
+            headers = {gw: {**register(client, gw), "Content-Encoding": "gzip", "Content-Type": content_type}
+                       for gw in payloads}
             db0, cpu0, start = db_cpu(), time.process_time(), time.perf_counter()
             with ThreadPoolExecutor(len(payloads)) as pool:
                 for done in [pool.submit(_post_all, client, headers[gw], p, batch_size) for gw, p in payloads.items()]:
@@ -149,17 +167,26 @@ def main() -> None:
     parser.add_argument("--sqlite-clients", type=int, default=1, help="gateways posting at once to SQLite")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--pg-server", default="postgresql+psycopg://postgres@127.0.0.1:5432")
+    parser.add_argument("--encoding", choices=("json", "columnar"), default="json",
+                        help="columnar: measure the columnar encoding (gzip) too, after JSON")
     args = parser.parse_args()
     gateways = [GATEWAY_ID, *(f"gw-bench-{i}" for i in range(1, max(args.clients, args.sqlite_clients)))]
-    payloads = {gw: gateway_batches(gw, args.batches, args.batch_size) for gw in gateways}
-    print(f"{args.batches} gzip batches of {args.batch_size} per gateway, median of {args.repeats}")
+    encodings = ["json", "columnar"] if args.encoding == "columnar" else ["json"]
+    payloads = {(enc, gw): gateway_batches(gw, args.batches, args.batch_size, enc) for enc in encodings
+                for gw in gateways}
+    for enc in encodings:
+        size = sum(len(p) for p in payloads[enc, GATEWAY_ID]) / args.batches
+        print(f"{enc}: {args.batches} gzip batches of {args.batch_size} per gateway ({size / 1024:.0f} KiB each), "
+              f"median of {args.repeats}")
 
-    def modes(url: str, db_cpu: Callable[[], float | None], name: str, counts: list[int]) -> Run:
-        run = Run(0.0, 0.0, None)
-        for clients in counts:  # the last one is the figure
-            run = measure(url, {gw: payloads[gw] for gw in gateways[:clients]}, args.batch_size, args.repeats, db_cpu)
-            print(_line(name, clients, run), flush=True)
-        return run
+    def modes(url: str, db_cpu: Callable[[], float | None], name: str, counts: list[int]) -> dict[str, Run]:
+        runs = {}
+        for enc in encodings:
+            for clients in counts:  # the last one is the figure
+                runs[enc] = measure(url, {gw: payloads[enc, gw] for gw in gateways[:clients]}, args.batch_size,
+                                    args.repeats, db_cpu, CONTENT_TYPE if enc == "columnar" else "application/json")
+                print(_line(f"{name} {enc}" if len(encodings) > 1 else name, clients, runs[enc]), flush=True)
+        return runs
 
     with tempfile.TemporaryDirectory() as tmp:
         sqlite = modes(f"sqlite:///{tmp}/bench.db", lambda: None, "sqlite", [args.sqlite_clients])
@@ -177,7 +204,10 @@ def main() -> None:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
         admin.dispose()
-    print(f"cloud_sync: sqlite_records_per_s={sqlite.records_per_s:.0f} postgres_records_per_s={pg.records_per_s:.0f}")
+    columnar = (f" columnar_sqlite_records_per_s={sqlite['columnar'].records_per_s:.0f}"
+                f" columnar_postgres_records_per_s={pg['columnar'].records_per_s:.0f}") if "columnar" in pg else ""
+    print(f"cloud_sync: sqlite_records_per_s={sqlite['json'].records_per_s:.0f} "
+          f"postgres_records_per_s={pg['json'].records_per_s:.0f}{columnar}")
 
 
 if __name__ == "__main__":

@@ -77,6 +77,8 @@ def _flatten(value: Any, prefix: tuple[Segment, ...], out: dict[tuple[Segment, .
 def _derived_id(record: dict[str, Any]) -> str | None:
     """The id a record of a known kind carries by construction, or None."""
     kind = record.get("kind")
+    if not isinstance(kind, str):  # e.g. [] (a leaf may be an empty array): no id, and no TypeError
+        return None
     if kind in _DEVICE_KINDS:
         msg = record.get("msg")
         if isinstance(msg, dict):
@@ -182,49 +184,58 @@ def _int_list(value: Any, n: int, field: str) -> list[int]:
         raise ColumnarError(f"needs a list of {n} integers", field)
     if not all(type(v) is int for v in value):
         raise ColumnarError("needs integers only", field)
-    out, total = [], 0
-    for delta in value:
-        total += delta
-        out.append(total)
-    return out
+    return list(itertools.accumulate(value))
+
+
+def _json_size(value: Any) -> int:
+    """``len(json.dumps(value))``, without the call for the plain strings and integers of most columns."""
+    if type(value) is str and value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return len(value) + 2
+    if type(value) is int:
+        return len(repr(value))
+    return len(json.dumps(value))
 
 
 def _decode_column(col: Any, n: int, field: str) -> tuple[list[Leaf], int]:
     """The column's values and an estimate of their JSON size (constants count once per record)."""
     if not isinstance(col, dict) or len(col) not in (1, 2):
         raise ColumnarError("a column is an object with one of c, d, f+d, k+i, w+s, w+b64, l", field)
-    if set(col) == {"c"}:
+    shape = col.keys()
+    if shape == {"c"}:
         value = col["c"]
-        _leaf(value, f"{field}.c")
-        return [value] * n, n * len(json.dumps(value))
-    if set(col) == {"d"}:
+        if isinstance(value, dict | list) and value:
+            _leaf(value, f"{field}.c")
+        return [value] * n, n * _json_size(value)
+    if shape == {"d"}:
         return _int_list(col["d"], n, f"{field}.d"), 0
-    if set(col) == {"f", "d"}:
+    if shape == {"f", "d"}:
         k = col["f"]
         if type(k) is not int or not 0 <= k <= _MAX_DECIMALS:
             raise ColumnarError(f"needs an integer 0 to {_MAX_DECIMALS}", f"{field}.f")
         scale = 10**k
         return [i / scale for i in _int_list(col["d"], n, f"{field}.d")], 0
-    if set(col) == {"k", "i"}:
+    if shape == {"k", "i"}:
         keys, indexes = col["k"], col["i"]
         if not isinstance(keys, list) or not keys or len(keys) > n:
             raise ColumnarError(f"needs a list of 1 to {n} values", f"{field}.k")
         for i, value in enumerate(keys):
-            _leaf(value, f"{field}.k.{i}")
+            if isinstance(value, dict | list) and value:
+                _leaf(value, f"{field}.k.{i}")
+        n_keys = len(keys)
         if not isinstance(indexes, list) or len(indexes) != n or not all(
-            type(i) is int and 0 <= i < len(keys) for i in indexes
+            type(i) is int and 0 <= i < n_keys for i in indexes
         ):
             raise ColumnarError(f"needs {n} indexes into k", f"{field}.i")
-        sizes = [len(json.dumps(v)) for v in keys]
-        return [keys[i] for i in indexes], sum(sizes[i] for i in indexes)
-    if set(col) == {"w", "s"}:
+        sizes = [_json_size(v) for v in keys]
+        return [keys[i] for i in indexes], sum(map(sizes.__getitem__, indexes))
+    if shape == {"w", "s"}:
         width, joined = col["w"], col["s"]
         if type(width) is not int or not 2 <= width <= 4096:
             raise ColumnarError("needs a width of 2 to 4096", f"{field}.w")
         if not isinstance(joined, str) or len(joined) != width * n:
             raise ColumnarError(f"needs a string of {width} x {n} characters", f"{field}.s")
         return [joined[i : i + width] for i in range(0, len(joined), width)], 0
-    if set(col) == {"w", "b64"}:
+    if shape == {"w", "b64"}:
         width, packed = col["w"], col["b64"]
         if type(width) is not int or not 2 <= width <= 4096 or width % 2:
             raise ColumnarError("needs an even width of 2 to 4096", f"{field}.w")
@@ -235,12 +246,13 @@ def _decode_column(col: Any, n: int, field: str) -> tuple[list[Leaf], int]:
         if len(joined) != width * n:
             raise ColumnarError(f"needs the base64 of {width // 2} x {n} bytes", f"{field}.b64")
         return [joined[i : i + width] for i in range(0, len(joined), width)], 0
-    if set(col) == {"l"}:
+    if shape == {"l"}:
         values = col["l"]
         if not isinstance(values, list) or len(values) != n:
             raise ColumnarError(f"needs a list of {n} values", f"{field}.l")
         for i, value in enumerate(values):
-            _leaf(value, f"{field}.l.{i}")
+            if isinstance(value, dict | list) and value:
+                _leaf(value, f"{field}.l.{i}")
         return values, 0
     raise ColumnarError(f"unknown column encoding {sorted(col)}", field)
 
@@ -291,7 +303,10 @@ def _listify(node: Any, field: str) -> Any:
     return {k: _listify(v, field) for k, v in node.items()}
 
 
-def _decode_group(group: Any, field: str, budget: int) -> tuple[list[int] | None, list[dict[str, Any]], int]:
+def group_columns(group: Any, field: str, budget: int
+                  ) -> tuple[list[int] | None, list[tuple[Segment, ...]], list[list[Leaf]], int]:
+    """A group's places (None for device records), paths and decoded columns, and the size budget left;
+    raise :class:`ColumnarError` as :func:`decode` does (the cloud's column-wise path reads groups with it)."""
     if not isinstance(group, dict) or set(group) - {"at"} != {"n", "ids", "paths", "cols"}:
         raise ColumnarError("a group has exactly n, ids, paths, cols and maybe at", field)
     n = group["n"]
@@ -318,8 +333,14 @@ def _decode_group(group: Any, field: str, budget: int) -> tuple[list[int] | None
         if budget < 0:
             raise ColumnarError("the batch expands beyond the size limit", f"{field}.cols.{i}")
         columns.append(values)
+    return positions, paths, columns, budget
+
+
+def group_records(group: dict[str, Any], paths: list[tuple[Segment, ...]], columns: list[list[Leaf]],
+                  field: str) -> list[dict[str, Any]]:
+    """The records of a group read by :func:`group_columns`, as their SyncRecord dicts."""
     records = []
-    for r in range(n):
+    for r in range(group["n"]):
         record = _nest(((path, col[r]) for path, col in zip(paths, columns, strict=True)), field)
         if group["ids"] == "derived":
             rid = _derived_id(record)
@@ -327,7 +348,12 @@ def _decode_group(group: Any, field: str, budget: int) -> tuple[list[int] | None
                 raise ColumnarError("ids 'derived' but a record's id cannot be derived", f"{field}.ids")
             record = {"kind": record.get("kind"), "id": rid, **{k: v for k, v in record.items() if k != "kind"}}
         records.append(record)
-    return positions, records, budget
+    return records
+
+
+def _decode_group(group: Any, field: str, budget: int) -> tuple[list[int] | None, list[dict[str, Any]], int]:
+    positions, paths, columns, budget = group_columns(group, field, budget)
+    return positions, group_records(group, paths, columns, field), budget
 
 
 def decode(document: bytes, max_expanded_bytes: int) -> bytes:

@@ -8,11 +8,12 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from cloud.api.sync_columnar import ADVERTISED, columnar_json, is_columnar
+from cloud.api.sync_columnar import ADVERTISED, columnar_document, is_columnar
 from cloud.auth import GatewayDep
 from cloud.deps import EngineDep, SettingsDep
 from cloud.errors import ErrorBody, FieldError, validation_error_response
 from cloud.services import sync as sync_service
+from cloud.services import sync_columnar
 from cloud.services.errors import BadRequest, PayloadTooLarge, ServiceError
 from cloud.services.reorder import ReorderPolicy
 from cloud.settings import CloudSettings
@@ -75,8 +76,9 @@ def post_sync(
     response.headers.update(ADVERTISED)
     try:
         if is_columnar(content_type):
-            batch_json = columnar_json(raw, content_encoding, settings.max_decompressed_bytes)
-            return sync_service.ingest_json(engine, batch_json, principal.gateway_id, _reorder_policy(settings))
+            document = columnar_document(raw, content_encoding, settings.max_decompressed_bytes)
+            return sync_columnar.ingest_columnar(engine, document, principal.gateway_id,
+                                                 settings.max_decompressed_bytes, _reorder_policy(settings))
         return sync_service.ingest(engine, raw, content_encoding, principal.gateway_id,
                                    settings.max_decompressed_bytes, _reorder_policy(settings))
     except ValidationError as exc:

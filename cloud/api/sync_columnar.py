@@ -1,5 +1,6 @@
-"""The compact sync encoding on the cloud side (``protocols.columnar``): advertised, decoded to the batch's
-JSON, then validated and stored exactly like a JSON batch (``cloud.services.sync``).
+"""The compact sync encoding on the cloud side (``protocols.columnar``): advertised and decompressed here, then
+validated column by column and stored (``cloud.services.sync_columnar``) with the acceptance, errors and rows of
+the same batch sent as JSON.
 
 ``Accept-Post`` on every answer of ``POST /api/v1/sync`` lists the media types the endpoint takes, and
 ``Accept-Encoding`` the content codings it decodes (RFC 7694): what an agent reads to switch from JSON.
@@ -12,7 +13,7 @@ from typing import Final
 
 from cloud.services import sync as sync_service
 from cloud.services.errors import BadRequest, PayloadTooLarge, UnsupportedEncoding
-from protocols.columnar import CONTENT_TYPE, ColumnarError, decode
+from protocols.columnar import CONTENT_TYPE
 
 JSON_TYPE: Final = "application/json"
 #: zstd is decoded where the ``zstandard`` package is installed; gzip always.
@@ -38,8 +39,8 @@ def _unzstd(raw: bytes, limit: int) -> bytes:
     return out
 
 
-def columnar_json(raw: bytes, content_encoding: str | None, max_decompressed_bytes: int) -> bytes:
-    """A columnar body as the SyncBatch JSON it encodes, to validate like a JSON batch."""
+def columnar_document(raw: bytes, content_encoding: str | None, max_decompressed_bytes: int) -> bytes:
+    """A columnar body decompressed (``cloud.services.sync_columnar`` validates and stores it)."""
     encoding = (content_encoding or "").strip().lower()
     if encoding == "zstd":
         if not ZSTD_AVAILABLE:
@@ -48,8 +49,4 @@ def columnar_json(raw: bytes, content_encoding: str | None, max_decompressed_byt
         document = _unzstd(raw, max_decompressed_bytes)
     else:
         document = sync_service.decode_body(raw, content_encoding, max_decompressed_bytes)
-    try:
-        batch_json = decode(document, max_decompressed_bytes)
-    except ColumnarError as exc:
-        raise BadRequest(str(exc), exc.field) from None
-    return batch_json
+    return document
