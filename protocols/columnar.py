@@ -1,7 +1,8 @@
 """The compact sync encoding (content type :data:`CONTENT_TYPE`, version :data:`VERSION`): a SyncBatch as columns.
 
 A second encoding of exactly the records of the :class:`~protocols.sync.SyncBatch` a gateway would send as JSON,
-for thin, metered links. The records are grouped by device and shape (the same leaf fields); each group stores
+for thin, metered links. The records are grouped by shape (the same leaf fields; device records device by device, in sequence,
+within their group); each group stores
 its records column by column: a constant once (``c``), integers delta-coded (``d``), decimals as delta-coded
 scaled integers (``f`` + ``d``), strings with few distinct values as a dictionary (``k`` + ``i``), strings of one
 width as one string (``w`` + ``s``; random hex ids as their bytes in base64, ``w`` + ``b64``), anything else as a
@@ -142,6 +143,11 @@ def _column(values: list[Leaf]) -> dict[str, Any]:
     return strings if strings is not None and _json_len(strings) < _json_len(plain) else plain
 
 
+def _device_order(leaves: dict[tuple[Segment, ...], Leaf]) -> tuple[str, str, int]:
+    return (str(leaves.get(("msg", "device_id"))), str(leaves.get(("msg", "boot_id"))),
+            leaves.get(("msg", "seq")) if type(leaves.get(("msg", "seq"))) is int else -1)
+
+
 def encode(header: SyncBatchHeader, records_json: Iterable[str]) -> bytes:
     """The columnar document (uncompressed JSON bytes) of the batch ``header`` + these SyncRecord JSONs."""
     groups: dict[tuple[Any, ...], tuple[list[int], list[dict[tuple[Segment, ...], Leaf]]]] = {}
@@ -152,12 +158,14 @@ def encode(header: SyncBatchHeader, records_json: Iterable[str]) -> bytes:
             record = {k: v for k, v in record.items() if k != "id"}
         leaves: dict[tuple[Segment, ...], Leaf] = {}
         _flatten(record, (), leaves)
-        msg = record.get("msg")
-        device = msg.get("device_id") if isinstance(msg, dict) else None
+        device = isinstance(record.get("msg"), dict) and record.get("kind") in _DEVICE_KINDS
         key = (derived, device, tuple(leaves))
         positions, rows = groups.setdefault(key, ([], []))
         positions.append(position)
         rows.append(leaves)
+    for (_, device, _), (_, rows) in groups.items():
+        if device:  # one group per shape, its rows device by device in sequence: short deltas, few groups
+            rows.sort(key=_device_order)
     doc = {
         "schema": SCHEMA,
         "v": VERSION,
@@ -165,7 +173,7 @@ def encode(header: SyncBatchHeader, records_json: Iterable[str]) -> bytes:
         "groups": [
             {
                 "n": len(rows),
-                **({} if device is not None else {"at": {"d": _deltas(positions)}}),
+                **({} if device else {"at": {"d": _deltas(positions)}}),
                 "ids": "derived" if derived else "column",
                 "paths": [list(path) for path in paths],
                 "cols": [_column([row[path] for row in rows]) for path in paths],
