@@ -3,23 +3,17 @@
 The agent loads OpenSSL's ``libcrypto`` with Python's ``ssl`` module (paho and httpx import it),
 and OpenSSL 1.1.1+ verifies Ed25519. Importing ``cryptography`` only to verify would add its Rust
 extension: +6.7 MiB resident on the gateway, for the life of the process, after the first signed
-release. :func:`verify` applies :func:`protocols.signing.verify`'s rule (same codes: ``unsigned``,
-``unknown_key``, ``bad_signature``) with OpenSSL's ``EVP_DigestVerify``; where the process maps no
-libcrypto with Ed25519, it calls :func:`protocols.signing.verify` itself.
+release or key rotation. :func:`verifier` is the raw check that :func:`protocols.signing.verify` (the one
+rule: codes ``unsigned``, ``unknown_key``, ``bad_signature``) and ``check_rotation`` take: OpenSSL's
+``EVP_DigestVerify``, or ``cryptography``'s where the process maps no libcrypto with Ed25519.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import ctypes
 import functools
-from collections.abc import Iterable, Mapping
 
-from pydantic import BaseModel
-
-from protocols import Signature
-from protocols.signing import SignatureError, canonical_bytes
+from protocols.signing import RawVerifier, cryptography_verifier
 
 #: OpenSSL's ``EVP_PKEY_ED25519`` (``NID_ED25519``).
 _EVP_PKEY_ED25519 = 1087
@@ -83,30 +77,8 @@ def libcrypto() -> _Libcrypto | None:
     return None if probe else lib
 
 
-def verify(signed: BaseModel, signatures: Iterable[Signature], trusted: Mapping[str, bytes]) -> str:
-    """:func:`protocols.signing.verify` (the key id of a valid signature by a ``trusted`` key), on libcrypto."""
+def verifier() -> RawVerifier:
+    """The raw Ed25519 check for :func:`protocols.signing.verify` / ``check_rotation``: libcrypto's where the
+    process maps one with Ed25519, else ``cryptography``'s (:func:`protocols.signing.cryptography_verifier`)."""
     lib = libcrypto()
-    if lib is None:
-        from protocols.signing import verify as verify_with_cryptography
-
-        return verify_with_cryptography(signed, signatures, trusted)
-    sigs = list(signatures)
-    if not sigs:
-        raise SignatureError("unsigned", "the document carries no signature")
-    message = canonical_bytes(signed)
-    tried_trusted = False
-    for sig in sigs:
-        raw = trusted.get(sig.keyid)
-        if raw is None:
-            continue
-        tried_trusted = True
-        try:
-            signature = base64.b64decode(sig.sig)
-        except (binascii.Error, ValueError):
-            continue
-        if lib.verify(raw, signature, message):
-            return sig.keyid
-    if tried_trusted:
-        raise SignatureError("bad_signature", "a trusted key's signature does not verify (document altered)")
-    keyids = ", ".join(s.keyid[:12] for s in sigs)
-    raise SignatureError("unknown_key", f"signed only by keys this gateway does not trust ({keyids})")
+    return cryptography_verifier if lib is None else lib.verify

@@ -58,22 +58,23 @@ def doc_digest(doc: BaseModel) -> str:
 
 def check_signature(signed: BaseModel, signatures: Iterable[Signature], trusted: Mapping[str, bytes]) -> str:
     """The trusted key id that signed ``signed``; :class:`Rejected` otherwise."""
-    from edge_agent.updates.ed25519 import verify  # OpenSSL's libcrypto, already mapped: not cryptography
-    from protocols.signing import SignatureError
+    from edge_agent.updates.ed25519 import verifier  # OpenSSL's libcrypto, already mapped: not cryptography
+    from protocols.signing import SignatureError, verify
 
     try:
-        return verify(signed, signatures, trusted)
+        return verify(signed, signatures, trusted, verifier())
     except SignatureError as exc:
         raise Rejected(exc.code, str(exc)) from None  # type: ignore[arg-type]
 
 
 def check_rotation(doc: SignedKeyRotation, trusted: Mapping[str, bytes], last_version: int) -> None:
     """``protocols.signing.check_rotation`` (the rule the cloud applies too), refusals as :class:`Rejected`."""
+    from edge_agent.updates.ed25519 import verifier
     from protocols.signing import SignatureError
     from protocols.signing import check_rotation as rule
 
     try:
-        rule(doc, trusted, last_version)
+        rule(doc, trusted, last_version, verifier())
     except SignatureError as exc:
         raise Rejected(exc.code, str(exc)) from None  # type: ignore[arg-type]
 

@@ -1,4 +1,5 @@
-"""The agent's Ed25519 check on OpenSSL's libcrypto agrees with ``protocols.signing.verify`` on every case."""
+"""The agent's Ed25519 check on OpenSSL's libcrypto gives ``protocols.signing.verify``'s rule the same answers
+as ``cryptography`` on every case, and a release or key rotation checked on the gateway never loads ``cryptography``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from update_testkit import anomaly_v2, make_release, new_signer
+from update_testkit import anomaly_v2, make_release, new_signer, rotation
 
 from edge_agent.updates import ed25519
 from protocols import Signature, SignedRelease
@@ -58,27 +59,33 @@ def test_libcrypto_is_found_here() -> None:
 @pytest.mark.parametrize("case", range(10))
 def test_agrees_with_the_reference(case: int) -> None:
     name, doc, trusted = _cases()[case]
-    got, want = _outcome(ed25519.verify, doc, trusted), _outcome(reference, doc, trusted)
+    def on_libcrypto(signed: object, signatures: object, keys: dict[str, bytes]) -> str:
+        return reference(signed, signatures, keys, ed25519.verifier())  # type: ignore[arg-type]
+
+    got, want = _outcome(on_libcrypto, doc, trusted), _outcome(reference, doc, trusted)
     assert got == want, name
     assert got.startswith("ok:") == (name in ("valid", "valid after others")), name
 
 
-def test_verifying_does_not_load_cryptography(tmp_path: Path) -> None:
+def test_checking_a_release_and_a_rotation_does_not_load_cryptography(tmp_path: Path) -> None:
     code = (
-        "import sys, base64, json\n"
-        "from protocols import SignedRelease\n"
+        "import sys\n"
+        "from protocols import SignedKeyRotation, SignedRelease\n"
         "from protocols.signing import trusted_map\n"
-        "from edge_agent.updates.ed25519 import verify\n"
+        "from edge_agent.updates.verify import check_rotation, check_signature\n"
         "doc = SignedRelease.model_validate_json(open(sys.argv[1]).read())\n"
-        "key = open(sys.argv[2]).read()\n"
-        "print(verify(doc.signed, doc.signatures, trusted_map([key])), 'cryptography' in sys.modules)\n"
+        "rot = SignedKeyRotation.model_validate_json(open(sys.argv[3]).read())\n"
+        "trusted = trusted_map([open(sys.argv[2]).read()])\n"
+        "check_rotation(rot, trusted, 0)\n"
+        "print(check_signature(doc.signed, doc.signatures, trusted), 'cryptography' in sys.modules)\n"
     )
-    signer = new_signer()
+    signer, added = new_signer(), new_signer()
     doc = make_release(signer, anomaly_v2(), 2, 2)
     (tmp_path / "doc.json").write_text(doc.model_dump_json())
     (tmp_path / "key").write_text(signer.public_key.public_key)
+    (tmp_path / "rot.json").write_text(rotation(signer, 1, add=(added,)).model_dump_json())
     out = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path / "doc.json"), str(tmp_path / "key")],
+        [sys.executable, "-c", code, str(tmp_path / "doc.json"), str(tmp_path / "key"), str(tmp_path / "rot.json")],
         capture_output=True, text=True, check=True,
     ).stdout.split()
     assert out == [signer.keyid, "False"]
