@@ -144,8 +144,8 @@ def _column(values: list[Leaf]) -> dict[str, Any]:
 
 
 def _device_order(leaves: dict[tuple[Segment, ...], Leaf]) -> tuple[str, str, int]:
-    return (str(leaves.get(("msg", "device_id"))), str(leaves.get(("msg", "boot_id"))),
-            leaves.get(("msg", "seq")) if type(leaves.get(("msg", "seq"))) is int else -1)
+    seq = leaves.get(("msg", "seq"))
+    return str(leaves.get(("msg", "device_id"))), str(leaves.get(("msg", "boot_id"))), seq if type(seq) is int else -1
 
 
 def encode(header: SyncBatchHeader, records_json: Iterable[str]) -> bytes:
@@ -159,8 +159,7 @@ def encode(header: SyncBatchHeader, records_json: Iterable[str]) -> bytes:
         leaves: dict[tuple[Segment, ...], Leaf] = {}
         _flatten(record, (), leaves)
         device = isinstance(record.get("msg"), dict) and record.get("kind") in _DEVICE_KINDS
-        key = (derived, device, tuple(leaves))
-        positions, rows = groups.setdefault(key, ([], []))
+        positions, rows = groups.setdefault((derived, device, tuple(leaves)), ([], []))
         positions.append(position)
         rows.append(leaves)
     for (_, device, _), (_, rows) in groups.items():
