@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from cloud.background import Loop, LoopHealth
 from cloud.db import partitions, rollups
@@ -101,28 +102,26 @@ def advance_rollup(engine: Engine, now_ms: int | None = None) -> int:
             partitions.set_lock_timeout(conn, _LOCK_TIMEOUT)
         rollups.lock_for_advance(conn)
         rollups.close_hours(conn, now)
+    return _in_slices(engine, rollups.advance, rollups.ADVANCE_HOURS)
+
+
+def _in_slices(engine: Engine, step: Callable[[Connection], int], full: int) -> int:
+    """Repeat ``step`` (one short transaction each, under the compaction lock on PostgreSQL: skipped while another
+    process holds it) until it does less than ``full``; the sum of what it did."""
     total = 0
     while True:
         with engine.begin() as conn:
             if conn.dialect.name == "postgresql" and not partitions.try_upkeep_lock(conn, _COMPACT_LOCK):
                 return total  # another process is at it
-            hours = rollups.advance(conn)
-        total += hours
-        if hours < rollups.ADVANCE_HOURS:
+            done = step(conn)
+        total += done
+        if done < full:
             return total
 
 
 def compact_rollup(engine: Engine) -> int:
     """Merge every partial row of the readings rollup (one short transaction per slice); keys merged."""
-    total = 0
-    while True:
-        with engine.begin() as conn:
-            if conn.dialect.name == "postgresql" and not partitions.try_upkeep_lock(conn, _COMPACT_LOCK):
-                return total  # another process is at it
-            merged = rollups.compact(conn)
-        total += merged
-        if merged < rollups.COMPACT_KEYS:
-            return total
+    return _in_slices(engine, rollups.compact, rollups.COMPACT_KEYS)
 
 
 class PartitionUpkeep:

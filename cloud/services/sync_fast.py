@@ -85,14 +85,20 @@ class _TelemetryBody(TypedDict):
 
 
 @with_config(_CONFIG)
-class _TelemetryMsg(TypedDict):
-    schema: NotRequired[Literal["edgehouse.telemetry"]]
-    v: NotRequired[Literal[1, 2]]
+class _DeviceMsg(TypedDict):
+    """The header every device message carries (its dedup key and times)."""
+
     msg_id: MsgId
     device_id: Ident
     boot_id: BootId
     seq: _Seq
     ts: TsMs
+
+
+@with_config(_CONFIG)
+class _TelemetryMsg(_DeviceMsg):
+    schema: NotRequired[Literal["edgehouse.telemetry"]]
+    v: NotRequired[Literal[1, 2]]
     body: _TelemetryBody
 
 
@@ -108,14 +114,9 @@ class _ScanBody(TypedDict):
 
 
 @with_config(_CONFIG)
-class _ScanMsg(TypedDict):
+class _ScanMsg(_DeviceMsg):
     schema: NotRequired[Literal["edgehouse.scan"]]
     v: NotRequired[Literal[1, 2]]
-    msg_id: MsgId
-    device_id: Ident
-    boot_id: BootId
-    seq: _Seq
-    ts: TsMs
     body: _ScanBody
 
 
@@ -128,14 +129,9 @@ class _StatusBody(TypedDict):
 
 
 @with_config(_CONFIG)
-class _StatusMsg(TypedDict):
+class _StatusMsg(_DeviceMsg):
     schema: NotRequired[Literal["edgehouse.status"]]
     v: NotRequired[Literal[1]]
-    msg_id: MsgId
-    device_id: Ident
-    boot_id: BootId
-    seq: _Seq
-    ts: TsMs
     body: _StatusBody
 
 
