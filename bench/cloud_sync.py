@@ -32,7 +32,14 @@ records/s does (on a shared VM it still grows with the load).
 ``--encoding columnar`` measures, after the JSON batches, the same batches in the columnar encoding
 (``protocols.columnar``, gzip: what the agent sends to a cloud that advertises it) and prints both.
 
+``--served W`` measures PostgreSQL as the cloud is deployed, after the in-process figures: ``edgehouse-cloud
+serve --workers W`` (uvicorn worker processes, real HTTP on loopback) with ``--served-clients`` gateways
+posting at once over keep-alive connections (``http.client`` threads in the bench process, each waiting for
+its ack). CPU per batch is then the serving processes' (``/proc/<pid>/stat``) and the database's; the
+posting threads are the bench's own and are not counted, though they share the machine's cores.
+
 Last line: ``cloud_sync: sqlite_records_per_s=<n> postgres_records_per_s=<n>`` (JSON), with
+``postgres_served_records_per_s=<n>`` added for ``--served``, and
 ``columnar_sqlite_records_per_s=<n> columnar_postgres_records_per_s=<n>`` added for ``--encoding columnar``.
 """
 
@@ -40,7 +47,9 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import http.client
 import json
+import os
 import secrets
 import sys
 import tempfile
@@ -58,12 +67,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "cloud"))
 # The record builders are shared with the cloud tests.
 from cloud_testkit import (
     GATEWAY_ID,
+    admin_headers,
     batch,
     gz,
     make_settings,
     mixed_records,
     register,
 )
+from served_cloud import ServedCloud
 
 from cloud.app import create_app
 from cloud.db.migrate import schema_migrations
@@ -123,6 +134,60 @@ def measure(database_url: str, payloads: dict[str, list[bytes]], batch_size: int
     return sorted(runs, key=lambda r: r.records_per_s)[len(runs) // 2]
 
 
+def _post_http(port: int, headers: dict[str, str], payloads: list[bytes], batch_size: int) -> None:
+    """One gateway posting its batches back to back over one keep-alive connection."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+    try:
+        for body in payloads:
+            conn.request("POST", "/api/v1/sync", body=body, headers=headers)
+            resp = conn.getresponse()
+            answer = resp.read()
+            if resp.status != 200 or len(json.loads(answer)["stored"]) != batch_size:
+                raise RuntimeError(f"unexpected answer {resp.status}: {answer[:300]!r}")
+    finally:
+        conn.close()
+
+
+def _cpu_ms(pids: list[int]) -> float:
+    """CPU (user + system) used so far by the processes ``pids``."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+    return 1000 * total / os.sysconf("SC_CLK_TCK")
+
+
+def measure_served(database_url: str, payloads: dict[str, list[bytes]], batch_size: int, repeats: int,
+                   db_cpu: Callable[[], float | None], workers: int, content_type: str = "application/json") -> Run:
+    """Median over ``repeats`` fresh runs of ``edgehouse-cloud serve --workers`` taking every gateway's batches
+    at once over HTTP; CPU per batch is the serving processes'."""
+    runs = []
+    n_batches = sum(len(p) for p in payloads.values())
+    for _ in range(repeats):
+        with ServedCloud(database_url, workers=workers) as cloud:
+            pids = [cloud.proc.pid, *cloud.worker_pids()] if cloud.proc is not None else []
+            tokens = {}
+            for gw in payloads:
+                conn = http.client.HTTPConnection("127.0.0.1", cloud.port, timeout=60)
+                conn.request("POST", "/api/v1/gateways", body=json.dumps({"gateway_id": gw, "site": "berlin"}),
+                             headers={**admin_headers(), "Content-Type": "application/json"})
+                resp = conn.getresponse()
+                tokens[gw] = json.loads(resp.read())["token"]
+                conn.close()
+            headers = {gw: {"Authorization": f"Bearer {tok}", "Content-Encoding": "gzip", "Content-Type": content_type}
+                       for gw, tok in tokens.items()}
+            db0, cpu0, start = db_cpu(), _cpu_ms(pids), time.perf_counter()
+            with ThreadPoolExecutor(len(payloads)) as pool:
+                for done in [pool.submit(_post_http, cloud.port, headers[gw], p, batch_size)
+                             for gw, p in payloads.items()]:
+                    done.result()
+            wall, cpu, db1 = time.perf_counter() - start, _cpu_ms(pids) - cpu0, db_cpu()
+            runs.append(Run(n_batches * batch_size / wall, cpu / n_batches,
+                            None if db0 is None or db1 is None else (db1 - db0) / n_batches))
+        _reset(database_url)
+    return sorted(runs, key=lambda r: r.records_per_s)[len(runs) // 2]
+
+
 def _reset(database_url: str) -> None:
     """Drop the benchmark's tables (and the migration record) so the next run starts empty."""
     engine = create_engine(database_url)
@@ -167,10 +232,14 @@ def main() -> None:
     parser.add_argument("--sqlite-clients", type=int, default=1, help="gateways posting at once to SQLite")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--pg-server", default="postgresql+psycopg://postgres@127.0.0.1:5432")
+    parser.add_argument("--served", type=int, default=0, metavar="W",
+                        help="also measure PostgreSQL behind `edgehouse-cloud serve --workers W` over HTTP")
+    parser.add_argument("--served-clients", type=int, default=4, help="gateways posting at once in --served")
     parser.add_argument("--encoding", choices=("json", "columnar"), default="json",
                         help="columnar: measure the columnar encoding (gzip) too, after JSON")
     args = parser.parse_args()
-    gateways = [GATEWAY_ID, *(f"gw-bench-{i}" for i in range(1, max(args.clients, args.sqlite_clients)))]
+    most = max(args.clients, args.sqlite_clients, args.served_clients if args.served else 1)
+    gateways = [GATEWAY_ID, *(f"gw-bench-{i}" for i in range(1, most))]
     encodings = ["json", "columnar"] if args.encoding == "columnar" else ["json"]
     payloads = {(enc, gw): gateway_batches(gw, args.batches, args.batch_size, enc) for enc in encodings
                 for gw in gateways}
@@ -197,8 +266,13 @@ def main() -> None:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
         try:
-            pg = modes(f"{args.pg_server}/{name}", _backend_cpu(f"{args.pg_server}/postgres", name), "postgres",
-                       sorted({1, args.clients}))
+            pg_url, pg_cpu = f"{args.pg_server}/{name}", _backend_cpu(f"{args.pg_server}/postgres", name)
+            pg = modes(pg_url, pg_cpu, "postgres", sorted({1, args.clients}))
+            if args.served:
+                served = measure_served(pg_url, {gw: payloads["json", gw] for gw in gateways[:args.served_clients]},
+                                        args.batch_size, args.repeats, pg_cpu, args.served)
+                print(_line(f"postgres served --workers {args.served},", args.served_clients, served)
+                      .replace("bench process", "serving processes"), flush=True)
         finally:
             with admin.connect() as conn:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -206,8 +280,9 @@ def main() -> None:
         admin.dispose()
     columnar = (f" columnar_sqlite_records_per_s={sqlite['columnar'].records_per_s:.0f}"
                 f" columnar_postgres_records_per_s={pg['columnar'].records_per_s:.0f}") if "columnar" in pg else ""
+    served_field = f" postgres_served_records_per_s={served.records_per_s:.0f}" if args.served else ""
     print(f"cloud_sync: sqlite_records_per_s={sqlite['json'].records_per_s:.0f} "
-          f"postgres_records_per_s={pg['json'].records_per_s:.0f}{columnar}")
+          f"postgres_records_per_s={pg['json'].records_per_s:.0f}{served_field}{columnar}")
 
 
 if __name__ == "__main__":

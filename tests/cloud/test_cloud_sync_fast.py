@@ -43,7 +43,9 @@ NOW = BASE_TS + 99_000
 #: Values every leaf is replaced by in turn: wrong types, out of range, bad patterns, edge values.
 WRONG: tuple[Any, ...] = (None, True, False, 0, -1, 1, 7, 2**53, -(2**53), 5.5, 0.0, 1.0, -0.0, 1e308, 1e-12,
                           0.9999999999, 1.0000000001, float("inf"), float("nan"), "", "x",
-                          "5", "bad value!", "-x", "a" * 65, "a" * 201, "a" * 600, [], [1], {}, {"a": 1})
+                          "5", "bad value!", "-x", "a" * 65, "a" * 201, "a" * 600, [], [1], {}, {"a": 1},
+                          # a final newline (Python's ``$`` would match before it), a lone surrogate, big ints
+                          "cold-1\n", "x\ud800", 2**63, 2**64 + 1, -(2**63) - 1)
 
 
 def _stock() -> dict[str, Any]:
@@ -246,6 +248,41 @@ def test_cross_field_rules_are_judged_alike(name: str) -> None:
         assert not accepted
     else:
         assert accepted
+
+
+def _compare_raw(raw: bytes) -> None:
+    """Both paths agree on JSON text that ``json.dumps`` would never write."""
+    fast = sync_fast.plan_json(raw, NOW)
+    try:
+        model: PlannedBatch | ValidationError = plan_batch(SyncBatch.model_validate_json(raw), NOW)
+    except ValidationError as exc:
+        model = exc
+    if isinstance(model, ValidationError):
+        assert fast is None, f"the fast path accepted what SyncBatch refuses: {model.errors()[:2]}"
+    elif fast is not None:
+        assert _rows_repr(fast) == _rows_repr(model)
+
+
+def test_json_text_beyond_what_json_dumps_writes_is_judged_alike() -> None:
+    text = json.dumps(_doc([telemetry_record("cold-1", 1), status_record("cold-2", 5)]))
+    value = json.dumps(telemetry_record("cold-1", 1)["msg"]["body"]["readings"][0]["value"])
+    for variant in (
+        text.replace(f'"value": {value}', '"value": 1e999', 1),  # beyond a float
+        text.replace(f'"value": {value}', '"value": -1e999', 1),
+        text.replace(f'"value": {value}', '"value": NaN', 1),
+        text.replace(f'"value": {value}', '"value": Infinity', 1),
+        text.replace(f'"value": {value}', f'"value": {value}, "value": 1e6', 1),  # a key twice: the last counts
+        text.replace('"uptime_s": ', '"uptime_s": 1e999, "uptime_s": ', 1),
+        text.replace('"device_id": "cold-1"', '"device_id": "cold-1", "device_id": "cold-1\\n"', 1),
+        text.replace('"device_id": "cold-1"', '"device_id": "cold-\\u0031"', 1),  # an escape for a plain char
+        text.replace('"device_id": "cold-1"', '"device_id": "cold-1\\u0000"', 1),
+        text.replace('"kind": "telemetry"', '"kind": "telemetry", "kind": "scan"', 1),
+        text + " ",
+        text + " x",
+        "\ufeff" + text,
+    ):
+        assert variant != text
+        _compare_raw(variant.encode())
 
 
 def test_batch_header_fields_made_wrong_are_judged_alike() -> None:
