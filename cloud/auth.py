@@ -27,7 +27,7 @@ from sqlalchemy import Engine
 
 from cloud.db import repo
 from cloud.db.engine import reader
-from cloud.deps import EngineDep, SettingsDep, get_state
+from cloud.deps import EngineDep, SettingsDep, state_of
 from cloud.errors import ApiError
 
 Role = Literal["admin", "planner", "operator", "gateway"]
@@ -128,8 +128,8 @@ class RoleCheck:
         self.roles = roles
         self._allowed = frozenset(roles)
 
-    def __call__(self, principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
-        return self.authorize(principal, {})
+    async def __call__(self, principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+        return self.authorize(principal, {})  # async: no thread hop for this check (cloud.deps)
 
     def authorize(self, principal: Principal, _path_params: Mapping[str, Any]) -> Principal:
         if principal.role not in self._allowed:
@@ -141,8 +141,8 @@ class RoleCheck:
 class OwnGatewayCheck(RoleCheck):
     """:class:`RoleCheck` on a ``/{gateway_id}`` route: a gateway token acts only for its own gateway."""
 
-    def __call__(self, principal: Annotated[Principal, Depends(authenticate)],  # type: ignore[override]
-                 gateway_id: Annotated[str, Path()]) -> Principal:
+    async def __call__(self, principal: Annotated[Principal, Depends(authenticate)],  # type: ignore[override]
+                       gateway_id: Annotated[str, Path()]) -> Principal:
         return self.authorize(principal, {"gateway_id": gateway_id})
 
     def authorize(self, principal: Principal, path_params: Mapping[str, Any]) -> Principal:
@@ -181,7 +181,7 @@ def authorize_first(request: Request) -> None:
     checks = _route_checks(dependant)
     if not checks:
         return
-    state = get_state(request)
+    state = state_of(request)
     if state.engine is None:
         return
     header = request.headers.get("authorization", "")
