@@ -3,7 +3,8 @@
 Runs the app in-process (FastAPI TestClient, no network) so the figure is the API + validation +
 storage cost. Records are realistic (``cloud_testkit.mixed_records``: per 200 records 170 telemetry
 messages of 2-3 readings, 24 scans, 2 status messages, 3 alerts, 1 forecast; 200 devices of each kind),
-live traffic of the last hours (a record a second, so the rows land in the current week's partitions), in
+live traffic of the last hour (a record a second, or more often for more records; the rows land in the current
+week's partitions, and inside the hourly rollup's grace period, so none is late), in
 batches of the agent's default size (1,000 records); a record counts once however many readings it holds.
 Batches are built and compressed before timing. PostgreSQL gets a throwaway database on ``--pg-server``
 that is dropped afterwards.
@@ -32,14 +33,15 @@ records/s does (on a shared VM it still grows with the load).
 ``--encoding columnar`` measures, after the JSON batches, the same batches in the columnar encoding
 (``protocols.columnar``, gzip: what the agent sends to a cloud that advertises it) and prints both.
 
-``--served W`` measures PostgreSQL as the cloud is deployed, after the in-process figures: ``edgehouse-cloud
-serve --workers W`` (uvicorn worker processes, real HTTP on loopback) with ``--served-clients`` gateways
-posting at once over keep-alive connections (``http.client`` threads in the bench process, each waiting for
-its ack). CPU per batch is then the serving processes' (``/proc/<pid>/stat``) and the database's; the
-posting threads are the bench's own and are not counted, though they share the machine's cores.
+Then PostgreSQL as the cloud is deployed (``--served W``, default 2; 0 skips it): ``edgehouse-cloud serve
+--workers W`` (uvicorn worker processes, real HTTP on loopback) with ``--served-clients`` gateways (default 2)
+posting ``--served-batches`` batches each (default 60) at once over keep-alive connections (``http.client``
+threads in the bench process, each waiting for its ack; each gateway's first 3 batches warm the server up,
+untimed). CPU per batch is then the serving processes' (``/proc/<pid>/stat``) and the database's; the posting
+threads are the bench's own and are not counted, though they share the machine's two cores.
 
-Last line: ``cloud_sync: sqlite_records_per_s=<n> postgres_records_per_s=<n>`` (JSON), with
-``postgres_served_records_per_s=<n>`` added for ``--served``, and
+Last line: ``cloud_sync: sqlite_records_per_s=<n> postgres_records_per_s=<n> postgres_served_records_per_s=<n>``
+(JSON; the served figure unless ``--served 0``), with
 ``columnar_sqlite_records_per_s=<n> columnar_postgres_records_per_s=<n>`` added for ``--encoding columnar``.
 """
 
@@ -98,12 +100,19 @@ def _columnar(doc: dict[str, Any]) -> bytes:
     return gzip.compress(encode(header, (json.dumps(r) for r in doc["records"])), compresslevel=5)
 
 
+#: The span of a gateway's batches: live traffic, inside the rollup's grace period (``cloud.db.rollups.GRACE_MS``:
+#: older readings are late and pay for their partial rollup rows at ingest, which live traffic never does).
+LIVE_SPAN_MS = 3_600_000
+
+
 def gateway_batches(gateway_id: str, batches: int, batch_size: int, encoding: str = "json") -> list[bytes]:
-    """The batches of a gateway's last ``batches * batch_size`` seconds (a record a second, the last one now):
-    live traffic, stored in the current weeks' partitions on PostgreSQL."""
-    ts0 = int(time.time() * 1000) - batches * batch_size * 1000
-    docs = [batch(gateway_id, mixed_records(gateway_id, b * batch_size, batch_size, devices=DEVICES, ts0=ts0),
-                  f"bench-{b}") for b in range(batches)]
+    """The batches of a gateway's last hour (a record a second, or more often where more records are asked
+    for, the last one now): live traffic, stored in the current weeks' partitions on PostgreSQL."""
+    n = batches * batch_size
+    step_ms = max(1, min(1000, LIVE_SPAN_MS // n))
+    ts0 = int(time.time() * 1000) - n * step_ms
+    docs = [batch(gateway_id, mixed_records(gateway_id, b * batch_size, batch_size, devices=DEVICES, ts0=ts0,
+                                            step_ms=step_ms), f"bench-{b}") for b in range(batches)]
     return [_columnar(doc) if encoding == "columnar" else gz(doc) for doc in docs]
 
 
@@ -158,11 +167,14 @@ def _cpu_ms(pids: list[int]) -> float:
 
 
 def measure_served(database_url: str, payloads: dict[str, list[bytes]], batch_size: int, repeats: int,
-                   db_cpu: Callable[[], float | None], workers: int, content_type: str = "application/json") -> Run:
+                   db_cpu: Callable[[], float | None], workers: int, content_type: str = "application/json",
+                   warmup: int = 3) -> Run:
     """Median over ``repeats`` fresh runs of ``edgehouse-cloud serve --workers`` taking every gateway's batches
-    at once over HTTP; CPU per batch is the serving processes'."""
+    at once over HTTP; CPU per batch is the serving processes'. Each gateway's first ``warmup`` batches are
+    posted before the timing starts: a served API is warm (its processes' connections open, each new
+    PostgreSQL backend's catalog caches filled, some 50 ms of CPU each)."""
     runs = []
-    n_batches = sum(len(p) for p in payloads.values())
+    n_batches = sum(len(p) - warmup for p in payloads.values())
     for _ in range(repeats):
         with ServedCloud(database_url, workers=workers) as cloud:
             pids = [cloud.proc.pid, *cloud.worker_pids()] if cloud.proc is not None else []
@@ -176,9 +188,13 @@ def measure_served(database_url: str, payloads: dict[str, list[bytes]], batch_si
                 conn.close()
             headers = {gw: {"Authorization": f"Bearer {tok}", "Content-Encoding": "gzip", "Content-Type": content_type}
                        for gw, tok in tokens.items()}
+            with ThreadPoolExecutor(len(payloads)) as pool:
+                for done in [pool.submit(_post_http, cloud.port, headers[gw], p[:warmup], batch_size)
+                             for gw, p in payloads.items()]:
+                    done.result()
             db0, cpu0, start = db_cpu(), _cpu_ms(pids), time.perf_counter()
             with ThreadPoolExecutor(len(payloads)) as pool:
-                for done in [pool.submit(_post_http, cloud.port, headers[gw], p, batch_size)
+                for done in [pool.submit(_post_http, cloud.port, headers[gw], p[warmup:], batch_size)
                              for gw, p in payloads.items()]:
                     done.result()
             wall, cpu, db1 = time.perf_counter() - start, _cpu_ms(pids) - cpu0, db_cpu()
@@ -232,9 +248,10 @@ def main() -> None:
     parser.add_argument("--sqlite-clients", type=int, default=1, help="gateways posting at once to SQLite")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--pg-server", default="postgresql+psycopg://postgres@127.0.0.1:5432")
-    parser.add_argument("--served", type=int, default=0, metavar="W",
-                        help="also measure PostgreSQL behind `edgehouse-cloud serve --workers W` over HTTP")
-    parser.add_argument("--served-clients", type=int, default=4, help="gateways posting at once in --served")
+    parser.add_argument("--served", type=int, default=2, metavar="W",
+                        help="also measure PostgreSQL behind `edgehouse-cloud serve --workers W` over HTTP (0: not)")
+    parser.add_argument("--served-clients", type=int, default=2, help="gateways posting at once in --served")
+    parser.add_argument("--served-batches", type=int, default=60, help="batches per gateway in --served")
     parser.add_argument("--encoding", choices=("json", "columnar"), default="json",
                         help="columnar: measure the columnar encoding (gzip) too, after JSON")
     args = parser.parse_args()
@@ -269,7 +286,8 @@ def main() -> None:
             pg_url, pg_cpu = f"{args.pg_server}/{name}", _backend_cpu(f"{args.pg_server}/postgres", name)
             pg = modes(pg_url, pg_cpu, "postgres", sorted({1, args.clients}))
             if args.served:
-                served = measure_served(pg_url, {gw: payloads["json", gw] for gw in gateways[:args.served_clients]},
+                served = measure_served(pg_url, {gw: gateway_batches(gw, args.served_batches, args.batch_size)
+                                                 for gw in gateways[:args.served_clients]},
                                         args.batch_size, args.repeats, pg_cpu, args.served)
                 print(_line(f"postgres served --workers {args.served},", args.served_clients, served)
                       .replace("bench process", "serving processes"), flush=True)
