@@ -300,7 +300,7 @@ def _fmt_delay(delays: Sequence[float]) -> str:
 def report_table(result: MatchResult, unscored: Sequence[AnomalyWindow]) -> Table:
     """Per-kind detection table plus the overall row."""
     table = Table(
-        title="Injected anomalies detected by the gateway's int8 scorer",
+        title="Injected anomalies detected by stream alerts (the per-stream int8 scorer)",
         caption="delays in simulated minutes; 'not scored': scan-demand labels, no telemetry stream",
     )
     for col in ("kind", "anomalies", "detected", "recall", "mean delay min", "max delay min"):
