@@ -19,6 +19,15 @@ Alert times are the device clock; the simulator's clock-skew ground truth maps t
 simulated time before matching. Labelled anomalies on streams that the gateway never scores
 (scan-derived demand anomalies: metric ``picks``) are listed but left out of the totals.
 
+The gateway also raises device alerts: the fleet's multichannel devices go through the agent's
+``DeviceScoringWorker`` path (``bench/_device_detection.py``: the shipped joint score, confirmed
+over ``models.device_confirm_messages`` messages). A device alert names no metric: it matches
+every label of its device. The figures are printed per kind (``sim_detection_streams:`` the
+per-stream alerts alone, ``device_detection:`` the device alerts alone, on the jointly scored
+devices' labels) and, on the last line, for what the gateway raises: an anomaly is detected when
+a stream alert or a device alert matches it, precision and the false-alert rate count both kinds
+(``--no-devices``: stream alerts only, the last line then equals the per-stream one).
+
 Last line: sim_detection: anomalies=<n> detected=<n> precision=<p> recall=<r> mean_delay_min=<d>
 alerts=<n> readings=<n> false_alerts_per_stream_day=<x> (false alerts / (scored streams x days))
 """
@@ -69,10 +78,10 @@ class AnomalyWindow:
 
 @dataclass(frozen=True, slots=True)
 class RaisedAlert:
-    """One raised alert, ``ts`` in true simulated ms."""
+    """One raised alert, ``ts`` in true simulated ms; ``metric`` None: a device alert (any metric)."""
 
     device_id: str
-    metric: str
+    metric: str | None
     ts: int
 
 
@@ -130,7 +139,8 @@ def match_alerts(
         hit = False
         for i in by_device.get(a.device_id, ()):
             w = windows[i]
-            if (w.metric is None or w.metric == a.metric) and w.start_ts <= a.ts <= w.end_ts + grace_ms:
+            on_metric = w.metric is None or a.metric is None or w.metric == a.metric
+            if on_metric and w.start_ts <= a.ts <= w.end_ts + grace_ms:
                 hit = True
                 current = first[i]
                 if current is None or a.ts < current:
@@ -290,7 +300,7 @@ def _fmt_delay(delays: Sequence[float]) -> str:
 def report_table(result: MatchResult, unscored: Sequence[AnomalyWindow]) -> Table:
     """Per-kind detection table plus the overall row."""
     table = Table(
-        title="Injected anomalies detected by the gateway's int8 scorer",
+        title="Injected anomalies detected by stream alerts (the per-stream int8 scorer)",
         caption="delays in simulated minutes; 'not scored': scan-demand labels, no telemetry stream",
     )
     for col in ("kind", "anomalies", "detected", "recall", "mean delay min", "max delay min"):
@@ -328,41 +338,45 @@ def false_alert_table(result: MatchResult, streams: frozenset[tuple[str, str]], 
     table = Table(title="False alerts by metric")
     for col in ("metric", "streams", "false alerts", "per stream-day"):
         table.add_column(col, justify="left" if col == "metric" else "right")
-    per_metric: dict[str, int] = defaultdict(int)
+    per_metric: dict[str | None, int] = defaultdict(int)
     for a in result.false:
         per_metric[a.metric] += 1
     for metric in sorted({m for _, m in streams}):
         n_streams = sum(m == metric for _, m in streams)
         n = per_metric.get(metric, 0)
         table.add_row(metric, str(n_streams), str(n), f"{n / (n_streams * days):.2f}")
+    if None in per_metric:  # device alerts: per stream-day of every scored stream
+        n = per_metric[None]
+        table.add_row("(device alerts)", str(len(streams)), str(n), f"{n / (len(streams) * days):.2f}")
     return table
 
 
-def last_line(result: MatchResult, readings: int, stream_days: float) -> str:
+def last_line(result: MatchResult, readings: int, stream_days: float, prefix: str = "sim_detection") -> str:
     """The agreed last line; ``stream_days`` = scored streams x simulated days (the false-alert rate's
-    denominator; nan when 0)."""
+    denominator; nan when 0). ``prefix`` names the line (``sim_detection_streams``: stream alerts only)."""
     delays = result.delays_min()
     mean_delay = sum(delays) / len(delays) if delays else math.nan
     per_stream_day = result.false_alerts / stream_days if stream_days > 0 else math.nan
     return (
-        f"sim_detection: anomalies={len(result.windows)} detected={result.detected} "
+        f"{prefix}: anomalies={len(result.windows)} detected={result.detected} "
         f"precision={result.precision:.3f} recall={result.recall:.3f} mean_delay_min={mean_delay:.1f} "
         f"alerts={result.alerts} readings={readings} false_alerts_per_stream_day={per_stream_day:.3f}"
     )
 
 
-def device_report(fleet: Fleet, days: float, grace_ms: int, console: Console) -> None:
+def device_report(fleet: Fleet, days: float, grace_ms: int, console: Console) -> list[RaisedAlert]:
     """The fleet's multichannel devices (pumps, cold rooms, conveyors, ...) scored jointly per device
     (the agent's ``DeviceScoringWorker`` path): their faults per kind (the pump's cavitation, valve
-    closure and rotor imbalance among them), and false device alerts per device-day."""
+    closure and rotor imbalance among them), and false device alerts per device-day. Returns the
+    raised device alerts (``metric`` None), for the gateway's total."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from _device_detection import stream_devices
 
     streamed = stream_devices(fleet, days)
     if not streamed.devices:
-        return
+        return []
     windows = [AnomalyWindow(d, None, kind, a, b) for d, kind, a, b in streamed.windows]
-    alerts = [RaisedAlert(d, "device", ts) for d, ts in streamed.alerts]
+    alerts = [RaisedAlert(d, None, ts) for d, ts in streamed.alerts]
     result = match_alerts(alerts, windows, grace_ms)
     table = report_table(result, [])
     table.title = "Multichannel devices: faults detected by the joint device score"
@@ -373,6 +387,7 @@ def device_report(fleet: Fleet, days: float, grace_ms: int, console: Console) ->
         f"precision={result.precision:.3f} recall={result.recall:.3f} alerts={result.alerts} "
         f"false_alerts_per_device_day={per_day:.2f} threshold={streamed.threshold:.2f}"
     )
+    return alerts
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -400,7 +415,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     console = Console(width=None if sys.stdout.isatty() else 120)
     streamed = stream_fleet(fleet, args.days, args.model)
     inside, outside = scored_windows(streamed.windows, streamed.streams)
-    result = match_alerts(streamed.alerts, inside, int(args.grace_min * MINUTE_MS))
+    grace_ms = int(args.grace_min * MINUTE_MS)
+    result = match_alerts(streamed.alerts, inside, grace_ms)
 
     console.print(report_table(result, outside))
     console.print(false_alert_table(result, streamed.streams, args.days))
@@ -418,9 +434,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"streamed {streamed.messages} messages ({streamed.rejected} rejected, {streamed.duplicates} duplicates), "
         f"{streamed.readings} readings in {streamed.seconds:.1f} s"
     )
+    stream_days = len(streamed.streams) * args.days
+    print(last_line(result, streamed.readings, stream_days, prefix="sim_detection_streams"))
+    total = result
     if not args.no_devices:
-        device_report(fleet, args.days, int(args.grace_min * MINUTE_MS), console)
-    print(last_line(result, streamed.readings, len(streamed.streams) * args.days))
+        device_alerts = device_report(fleet, args.days, grace_ms, console)
+        total = match_alerts([*streamed.alerts, *device_alerts], inside, grace_ms)
+        table = report_table(total, outside)
+        table.title = "Injected anomalies detected by the gateway: stream or device alerts"
+        console.print(table)
+        console.print(false_alert_table(total, streamed.streams, args.days))
+    print(last_line(total, streamed.readings, stream_days))
 
 
 if __name__ == "__main__":

@@ -53,4 +53,6 @@ def test_sim_detection_reports_the_pumps_faults_of_the_joint_score() -> None:
     assert re.search(r"device_detection: devices=\d+ \([^)]*pump 2[^)]*\) anomalies=\d+ detected=\d+ "
                      r".*false_alerts_per_device_day=",
                      out.stdout.replace("\n", " ")), out.stdout[-2000:]
-    assert out.stdout.strip().splitlines()[-1].startswith("sim_detection: ")
+    lines = out.stdout.strip().splitlines()
+    assert lines[-1].startswith("sim_detection: ")  # stream or device alerts
+    assert any(line.startswith("sim_detection_streams: anomalies=") for line in lines)  # stream alerts alone

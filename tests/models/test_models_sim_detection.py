@@ -71,6 +71,25 @@ def test_match_alerts_without_alerts_or_windows() -> None:
     assert (only_alerts.true_alerts, only_alerts.false_alerts, only_alerts.precision) == (0, 1, 0.0)
 
 
+def test_a_device_alert_matches_every_label_of_its_device() -> None:
+    w = sd.AnomalyWindow
+    a = sd.RaisedAlert
+    windows = [
+        w("pump-1", None, "cavitation", 0, 10 * MIN),
+        w("pm-1", "power_w", "power_surge", 0, 10 * MIN),
+    ]
+    stream = [a("pm-1", "temperature_c", 5 * MIN)]  # wrong metric: false
+    device = [a("pump-1", None, 3 * MIN), a("pm-1", None, 4 * MIN), a("pm-1", None, 60 * MIN)]
+    alone = sd.match_alerts(stream, windows, grace_ms=0)
+    both = sd.match_alerts([*stream, *device], windows, grace_ms=0)
+    assert (alone.detected, alone.false_alerts) == (0, 1)
+    assert both.detected_at == (3 * MIN, 4 * MIN)
+    assert (both.true_alerts, both.false_alerts, both.recall) == (2, 2, 1.0)
+    assert sd.last_line(both, readings=10, stream_days=4.0, prefix="sim_detection_streams").startswith(
+        "sim_detection_streams: anomalies=2 detected=2 precision=0.500"
+    )
+
+
 def test_labels_on_unscored_streams_are_set_aside() -> None:
     w = sd.AnomalyWindow
     streams = frozenset({("cold-1", "temperature_c"), ("cold-1", "power_w")})
