@@ -34,7 +34,7 @@ from cloud.api import (
 )
 from cloud.api import train_jobs as train_jobs_api
 from cloud.api.strict_query import reject_unknown_query
-from cloud.auth import authorize_first
+from cloud.auth import PrincipalCache, authorize_first
 from cloud.console import router as console
 from cloud.db.engine import build_engine
 from cloud.db.migrate import MigrationError, ensure_schema
@@ -56,7 +56,8 @@ log = logging.getLogger(__name__)
 def create_app(settings: CloudSettings) -> FastAPI:
     """A new cloud API app for ``settings``; its database is opened when the app starts."""
     keyring = Keyring.from_settings(settings)
-    state = CloudState(settings=settings, keyring=keyring, route_solver=RouteSolver())
+    state = CloudState(settings=settings, keyring=keyring, route_solver=RouteSolver(),
+                       principals=PrincipalCache(settings.auth_cache_s) if settings.auth_cache_s > 0 else None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from cloud.settings import CloudSettings
 
 if TYPE_CHECKING:
+    from cloud.auth import PrincipalCache
     from cloud.jobs.worker import Worker
     from cloud.services.model_signing import Keyring
     from cloud.services.route_jobs import RouteSolver
@@ -27,6 +28,8 @@ class CloudState:
     settings: CloudSettings
     keyring: Keyring
     route_solver: RouteSolver
+    #: Stored tokens found recently (``cloud.auth.PrincipalCache``); None: every request looks its token up.
+    principals: PrincipalCache | None = field(default=None)
     engine: Engine | None = field(default=None)
     worker: Worker | None = field(default=None)
 

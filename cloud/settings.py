@@ -64,6 +64,10 @@ class CloudSettings(BaseSettings):
     #: Largest sync batch accepted after decompression, in bytes.
     max_decompressed_bytes: Annotated[int, Field(ge=1024, le=1 << 31)] = 64 * 1024 * 1024
     db_pool_size: Annotated[int, Field(ge=1, le=200)] = 5
+    #: Seconds an API process keeps a stored token it found (by its sha256), so that a gateway's sync costs
+    #: no token query; 0 looks every request up. Tokens are never revoked today; a revocation added later
+    #: would reach every replica within this time.
+    auth_cache_s: Annotated[float, Field(ge=0, le=3600)] = 30.0
     #: Allocations between two young garbage collections in an API process (``cloud.gc_tuning``);
     #: 0 keeps CPython's default (700): about 10 % more CPU per sync batch.
     gc_gen0_threshold: Annotated[int, Field(ge=0, le=10_000_000)] = 50_000
