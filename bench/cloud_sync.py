@@ -40,8 +40,10 @@ threads in the bench process, each waiting for its ack; each gateway's first 3 b
 untimed). CPU per batch is then the serving processes' (``/proc/<pid>/stat``) and the database's; the posting
 threads are the bench's own and are not counted, though they share the machine's two cores.
 
-Last line: ``cloud_sync: sqlite_records_per_s=<n> postgres_records_per_s=<n> postgres_served_records_per_s=<n>``
-(JSON; the served figure unless ``--served 0``), with
+Last line: ``cloud_sync: sqlite_records_per_s=<n> postgres_records_per_s=<n> postgres_in_process_records_per_s=<n>``
+(JSON): SQLite in-process with ``--sqlite-clients``; PostgreSQL as deployed (``--served``; in-process with
+``--clients`` where ``--served 0``), and in-process with ``--clients`` (the figure this line gave before the
+served mode, comparable with earlier runs); with
 ``columnar_sqlite_records_per_s=<n> columnar_postgres_records_per_s=<n>`` added for ``--encoding columnar``.
 """
 
@@ -279,6 +281,7 @@ def main() -> None:
 
     name = f"edgehouse_bench_{secrets.token_hex(4)}"
     admin = create_engine(f"{args.pg_server}/postgres", isolation_level="AUTOCOMMIT")
+    served: Run | None = None
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
@@ -298,9 +301,10 @@ def main() -> None:
         admin.dispose()
     columnar = (f" columnar_sqlite_records_per_s={sqlite['columnar'].records_per_s:.0f}"
                 f" columnar_postgres_records_per_s={pg['columnar'].records_per_s:.0f}") if "columnar" in pg else ""
-    served_field = f" postgres_served_records_per_s={served.records_per_s:.0f}" if args.served else ""
+    in_process = pg["json"].records_per_s
+    postgres = served.records_per_s if served is not None else in_process
     print(f"cloud_sync: sqlite_records_per_s={sqlite['json'].records_per_s:.0f} "
-          f"postgres_records_per_s={pg['json'].records_per_s:.0f}{served_field}{columnar}")
+          f"postgres_records_per_s={postgres:.0f} postgres_in_process_records_per_s={in_process:.0f}{columnar}")
 
 
 if __name__ == "__main__":
