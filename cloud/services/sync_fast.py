@@ -64,7 +64,7 @@ if set(_PLACED_MODELS) != set(sync_structs.PLACED_KINDS):
 def _add_structs(builder: PlanBuilder, records: list[Any], batch_v: int) -> bool:
     """:func:`_add_records` for the records as ``sync_structs`` decodes them; False at the first record the
     model path might judge otherwise."""
-    gw, now, seen, order, rejected = builder.gw, builder.now_ms, builder.seen, builder.order, builder.rejected
+    gw, now = builder.gw, builder.now_ms
     telemetry, scans, status = builder.rows["telemetry"], builder.rows["scan"], builder.rows["device_status"]
     reading_rows = builder.readings
     for rec in records:
@@ -92,14 +92,8 @@ def _add_structs(builder: PlanBuilder, records: list[Any], batch_v: int) -> bool
                                  or (b.qty < 1 and b.direction != COUNT_DIRECTION)
                                  or (m.v < 2 and b.direction == COUNT_DIRECTION)):
             return False  # ScanBody's and ScanMessage's validators, as _scan_consistent
-        if rid in seen:  # repeated inside the batch: stored (or not) once
+        if not _admit(builder, rid, f"{kind}:{device}:{boot}:{seq}"):  # protocols.sync.record_id
             continue
-        seen.add(rid)
-        expected = f"{kind}:{device}:{boot}:{seq}"  # protocols.sync.record_id
-        if rid != expected:
-            rejected.append(RejectedRecord(id=rid, reason=mismatch_reason(rid, expected)))
-            continue
-        order.append(rid)
         head = (gw, rid, device, boot, seq, m.msg_id, ts, rec.received_ts, now)
         if kind == "telemetry":
             telemetry.append((*head, len(readings)))
@@ -114,7 +108,7 @@ def _add_structs(builder: PlanBuilder, records: list[Any], batch_v: int) -> bool
 def _add_records(builder: PlanBuilder, records: list[Any], batch_v: int) -> bool:
     """Check what the models' validators check and add each record's rows; False at the first record
     the model path might judge otherwise."""
-    gw, now, seen, order, rejected = builder.gw, builder.now_ms, builder.seen, builder.order, builder.rejected
+    gw, now = builder.gw, builder.now_ms
     telemetry, scans, status = builder.rows["telemetry"], builder.rows["scan"], builder.rows["device_status"]
     reading_rows = builder.readings
     for rec in records:
@@ -135,14 +129,8 @@ def _add_records(builder: PlanBuilder, records: list[Any], batch_v: int) -> bool
                 return False
         elif kind == "scan" and not _scan_consistent(m, b):
             return False
-        if rid in seen:  # repeated inside the batch: stored (or not) once
+        if not _admit(builder, rid, f"{kind}:{device}:{boot}:{seq}"):  # protocols.sync.record_id
             continue
-        seen.add(rid)
-        expected = f"{kind}:{device}:{boot}:{seq}"  # protocols.sync.record_id
-        if rid != expected:
-            rejected.append(RejectedRecord(id=rid, reason=mismatch_reason(rid, expected)))
-            continue
-        order.append(rid)
         head = (gw, rid, device, boot, seq, m["msg_id"], ts, rec["received_ts"], now)
         if kind == "telemetry":
             telemetry.append((*head, len(readings)))
@@ -152,6 +140,19 @@ def _add_records(builder: PlanBuilder, records: list[Any], batch_v: int) -> bool
                           b.get("tag_id")))
         else:
             status.append((*head, b["state"], b["fw_version"], b.get("uptime_s", 0.0), b.get("reason")))
+    return True
+
+
+def _admit(builder: PlanBuilder, rid: str, expected: str) -> bool:
+    """Whether a device record is stored now: not repeated inside the batch (stored, or not, once) and its id
+    its content's (else rejected with the reason); in batch order."""
+    if rid in builder.seen:
+        return False
+    builder.seen.add(rid)
+    if rid != expected:
+        builder.rejected.append(RejectedRecord(id=rid, reason=mismatch_reason(rid, expected)))
+        return False
+    builder.order.append(rid)
     return True
 
 
