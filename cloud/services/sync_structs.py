@@ -9,8 +9,9 @@ no null for a missing field, unknown keys refused, numbers beyond a float's rang
 A reading's range is a tagged union on its metric. The rare record kinds (alerts, forecasts, stock) are
 decoded as a tag only and validated as their pydantic models from the record's own JSON.
 
-Measured on a 1,000-record batch of the realistic mix (373 KB of JSON): 1.6 ms to decode and check here
-against 6-7 ms in pydantic-core (``TypeAdapter.validate_json`` of the same shapes as TypedDicts).
+Measured on a 1,000-record batch of the realistic mix (373 KB of JSON): 1.8 ms to decode and check here
+against 6-7 ms in pydantic-core (``TypeAdapter.validate_json`` of the same shapes as TypedDicts). The Structs
+are ``gc=False`` (trees that never form cycles: the cyclic collector never walks the 10,000 of a batch).
 """
 
 from __future__ import annotations
