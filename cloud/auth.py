@@ -26,6 +26,7 @@ from typing import Annotated, Any, Final, Literal, get_args
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
 
 from cloud.db import repo
 from cloud.db.engine import reader
@@ -104,15 +105,20 @@ class PrincipalCache:
                 del self._entries[next(iter(self._entries))]
 
 
+def _without_lookup(digest: str, admin_token: str, cache: PrincipalCache | None) -> Principal | None:
+    """The principal of a token (by its sha256) known without the database: the admin's, or a cached one."""
+    if hmac.compare_digest(digest, hash_token(admin_token)):
+        return Principal(role="admin")
+    return cache.get(digest) if cache is not None else None
+
+
 def principal_for(token: str, admin_token: str, engine: Engine,
                   cache: PrincipalCache | None = None) -> Principal | None:
     """The principal a bearer token stands for, or None when it is unknown."""
     digest = hash_token(token)
-    if hmac.compare_digest(digest, hash_token(admin_token)):
-        return Principal(role="admin")
-    cached = cache.get(digest) if cache is not None else None
-    if cached is not None:
-        return cached
+    known = _without_lookup(digest, admin_token, cache)
+    if known is not None:
+        return known
     with reader(engine) as conn:
         row = repo.find_token(conn, digest)
     if row is None or row.role not in ROLES:
@@ -136,14 +142,8 @@ def console_token(request: Request) -> str | None:
     return token or None
 
 
-def authenticate(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)],
-    engine: EngineDep,
-    settings: SettingsDep,
-    state: Annotated[CloudState, Depends(get_state)],
-) -> Principal:
-    """The caller's principal; 401 when the token is missing or unknown."""
+def _bearer_token(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str:
+    """The request's bearer token (or the console's cookie); 401 when there is none."""
     token: str | None = None
     if credentials is not None and credentials.scheme.lower() == "bearer" and credentials.credentials:
         token = credentials.credentials
@@ -151,10 +151,41 @@ def authenticate(
         token = console_token(request)
     if token is None:
         raise ApiError(401, "missing bearer token", field="authorization", headers=_CHALLENGE)
-    principal = principal_for(token, settings.admin_token.get_secret_value(), engine, state.principals)
+    return token
+
+
+def _known(principal: Principal | None) -> Principal:
     if principal is None:
         raise ApiError(401, "unknown token", field="authorization", headers=_CHALLENGE)
     return principal
+
+
+def authenticate_now(request: Request, credentials: HTTPAuthorizationCredentials | None, state: CloudState
+                     ) -> Principal:
+    """:func:`authenticate` outside dependency injection (blocking: may query the database)."""
+    assert state.engine is not None
+    token = _bearer_token(request, credentials)
+    return _known(principal_for(token, state.settings.admin_token.get_secret_value(), state.engine,
+                                state.principals))
+
+
+async def authenticate(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)],
+    engine: EngineDep,
+    settings: SettingsDep,
+    state: Annotated[CloudState, Depends(get_state)],
+) -> Principal:
+    """The caller's principal; 401 when the token is missing or unknown.
+
+    The admin token and a token in :class:`PrincipalCache` are answered here, on the event loop; only a
+    lookup goes to the thread pool (a thread hop per request saved for a syncing gateway)."""
+    token = _bearer_token(request, credentials)
+    admin = settings.admin_token.get_secret_value()
+    known = _without_lookup(hash_token(token), admin, state.principals)
+    if known is not None:
+        return known
+    return _known(await run_in_threadpool(principal_for, token, admin, engine, state.principals))
 
 
 class RoleCheck:
@@ -230,7 +261,7 @@ def authorize_first(request: Request) -> None:
     scheme, _, token = header.partition(" ")
     credentials = (HTTPAuthorizationCredentials(scheme=scheme, credentials=token.strip())
                    if scheme and token.strip() else None)
-    principal = authenticate(request, credentials, state.engine, state.settings, state)
+    principal = authenticate_now(request, credentials, state)
     for check in checks:
         if isinstance(check, RoleCheck):
             check.authorize(principal, request.path_params)

@@ -67,20 +67,22 @@ def post_sync(
     raw: RawBody,
     engine: EngineDep,
     settings: SettingsDep,
-    response: Response,
     content_encoding: Annotated[str | None, Header()] = None,
     content_type: Annotated[str | None, Header()] = None,
-) -> SyncAck | JSONResponse:
+) -> Response:
     """Store every record of the batch at most once; the ack lists the ids stored now and those already held."""
     assert principal.gateway_id is not None, "gateway tokens are bound to a gateway"
-    response.headers.update(ADVERTISED)
     try:
         if is_columnar(content_type):
             document = columnar_document(raw, content_encoding, settings.max_decompressed_bytes)
-            return sync_columnar.ingest_columnar(engine, document, principal.gateway_id,
-                                                 settings.max_decompressed_bytes, _reorder_policy(settings))
-        return sync_service.ingest(engine, raw, content_encoding, principal.gateway_id,
-                                   settings.max_decompressed_bytes, _reorder_policy(settings))
+            ack = sync_columnar.ingest_columnar(engine, document, principal.gateway_id,
+                                                settings.max_decompressed_bytes, _reorder_policy(settings))
+        else:
+            ack = sync_service.ingest(engine, raw, content_encoding, principal.gateway_id,
+                                      settings.max_decompressed_bytes, _reorder_policy(settings))
+        # The ack as FastAPI would serialize ``response_model`` (by alias), answered here: for a plain ``def``
+        # endpoint FastAPI serializes the return value in its thread pool, a second thread hop per batch.
+        return Response(ack.model_dump_json(by_alias=True), media_type="application/json", headers=ADVERTISED)
     except ValidationError as exc:
         refused = validation_error_response(exc)
     except ServiceError as exc:  # answered here so that the refusal carries the advertisement too
