@@ -10,7 +10,7 @@ from typing import Any, Final
 from sqlalchemy import Connection, Select, func, select, tuple_, union_all
 
 from cloud.db.rollups import readings_hourly
-from cloud.db.tables import forecasts, gateways, readings, scans, telemetry
+from cloud.db.tables import forecasts, gateways, readings, scans
 
 DAY_MS: Final = 86_400_000
 
@@ -83,12 +83,12 @@ def daily_scans(conn: Connection, site: str, sku: str, direction: str, from_ts: 
 
 
 def device_ids(conn: Connection, limit: int) -> list[str]:
-    """Up to ``limit`` devices that sent telemetry, sorted.
+    """Up to ``limit`` devices that sent telemetry (every message holds a reading), sorted.
 
-    One probe of ``ix_telemetry_device_ts`` per device (a loose index scan: the next device after the last one)
-    instead of reading every message.
+    One probe of the readings' ``(device_id, metric, ts)`` index per device (a loose index scan: the next device
+    after the last one) instead of reading every reading.
     """
-    device = telemetry.c.device_id
+    device = readings.c.device_id
     walk = select(func.min(device).label("d")).cte("devices", recursive=True)
     walk = walk.union_all(select(select(func.min(device)).where(device > walk.c.d).scalar_subquery())
                           .where(walk.c.d.is_not(None)))
@@ -96,8 +96,17 @@ def device_ids(conn: Connection, limit: int) -> list[str]:
 
 
 def last_telemetry_ts(conn: Connection, device_id: str) -> int | None:
-    """The device clock of the device's newest telemetry, None without any."""
-    value = conn.execute(select(func.max(telemetry.c.ts)).where(telemetry.c.device_id == device_id)).scalar()
+    """The device clock of the device's newest telemetry, None without any.
+
+    By the readings' ``(device_id, metric, ts)`` index: its metrics by a loose scan, then the newest reading of
+    each (one probe each, per partition on PostgreSQL).
+    """
+    metric, of_device = readings.c.metric, readings.c.device_id == device_id
+    walk = select(func.min(metric).label("m")).where(of_device).cte("metrics", recursive=True)
+    walk = walk.union_all(select(select(func.min(metric)).where(of_device, metric > walk.c.m).scalar_subquery())
+                          .where(walk.c.m.is_not(None)))
+    newest = select(func.max(readings.c.ts)).where(of_device, metric == walk.c.m).scalar_subquery()
+    value = conn.execute(select(func.max(newest)).where(walk.c.m.is_not(None))).scalar()
     return None if value is None else int(value)
 
 
