@@ -170,12 +170,13 @@ class AnomalyScorer:
         return len(self._streams)
 
     def is_warm(self, stream_key: str) -> bool:
-        """Whether the stream is past its warm-up (its scores can rise above 0); 0/1 state streams
-        count as warm (their rule learns from the runs it sees)."""
+        """Whether the stream is past its warm-up (its scores can rise above 0); a 0/1 state stream
+        once its duration rule has seen the on-runs it learns from (quality gates count only warm
+        readings: a gate must not pass on readings no model could have alerted on)."""
         st = self._streams.get(stream_key)
         if st is None:
             return False
-        return st.state is not None or st.warm
+        return st.state.warm if st.state is not None else st.warm
 
     def score(self, stream_key: str, ts_ms: int, value: float) -> AnomalyResult:
         cfg = self.config

@@ -176,6 +176,11 @@ class StateRule:
     longest_ms: int = 0
     runs: int = 0
 
+    @property
+    def warm(self) -> bool:
+        """Whether the rule may alert: it has seen its `_STATE_MIN_RUNS` learning runs."""
+        return self.runs >= _STATE_MIN_RUNS
+
     def score(self, ts_ms: int, on: bool, cfg: StateSettings) -> float:
         if not on:
             if self.run_start is not None:
@@ -188,7 +193,7 @@ class StateRule:
         if self.run_start is None:
             self.run_start = ts_ms
         limit = max(cfg.state_min_on_s * 1000.0, cfg.state_run_factor * self.longest_ms)
-        if self.runs >= _STATE_MIN_RUNS and ts_ms - self.run_start >= limit:
+        if self.warm and ts_ms - self.run_start >= limit:
             self.run_alerted = True
             return 1.0
         return 0.0

@@ -139,8 +139,14 @@ def test_is_warm_after_the_warm_up_and_for_state_streams(anomaly_model: LoadedMo
         r = daily.score("t", i * 60_000, float(v))
         assert r.score == 0.0 or r.detector == "drift" or i >= 1440  # the drift test has its own warm-up
     assert daily.is_warm("t")
-    scorer.score("door", 0, 0.0)
-    assert scorer.is_warm("door")  # a 0/1 stream: its duration rule learns from the runs it sees
+    # A 0/1 stream: warm once its duration rule has seen the three on-runs it learns from.
+    for run in range(3):
+        assert not scorer.is_warm("door")
+        scorer.score("door", run * 600_000, 0.0)
+        scorer.score("door", run * 600_000 + 60_000, 1.0)
+    assert not scorer.is_warm("door")  # the third run is still on
+    scorer.score("door", 3 * 600_000, 0.0)
+    assert scorer.is_warm("door")
 
 
 def _excursions(drift: _Drift, cfg: AnomalyScorerConfig, before: float | None) -> tuple[list[int], float]:
