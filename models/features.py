@@ -36,12 +36,16 @@ class SensorStep:
 
 
 class _Ring:
-    """Fixed-capacity float64 history (index 0 = oldest kept reading)."""
+    """Fixed-capacity float64 history (index 0 = oldest kept reading).
 
-    __slots__ = ("_buf", "_count", "_head")
+    Every value is written twice, at its slot and one capacity further on, so any run of kept
+    readings is one contiguous slice of the buffer (no modulo, no index array per read)."""
+
+    __slots__ = ("_buf", "_cap", "_count", "_head")
 
     def __init__(self, capacity: int) -> None:
-        self._buf = np.zeros(capacity)
+        self._cap = capacity
+        self._buf = np.zeros(2 * capacity)
         self._head = 0  # next write position
         self._count = 0
 
@@ -50,21 +54,23 @@ class _Ring:
 
     @property
     def capacity(self) -> int:
-        return int(self._buf.shape[0])
+        return self._cap
 
     def append(self, value: float) -> None:
-        self._buf[self._head] = value
-        self._head = (self._head + 1) % self._buf.shape[0]
-        self._count = min(self._count + 1, self._buf.shape[0])
+        head, cap = self._head, self._cap
+        self._buf[head] = value
+        self._buf[head + cap] = value
+        self._head = head + 1 if head + 1 < cap else 0
+        if self._count < cap:
+            self._count += 1
 
-    def take(self, idx: np.ndarray) -> np.ndarray:
-        """Values at positions `idx` (0 = oldest kept), vectorised."""
-        cap = self._buf.shape[0]
-        return self._buf[(self._head - self._count + idx) % cap]
+    def span(self, start: int, stop: int) -> np.ndarray:
+        """Values at positions ``start <= i < stop`` (0 = oldest kept), a view of the buffer."""
+        base = self._head + self._cap - self._count
+        return self._buf[base + start : base + stop]
 
     def at(self, i: int) -> float:
-        cap = self._buf.shape[0]
-        return float(self._buf[(self._head - self._count + i) % cap])
+        return float(self._buf[self._head + self._cap - self._count + i])
 
 
 class SensorFeatureState:
@@ -192,19 +198,20 @@ class SensorFeatureState:
         take = min(w, n_hist - 1)
         # recent window, oldest first, relative to the last value; missing history stays 0
         if take:
-            out[w - take : w] = (hist.take(np.arange(n_hist - 1 - take, n_hist - 1)) - last) / std
+            out[w - take : w] = (hist.span(n_hist - 1 - take, n_hist - 1) - last) / std
         lag = self._lag or 0
         h = cfg.seasonal_half_width
         # readings around t+1-lag; index of x[t] is n_hist-1, so x[t+1-lag+j] is at n_hist-lag+j
+        # (j = -h..h, those not after x[t])
         if lag and n_hist - lag - h >= 0:
-            idx = n_hist - lag + np.arange(-h, h + 1)
-            valid = idx <= n_hist - 1
-            ref = hist.take(idx[valid])
+            first = n_hist - lag - h
+            valid = min(2 * h + 1, lag + h)
+            ref = hist.span(first, first + valid)
             if self._shifts:
-                number = idx[valid] + (self._n - n_hist)
+                number = np.arange(first, first + valid) + (self._n - n_hist)
                 for since, delta in self._shifts:
                     ref = ref + np.where(number < since, delta, 0.0)
-            out[w : w + 2 * h + 1][valid] = (ref - last) / std
+            out[w : w + valid] = (ref - last) / std
             out[-1] = 1.0
         np.minimum(np.maximum(out, -cfg.clip, out=out), cfg.clip, out=out)  # np.clip, without its wrapper
         return SensorStep(features=out, last_value=last, mean=self._mean, std=std, ready=n_hist >= cfg.window)

@@ -88,6 +88,12 @@ class LoadedModel:
         self._out_idx = [int(d["index"]) for d in outs]
         self._in_specs = manifest.inputs
         self._out_specs = manifest.outputs
+        #: predict_one without the general path's per-call checks: one float32 input and output.
+        self._float_one = (
+            len(ins) == 1 and len(outs) == 1
+            and manifest.inputs[0].dtype == "float32" and manifest.outputs[0].dtype == "float32"
+        )
+        self._in_shape = manifest.inputs[0].shape if manifest.inputs else ()
 
     def _prepare(self, x: np.ndarray, spec: TensorSpec) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32).reshape(spec.shape)
@@ -118,6 +124,11 @@ class LoadedModel:
 
     def predict_one(self, x: np.ndarray) -> np.ndarray:
         """Single input, single output, batch 1: returns the output row."""
+        if self._float_one:
+            interp = self._interp
+            interp.set_tensor(self._in_idx[0], np.asarray(x, dtype=np.float32).reshape(self._in_shape))
+            interp.invoke()
+            return interp.get_tensor(self._out_idx[0]).reshape(-1)
         return self.predict(x)[0].reshape(-1)
 
 
