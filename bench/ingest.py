@@ -25,7 +25,8 @@ truth expected minus what the agent stored (over runs 2 and 3). RSS is the agent
 (VmHWM). No cloud runs: the outbox just grows.
 
 Last line: ``ingest: msgs_per_s=<n> raw_paho_msgs_per_s=<n> ratio=<r> rss_mb=<m> lost=<k>``
-(``msgs_per_s`` from run 2, the live stream).
+(``msgs_per_s`` from run 2, the live stream), with ``--models`` also ``scored_readings_per_s=<n>``:
+the anomaly scorer's readings per second on the agent's one core, shared with ingest.
 """
 
 from __future__ import annotations
@@ -142,8 +143,10 @@ def _drain(watch: _Watch, target: int, progress: Progress, task: int, timeout_s:
         raise SystemExit(f"agent received {watch.n - watch.base} of {target} messages in {timeout_s} s")
 
 
-def scoring_report(agent: AgentProcess, watch: _Watch, progress: Progress) -> None:
-    """Whether anomaly scoring kept up with the live stream: skipped messages, catch-up time."""
+def scoring_report(agent: AgentProcess, watch: _Watch, progress: Progress) -> float:
+    """Whether anomaly scoring kept up with the live stream: skipped messages, catch-up time; returns
+    the scorer's throughput on the agent's one core, shared with ingest (readings scored per second
+    from the first message to the last score)."""
     prefix = "edgehouse_agent_inference_"
     # The backlog gauge is set at the end of each scoring pass, so "done" is: backlog 0 and no
     # new score for a second; the catch-up time is when the last score landed.
@@ -158,21 +161,25 @@ def scoring_report(agent: AgentProcess, watch: _Watch, progress: Progress) -> No
         watch.poll()
         time.sleep(0.1)
     caught_up_s = max(0.0, changed - watch.t_last)
+    span = changed - watch.t_first
+    per_s = scored / span if span > 0 else 0.0
     telemetry = int(agent.status()["stored"]["telemetry"])
     progress.console.print(
         f"anomaly scoring, live stream: {telemetry:,} telemetry messages stored, "
         f"{agent.metric(prefix + 'scored_readings_total'):,.0f} readings "
         f"scored, {agent.metric(prefix + 'dropped_messages_total'):,.0f} messages skipped (more than "
-        f"models.queue_size behind), backlog cleared {caught_up_s:.1f} s after the last message arrived"
+        f"models.queue_size behind), backlog cleared {caught_up_s:.1f} s after the last message arrived; "
+        f"{per_s:,.0f} readings scored per second on the agent's one core, shared with ingest"
     )
     progress.console.print(
         f"device scoring (multichannel messages, joint per device): "
         f"{agent.metric('edgehouse_agent_device_scored_messages_total'):,.0f} messages scored, "
         f"{agent.metric('edgehouse_agent_device_dropped_messages_total'):,.0f} skipped"
     )
+    return per_s
 
 
-def agent_runs(fleet, backlog_fleet, broker, workdir: Path, args, progress: Progress) -> tuple[float, float, float, int]:  # type: ignore[no-untyped-def]
+def agent_runs(fleet, backlog_fleet, broker, workdir: Path, args, progress: Progress) -> tuple[float, float, float, int, float]:  # type: ignore[no-untyped-def]
     gw = fleet.gateway_ids[0]
     agent = AgentProcess(
         gateway_id=gw, site=fleet.site_of(gw), workdir=workdir, mqtt_host=broker.host, mqtt_port=broker.port,
@@ -194,8 +201,7 @@ def agent_runs(fleet, backlog_fleet, broker, workdir: Path, args, progress: Prog
     summaries.append(live_summary)
     _drain(watch, live_summary.published, progress, task)
     live_rate, peak = watch.rate, watch.peak_rss
-    if args.models:
-        scoring_report(agent, watch, progress)
+    scored_per_s = scoring_report(agent, watch, progress) if args.models else 0.0
     # run 3: backlog queued at the broker while the agent is down, then drained
     agent.stop()
     task = progress.add_task("queue at the broker (agent down)", total=args.count)
@@ -215,7 +221,7 @@ def agent_runs(fleet, backlog_fleet, broker, workdir: Path, args, progress: Prog
     with sqlite3.connect(f"file:{agent.data_dir / 'agent.db'}?mode=ro", uri=True) as db:
         stored = sum(db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("telemetry", "scans"))
     expected = sum(s.expected_stored.telemetry + s.expected_stored.scan for s in summaries)
-    return live_rate, drain_rate, peak, expected - stored
+    return live_rate, drain_rate, peak, expected - stored, scored_per_s
 
 
 def main() -> None:
@@ -241,7 +247,7 @@ def main() -> None:
             with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,}"),
                           TimeElapsedColumn(), console=console) as progress:
                 raw = raw_paho(fleets[0], broker, args, progress)
-                live, drain, rss, lost = agent_runs(fleets[1], fleets[2], broker, Path(tmp) / "agent",
+                live, drain, rss, lost, scored_per_s = agent_runs(fleets[1], fleets[2], broker, Path(tmp) / "agent",
                                                     args, progress)
         finally:
             broker.stop()
@@ -250,7 +256,7 @@ def main() -> None:
                   f"{args.mix} mix, models {'on' if args.models else 'off'}")
     console.print(f"agent capacity, draining a {args.count:,}-message backlog on one core: {drain:,.0f} msgs/s")
     print(f"ingest: msgs_per_s={live:.0f} raw_paho_msgs_per_s={raw:.0f} ratio={live / raw:.2f} "
-          f"rss_mb={rss:.1f} lost={lost}")
+          f"rss_mb={rss:.1f} lost={lost}" + (f" scored_readings_per_s={scored_per_s:.0f}" if args.models else ""))
 
 
 if __name__ == "__main__":

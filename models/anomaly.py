@@ -217,33 +217,32 @@ class AnomalyScorer:
             expected = best_expected = last + mu * std
             surprise = math.log(min(abs(value - expected) / (std * sigma), cfg.max_surprise) + 1e-3)
             lk = st.likelihood
-            means = lk.push(surprise)
             if not st.warm and lk.n >= cfg.warmup:
                 st.warm = features.count >= cfg.warmup_days * (features.seasonal_lag or 0)
-            if st.warm:
-                for w, t in zip(cfg.windows, lk.log_tails(means, cfg.tail_quantile), strict=True):
+            q = cfg.tail_quantile if st.warm else None
+            horizon = cfg.long_horizon
+            for w, t in zip(cfg.windows, lk.observe(surprise, horizon, q), strict=True):
+                if q is not None:
                     tests += 1
                     if t > best:
                         best, best_test, best_window = t, "forecast" if w == 1 else "forecast_mean", w
-                if cfg.level_test:
+            if cfg.level_test:
+                t = st.level.observe(level, horizon, q)
+                if q is not None:
                     tests += 1
-                    t = st.level.log10_tail(level, cfg.tail_quantile)
                     if t > best:
                         best, best_test, best_window, best_expected = t, "level", 1, features.mean
-                for period, x in periodic:
-                    if x is not None and period.tail.n >= cfg.warmup:
-                        tests += 1
-                        t = period.tail.log10_tail(x, cfg.tail_quantile)
-                        if t > best:
-                            best, best_test = t, _PERIOD_TEST.get(period.days, "week")
-                            best_window = len(period.diffs) if period.diffs is not None else 1
-                            best_expected = value - (period.total / best_window) * features.std
-            lk.update(means, cfg.long_horizon)
-            if cfg.level_test:
-                st.level.update(level, cfg.long_horizon)
             for period, x in periodic:
-                if x is not None:
-                    period.tail.update(x, cfg.long_horizon)
+                if x is None:
+                    continue
+                tested = q is not None and period.tail.n >= cfg.warmup
+                t = period.tail.observe(x, horizon, q if tested else None)
+                if tested:
+                    tests += 1
+                    if t > best:
+                        best, best_test = t, _PERIOD_TEST.get(period.days, "week")
+                        best_window = len(period.diffs) if period.diffs is not None else 1
+                        best_expected = value - (period.total / best_window) * features.std
         log10_p = best - math.log10(tests) if tests > 1 else best  # Bonferroni over the m tests
         if cfg.calibration_s > 0.0 and st.interval_ms > 0.0 and tests:
             # per unit of stream time: a stream read every 5 minutes makes a fifth as many tests a minute

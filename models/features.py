@@ -91,6 +91,12 @@ class SensorFeatureState:
         self._lag: int | None = None  # readings per day, once known (0 = unusable)
         keep = config.max_seasonal_lag + config.seasonal_half_width + 2
         self._hist = _Ring(max(keep, config.window, config.history_keep))
+        # the config's values, read once (one call per reading on the gateway)
+        self._n_inputs = config.n_inputs
+        self._w = config.window - 1
+        self._h = config.seasonal_half_width
+        self._clip = config.clip
+        self._ready_at = config.window
 
     @property
     def count(self) -> int:
@@ -141,10 +147,11 @@ class SensorFeatureState:
         """The reading `days` daily lags before the reading about to be pushed (None if unknown
         or not kept), corrected by any level change re-learnt since (see :meth:`relearn`)."""
         lag = self._lag or 0
-        idx = len(self._hist) - days * lag
+        hist = self._hist
+        idx = hist._count - days * lag
         if not lag or idx < 0:
             return None
-        value = self._hist.at(idx)
+        value = float(hist._buf[hist._head + hist._cap - hist._count + idx])
         if self._shifts:
             number = self._n - days * lag
             value += sum(delta for since, delta in self._shifts if number < since)
@@ -189,18 +196,17 @@ class SensorFeatureState:
         return self._features(value)
 
     def _features(self, last: float) -> SensorStep:
-        cfg = self._cfg
-        std = self._std()
+        std = math.sqrt(self._var) if self._var > 1e-12 else 1.0
         hist = self._hist
-        n_hist = len(hist)
-        out = np.zeros(cfg.n_inputs, dtype=np.float32)
-        w = cfg.window - 1
+        n_hist = hist._count
+        out = np.zeros(self._n_inputs, dtype=np.float32)
+        w = self._w
         take = min(w, n_hist - 1)
         # recent window, oldest first, relative to the last value; missing history stays 0
         if take:
             out[w - take : w] = (hist.span(n_hist - 1 - take, n_hist - 1) - last) / std
         lag = self._lag or 0
-        h = cfg.seasonal_half_width
+        h = self._h
         # readings around t+1-lag; index of x[t] is n_hist-1, so x[t+1-lag+j] is at n_hist-lag+j
         # (j = -h..h, those not after x[t])
         if lag and n_hist - lag - h >= 0:
@@ -213,8 +219,9 @@ class SensorFeatureState:
                     ref = ref + np.where(number < since, delta, 0.0)
             out[w : w + valid] = (ref - last) / std
             out[-1] = 1.0
-        np.minimum(np.maximum(out, -cfg.clip, out=out), cfg.clip, out=out)  # np.clip, without its wrapper
-        return SensorStep(features=out, last_value=last, mean=self._mean, std=std, ready=n_hist >= cfg.window)
+        clip = self._clip
+        np.minimum(np.maximum(out, -clip, out=out), clip, out=out)  # np.clip, without its wrapper
+        return SensorStep(features=out, last_value=last, mean=self._mean, std=std, ready=n_hist >= self._ready_at)
 
 
 def sensor_training_pairs(

@@ -32,11 +32,6 @@ _REFRESH = 8  # readings between two refreshes of the tail summary
 _LN10 = math.log(10.0)
 
 
-def _bin(x: float) -> int:
-    b = int((x - _LOG_MIN) / (_LOG_MAX - _LOG_MIN) * _BINS)
-    return 0 if b < 0 else _BINS - 1 if b >= _BINS else b
-
-
 @dataclass(slots=True)
 class DecayedTail:
     """Decayed histogram of a log-surprise with an exponential (peaks-over-threshold) upper tail.
@@ -54,9 +49,9 @@ class DecayedTail:
     _log10_pu: float = 0.0
 
     def _refresh(self, tail_quantile: float) -> None:
-        above = np.cumsum(self.counts[::-1])[::-1]  # above[b] = weight in bins >= b
+        above = self.counts[::-1].cumsum()[::-1]  # above[b] = weight in bins >= b
         frac = above / self.total
-        u = int(np.argmax(frac <= tail_quantile)) if frac[-1] <= tail_quantile else _BINS - 1
+        u = int((frac <= tail_quantile).argmax()) if frac[-1] <= tail_quantile else _BINS - 1
         self._above = above.tolist()
         self._total = self.total
         self._u = u
@@ -65,26 +60,27 @@ class DecayedTail:
             self._beta = max(excess, _WIDTH)
             self._log10_pu = math.log10(float(above[u]) / self.total)
 
-    def log10_tail(self, x: float, tail_quantile: float) -> float:
-        """-log10 of the probability of a value at least this large."""
-        if self.total <= 0.0:
-            return 0.0
-        if not self._above or self.n % _REFRESH == 0:
-            self._refresh(tail_quantile)
-        b = _bin(x)
-        u = self._u
-        above = self._above[b]
-        if b <= u or self._above[u] <= 0.0:
-            return -math.log10((above + self.weight) / (self._total + self.weight))
-        pot = -(self._log10_pu - (x - _CENTERS[u]) / self._beta / _LN10)
-        if above <= 0.0:  # beyond every value seen: the fitted tail alone
-            return pot
-        # never rarer than the values this large already seen (a recurring rare event is normal)
-        return min(pot, -math.log10((above + self.weight) / (self._total + self.weight)))
-
-    def update(self, x: float, horizon: int) -> None:
+    def observe(self, x: float, horizon: int, tail_quantile: float | None = None) -> float:
+        """Fold in one surprise (exponential forgetting over `horizon` readings); with a
+        `tail_quantile`, first return -log10 of the probability of a value at least this large
+        against the history before it (else 0)."""
+        b = int((x - _LOG_MIN) / (_LOG_MAX - _LOG_MIN) * _BINS)
+        b = 0 if b < 0 else _BINS - 1 if b >= _BINS else b
+        t = 0.0
+        if tail_quantile is not None and self.total > 0.0:
+            if not self._above or self.n % _REFRESH == 0:
+                self._refresh(tail_quantile)
+            u = self._u
+            above = self._above[b]
+            if b <= u or self._above[u] <= 0.0:
+                t = -math.log10((above + self.weight) / (self._total + self.weight))
+            else:
+                t = -(self._log10_pu - (x - _CENTERS[u]) / self._beta / _LN10)
+                if above > 0.0:  # never rarer than the values this large already seen (a recurring rare event is normal)
+                    t = min(t, -math.log10((above + self.weight) / (self._total + self.weight)))
+                # else: beyond every value seen, the fitted tail alone
         self.n += 1
-        self.counts[_bin(x)] += self.weight
+        self.counts[b] += self.weight
         self.total += self.weight
         self.weight *= 1.0 + 1.0 / horizon  # newer readings weigh more: exponential forgetting
         if self.weight > 1e6:
@@ -93,6 +89,7 @@ class DecayedTail:
             self._above = [a / self.weight for a in self._above]
             self._total /= self.weight
             self.weight = 1.0
+        return t
 
 
 class WindowedTails:
@@ -112,22 +109,22 @@ class WindowedTails:
     def n(self) -> int:
         return self._tails[0].n
 
-    def push(self, surprise: float) -> list[float]:
-        """Fold in a reading's surprise; return the trailing means (before any tail update)."""
+    def observe(self, surprise: float, horizon: int, tail_quantile: float | None = None) -> list[float]:
+        """Fold in a reading's surprise; with a `tail_quantile`, return each trailing mean's
+        -log10 tail probability against its history before this reading (else zeros)."""
         recent = self._recent
+        sums = self._sums
+        n = len(recent)
+        out = []
         for i, w in enumerate(self._windows):
-            self._sums[i] += surprise
-            if len(recent) >= w:
-                self._sums[i] -= recent[-w]
+            sums[i] += surprise
+            if n >= w:
+                sums[i] -= recent[-w]
         recent.append(surprise)
-        return [self._sums[i] / min(w, len(recent)) for i, w in enumerate(self._windows)]
-
-    def log_tails(self, means: list[float], tail_quantile: float) -> list[float]:
-        return [t.log10_tail(m, tail_quantile) for t, m in zip(self._tails, means, strict=True)]
-
-    def update(self, means: list[float], horizon: int) -> None:
-        for t, m in zip(self._tails, means, strict=True):
-            t.update(m, horizon)
+        n += 1
+        for i, w in enumerate(self._windows):
+            out.append(self._tails[i].observe(sums[i] / min(w, n), horizon, tail_quantile))
+        return out
 
 
 @dataclass(slots=True)
@@ -140,16 +137,23 @@ class PeriodTest:
     tail: DecayedTail = field(default_factory=DecayedTail)
     diffs: deque[float] | None = None  # created once the stream's daily lag is known
     total: float = 0.0
+    #: Whether the test can be made on this stream (a daily lag, and the days kept); None: lag not known yet.
+    usable: bool | None = None
 
     def surprise(self, features: SensorFeatureState, value: float, day_fraction: float) -> float | None:
-        lag = features.seasonal_lag
-        if not lag or not features.keeps_days(self.days):
+        usable = self.usable
+        if usable is None:  # decided once the stream's daily lag is known (it never changes after)
+            lag = features.seasonal_lag
+            if lag is None:
+                return None
+            usable = self.usable = bool(lag) and features.keeps_days(self.days)
+        if not usable:
             return None
         before = features.days_ago(self.days)
         if before is None:
             return None
         if self.diffs is None:
-            self.diffs = deque(maxlen=max(1, round(day_fraction * lag)))
+            self.diffs = deque(maxlen=max(1, round(day_fraction * (features.seasonal_lag or 0))))
         diffs = self.diffs
         diff = (value - before) / features.std
         if len(diffs) == diffs.maxlen:
