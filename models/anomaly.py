@@ -285,9 +285,9 @@ class AnomalyScorer:
             if alarm.n >= cfg.relearn_after:
                 self._check_new_normal(st)
         if step.ready:
-            out = self.model.predict_one(step.features)
-            sigma = math.exp(min(max(float(out[1]), -4.0), 4.0))
-            st.pending = (float(out[0]), sigma, step.last_value, step.std)
+            mu, log_spread = self.model.predict_one(step.features).tolist()
+            sigma = math.exp(min(max(log_spread, -4.0), 4.0))
+            st.pending = (mu, sigma, step.last_value, step.std)
         window_start = None
         if best_window > 1:
             recent = st.recent_ts

@@ -94,6 +94,12 @@ class LoadedModel:
             and manifest.inputs[0].dtype == "float32" and manifest.outputs[0].dtype == "float32"
         )
         self._in_shape = manifest.inputs[0].shape if manifest.inputs else ()
+        # The wrapped C++ interpreter's own calls, where the runtime has them (ai_edge_litert and
+        # tflite_runtime both do): the Python wrappers add frames and a check that no numpy view
+        # of an internal buffer is alive, and this class never makes one (no ``tensor()`` call).
+        # Looked up on every call: a reference kept here would itself fail that check in invoke().
+        inner = getattr(interpreter, "_interpreter", None)
+        self._direct = all(callable(getattr(inner, n, None)) for n in ("SetTensor", "Invoke", "GetTensor"))
 
     def _prepare(self, x: np.ndarray, spec: TensorSpec) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32).reshape(spec.shape)
@@ -125,10 +131,16 @@ class LoadedModel:
     def predict_one(self, x: np.ndarray) -> np.ndarray:
         """Single input, single output, batch 1: returns the output row."""
         if self._float_one:
+            x = np.asarray(x, dtype=np.float32).reshape(self._in_shape)
+            if self._direct:
+                inner = self._interp._interpreter
+                inner.SetTensor(self._in_idx[0], x)
+                inner.Invoke()
+                return inner.GetTensor(self._out_idx[0]).reshape(-1)  # type: ignore[no-any-return]
             interp = self._interp
-            interp.set_tensor(self._in_idx[0], np.asarray(x, dtype=np.float32).reshape(self._in_shape))
+            interp.set_tensor(self._in_idx[0], x)
             interp.invoke()
-            return interp.get_tensor(self._out_idx[0]).reshape(-1)
+            return interp.get_tensor(self._out_idx[0]).reshape(-1)  # type: ignore[no-any-return]
         return self.predict(x)[0].reshape(-1)
 
 
