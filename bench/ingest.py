@@ -26,7 +26,10 @@ truth expected minus what the agent stored (over runs 2 and 3). RSS is the agent
 
 Last line: ``ingest: msgs_per_s=<n> raw_paho_msgs_per_s=<n> ratio=<r> rss_mb=<m> lost=<k>``
 (``msgs_per_s`` from run 2, the live stream), with ``--models`` also ``scored_readings_per_s=<n>``:
-the anomaly scorer's readings per second on the agent's one core, shared with ingest.
+the anomaly scorer's readings per second on the agent's one core while ingest takes what it needs
+of that core first (at the default offered load ingest saturates it, so this is the scorer's share
+of an overloaded core, the rest skipped as ``models.queue_size`` allows; the scorer's own speed is
+``bench/nab.py``'s us/reading).
 """
 
 from __future__ import annotations
