@@ -38,7 +38,12 @@ def console_tokens(cloud_url: str, admin_token: str) -> dict[str, str]:
 
 
 def _until_interrupted() -> None:
-    threading.Event().wait()
+    """Block until Ctrl-C. In short waits: Python runs a signal's handler (raising KeyboardInterrupt)
+    only in the main thread, between bytecodes; when the kernel hands SIGINT to another thread of the
+    process, a wait without a timeout would never return to notice it."""
+    never = threading.Event()
+    while not never.wait(0.5):
+        pass
 
 
 def offer_console(console: Console, cloud_url: str, admin_token: str, keep: bool,
@@ -51,8 +56,8 @@ def offer_console(console: Console, cloud_url: str, admin_token: str, keep: bool
     console.print(f"\n[b]console:[/] {cloud_url}/console  (log in with one of these tokens)")
     for role, token in tokens.items():
         console.print(f"  {role:9s}{token}", soft_wrap=True, highlight=False)
-    console.print("the cloud and the broker stay up: press Ctrl-C to stop", highlight=False)
-    try:
+    try:  # a Ctrl-C right after the line (before the wait) is a Ctrl-C too
+        console.print("the cloud and the broker stay up: press Ctrl-C to stop", highlight=False)
         wait()
     except KeyboardInterrupt:
         console.print("stopping …")

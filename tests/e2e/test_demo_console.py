@@ -23,6 +23,31 @@ def test_keep_follows_the_flag_else_the_terminal() -> None:
     assert wants_keep(None, live=True) is (sys.stdin.isatty() and sys.stdout.isatty())
 
 
+_SIGINT_ON_ANOTHER_THREAD = """
+import signal, threading, time
+from edgehouse_cli.demo_console import _until_interrupted
+
+def helper():
+    time.sleep(0.3)
+    signal.pthread_kill(threading.get_ident(), signal.SIGINT)  # the kernel may pick any thread
+    time.sleep(60)
+
+threading.Thread(target=helper, daemon=True).start()
+try:
+    _until_interrupted()
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+
+
+def test_the_wait_ends_when_ctrl_c_lands_on_another_thread() -> None:
+    # A process-directed SIGINT goes to any thread; Python raises KeyboardInterrupt only in the main
+    # thread, between bytecodes, so a wait without a timeout never woke up (a demo that ignored Ctrl-C).
+    done = subprocess.run([sys.executable, "-c", _SIGINT_ON_ANOTHER_THREAD], capture_output=True, text=True,
+                          timeout=20, check=False)
+    assert done.stdout.strip() == "interrupted", done.stdout + done.stderr
+
+
 def _read_until(proc: subprocess.Popen[str], marker: str, timeout_s: float) -> str:
     out: list[str] = []
     deadline = time.monotonic() + timeout_s
