@@ -264,7 +264,8 @@ class Agent:
         """Start, wait for ``stop``, stop (the CLI maps SIGTERM/SIGINT to ``stop``)."""
         self.start()
         try:
-            stop.wait()
+            while not stop.wait(0.5):  # short waits: see edge_agent.daemon (signals reach the main thread late)
+                pass
         finally:
             self.stop()
 

@@ -67,6 +67,14 @@ def install_stop_signals(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
+def wait_for_stop(stop: threading.Event) -> None:
+    """Block until ``stop`` is set, in short waits: a signal's Python handler runs only in the main
+    thread, between bytecodes, and the kernel may hand SIGTERM to another of the agent's threads,
+    which would never wake a wait without a timeout (the agent would ignore the signal)."""
+    while not stop.wait(0.5):
+        pass
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="edgehouse-agent run",
@@ -113,7 +121,7 @@ def run(config: Path, validate_config: bool = False) -> int:
     # Type=notify: systemd counts the service as started only now (store open, threads running).
     notify("READY=1", f"STATUS=gateway {cfg.gateway_id} (site {cfg.site}) running", f"MAINPID={os.getpid()}")
     try:
-        stop.wait()
+        wait_for_stop(stop)
     finally:
         notify("STOPPING=1", "STATUS=stopping: draining ingest, last sync round")
         agent.stop()

@@ -267,3 +267,29 @@ def test_malloc_arena_cap_applies_on_glibc_unless_the_operator_set_one(
     assert limit_malloc_arenas() is True
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
     assert limit_malloc_arenas() is False
+
+
+_SIGTERM_ON_ANOTHER_THREAD = textwrap.dedent("""
+    import signal, threading, time
+    from edge_agent.daemon import install_stop_signals, wait_for_stop
+
+    stop = threading.Event()
+    install_stop_signals(stop)
+
+    def worker():
+        time.sleep(0.3)
+        signal.pthread_kill(threading.get_ident(), signal.SIGTERM)  # the kernel may pick any thread
+        time.sleep(60)
+
+    threading.Thread(target=worker, daemon=True).start()
+    wait_for_stop(stop)
+    print("stopped")
+""")
+
+
+def test_sigterm_handed_to_another_thread_still_stops_the_agent() -> None:
+    # A process-directed signal goes to any thread; its Python handler runs only in the main thread,
+    # between bytecodes, so a stop.wait() without a timeout never woke up and the agent ignored SIGTERM.
+    done = subprocess.run([sys.executable, "-c", _SIGTERM_ON_ANOTHER_THREAD], capture_output=True, text=True,
+                          timeout=20, check=False, cwd=REPO)
+    assert done.stdout.strip() == "stopped", done.stdout + done.stderr
