@@ -8,6 +8,7 @@ console's fleet page shows them go late, then offline, while the cloud and the b
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -38,12 +39,18 @@ def console_tokens(cloud_url: str, admin_token: str) -> dict[str, str]:
 
 
 def _until_interrupted() -> None:
-    """Block until Ctrl-C. In short waits: Python runs a signal's handler (raising KeyboardInterrupt)
-    only in the main thread, between bytecodes; when the kernel hands SIGINT to another thread of the
-    process, a wait without a timeout would never return to notice it."""
-    never = threading.Event()
-    while not never.wait(0.5):
-        pass
+    """Block until Ctrl-C (main thread). Python's KeyboardInterrupt handler is put in place for the wait:
+    a process started with SIGINT ignored (any background job of a shell without job control, such as a
+    CI script) would otherwise never see it. In short waits: Python runs a signal's handler only in the
+    main thread, between bytecodes; when the kernel hands SIGINT to another thread of the process, a
+    wait without a timeout would never return to notice it."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        never = threading.Event()
+        while not never.wait(0.5):
+            pass
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def offer_console(console: Console, cloud_url: str, admin_token: str, keep: bool,
