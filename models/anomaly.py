@@ -24,7 +24,10 @@ every surprise histogram keeps learning (so a persisting surprise stops being on
 CUSUM restarts from a re-based baseline (models.stream_rules), and `relearn_after` readings after
 the alarm their mean and spread are compared with the stream's normal: a lasting change of level
 (or a wider spread) becomes the new running mean (and variance), and references from before the
-change (a day or a week back) are corrected by it. See models/README.md for the bound.
+change (a day or a week back) are corrected by it. Below an alarm (`once_per_level`), a score
+above `refractory_cap` is reported only if it exceeds every score reported in the previous
+`refractory` readings: an excursion that never alarms is reported once at each level it reaches.
+See models/README.md for the bound.
 
 Two detectors that the network's short windows cannot provide (models.stream_rules): slow drift
 (`DriftCusum`, score `threshold * statistic / drift_limit`, reaching the threshold exactly at the
@@ -116,6 +119,8 @@ class _Stream:
     seen: int = 0
     rise: int = 0  # readings of an alarm whose score is still rising (0: none)
     rise_peak: float = 0.0
+    level_peak: float = 0.0  # once_per_level: the last score reported above the cap below an alarm ...
+    level_until: int = 0  # ... and the last reading number it holds for
     drift: DriftCusum = field(default_factory=DriftCusum)
     state: StateRule | None = field(default_factory=StateRule)  # None once a value is not 0/1
     alarm: _Alarm | None = None
@@ -278,6 +283,11 @@ class AnomalyScorer:
             st.alarm = _Alarm(features.count + 1, features.mean, features.var)
         if quiet:
             score = min(score, cfg.refractory_cap)
+        elif cfg.once_per_level and score > cfg.refractory_cap and not (alarm_now or drift_alarm):
+            if st.seen <= st.level_until and score <= st.level_peak:
+                score = cfg.refractory_cap  # this excursion was reported at this level already
+            else:
+                st.level_peak, st.level_until = score, st.seen + cfg.refractory
         step = features.push(ts_ms, value)
         alarm = st.alarm
         if alarm is not None and features.count > alarm.since:

@@ -79,6 +79,13 @@ class AnomalyScorerConfig(BaseModel):
         le=1.0,
         description="the highest score during a refractory period (keep it below the agent's clear level)",
     )
+    once_per_level: bool = Field(
+        default=True,
+        description="below an alarm, a score above refractory_cap is reported only if it exceeds every "
+        "score reported in the previous `refractory` readings (else capped at refractory_cap): an "
+        "excursion that never alarms is reported once at each level it reaches, so a threshold below "
+        "alarm_from sees it once instead of on every reading (scores from alarm_from on are unchanged)",
+    )
     relearn_after: int = Field(
         default=30,
         ge=2,

@@ -122,3 +122,26 @@ def test_irregular_sampling(anomaly_model: LoadedModel) -> None:
     scores = _scores(anomaly_model, ts, x)
     assert len(_raises(scores[:CHANGE])) <= 1
     _assert_one_alert_then_recovery(scores)
+
+
+def test_below_an_alarm_each_level_is_reported_once(anomaly_model: LoadedModel) -> None:
+    """once_per_level: a score between refractory_cap and alarm_from is reported only if it exceeds
+    every score reported in the previous `refractory` readings; scores from alarm_from on are those
+    of the scorer without the rule (so the shipped threshold alerts exactly as before)."""
+    rng = np.random.default_rng(3)
+    ts = T0 + np.arange(N, dtype=np.int64) * STEP_MS
+    x = 20.0 + 3.0 * np.sin(2 * np.pi * (ts - T0) / 86_400_000) + 0.5 * rng.standard_t(2.5, N)
+    on = _scores(anomaly_model, ts, x)
+    off_scorer = AnomalyScorer(anomaly_model, CFG.model_copy(update={"once_per_level": False}))
+    off = np.array([off_scorer.score("s", int(t), float(v)).score for t, v in zip(ts, x, strict=True)])
+    cap, top, window = CFG.refractory_cap, CFG.alarm_from, CFG.refractory
+    assert np.array_equal(on >= top, off >= top) and np.array_equal(on[on >= top], off[off >= top])
+    reported = [j for j in range(N) if cap < on[j] < top]
+    assert reported, "the heavy-tailed noise gives sub-alarm scores to test the rule on"
+    for j in reported:
+        assert on[j] > on[max(0, j - window) : j].max(initial=0.0), j
+    for t in (0.15, 0.2, 0.25, 0.3):
+        assert (on >= t).sum() <= (off >= t).sum(), t  # never more readings above a lower threshold
+    assert (on >= 0.15).sum() < (off >= 0.15).sum() / 3  # here: 42 instead of 224
+    capped = (off > cap) & (off < top) & (on != off)
+    assert np.all(on[capped] == cap)
