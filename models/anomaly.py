@@ -50,7 +50,7 @@ from models.anomaly_config import AnomalyScorerConfig
 from models.features import SensorFeatureConfig, SensorFeatureState
 from models.runtime import LoadedModel, ModelLoadError, default_model_path, load_model
 from models.stream_rules import DriftCusum, StateRule
-from models.surprise import DecayedTail, PeriodTest, WindowedTails
+from models.surprise import DecayedTail, PeriodTest, TrailingMeans
 
 __all__ = ["AnomalyResult", "AnomalyScorer", "AnomalyScorerConfig", "Detector", "Test"]
 
@@ -111,9 +111,10 @@ class _Alarm:
 @dataclass(slots=True)
 class _Stream:
     features: SensorFeatureState
-    likelihood: WindowedTails
+    trail: TrailingMeans  # the forecast error's trailing means
+    #: One histogram row per trailing mean of the forecast error, then the level test's.
+    tails: DecayedTail
     pending: tuple[float, float, float, float] | None = None  # (mu, sigma, last, std)
-    level: DecayedTail = field(default_factory=DecayedTail)
     periods: list[PeriodTest] = field(default_factory=list)
     quiet_until: int = 0
     seen: int = 0
@@ -122,6 +123,8 @@ class _Stream:
     level_peak: float = 0.0  # once_per_level: the last score reported above the cap below an alarm ...
     level_until: int = 0  # ... and the last reading number it holds for
     drift: DriftCusum = field(default_factory=DriftCusum)
+    drift_lag: int = 0  # the daily lag drift_span was computed for
+    drift_span: int = 0  # the drift baseline's horizon in readings (drift_days of them)
     state: StateRule | None = field(default_factory=StateRule)  # None once a value is not 0/1
     alarm: _Alarm | None = None
     recent_ts: deque[int] = field(default_factory=deque)
@@ -149,6 +152,8 @@ class AnomalyScorer:
         self.features: SensorFeatureConfig = man.sensor_features
         self._streams: OrderedDict[str, _Stream] = OrderedDict()
         self._ts_keep = max(config.windows)
+        most = len(config.windows) + 1 + len(config.period_days)  # tests one reading can make
+        self._log10 = [0.0] + [math.log10(m) for m in range(1, most + 1)]  # looked up, not computed, per reading
 
     @classmethod
     def default(cls, config: AnomalyScorerConfig | None = None) -> AnomalyScorer:
@@ -157,7 +162,9 @@ class AnomalyScorer:
     def _stream(self, key: str) -> _Stream:
         st = self._streams.get(key)
         if st is None:
-            st = _Stream(SensorFeatureState(self.features), WindowedTails(self.config.windows))
+            cfg = self.config
+            rows = len(cfg.windows) + (1 if cfg.level_test else 0)
+            st = _Stream(SensorFeatureState(self.features), TrailingMeans(cfg.windows), DecayedTail(rows))
             st.periods = [PeriodTest(days) for days in self.config.period_days]
             st.recent_ts = deque(maxlen=self._ts_keep)
             self._streams[key] = st
@@ -210,63 +217,76 @@ class AnomalyScorer:
         # the tests made on this reading: (-log10 tail probability, test, readings, expected)
         best, best_test, best_window, best_expected = 0.0, "none", 1, None
         tests = 0
-        level = math.log(abs(features.normalise(value)) + 1e-3)
-        periodic = (
-            [(p, p.surprise(features, value, cfg.day_fraction)) for p in st.periods]
-            if cfg.day_fraction > 0.0
-            else []
-        )
+        std_now = features.std  # the stream's spread before this reading
+        level = math.log(abs((value - features.mean) / std_now) + 1e-3)
         expected: float | None = None
+        q: float | None = None
+        horizon = cfg.long_horizon
         if st.pending is not None:
             mu, sigma, last, std = st.pending
             expected = best_expected = last + mu * std
-            surprise = math.log(min(abs(value - expected) / (std * sigma), cfg.max_surprise) + 1e-3)
-            lk = st.likelihood
-            if not st.warm and lk.n >= cfg.warmup:
+            z = abs(value - expected) / (std * sigma)
+            cap = cfg.max_surprise
+            surprise = math.log((z if z < cap else cap) + 1e-3)  # conditionals: a third of min()'s cost
+            tails = st.tails
+            if not st.warm and tails.n >= cfg.warmup:
                 st.warm = features.count >= cfg.warmup_days * (features.seasonal_lag or 0)
             q = cfg.tail_quantile if st.warm else None
-            horizon = cfg.long_horizon
-            for w, t in zip(cfg.windows, lk.observe(surprise, horizon, q), strict=True):
-                if q is not None:
-                    tests += 1
+            xs = st.trail.push(surprise)
+            if cfg.level_test:
+                xs.append(level)
+            found = tails.observe(xs, horizon, q)
+            if q is not None:
+                tests += len(found)
+                for w, t in zip(cfg.windows, found):  # the level's row, the last, has no window
                     if t > best:
                         best, best_test, best_window = t, "forecast" if w == 1 else "forecast_mean", w
-            if cfg.level_test:
-                t = st.level.observe(level, horizon, q)
-                if q is not None:
-                    tests += 1
-                    if t > best:
-                        best, best_test, best_window, best_expected = t, "level", 1, features.mean
-            for period, x in periodic:
-                if x is None:
-                    continue
-                tested = q is not None and period.tail.n >= cfg.warmup
-                t = period.tail.observe(x, horizon, q if tested else None)
-                if tested:
-                    tests += 1
-                    if t > best:
-                        best, best_test = t, _PERIOD_TEST.get(period.days, "week")
-                        best_window = len(period.diffs) if period.diffs is not None else 1
-                        best_expected = value - (period.total / best_window) * features.std
-        log10_p = best - math.log10(tests) if tests > 1 else best  # Bonferroni over the m tests
+                if cfg.level_test and found[-1] > best:
+                    best, best_test, best_window, best_expected = found[-1], "level", 1, features.mean
+        # every reading goes into the period tests' trailing windows, also before the first forecast
+        pending = st.pending is not None
+        dropped = False
+        for period in st.periods if cfg.day_fraction > 0.0 else ():
+            x = period.surprise(features, value, cfg.day_fraction, std_now)
+            if x is None:
+                dropped = dropped or period.usable is False
+                continue
+            if not pending:
+                continue
+            tested = q is not None and period.tail.n >= cfg.warmup
+            t = period.tail.observe_one(x, horizon, q if tested else None)
+            if tested:
+                tests += 1
+                if t > best:
+                    best, best_test = t, _PERIOD_TEST.get(period.days, "week")
+                    best_window = len(period.diffs) if period.diffs is not None else 1
+                    best_expected = value - (period.total / best_window) * std_now
+        if dropped:  # a test this stream can never make (its history does not hold the period)
+            st.periods = [p for p in st.periods if p.usable is not False]
+        log10_p = best - self._log10[tests] if tests > 1 else best  # Bonferroni over the m tests
         if cfg.calibration_s > 0.0 and st.interval_ms > 0.0 and tests:
             # per unit of stream time: a stream read every 5 minutes makes a fifth as many tests a minute
             log10_p -= math.log10(1000.0 * cfg.calibration_s / st.interval_ms)
-        score = min(1.0, max(0.0, log10_p / cfg.log_scale))
+        score = log10_p / cfg.log_scale
+        score = 0.0 if score < 0.0 else 1.0 if score > 1.0 else score
         alarm_now = score >= cfg.alarm_from
         detector: Detector = "model"
         drift_alarm = False
         if cfg.drift_limit > 0.0:
             drift_mean = st.drift.mean
-            horizon = round(cfg.drift_days * (features.seasonal_lag or 0))
+            lag = features.seasonal_lag or 0
+            if lag != st.drift_lag:  # the lag is learnt once; round() a reading costs more than this test
+                st.drift_lag, st.drift_span = lag, round(cfg.drift_days * lag)
+            horizon = st.drift_span
             stat, run = st.drift.step(value, cfg, horizon), st.drift.run
             drift_alarm = stat >= cfg.drift_limit
             if drift_alarm:
                 st.drift.seen_before(features.days_ago_mean(1, max(1, cfg.drift_delay)), cfg)
-            drift = min(1.0, cfg.threshold * stat / cfg.drift_limit)
+            drift = cfg.threshold * stat / cfg.drift_limit
+            drift = 1.0 if drift > 1.0 else drift
             if drift > score:
                 score, detector, best_test, best_expected = drift, "drift", "drift", drift_mean
-                best_window = max(1, run)
+                best_window = run if run > 1 else 1
                 log10_p = score * cfg.log_scale
         st.seen += 1
         quiet = st.seen <= st.quiet_until
@@ -282,7 +302,8 @@ class AnomalyScorer:
             st.rise, st.rise_peak = 1, score
             st.alarm = _Alarm(features.count + 1, features.mean, features.var)
         if quiet:
-            score = min(score, cfg.refractory_cap)
+            cap = cfg.refractory_cap
+            score = cap if score > cap else score
         elif cfg.once_per_level and score > cfg.refractory_cap and not (alarm_now or drift_alarm):
             if st.seen <= st.level_until and score <= st.level_peak:
                 score = cfg.refractory_cap  # this excursion was reported at this level already
@@ -296,7 +317,7 @@ class AnomalyScorer:
                 self._check_new_normal(st)
         if step.ready:
             mu, log_spread = self.model.predict_one(step.features).tolist()
-            sigma = math.exp(min(max(log_spread, -4.0), 4.0))
+            sigma = math.exp(-4.0 if log_spread < -4.0 else 4.0 if log_spread > 4.0 else log_spread)
             st.pending = (mu, sigma, step.last_value, step.std)
         window_start = None
         if best_window > 1:
@@ -313,7 +334,7 @@ class AnomalyScorer:
             score >= cfg.threshold,
             detector,
             best_test,  # type: ignore[arg-type]
-            10.0 ** -max(0.0, log10_p),
+            10.0 ** -(log10_p if log10_p > 0.0 else 0.0),
             window_start,
             best_window,
             quiet,

@@ -95,8 +95,12 @@ class SensorFeatureState:
         self._n_inputs = config.n_inputs
         self._w = config.window - 1
         self._h = config.seasonal_half_width
-        self._clip = config.clip
         self._ready_at = config.window
+        self._norm_horizon = config.norm_horizon
+        self._scratch = np.zeros(self._n_inputs)
+        # 0-d operands of the ufunc calls in _features: half the cost of passing Python floats
+        self._last0, self._std0 = np.zeros(()), np.zeros(())
+        self._lo0, self._hi0 = np.array(-config.clip), np.array(config.clip)
 
     @property
     def count(self) -> int:
@@ -138,7 +142,8 @@ class SensorFeatureState:
     def _update_norm(self, value: float) -> None:
         self._n += 1
         self._k += 1
-        alpha = 1.0 / min(self._k, self._cfg.norm_horizon)
+        k, horizon = self._k, self._norm_horizon
+        alpha = 1.0 / (k if k < horizon else horizon)
         delta = value - self._mean
         self._mean += alpha * delta
         self._var = (1.0 - alpha) * (self._var + alpha * delta * delta)
@@ -187,40 +192,63 @@ class SensorFeatureState:
 
     def normalise(self, value: float) -> float:
         """Value in std units relative to the current running mean (before folding it in)."""
-        return (value - self._mean) / self._std()
+        return (value - self._mean) / (math.sqrt(self._var) if self._var > 1e-12 else 1.0)
 
     def push(self, ts_ms: int, value: float) -> SensorStep:
-        self._update_interval(ts_ms)
+        if self._lag is None:
+            self._update_interval(ts_ms)
         self._update_norm(value)
-        self._hist.append(value)
+        hist = self._hist  # _Ring.append, inlined: this runs on every reading
+        head, cap = hist._head, hist._cap
+        hist._buf[head] = value
+        hist._buf[head + cap] = value
+        hist._head = head + 1 if head + 1 < cap else 0
+        if hist._count < cap:
+            hist._count += 1
         return self._features(value)
 
     def _features(self, last: float) -> SensorStep:
         std = math.sqrt(self._var) if self._var > 1e-12 else 1.0
         hist = self._hist
         n_hist = hist._count
-        out = np.zeros(self._n_inputs, dtype=np.float32)
+        # float64 work area: the two runs of history are copied in, then normalised and clipped in
+        # place (one ufunc call each for the whole vector), and cast once to the float32 input
+        scratch = self._scratch
         w = self._w
-        take = min(w, n_hist - 1)
+        take = w if w < n_hist - 1 else n_hist - 1
+        buf, base = hist._buf, hist._head + hist._cap - n_hist
         # recent window, oldest first, relative to the last value; missing history stays 0
+        if take < w:
+            scratch[:] = last  # becomes 0 once the last value is subtracted
         if take:
-            out[w - take : w] = (hist.span(n_hist - 1 - take, n_hist - 1) - last) / std
+            scratch[w - take : w] = buf[base + n_hist - 1 - take : base + n_hist - 1]
         lag = self._lag or 0
         h = self._h
         # readings around t+1-lag; index of x[t] is n_hist-1, so x[t+1-lag+j] is at n_hist-lag+j
         # (j = -h..h, those not after x[t])
+        end = w
         if lag and n_hist - lag - h >= 0:
             first = n_hist - lag - h
-            valid = min(2 * h + 1, lag + h)
-            ref = hist.span(first, first + valid)
+            valid = 2 * h + 1 if 2 * h + 1 < lag + h else lag + h
+            end = w + valid
+            ref = scratch[w:end]
+            ref[:] = buf[base + first : base + first + valid]
             if self._shifts:
                 number = np.arange(first, first + valid) + (self._n - n_hist)
                 for since, delta in self._shifts:
-                    ref = ref + np.where(number < since, delta, 0.0)
-            out[w : w + valid] = (ref - last) / std
-            out[-1] = 1.0
-        clip = self._clip
-        np.minimum(np.maximum(out, -clip, out=out), clip, out=out)  # np.clip, without its wrapper
+                    ref += np.where(number < since, delta, 0.0)
+        if end < self._n_inputs - 1:
+            scratch[end:] = last  # missing day-ago readings stay 0
+        head = scratch[:-1]
+        last0, std0 = self._last0, self._std0
+        last0.fill(last)
+        std0.fill(std)
+        np.subtract(head, last0, head)
+        np.divide(head, std0, head)
+        # np.clip without its wrapper; out= by keyword (a positional out warns for maximum/minimum)
+        np.minimum(np.maximum(head, self._lo0, out=head), self._hi0, out=head)
+        scratch[-1] = 1.0 if end > w else 0.0
+        out = scratch.astype(np.float32)
         return SensorStep(features=out, last_value=last, mean=self._mean, std=std, ready=n_hist >= self._ready_at)
 
 

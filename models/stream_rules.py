@@ -84,13 +84,19 @@ class DriftCusum:
         value at or above the limit is an alarm, after which the test has restarted."""
         stat = 0.0
         if self.n >= cfg.drift_warmup:
-            std = max(math.sqrt(self.var), 1e-6 * (abs(self.mean) + 1.0))
-            z = min(max((value - self.mean) / std, -_DRIFT_Z_CAP), _DRIFT_Z_CAP)
+            # conditional expressions instead of min()/max(): this runs on every reading
+            std = math.sqrt(self.var)
+            floor = 1e-6 * (abs(self.mean) + 1.0)
+            std = floor if floor > std else std
+            z = (value - self.mean) / std
+            z = -_DRIFT_Z_CAP if z < -_DRIFT_Z_CAP else _DRIFT_Z_CAP if z > _DRIFT_Z_CAP else z
             cap = 2.0 * cfg.drift_limit
-            self.hi = min(cap, max(0.0, self.hi + z - cfg.drift_slack))
+            hi = self.hi + z - cfg.drift_slack
+            self.hi = hi = 0.0 if hi < 0.0 else cap if hi > cap else hi
             if cfg.drift_both_ways:
-                self.lo = min(cap, max(0.0, self.lo - z - cfg.drift_slack))
-            stat = max(self.hi, self.lo)
+                lo = self.lo - z - cfg.drift_slack
+                self.lo = 0.0 if lo < 0.0 else cap if lo > cap else lo
+            stat = self.lo if self.lo > hi else hi
             self.run = self.run + 1 if stat > 0.0 else 0
         if self.prior is not None:
             self._check_return(value, cfg)
@@ -101,7 +107,8 @@ class DriftCusum:
             old = recent.popleft()
             self.recent_sum -= old
             self.n += 1
-            alpha = 1.0 / min(self.n, max(cfg.drift_horizon, horizon))
+            span = horizon if horizon > cfg.drift_horizon else cfg.drift_horizon
+            alpha = 1.0 / (self.n if self.n < span else span)
             delta = old - self.mean
             self.mean += alpha * delta
             self.var = (1.0 - alpha) * (self.var + alpha * delta * delta)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,102 +29,151 @@ _BINS = 96
 _LOG_MIN, _LOG_MAX = -8.0, 4.0  # natural-log range of the binned surprise
 _WIDTH = (_LOG_MAX - _LOG_MIN) / _BINS
 _CENTERS = _LOG_MIN + (np.arange(_BINS) + 0.5) * _WIDTH
+#: _OFFSETS[u]: each bin's centre above bin u's (the excesses of a peaks-over-threshold fit at u)
+_OFFSETS = [_CENTERS[u:] - _CENTERS[u] for u in range(_BINS)]
 _REFRESH = 8  # readings between two refreshes of the tail summary
 _LN10 = math.log(10.0)
 
 
-@dataclass(slots=True)
 class DecayedTail:
-    """Decayed histogram of a log-surprise with an exponential (peaks-over-threshold) upper tail.
+    """Decayed histograms of `rows` log-surprises with exponential (peaks-over-threshold) upper
+    tails, fed together (one value per row and reading): the rows share one forgetting clock, so
+    the surprises of a reading are tested and folded in by one call; row r's histogram is exactly
+    the one it would be alone.
 
-    The tail summary is refreshed every `_REFRESH` readings (it only ever uses past readings)."""
+    The tail summaries are refreshed every `_REFRESH` readings (they only ever use past readings)."""
 
-    counts: np.ndarray = field(default_factory=lambda: np.zeros(_BINS))
-    weight: float = 1.0
-    total: float = 0.0
-    n: int = 0
-    _above: list[float] = field(default_factory=list)
-    _total: float = 0.0
-    _u: int = _BINS - 1
-    _beta: float = _WIDTH
-    _log10_pu: float = 0.0
+    __slots__ = ("_above", "_beta", "_grid", "_log10_pu", "_total", "_u", "counts", "n", "total", "weight")
+
+    def __init__(self, rows: int = 1) -> None:
+        self._grid = np.zeros((rows, _BINS))  # every row's histogram, for one cumsum per refresh
+        self.counts = list(self._grid)  # row views, each updated by one item assignment a reading
+        self.weight = 1.0
+        self.total = 0.0
+        self.n = 0
+        self._total = 0.0
+        self._above: list[list[float]] = []  # per row, at the last refresh: weight in bins >= b
+        self._u = [_BINS - 1] * rows  # per row: the bin the fitted tail starts from
+        self._beta = [_WIDTH] * rows  # per row: the tail's mean excess (log units)
+        self._log10_pu = [0.0] * rows  # per row: log10 of the weight share in bins >= u
 
     def _refresh(self, tail_quantile: float) -> None:
-        above = self.counts[::-1].cumsum()[::-1]  # above[b] = weight in bins >= b
-        frac = above / self.total
-        u = int((frac <= tail_quantile).argmax()) if frac[-1] <= tail_quantile else _BINS - 1
-        self._above = above.tolist()
-        self._total = self.total
-        self._u = u
-        if above[u] > 0.0:
-            excess = float(self.counts[u:] @ (_CENTERS[u:] - _CENTERS[u])) / float(above[u])
-            self._beta = max(excess, _WIDTH)
-            self._log10_pu = math.log10(float(above[u]) / self.total)
+        total = self.total
+        # above[r][b] = weight of row r in bins >= b (row by row the same sums as a 1-D cumsum)
+        aboves = self._grid[:, ::-1].cumsum(axis=1)[:, ::-1].tolist()
+        for r, counts in enumerate(self.counts):
+            above = aboves[r]
+            # u: the first bin whose tail holds at most tail_quantile of the weight (the tail
+            # only shrinks with b, so a bisection); the last bin if none does
+            lo, hi = 0, _BINS - 1
+            if above[hi] / total <= tail_quantile:
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    if above[mid] / total <= tail_quantile:
+                        hi = mid
+                    else:
+                        lo = mid + 1
+            self._u[r] = hi
+            if above[hi] > 0.0:
+                excess = float(counts[hi:] @ _OFFSETS[hi]) / above[hi]
+                self._beta[r] = excess if excess > _WIDTH else _WIDTH
+                self._log10_pu[r] = math.log10(above[hi] / total)
+        self._above = aboves
+        self._total = total
 
-    def observe(self, x: float, horizon: int, tail_quantile: float | None = None) -> float:
-        """Fold in one surprise (exponential forgetting over `horizon` readings); with a
-        `tail_quantile`, first return -log10 of the probability of a value at least this large
-        against the history before it (else 0)."""
+    def observe_one(self, x: float, horizon: int, tail_quantile: float | None = None) -> float:
+        """`observe((x,), ...)[0]` of a one-row histogram, without the lists (the period tests
+        make one or two such calls per reading)."""
+        weight = self.weight
+        t = 0.0
         b = int((x - _LOG_MIN) / (_LOG_MAX - _LOG_MIN) * _BINS)
         b = 0 if b < 0 else _BINS - 1 if b >= _BINS else b
-        t = 0.0
         if tail_quantile is not None and self.total > 0.0:
             if not self._above or self.n % _REFRESH == 0:
                 self._refresh(tail_quantile)
-            u = self._u
-            above = self._above[b]
-            if b <= u or self._above[u] <= 0.0:
-                t = -math.log10((above + self.weight) / (self._total + self.weight))
-            else:
-                t = -(self._log10_pu - (x - _CENTERS[u]) / self._beta / _LN10)
-                if above > 0.0:  # never rarer than the values this large already seen (a recurring rare event is normal)
-                    t = min(t, -math.log10((above + self.weight) / (self._total + self.weight)))
-                # else: beyond every value seen, the fitted tail alone
-        self.n += 1
-        self.counts[b] += self.weight
-        self.total += self.weight
-        self.weight *= 1.0 + 1.0 / horizon  # newer readings weigh more: exponential forgetting
-        if self.weight > 1e6:
-            self.counts /= self.weight
-            self.total /= self.weight
-            self._above = [a / self.weight for a in self._above]
-            self._total /= self.weight
-            self.weight = 1.0
+            t = self._test(0, b, x, weight, self._total + weight)
+        self.counts[0][b] += weight
+        self._advance(weight, horizon)
         return t
 
+    def _test(self, r: int, b: int, x: float, weight: float, denom: float) -> float:
+        """-log10 of row r's tail probability of a value x (bin b) at the last refresh."""
+        row, u = self._above[r], self._u[r]
+        above = row[b]
+        if b <= u or row[u] <= 0.0:
+            return -math.log10((above + weight) / denom)
+        t = -(self._log10_pu[r] - (x - _CENTERS[u]) / self._beta[r] / _LN10)
+        if above > 0.0:  # never rarer than the values this large already seen (a recurring rare event is normal)
+            seen = -math.log10((above + weight) / denom)
+            return seen if seen < t else t
+        return t  # beyond every value seen, the fitted tail alone
 
-class WindowedTails:
-    """Tails of the log-surprise averaged over several trailing windows (1 = the reading itself,
-    for point anomalies; longer ones for sustained anomalies), each against the stream's own
-    history of that average; the most surprising one counts."""
+    def _advance(self, weight: float, horizon: int) -> None:
+        """The clock after a reading of weight `weight` was folded into every row."""
+        self.n += 1
+        self.total += weight
+        self.weight = weight = weight * (1.0 + 1.0 / horizon)  # newer readings weigh more: exponential forgetting
+        if weight > 1e6:
+            self._grid /= weight  # in place: the row views see it
+            self.total /= weight
+            self._above = [[a / weight for a in row] for row in self._above]
+            self._total /= weight
+            self.weight = 1.0
 
-    __slots__ = ("_recent", "_sums", "_tails", "_windows")
+    def observe(self, xs: Sequence[float], horizon: int, tail_quantile: float | None = None) -> list[float]:
+        """Fold in one surprise per row (exponential forgetting over `horizon` readings); with a
+        `tail_quantile`, first return each row's -log10 probability of a value at least this
+        large against the history before it (else zeros)."""
+        weight = self.weight
+        testing = tail_quantile is not None and self.total > 0.0
+        denom = 0.0
+        if testing:
+            if not self._above or self.n % _REFRESH == 0:
+                self._refresh(tail_quantile)  # type: ignore[arg-type]
+            aboves, us = self._above, self._u
+            denom = self._total + weight
+        out = []
+        for r, x in enumerate(xs):
+            b = int((x - _LOG_MIN) / (_LOG_MAX - _LOG_MIN) * _BINS)
+            b = 0 if b < 0 else _BINS - 1 if b >= _BINS else b
+            t = 0.0
+            if testing:
+                u = us[r]
+                if b <= u:  # the bulk, the common case, inline
+                    t = -math.log10((aboves[r][b] + weight) / denom)
+                else:
+                    t = self._test(r, b, x, weight, denom)
+            out.append(t)
+            self.counts[r][b] += weight
+        self._advance(weight, horizon)
+        return out
+
+
+class TrailingMeans:
+    """Means of a surprise over several trailing windows (1 = the reading itself, for point
+    anomalies; longer ones for sustained anomalies)."""
+
+    __slots__ = ("_recent", "_sums", "_windows")
 
     def __init__(self, windows: tuple[int, ...]) -> None:
         self._windows = windows
         self._recent: deque[float] = deque(maxlen=max(windows))
         self._sums = [0.0] * len(windows)
-        self._tails = [DecayedTail() for _ in windows]
 
-    @property
-    def n(self) -> int:
-        return self._tails[0].n
-
-    def observe(self, surprise: float, horizon: int, tail_quantile: float | None = None) -> list[float]:
-        """Fold in a reading's surprise; with a `tail_quantile`, return each trailing mean's
-        -log10 tail probability against its history before this reading (else zeros)."""
+    def push(self, surprise: float) -> list[float]:
+        """Fold in a reading's surprise; return the mean of each trailing window (over the
+        readings there are while fewer than the window)."""
         recent = self._recent
         sums = self._sums
-        n = len(recent)
+        n = len(recent)  # readings before this one
         out = []
         for i, w in enumerate(self._windows):
-            sums[i] += surprise
+            s = sums[i] + surprise
             if n >= w:
-                sums[i] -= recent[-w]
+                s -= recent[-w]
+            sums[i] = s
+            out.append(s / (w if w <= n else n + 1))
         recent.append(surprise)
-        n += 1
-        for i, w in enumerate(self._windows):
-            out.append(self._tails[i].observe(sums[i] / min(w, n), horizon, tail_quantile))
         return out
 
 
@@ -134,13 +184,17 @@ class PeriodTest:
     from before a re-learnt level change by that change, so a new level is not a changed pattern."""
 
     days: int
-    tail: DecayedTail = field(default_factory=DecayedTail)
+    tail: DecayedTail = field(default_factory=DecayedTail)  # one row
     diffs: deque[float] | None = None  # created once the stream's daily lag is known
     total: float = 0.0
     #: Whether the test can be made on this stream (a daily lag, and the days kept); None: lag not known yet.
     usable: bool | None = None
 
-    def surprise(self, features: SensorFeatureState, value: float, day_fraction: float) -> float | None:
+    def surprise(
+        self, features: SensorFeatureState, value: float, day_fraction: float, std: float
+    ) -> float | None:
+        """Fold in the change of `value` (in `std` units: the stream's, before this reading) against
+        the reading `days` days earlier; return log |mean change| over the window (None: no test)."""
         usable = self.usable
         if usable is None:  # decided once the stream's daily lag is known (it never changes after)
             lag = features.seasonal_lag
@@ -155,12 +209,15 @@ class PeriodTest:
         if self.diffs is None:
             self.diffs = deque(maxlen=max(1, round(day_fraction * (features.seasonal_lag or 0))))
         diffs = self.diffs
-        diff = (value - before) / features.std
-        if len(diffs) == diffs.maxlen:
+        diff = (value - before) / std
+        n = len(diffs)
+        if n == diffs.maxlen:
             self.total -= diffs[0]
+        else:
+            n += 1
         diffs.append(diff)
         self.total += diff
-        return math.log(abs(self.total / len(diffs)) + 1e-3)
+        return math.log(abs(self.total / n) + 1e-3)
 
     def restart(self) -> None:
         """Forget the trailing window (its differences predate a re-learnt new normal)."""
