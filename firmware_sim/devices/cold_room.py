@@ -20,7 +20,8 @@ from protocols import Reading
 
 KINDS = (
     AnomalyKind("compressor_failure", "temperature_c", 6.0, 36.0),
-    AnomalyKind("door_left_open", "temperature_c", 0.3, 1.0),
+    # the whole device: the door contact reads open throughout and the room warms (door_open and temperature_c)
+    AnomalyKind("door_left_open", None, 0.3, 1.0),
 )
 _SUBSTEP_S = 10.0
 _LEAK_TAU_S = 6 * 3600.0  # envelope heat leak time constant
