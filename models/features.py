@@ -198,13 +198,7 @@ class SensorFeatureState:
         if self._lag is None:
             self._update_interval(ts_ms)
         self._update_norm(value)
-        hist = self._hist  # _Ring.append, inlined: this runs on every reading
-        head, cap = hist._head, hist._cap
-        hist._buf[head] = value
-        hist._buf[head + cap] = value
-        hist._head = head + 1 if head + 1 < cap else 0
-        if hist._count < cap:
-            hist._count += 1
+        self._hist.append(value)
         return self._features(value)
 
     def _features(self, last: float) -> SensorStep:
