@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -95,7 +96,9 @@ class AnomalyKind:
 class AnomalySchedule:
     """Anomalies placed by hand plus random ones (Poisson, ``rate_per_day``), never overlapping.
 
-    Random anomalies are drawn lazily as time advances, so a run of any length is covered.
+    Random anomalies are drawn lazily as time advances, so a run of any length is covered. A random
+    anomaly that cannot start at its drawn time (``can_start(kind, t_ms)`` false: a jam of a
+    conveyor that is stopped) is not placed and never labelled; the draws go on as they would.
     """
 
     def __init__(
@@ -106,8 +109,10 @@ class AnomalySchedule:
         scheduled: tuple[ScheduledAnomaly, ...],
         start_ms: int,
         device_kind: str,
+        can_start: Callable[[str, int], bool] | None = None,
     ) -> None:
         self._rng = rng
+        self._can_start = can_start
         self._kinds = {k.name: k for k in kinds}
         self._rate = rate_per_day
         self._pending: list[Anomaly] = []
@@ -132,8 +137,9 @@ class AnomalySchedule:
             k = self._rng.choice(list(self._kinds.values()))
             begin = self._next_random
             dur = int(self._rng.uniform(k.min_h, k.max_h) * HOUR_MS)
-            self._pending.append(Anomaly(k.name, k.metric, begin, begin + dur))
-            self._pending.sort(key=lambda a: a.start_ms)
+            if self._can_start is None or self._can_start(k.name, begin):
+                self._pending.append(Anomaly(k.name, k.metric, begin, begin + dur))
+                self._pending.sort(key=lambda a: a.start_ms)
             self._next_random = self._draw_after(begin + dur)
         started: list[Anomaly] = []
         while self._pending and self._pending[0].start_ms <= t_ms:

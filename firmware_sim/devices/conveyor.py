@@ -30,9 +30,15 @@ class Conveyor:
         self.g = group
         self._rng = rng
         self._tz = tz_offset_h
-        self.schedule = AnomalySchedule(rng, KINDS, group.anomaly_rate_per_day, group.anomalies, start_ms, "conveyor")
+        self.schedule = AnomalySchedule(
+            rng, KINDS, group.anomaly_rate_per_day, group.anomalies, start_ms, "conveyor", self._can_start
+        )
         self._motor_c = 22.0
         self._load = 0.6
+
+    def _can_start(self, kind: str, t_ms: int) -> bool:
+        """A stopped belt cannot jam (a random jam drawn for a time it stands still is not placed)."""
+        return kind != "jam" or self.running(t_ms)
 
     def running(self, t_ms: int) -> bool:
         lt = local_time(t_ms, self._tz)

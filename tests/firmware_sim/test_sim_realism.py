@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 import statistics
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
 
 from sim_fleets import mixed, one_gateway
 
+from firmware_sim.devices.base import AnomalyKind, AnomalySchedule
 from firmware_sim.devices.demand import WEEKDAY_PROFILE
 from firmware_sim.faults import FaultConfig
 from firmware_sim.generator import messages, simulate
@@ -153,3 +155,42 @@ def test_rfid_bursts_stay_inside_the_window_and_tags_never_come_back() -> None:
     spans = [max(ts) - min(ts) for ts in reads.values()]
     assert max(spans) <= 1500  # well inside the gateway's 2000 ms window
     assert sum(len(ts) > 1 for ts in reads.values()) > 100  # most tags are read more than once
+
+
+def test_every_labelled_conveyor_jam_shows_in_the_data() -> None:
+    """A stopped belt cannot jam: random jams are placed only while the conveyor runs, so each
+    labelled jam has readings at the jammed motor power (1.8 x motor_w), and there are some."""
+    checked = 0
+    for seed in range(1, 25):
+        fleet = one_gateway([{"kind": "conveyor", "interval_s": 300, "anomaly_rate_per_day": 12.0}], seed=seed,
+                            start="2026-03-07T00:00:00Z")  # a Saturday: the belt stands still on Sunday
+        power: list[tuple[int, float]] = []
+        jams: list[tuple[int, int]] = []
+        for _, payload, events in messages(fleet, 3 * 24 * 3600):
+            jams += [(int(e["start_ts"]), int(e["end_ts"])) for e in events
+                     if e.get("type") == "anomaly" and e.get("kind") == "jam"]
+            msg = decode_device_message(payload)
+            if msg.schema_ == "edgehouse.telemetry":
+                power += [(msg.ts, r.value) for r in msg.body.readings if r.metric == "power_w"]
+        for start, end in jams:
+            inside = [v for t, v in power if start <= t <= end]
+            assert any(v > 1.7 * 1500.0 for v in inside), (seed, start, end, inside[:5])
+            checked += 1
+    assert checked >= 3
+
+
+def test_an_anomaly_that_cannot_start_is_not_placed_and_the_draws_go_on() -> None:
+    kinds = (AnomalyKind("jam", "power_w", 0.1, 0.4),)
+
+    def even_hours(kind: str, t: int) -> bool:
+        return (t // HOUR_MS) % 2 == 0
+
+    free = AnomalySchedule(random.Random(3), kinds, 40.0, (), 0, "conveyor")
+    gated = AnomalySchedule(random.Random(3), kinds, 40.0, (), 0, "conveyor", even_hours)
+    seen_free, seen_gated = [], []
+    for t in range(0, 5 * 24 * HOUR_MS, 60_000):
+        seen_free += [(a.start_ms, a.end_ms) for a in free.advance(t)]
+        seen_gated += [(a.start_ms, a.end_ms) for a in gated.advance(t)]
+    assert seen_gated and len(seen_gated) < len(seen_free)
+    assert all((s // HOUR_MS) % 2 == 0 for s, _ in seen_gated)
+    assert set(seen_gated) <= set(seen_free)  # the same draws, those that cannot start left out
