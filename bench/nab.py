@@ -59,6 +59,8 @@ def main() -> None:
     print(
         f"fixed threshold {config.threshold:.4f} (shipped in {args.model.name}'s manifest): standard={fixed.score:.2f}"
     )
+    sweep = " ".join(f"{t:.2f}:{score_corpus(files, STANDARD, t).score:.1f}" for t in (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5))
+    print(f"standard at other fixed thresholds: {sweep}")
     print(
         f"streamed {rows} readings in {elapsed:.1f} s ({1e6 * elapsed / rows:.1f} us/reading incl. features)"
     )
