@@ -25,6 +25,10 @@ def _corpus(root: Path, n: int = 600) -> None:
     (root / "labels" / "combined_windows.json").write_text(json.dumps({"synthetic/sine.csv": []}))
 
 
+def _worktrees() -> str:
+    return subprocess.run(["git", "-C", str(REPO), "worktree", "list"], check=True, capture_output=True, text=True).stdout
+
+
 def _bench(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(REPO / "bench" / "scorer.py"), *args],
@@ -34,7 +38,7 @@ def _bench(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_compares_this_checkout_with_a_revision_and_cleans_up(tmp_path: Path) -> None:
     _corpus(tmp_path)
-    before = subprocess.run(["git", "-C", str(REPO), "worktree", "list"], capture_output=True, text=True).stdout
+    before = _worktrees()
     out = _bench("--rounds", "1", "--baseline", "HEAD", "--data", str(tmp_path))
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.strip().splitlines()
@@ -46,8 +50,7 @@ def test_compares_this_checkout_with_a_revision_and_cleans_up(tmp_path: Path) ->
     assert m is not None, lines[-1]
     assert float(m[1]) > 0 and float(m[3]) > 0 and int(m[2]) > 0
     assert lines[-2].startswith("600 readings per run")
-    after = subprocess.run(["git", "-C", str(REPO), "worktree", "list"], capture_output=True, text=True).stdout
-    assert after == before  # the baseline's worktree is gone
+    assert _worktrees() == before  # the baseline's worktree is gone
 
 
 def test_an_unknown_revision_is_a_clear_error(tmp_path: Path) -> None:
