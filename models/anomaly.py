@@ -192,7 +192,11 @@ class AnomalyScorer:
 
     def score(self, stream_key: str, ts_ms: int, value: float) -> AnomalyResult:
         cfg = self.config
-        st = self._stream(stream_key)
+        st = self._streams.get(stream_key)
+        if st is None:
+            st = self._stream(stream_key)
+        else:
+            self._streams.move_to_end(stream_key)  # least recently used first
         value = float(value)
         ts_ms = int(ts_ms)
         if not math.isfinite(value):

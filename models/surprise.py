@@ -91,7 +91,8 @@ class DecayedTail:
         if tail_quantile is not None and self.total > 0.0:
             if not self._above or self.n % _REFRESH == 0:
                 self._refresh(tail_quantile)
-            t = self._test(0, b, x, weight, self._total + weight)
+            denom = self._total + weight
+            t = -math.log10((self._above[0][b] + weight) / denom) if b <= self._u[0] else self._test(0, b, x, weight, denom)
         self.counts[0][b] += weight
         self._advance(weight, horizon)
         return t
