@@ -92,7 +92,10 @@ class DecayedTail:
             if not self._above or self.n % _REFRESH == 0:
                 self._refresh(tail_quantile)
             denom = self._total + weight
-            t = -math.log10((self._above[0][b] + weight) / denom) if b <= self._u[0] else self._test(0, b, x, weight, denom)
+            if b <= self._u[0]:  # the bulk, inline
+                t = -math.log10((self._above[0][b] + weight) / denom)
+            else:
+                t = self._test(0, b, x, weight, denom)
         self.counts[0][b] += weight
         self._advance(weight, horizon)
         return t
