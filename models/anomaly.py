@@ -159,19 +159,16 @@ class AnomalyScorer:
     def default(cls, config: AnomalyScorerConfig | None = None) -> AnomalyScorer:
         return cls(load_model(default_model_path("anomaly")), config)
 
-    def _stream(self, key: str) -> _Stream:
-        st = self._streams.get(key)
-        if st is None:
-            cfg = self.config
-            rows = len(cfg.windows) + (1 if cfg.level_test else 0)
-            st = _Stream(SensorFeatureState(self.features), TrailingMeans(cfg.windows), DecayedTail(rows))
-            st.periods = [PeriodTest(days) for days in self.config.period_days]
-            st.recent_ts = deque(maxlen=self._ts_keep)
-            self._streams[key] = st
-            if len(self._streams) > self.config.max_streams:
-                self._streams.popitem(last=False)
-        else:
-            self._streams.move_to_end(key)
+    def _new_stream(self, key: str) -> _Stream:
+        """State for a stream seen for the first time (the least recently used one dropped if full)."""
+        cfg = self.config
+        rows = len(cfg.windows) + (1 if cfg.level_test else 0)
+        st = _Stream(SensorFeatureState(self.features), TrailingMeans(cfg.windows), DecayedTail(rows))
+        st.periods = [PeriodTest(days) for days in cfg.period_days]
+        st.recent_ts = deque(maxlen=self._ts_keep)
+        self._streams[key] = st
+        if len(self._streams) > cfg.max_streams:
+            self._streams.popitem(last=False)
         return st
 
     def forget(self, stream_key: str) -> None:
@@ -194,7 +191,7 @@ class AnomalyScorer:
         cfg = self.config
         st = self._streams.get(stream_key)
         if st is None:
-            st = self._stream(stream_key)
+            st = self._new_stream(stream_key)
         else:
             self._streams.move_to_end(stream_key)  # least recently used first
         value = float(value)

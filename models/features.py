@@ -190,10 +190,6 @@ class SensorFeatureState:
         lag = self._lag or 0
         return bool(lag) and days * lag <= self._hist.capacity
 
-    def normalise(self, value: float) -> float:
-        """Value in std units relative to the current running mean (before folding it in)."""
-        return (value - self._mean) / (math.sqrt(self._var) if self._var > 1e-12 else 1.0)
-
     def push(self, ts_ms: int, value: float) -> SensorStep:
         if self._lag is None:
             self._update_interval(ts_ms)
@@ -210,12 +206,11 @@ class SensorFeatureState:
         scratch = self._scratch
         w = self._w
         take = w if w < n_hist - 1 else n_hist - 1
-        buf, base = hist._buf, hist._head + hist._cap - n_hist
         # recent window, oldest first, relative to the last value; missing history stays 0
         if take < w:
             scratch[:] = last  # becomes 0 once the last value is subtracted
         if take:
-            scratch[w - take : w] = buf[base + n_hist - 1 - take : base + n_hist - 1]
+            scratch[w - take : w] = hist.span(n_hist - 1 - take, n_hist - 1)
         lag = self._lag or 0
         h = self._h
         # readings around t+1-lag; index of x[t] is n_hist-1, so x[t+1-lag+j] is at n_hist-lag+j
@@ -226,7 +221,7 @@ class SensorFeatureState:
             valid = 2 * h + 1 if 2 * h + 1 < lag + h else lag + h
             end = w + valid
             ref = scratch[w:end]
-            ref[:] = buf[base + first : base + first + valid]
+            ref[:] = hist.span(first, first + valid)
             if self._shifts:
                 number = np.arange(first, first + valid) + (self._n - n_hist)
                 for since, delta in self._shifts:
