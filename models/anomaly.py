@@ -260,7 +260,7 @@ class AnomalyScorer:
                 tests += 1
                 if t > best:
                     best, best_test = t, _PERIOD_TEST.get(period.days, "week")
-                    best_window = len(period.diffs) if period.diffs is not None else 1
+                    best_window = period.filled if period.filled else 1
                     best_expected = value - (period.total / best_window) * std_now
         if dropped:  # a test this stream can never make (its history does not hold the period)
             st.periods = [p for p in st.periods if p.usable is not False]

@@ -36,16 +36,15 @@ class SensorStep(NamedTuple):
 
 
 class _Ring:
-    """Fixed-capacity float64 history (index 0 = oldest kept reading).
-
-    Every value is written twice, at its slot and one capacity further on, so any run of kept
-    readings is one contiguous slice of the buffer (no modulo, no index array per read)."""
+    """Fixed-capacity float64 history (index 0 = oldest kept reading), one slot per reading: the
+    oldest is overwritten once it is full. Runs of readings are copied out with :meth:`copy_to`
+    (one slice, two where the run wraps round the buffer's end)."""
 
     __slots__ = ("_buf", "_cap", "_count", "_head")
 
     def __init__(self, capacity: int) -> None:
         self._cap = capacity
-        self._buf = np.zeros(2 * capacity)
+        self._buf = np.zeros(capacity)
         self._head = 0  # next write position
         self._count = 0
 
@@ -57,20 +56,30 @@ class _Ring:
         return self._cap
 
     def append(self, value: float) -> None:
-        head, cap = self._head, self._cap
+        head = self._head
         self._buf[head] = value
-        self._buf[head + cap] = value
-        self._head = head + 1 if head + 1 < cap else 0
-        if self._count < cap:
+        self._head = head + 1 if head + 1 < self._cap else 0
+        if self._count < self._cap:
             self._count += 1
 
-    def span(self, start: int, stop: int) -> np.ndarray:
-        """Values at positions ``start <= i < stop`` (0 = oldest kept), a view of the buffer."""
-        base = self._head + self._cap - self._count
-        return self._buf[base + start : base + stop]
+    def _slot(self, i: int) -> int:
+        """Buffer position of the reading at index ``i`` (0 <= i < len)."""
+        p = self._head - self._count + i
+        return p + self._cap if p < 0 else p
+
+    def copy_to(self, out: np.ndarray, start: int) -> None:
+        """Copy the readings at indices ``start <= i < start + len(out)`` into ``out``."""
+        n, cap, buf = out.shape[0], self._cap, self._buf
+        p = self._head - self._count + start  # _slot inline: this runs twice a reading
+        p = p + cap if p < 0 else p
+        if n <= cap - p:
+            out[:] = buf[p : p + n]
+        else:
+            out[: cap - p] = buf[p:]
+            out[cap - p :] = buf[: n - cap + p]
 
     def at(self, i: int) -> float:
-        return float(self._buf[self._head + self._cap - self._count + i])
+        return float(self._buf[self._slot(i)])
 
 
 class SensorFeatureState:
@@ -156,7 +165,8 @@ class SensorFeatureState:
         idx = hist._count - days * lag
         if not lag or idx < 0:
             return None
-        value = float(hist._buf[hist._head + hist._cap - hist._count + idx])
+        p = hist._head - hist._count + idx  # hist.at(idx) inline: the period tests call this a reading
+        value = float(hist._buf[p + hist._cap if p < 0 else p])
         if self._shifts:
             number = self._n - days * lag
             value += sum(delta for since, delta in self._shifts if number < since)
@@ -210,7 +220,7 @@ class SensorFeatureState:
         if take < w:
             scratch[:] = last  # becomes 0 once the last value is subtracted
         if take:
-            scratch[w - take : w] = hist.span(n_hist - 1 - take, n_hist - 1)
+            hist.copy_to(scratch[w - take : w], n_hist - 1 - take)
         lag = self._lag or 0
         h = self._h
         # readings around t+1-lag; index of x[t] is n_hist-1, so x[t+1-lag+j] is at n_hist-lag+j
@@ -221,7 +231,7 @@ class SensorFeatureState:
             valid = 2 * h + 1 if 2 * h + 1 < lag + h else lag + h
             end = w + valid
             ref = scratch[w:end]
-            ref[:] = hist.span(first, first + valid)
+            hist.copy_to(ref, first)
             if self._shifts:
                 number = np.arange(first, first + valid) + (self._n - n_hist)
                 for since, delta in self._shifts:

@@ -17,6 +17,7 @@ P(L >= l) >= r / (horizon + r), whatever happened before.
 from __future__ import annotations
 
 import math
+from array import array
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -52,7 +53,8 @@ class DecayedTail:
         self.total = 0.0
         self.n = 0
         self._total = 0.0
-        self._above: list[list[float]] = []  # per row, at the last refresh: weight in bins >= b
+        #: per row, at the last refresh: weight in bins >= b (raw doubles: a quarter of a list's memory)
+        self._above: list[array[float]] = []
         self._u = [_BINS - 1] * rows  # per row: the bin the fitted tail starts from
         self._beta = [_WIDTH] * rows  # per row: the tail's mean excess (log units)
         self._log10_pu = [0.0] * rows  # per row: log10 of the weight share in bins >= u
@@ -60,7 +62,7 @@ class DecayedTail:
     def _refresh(self, tail_quantile: float) -> None:
         total = self.total
         # above[r][b] = weight of row r in bins >= b (row by row the same sums as a 1-D cumsum)
-        aboves = self._grid[:, ::-1].cumsum(axis=1)[:, ::-1].tolist()
+        aboves = [array("d", row.tobytes()) for row in self._grid[:, ::-1].cumsum(axis=1)[:, ::-1]]
         for r, counts in enumerate(self.counts):
             above = aboves[r]
             # u: the first bin whose tail holds at most tail_quantile of the weight (the tail
@@ -120,7 +122,7 @@ class DecayedTail:
         if weight > 1e6:
             self._grid /= weight  # in place: the row views see it
             self.total /= weight
-            self._above = [[a / weight for a in row] for row in self._above]
+            self._above = [array("d", [a / weight for a in row]) for row in self._above]
             self._total /= weight
             self.weight = 1.0
 
@@ -189,7 +191,12 @@ class PeriodTest:
 
     days: int
     tail: DecayedTail = field(default_factory=DecayedTail)  # one row
-    diffs: deque[float] | None = None  # created once the stream's daily lag is known
+    #: The trailing window's changes, a ring of raw doubles (8 bytes each, not a float object
+    #: and a pointer apiece: a 1-minute stream keeps 720 of them); created once the stream's
+    #: daily lag is known.
+    diffs: array[float] | None = None
+    filled: int = 0  # changes in the window (up to len(diffs))
+    pos: int = 0  # the ring's next write position (the oldest change once it is full)
     total: float = 0.0
     #: Whether the test can be made on this stream (a daily lag, and the days kept); None: lag not known yet.
     usable: bool | None = None
@@ -210,21 +217,21 @@ class PeriodTest:
         before = features.days_ago(self.days)
         if before is None:
             return None
-        if self.diffs is None:
-            self.diffs = deque(maxlen=max(1, round(day_fraction * (features.seasonal_lag or 0))))
         diffs = self.diffs
+        if diffs is None:
+            diffs = self.diffs = array("d", bytes(8 * max(1, round(day_fraction * (features.seasonal_lag or 0)))))
         diff = (value - before) / std
-        n = len(diffs)
-        if n == diffs.maxlen:
-            self.total -= diffs[0]
+        n, pos, size = self.filled, self.pos, len(diffs)
+        if n == size:
+            self.total -= diffs[pos]  # the oldest change leaves the window
         else:
-            n += 1
-        diffs.append(diff)
+            n = self.filled = n + 1
+        diffs[pos] = diff
+        self.pos = pos + 1 if pos + 1 < size else 0
         self.total += diff
         return math.log(abs(self.total / n) + 1e-3)
 
     def restart(self) -> None:
         """Forget the trailing window (its differences predate a re-learnt new normal)."""
-        if self.diffs is not None:
-            self.diffs.clear()
+        self.filled = self.pos = 0
         self.total = 0.0

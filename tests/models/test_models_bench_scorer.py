@@ -39,17 +39,19 @@ def _bench(*args: str) -> subprocess.CompletedProcess[str]:
 def test_compares_this_checkout_with_a_revision_and_cleans_up(tmp_path: Path) -> None:
     _corpus(tmp_path)
     before = _worktrees()
-    out = _bench("--rounds", "1", "--baseline", "HEAD", "--data", str(tmp_path))
+    out = _bench("--rounds", "1", "--baseline", "HEAD", "--data", str(tmp_path), "--memory-streams", "1")
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.strip().splitlines()
     m = re.fullmatch(
         r"scorer: us_per_reading=([\d.]+) readings_per_s=(\d+) baseline=HEAD baseline_us_per_reading=([\d.]+) "
-        r"ratio=([\d.]+) rounds=1",
+        r"ratio=([\d.]+) rounds=1 state_kib_per_stream=([\d.]+) baseline_state_kib_per_stream=([\d.]+)",
         lines[-1],
     )
     assert m is not None, lines[-1]
     assert float(m[1]) > 0 and float(m[3]) > 0 and int(m[2]) > 0
-    assert lines[-2].startswith("600 readings per run")
+    assert float(m[5]) > 10 and float(m[6]) > 10  # at least the history a stream keeps
+    assert lines[-2].startswith("scorer state per stream (1 1-minute streams")
+    assert lines[-3].startswith("600 readings per run")
     assert _worktrees() == before  # the baseline's worktree is gone
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import date, timedelta
 
 import numpy as np
@@ -11,9 +12,11 @@ from models.features import (
     DemandFeatureConfig,
     SensorFeatureConfig,
     SensorFeatureState,
+    _Ring,
     demand_features,
     sensor_training_pairs,
 )
+from models.surprise import PeriodTest
 
 CFG = SensorFeatureConfig(window=8, seasonal_half_width=1, norm_horizon=50, max_seasonal_lag=400)
 
@@ -108,3 +111,58 @@ def test_history_lookups_days_back() -> None:
     assert state.days_ago(7) == pytest.approx(values[2050 - 2016])
     assert state.keeps_days(7) and not state.keeps_days(8)
     assert state.days_ago(8) is None
+
+
+def test_history_ring_copies_runs_across_its_wrap() -> None:
+    ring = _Ring(5)
+    kept: list[float] = []
+    for v in range(13):  # wraps round the buffer twice and a half
+        ring.append(float(v))
+        kept = [float(x) for x in range(v + 1)][-5:]
+        assert len(ring) == len(kept)
+        assert [ring.at(i) for i in range(len(ring))] == kept
+        for start in range(len(kept)):
+            for n in range(1, len(kept) - start + 1):
+                out = np.full(n, -1.0)
+                ring.copy_to(out, start)
+                assert out.tolist() == kept[start : start + n], (v, start, n)
+
+
+def test_features_and_day_lookups_are_the_same_once_the_history_wraps() -> None:
+    """A stream far past its kept history: every network input and day-back lookup equals the one
+    computed from the plain series (the ring's wrap is invisible)."""
+    cfg = SensorFeatureConfig(window=8, seasonal_half_width=1, norm_horizon=50, max_seasonal_lag=300, history_keep=300)
+    ts, values = _series(1500)
+    state = SensorFeatureState(cfg)
+    for i, (t, v) in enumerate(zip(ts, values, strict=True)):
+        if i >= 288:
+            assert state.days_ago(1) == values[i - 288]
+        step = state.push(int(t), float(v))
+        if i >= 300:
+            recent = (values[i - 7 : i] - values[i]) / step.std
+            np.testing.assert_allclose(step.features[:7], np.clip(recent, -cfg.clip, cfg.clip).astype(np.float32))
+            ref = (values[i + 1 - 288 - 1 : i + 1 - 288 + 2] - values[i]) / step.std
+            np.testing.assert_allclose(step.features[7:10], np.clip(ref, -cfg.clip, cfg.clip).astype(np.float32))
+
+
+def test_period_test_means_the_changes_of_its_trailing_window() -> None:
+    """The day-over-day test's window (a ring of raw doubles) holds the last `day_fraction` of a
+    day's changes against the day before; restart empties it."""
+    cfg = SensorFeatureConfig(window=8, seasonal_half_width=1, norm_horizon=50, max_seasonal_lag=400)
+    ts, values = _series(1200)
+    state = SensorFeatureState(cfg)
+    period = PeriodTest(1)
+    changes: list[float] = []
+    for i, (t, v) in enumerate(zip(ts, values, strict=True)):
+        x = period.surprise(state, float(v), 0.25, 2.0)  # window: a quarter of 288 readings = 72
+        assert (x is None) == (i < 288)  # no change to test before a day has passed
+        if x is not None:
+            changes.append((float(v) - values[i - 288]) / 2.0)
+            window = changes[-72:]
+            assert period.filled == len(window)
+            assert math.exp(x) - 1e-3 == pytest.approx(abs(sum(window) / len(window)), rel=1e-9, abs=1e-12)
+        state.push(int(t), float(v))
+        if i == 1000:
+            period.restart()
+            changes.clear()
+    assert period.filled == 72 and len(changes) == 199
