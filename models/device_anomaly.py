@@ -186,7 +186,7 @@ class DeviceScorer:
         c = zwin.shape[1]
         blocks = channel_inputs(zwin)
         steps = np.concatenate([self.model.predict_one(b.reshape(-1)) for b in blocks])[:c]
-        return np.clip(zwin[-1], -8.0, 8.0) + steps
+        return zwin[-1] + steps
 
     # ----------------------------------------------------------------- state
 

@@ -63,6 +63,17 @@ def test_a_lasting_new_normal_is_relearnt() -> None:
     assert np.mean(np.array(scores[1800:]) >= 0.5) < 0.05
 
 
+def test_the_forecast_follows_a_channel_beyond_the_clip_range() -> None:
+    """A channel steady 20 robust spreads from its warm-up median (a night regime the warm-up never
+    saw): the network sees it clipped at 8 and forecasts no change, so the forecast is the value
+    itself; adding that change to the clipped value instead made the residual statistic read the
+    distance beyond the clip, an alarm for as long as the regime lasted."""
+    scorer = DeviceScorer.default()
+    for level in (20.0, -20.0, 3.0):
+        pred = scorer._forecast(np.full((WINDOW, 3), level))
+        assert np.all(np.abs(pred - level) < 1.0), (level, pred)
+
+
 def test_refuses_a_model_of_another_task() -> None:
     with pytest.raises(ModelLoadError):
         DeviceScorer(load_model(default_model_path("anomaly")))
