@@ -125,14 +125,11 @@ class SensorFeatureState:
 
     @property
     def std(self) -> float:
-        return self._std()
+        return math.sqrt(self._var) if self._var > 1e-12 else 1.0
 
     @property
     def var(self) -> float:
         return self._var
-
-    def _std(self) -> float:
-        return math.sqrt(self._var) if self._var > 1e-12 else 1.0
 
     def _update_interval(self, ts_ms: int) -> None:
         if self._lag is not None:
@@ -147,15 +144,6 @@ class SensorFeatureState:
         interval = diffs[len(diffs) // 2]
         lag = round(86_400_000 / interval)
         self._lag = lag if 2 <= lag <= self._cfg.max_seasonal_lag else 0
-
-    def _update_norm(self, value: float) -> None:
-        self._n += 1
-        self._k += 1
-        k, horizon = self._k, self._norm_horizon
-        alpha = 1.0 / (k if k < horizon else horizon)
-        delta = value - self._mean
-        self._mean += alpha * delta
-        self._var = (1.0 - alpha) * (self._var + alpha * delta * delta)
 
     def days_ago(self, days: int = 1) -> float | None:
         """The reading `days` daily lags before the reading about to be pushed (None if unknown
@@ -203,8 +191,21 @@ class SensorFeatureState:
     def push(self, ts_ms: int, value: float) -> SensorStep:
         if self._lag is None:
             self._update_interval(ts_ms)
-        self._update_norm(value)
-        self._hist.append(value)
+        # the running mean and variance (exponential over norm_horizon once past it), then the
+        # ring's append inline: one call per reading instead of three
+        self._n += 1
+        k = self._k = self._k + 1
+        horizon = self._norm_horizon
+        alpha = 1.0 / (k if k < horizon else horizon)
+        delta = value - self._mean
+        self._mean += alpha * delta
+        self._var = (1.0 - alpha) * (self._var + alpha * delta * delta)
+        hist = self._hist
+        head = hist._head
+        hist._buf[head] = value
+        hist._head = head + 1 if head + 1 < hist._cap else 0
+        if hist._count < hist._cap:
+            hist._count += 1
         return self._features(value)
 
     def _features(self, last: float) -> SensorStep:
@@ -219,8 +220,15 @@ class SensorFeatureState:
         # recent window, oldest first, relative to the last value; missing history stays 0
         if take < w:
             scratch[:] = last  # becomes 0 once the last value is subtracted
-        if take:
-            hist.copy_to(scratch[w - take : w], n_hist - 1 - take)
+        buf, cap = hist._buf, hist._cap
+        zero = hist._head - n_hist  # buffer position of index 0 (+ cap if negative)
+        if take:  # one slice unless the run wraps round the buffer's end (copy_to does both)
+            p = zero + n_hist - 1 - take
+            p = p + cap if p < 0 else p
+            if p + take <= cap:
+                scratch[w - take : w] = buf[p : p + take]
+            else:
+                hist.copy_to(scratch[w - take : w], n_hist - 1 - take)
         lag = self._lag or 0
         h = self._h
         # readings around t+1-lag; index of x[t] is n_hist-1, so x[t+1-lag+j] is at n_hist-lag+j
@@ -231,7 +239,12 @@ class SensorFeatureState:
             valid = 2 * h + 1 if 2 * h + 1 < lag + h else lag + h
             end = w + valid
             ref = scratch[w:end]
-            hist.copy_to(ref, first)
+            p = zero + first
+            p = p + cap if p < 0 else p
+            if p + valid <= cap:
+                ref[:] = buf[p : p + valid]
+            else:
+                hist.copy_to(ref, first)
             if self._shifts:
                 number = np.arange(first, first + valid) + (self._n - n_hist)
                 for since, delta in self._shifts:
