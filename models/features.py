@@ -191,8 +191,7 @@ class SensorFeatureState:
     def push(self, ts_ms: int, value: float) -> SensorStep:
         if self._lag is None:
             self._update_interval(ts_ms)
-        # the running mean and variance (exponential over norm_horizon once past it), then the
-        # ring's append inline: one call per reading instead of three
+        # the running mean and variance (exponential over norm_horizon once past it), inline
         self._n += 1
         k = self._k = self._k + 1
         horizon = self._norm_horizon
@@ -200,12 +199,7 @@ class SensorFeatureState:
         delta = value - self._mean
         self._mean += alpha * delta
         self._var = (1.0 - alpha) * (self._var + alpha * delta * delta)
-        hist = self._hist
-        head = hist._head
-        hist._buf[head] = value
-        hist._head = head + 1 if head + 1 < hist._cap else 0
-        if hist._count < hist._cap:
-            hist._count += 1
+        self._hist.append(value)
         return self._features(value)
 
     def _features(self, last: float) -> SensorStep:
